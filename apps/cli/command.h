@@ -1,0 +1,27 @@
+// How a subcommand plugs into the `sanastream` binary: each cmd_*.cpp defines one
+// register_<name>(CLI::App&) that adds its subcommand, binds options to a struct it owns and
+// sets the callback that runs it. Errors are thrown as sanastream::Error; main() maps them to
+// exit codes (0 ok, 1 error, 2 usage, 130 interrupted).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace sanastream::cli {
+
+// The selected subcommand's body; main() runs it after parsing.
+using Runner = std::function<void()>;
+void set_runner(Runner r);
+
+// Adds the --json FILE option ("-" = stdout) to a subcommand that reports.
+CLI::Option* add_json_option(CLI::App* sub, std::string* target);
+
+void register_info(CLI::App& app);
+void register_convert(CLI::App& app);
+void register_latent_edit(CLI::App& app);
+void register_golden_check(CLI::App& app);
+
+}  // namespace sanastream::cli

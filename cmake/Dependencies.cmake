@@ -1,0 +1,80 @@
+# Third-party dependencies. Required: Torch (ATen), nlohmann_json, CLI11, fmt.
+# Optional parts default to what the machine has: CUDA (nvcc *and* a CUDA-enabled Torch), FFmpeg, OpenCV.
+
+find_package(Threads REQUIRED)
+find_package(Torch REQUIRED)
+find_package(nlohmann_json 3.9 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(fmt REQUIRED)
+
+# --- CUDA: only when nvcc and a CUDA-enabled Torch are both present -------------------------------
+include(CheckLanguage)
+check_language(CUDA)
+set(_torch_has_cuda OFF)
+if(TARGET torch_cuda OR TARGET c10_cuda OR CAFFE2_USE_CUDA)
+  set(_torch_has_cuda ON)
+endif()
+set(_cuda_default OFF)
+if(CMAKE_CUDA_COMPILER AND _torch_has_cuda)
+  set(_cuda_default ON)
+endif()
+option(SANASTREAM_CUDA "Build the CUDA path (needs nvcc and a CUDA-enabled Torch)" ${_cuda_default})
+if(SANASTREAM_CUDA)
+  if(NOT CMAKE_CUDA_COMPILER)
+    message(FATAL_ERROR "SANASTREAM_CUDA=ON but no CUDA compiler (nvcc) was found")
+  endif()
+  if(NOT _torch_has_cuda)
+    message(FATAL_ERROR "SANASTREAM_CUDA=ON but Torch at ${Torch_DIR} was built without CUDA")
+  endif()
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 90a)   # H100/H200: wgmma and TMA need the "a" target
+  endif()
+  set(CMAKE_CUDA_STANDARD 17)
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+endif()
+
+# --- FFmpeg (video I/O) -------------------------------------------------------------------------
+find_package(PkgConfig QUIET)
+set(_ffmpeg_found OFF)
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(FFMPEG QUIET IMPORTED_TARGET libavformat libavcodec libswscale libavutil libswresample)
+  if(FFMPEG_FOUND)
+    set(_ffmpeg_found ON)
+  endif()
+endif()
+option(SANASTREAM_FFMPEG "Video I/O through FFmpeg's libraries" ${_ffmpeg_found})
+if(SANASTREAM_FFMPEG AND NOT _ffmpeg_found)
+  message(FATAL_ERROR "SANASTREAM_FFMPEG=ON but the FFmpeg development libraries were not found")
+endif()
+
+# --- OpenCV (evaluation metrics) ------------------------------------------------------------------
+find_package(OpenCV QUIET COMPONENTS core imgproc video)
+set(_opencv_found OFF)
+if(OpenCV_FOUND)
+  set(_opencv_found ON)
+endif()
+option(SANASTREAM_OPENCV "Evaluation metrics through OpenCV" ${_opencv_found})
+if(SANASTREAM_OPENCV AND NOT _opencv_found)
+  message(FATAL_ERROR "SANASTREAM_OPENCV=ON but OpenCV was not found")
+endif()
+
+# --- ccache, when present, makes rebuilds (CI, the GPU machine) cheap ------------------------------
+find_program(CCACHE_PROGRAM ccache)
+if(CCACHE_PROGRAM AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+  set(CMAKE_CUDA_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+endif()
+
+# Torch's exported flags (the C++11 ABI define) for every target that includes its headers.
+string(REPLACE " " ";" SANASTREAM_TORCH_CXX_FLAGS "${TORCH_CXX_FLAGS}")
+
+# One helper so every layer is declared the same way.
+function(sanastream_layer name)
+  cmake_parse_arguments(L "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(${name} STATIC ${L_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/include)
+  target_link_libraries(${name} PUBLIC ${L_DEPS} PRIVATE ${L_PRIVATE_DEPS})
+  target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>)
+  set_target_properties(${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+endfunction()

@@ -1,0 +1,28 @@
+// Cross-attention from tokens to the caption (MultiHeadCrossAttention with qk RMSNorm, eps 1e-6):
+// no norm or modulation on the input, an additive mask bias (1 − m)·(−10000). The caption side
+// (keys/values) is projected once per prompt.
+#pragma once
+
+#include "model/dit_common.h"
+
+namespace sanastream::model {
+
+class CrossAttention {
+ public:
+  CrossAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads);
+
+  struct CaptionKV {
+    at::Tensor k, v;  // [B, H, L, D]
+  };
+  // y: [B, L, C] (the normalised caption embedding).
+  CaptionKV project_caption(const at::Tensor& y) const;
+
+  // x: [B, N, C]; bias: [B, 1, 1, L] → [B, N, C]
+  at::Tensor forward(const at::Tensor& x, const CaptionKV& kv, const at::Tensor& bias) const;
+
+ private:
+  at::Tensor q_w_, q_b_, kv_w_, kv_b_, proj_w_, proj_b_, q_norm_, k_norm_;
+  int64_t heads_;
+};
+
+}  // namespace sanastream::model

@@ -1,0 +1,21 @@
+#include "model/dit_common.h"
+
+#include "core/error.h"
+
+namespace sanastream::model {
+
+const at::Tensor& weight(const io::TensorMap& w, const std::string& key) {
+  auto it = w.find(key);
+  SS_CHECK(it != w.end(), "DiT weights: missing tensor '{}'", key);
+  return it->second;
+}
+
+at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+at::Tensor gated(const at::Tensor& x, const at::Tensor& gate_pre) {
+  return x * at::silu(gate_pre.to(at::kFloat)).to(x.scalar_type());
+}
+
+}  // namespace sanastream::model

@@ -1,0 +1,32 @@
+// GDN self-attention of the hybrid DiT (V2VBiGDNAttention / V2VStateCachedBiGDNAttention):
+// projections, RMSNorm + ReLU feature maps, RoPE on the numerator side, β and per-frame decay
+// gates, the bidirectional frame-wise delta rule (ops::gdn_bidirectional), output gate, proj.
+#pragma once
+
+#include "model/dit_common.h"
+#include "ops/gdn.h"
+#include "ops/rope.h"
+
+namespace sanastream::model {
+
+class GdnAttention {
+ public:
+  // prefix: "blocks.N.attn."
+  GdnAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads);
+
+  // h: [B, N, C] model dtype → [B, N, C]. init: previous chunk's forward state (or undefined);
+  // final_state (nullable) receives this call's forward state after its last frame.
+  at::Tensor forward(const at::Tensor& h, const DitGrid& g, const ops::RopeTable& rope, const ops::GdnState& init,
+                     ops::GdnState* final_state) const;
+
+ private:
+  at::Tensor wq_, wk_, wv_;         // [C, C]
+  at::Tensor q_norm_, k_norm_;      // [C]
+  at::Tensor beta_w_, beta_b_;      // [H, C], [H]
+  at::Tensor gate_w_, gate_b_;      // [H, C], [H]
+  at::Tensor a_log_, dt_bias_;      // [H]
+  at::Tensor out_gate_w_, out_gate_b_, proj_w_, proj_b_;
+  int64_t heads_;
+};
+
+}  // namespace sanastream::model

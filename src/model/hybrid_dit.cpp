@@ -1,0 +1,151 @@
+#include "model/hybrid_dit.h"
+
+#include <cmath>
+
+#include "core/compare.h"
+#include "core/error.h"
+#include "ops/norm.h"
+#include "ops/rope.h"
+
+namespace sanastream::model {
+
+namespace {
+constexpr double kLayerNormEps = 1e-6;
+constexpr double kCaptionNormEps = 1e-5;
+constexpr double kMaskBias = -10000.0;
+}  // namespace
+
+HybridDit::HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime& rt) : cfg_(std::move(cfg)), rt_(rt) {
+  validate_dit_weights(cfg_, weights);
+  for (const auto& [k, t] : weights) w_[k] = t.is_floating_point() ? t.to(rt_.device, rt_.dtype) : t.to(rt_.device);
+  for (int64_t b = 0; b < cfg_.depth; ++b) {
+    const std::string p = fmt::format("blocks.{}.", b);
+    Block blk;
+    blk.scale_shift = weight(w_, p + "scale_shift_table");
+    if (cfg_.is_softmax(b)) {
+      blk.softmax = std::make_unique<SoftmaxAttention>(w_, p + "attn.", cfg_.heads);
+    } else {
+      blk.gdn = std::make_unique<GdnAttention>(w_, p + "attn.", cfg_.heads);
+    }
+    blk.cross = std::make_unique<CrossAttention>(w_, p + "cross_attn.", cfg_.cross_heads);
+    blk.ffn = std::make_unique<MixFfn>(w_, p + "mlp.");
+    blocks_.push_back(std::move(blk));
+  }
+}
+
+CaptionState HybridDit::encode_caption(const at::Tensor& embeds_in, const at::Tensor& mask,
+                                       const Capture& capture) const {
+  at::Tensor embeds = embeds_in.dim() == 4 ? embeds_in.squeeze(1) : embeds_in;
+  SS_CHECK(embeds.dim() == 3 && embeds.size(1) == cfg_.caption_length && embeds.size(2) == cfg_.caption_channels,
+           "prompt embeddings: expected [B, 1, {}, {}], got {}", cfg_.caption_length, cfg_.caption_channels,
+           shape_str(embeds_in.sizes()));
+  SS_CHECK(mask.dim() == 2 && mask.size(0) == embeds.size(0) && mask.size(1) == cfg_.caption_length,
+           "prompt mask: expected [{}, {}], got {}", embeds.size(0), cfg_.caption_length, shape_str(mask.sizes()));
+  at::Tensor y = embeds.to(rt_.device, rt_.dtype);
+  y = dense(y, weight(w_, "y_embedder.y_proj.fc1.weight"), weight(w_, "y_embedder.y_proj.fc1.bias"));
+  y = at::gelu(y, "tanh");
+  y = dense(y, weight(w_, "y_embedder.y_proj.fc2.weight"), weight(w_, "y_embedder.y_proj.fc2.bias"));
+  capture.put("y_embedder", y.unsqueeze(1));
+  y = ops::rms_norm(y, weight(w_, "attention_y_norm.weight"), kCaptionNormEps);
+  capture.put("attention_y_norm", y.unsqueeze(1));
+  CaptionState cs;
+  cs.y = y;
+  cs.bias = ((1 - mask.to(rt_.device, rt_.dtype)) * kMaskBias).view({mask.size(0), 1, 1, mask.size(1)});
+  for (const auto& blk : blocks_) cs.kv.push_back(blk.cross->project_caption(y));
+  return cs;
+}
+
+at::Tensor HybridDit::timestep_embedding(const at::Tensor& timestep) const {
+  // Sinusoid of the integer-truncated timestep, cos half first, max period 1e4, in fp32.
+  const int64_t half = cfg_.freq_dim / 2;
+  at::Tensor t = timestep.to(at::kLong).to(at::kFloat).to(rt_.device);
+  at::Tensor freqs = at::exp(at::arange(half, rt_.f32()) * (-std::log(10000.0)) / static_cast<double>(half));
+  at::Tensor args = t.unsqueeze(1) * freqs.unsqueeze(0);
+  at::Tensor emb = at::cat({at::cos(args), at::sin(args)}, -1);
+  if (cfg_.freq_dim % 2) emb = at::cat({emb, at::zeros_like(emb.narrow(1, 0, 1))}, -1);
+  return emb.to(rt_.dtype);
+}
+
+at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, const at::Tensor& timestep,
+                              const CaptionState& caption, const DitCallOptions& opt) const {
+  SS_CHECK(x_in.dim() == 5 && x_in.size(1) == cfg_.latent_channels,
+           "noisy latent: expected [B, {}, T, H, W], got {}", cfg_.latent_channels, shape_str(x_in.sizes()));
+  SS_CHECK(src_in.dim() == 5 && src_in.size(1) == cfg_.source_channels && src_in.size(0) == x_in.size(0) &&
+               src_in.sizes().slice(2) == x_in.sizes().slice(2),
+           "source latent: expected [{}, {}, {}, {}, {}], got {}", x_in.size(0), cfg_.source_channels, x_in.size(2),
+           x_in.size(3), x_in.size(4), shape_str(src_in.sizes()));
+  SS_CHECK(caption.y.size(0) == x_in.size(0), "caption batch {} != latent batch {}", caption.y.size(0), x_in.size(0));
+  const int64_t B = x_in.size(0), C = cfg_.hidden;
+  const DitGrid g{x_in.size(2), x_in.size(3), x_in.size(4)};
+  const Capture& cap = opt.capture;
+
+  // Patch embedding (1×1×1 conv) on cat[x, src] → tokens in (t, h, w) order.
+  at::Tensor xin = at::cat({x_in.to(rt_.device, rt_.dtype), src_in.to(rt_.device, rt_.dtype)}, 1);
+  // The residual stream is kept in fp32 whatever the compute dtype; branches run in rt_.dtype.
+  at::Tensor x = dense(xin.flatten(2).transpose(1, 2), weight(w_, "x_embedder.proj.weight").flatten(1),
+                       weight(w_, "x_embedder.proj.bias"))
+                     .to(at::kFloat);  // [B, N, C]
+  cap.put("x_embedder", x);
+  const at::ScalarType dt = rt_.dtype;
+
+  at::Tensor t = timestep_embedding(timestep);
+  t = dense(t, weight(w_, "t_embedder.mlp.0.weight"), weight(w_, "t_embedder.mlp.0.bias"));
+  t = dense(at::silu(t), weight(w_, "t_embedder.mlp.2.weight"), weight(w_, "t_embedder.mlp.2.bias"));  // [B, C]
+  cap.put("t_embedder", t);
+  at::Tensor t0 = dense(at::silu(t), weight(w_, "t_block.1.weight"), weight(w_, "t_block.1.bias"));     // [B, 6C]
+  cap.put("t_block", t0);
+
+  std::vector<int64_t> frames(g.T);
+  for (int64_t f = 0; f < g.T; ++f) frames[f] = opt.frame_offset + f;
+  ops::RopeDims dims{cfg_.rope_t, cfg_.rope_h, cfg_.rope_w, cfg_.rope_theta};
+  const ops::RopeTable rope = ops::make_rope_table(dims, frames, g.H, g.W, cfg_.rope_positions, rt_.device);
+
+  SS_CHECK(!opt.cache || opt.cache->size() == blocks_.size(), "cache view has {} blocks, the model {}",
+           opt.cache ? opt.cache->size() : 0, blocks_.size());
+  if (opt.write_cache) opt.write_cache->assign(blocks_.size(), {});
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& blk = blocks_[i];
+    const std::string name = fmt::format("block{:02d}.", i);
+    const BlockCacheView* view = opt.cache ? &(*opt.cache)[i] : nullptr;
+    BlockCacheEntry* entry = opt.write_cache ? &(*opt.write_cache)[i] : nullptr;
+    auto mod = (blk.scale_shift.unsqueeze(0) + t0.view({B, 6, C})).to(at::kFloat).chunk(6, 1);  // each [B, 1, C]
+    const at::Tensor &shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
+    const at::Tensor &shift_mlp = mod[3], &scale_mlp = mod[4], &gate_mlp = mod[5];
+
+    at::Tensor h = ops::layer_norm_modulate(x, shift_msa, scale_msa, kLayerNormEps, dt);
+    at::Tensor a;
+    if (blk.gdn) {
+      a = blk.gdn->forward(h, g, rope, view ? view->gdn : ops::GdnState{}, entry ? &entry->gdn : nullptr);
+    } else {
+      a = blk.softmax->forward(h, rope, view ? view->k : at::Tensor(), view ? view->v : at::Tensor(),
+                               entry ? &entry->k : nullptr, entry ? &entry->v : nullptr);
+    }
+    cap.put(name + "attn", a);
+    x = x + gate_msa * a.to(at::kFloat);
+
+    at::Tensor c = blk.cross->forward(x.to(dt), caption.kv[i], caption.bias);
+    cap.put(name + "cross_attn", c);
+    x = x + c.to(at::kFloat);
+
+    h = ops::layer_norm_modulate(x, shift_mlp, scale_mlp, kLayerNormEps, dt);
+    at::Tensor m = blk.ffn->forward(h, g, view ? view->ffn_ctx : at::Tensor(), entry ? &entry->ffn_ctx : nullptr);
+    cap.put(name + "mlp", m);
+    x = x + gate_mlp * m.to(at::kFloat);
+    cap.put(name + "out", x);
+  }
+
+  // The final layer runs in fp32 (C → 128 is cheap) so the velocity is not rounded to bf16.
+  auto fmod = (weight(w_, "final_layer.scale_shift_table").unsqueeze(0) + t.unsqueeze(1)).chunk(2, 1);
+  at::Tensor out = ops::layer_norm_modulate(x, fmod[0], fmod[1], kLayerNormEps, at::kFloat);
+  out = dense(out, weight(w_, "final_layer.linear.weight").to(at::kFloat),
+              weight(w_, "final_layer.linear.bias").to(at::kFloat));  // [B, N, Cl] fp32
+  cap.put("final_layer", out);
+  return out.view({B, g.T, g.H, g.W, cfg_.latent_channels}).permute({0, 4, 1, 2, 3}).contiguous();
+}
+
+std::unique_ptr<HybridDit> load_hybrid_dit(const io::TensorMap& weights, const nlohmann::json& overrides,
+                                           const Runtime& rt) {
+  return std::make_unique<HybridDit>(weights, detect_dit_config(weights, overrides), rt);
+}
+
+}  // namespace sanastream::model

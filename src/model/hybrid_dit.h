@@ -1,0 +1,73 @@
+// The hybrid Gated-DeltaNet / softmax diffusion transformer of SANA-Streaming (SPEC §2): one code
+// path for CPU and CUDA, fp32 and bf16, streaming (cached chunks) and bidirectional (whole clip).
+// Module tree and weight names follow the official checkpoints.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/runtime.h"
+#include "model/capture.h"
+#include "model/cross_attention.h"
+#include "model/dit_cache.h"
+#include "model/dit_config.h"
+#include "model/gdn_attention.h"
+#include "model/mix_ffn.h"
+#include "model/softmax_attention.h"
+
+namespace sanastream::model {
+
+// The caption side of every call for one prompt, computed once: the embedded and normalised
+// caption, the mask bias and each block's cross-attention keys/values.
+struct CaptionState {
+  at::Tensor y;                                 // [B, L, C] model dtype
+  at::Tensor bias;                              // [B, 1, 1, L] (1 − mask)·(−10000)
+  std::vector<CrossAttention::CaptionKV> kv;    // per block
+};
+
+struct DitCallOptions {
+  int64_t frame_offset = 0;                // absolute latent index of the call's first frame (RoPE)
+  const CacheView* cache = nullptr;        // streaming caches to read (null: none)
+  CacheEntries* write_cache = nullptr;     // non-null: record this call's own cache entries
+  Capture capture;                         // activations under golden names
+};
+
+class HybridDit {
+ public:
+  // Converts the weights to rt's device and dtype; cfg from detect_dit_config().
+  HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime& rt);
+
+  const DitConfig& config() const { return cfg_; }
+  const Runtime& runtime() const { return rt_; }
+
+  // embeds: [B, 1, L, Cc] or [B, L, Cc]; mask: [B, L] (1 = token). Captures y_embedder and
+  // attention_y_norm.
+  CaptionState encode_caption(const at::Tensor& embeds, const at::Tensor& mask, const Capture& capture = {}) const;
+
+  // x: [B, Cl, T, H, W] noisy latent; src: [B, Cs, T, H, W] source latent; timestep: [B] (truncated
+  // to an integer as the official model does). Returns the velocity [B, Cl, T, H, W] in fp32.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& src, const at::Tensor& timestep, const CaptionState& caption,
+                     const DitCallOptions& opt = {}) const;
+
+ private:
+  struct Block {
+    at::Tensor scale_shift;  // [6, C]
+    std::unique_ptr<GdnAttention> gdn;
+    std::unique_ptr<SoftmaxAttention> softmax;
+    std::unique_ptr<CrossAttention> cross;
+    std::unique_ptr<MixFfn> ffn;
+  };
+  at::Tensor timestep_embedding(const at::Tensor& timestep) const;
+
+  DitConfig cfg_;
+  Runtime rt_;
+  io::TensorMap w_;
+  std::vector<Block> blocks_;
+};
+
+// Loads weights (any supported form), detects the configuration (with optional overrides) and
+// builds the model.
+std::unique_ptr<HybridDit> load_hybrid_dit(const io::TensorMap& weights, const nlohmann::json& overrides,
+                                           const Runtime& rt);
+
+}  // namespace sanastream::model

@@ -1,0 +1,40 @@
+#include "model/mix_ffn.h"
+
+#include "ops/glu.h"
+
+namespace sanastream::model {
+
+MixFfn::MixFfn(const io::TensorMap& w, const std::string& p) {
+  w_in_ = weight(w, p + "inverted_conv.conv.weight").flatten(1);
+  b_in_ = weight(w, p + "inverted_conv.conv.bias");
+  w_dw_ = weight(w, p + "depth_conv.conv.weight");
+  b_dw_ = weight(w, p + "depth_conv.conv.bias");
+  w_out_ = weight(w, p + "point_conv.conv.weight").flatten(1);
+  const at::Tensor& t = weight(w, p + "t_conv.weight");  // [C, C, K, 1]
+  t_kernel_ = t.size(2);
+  // [C_out, C_in, K, 1] → [C_out, K·C_in]: the K taps as one GEMM over time-shifted copies.
+  w_t_ = t.squeeze(-1).permute({0, 2, 1}).reshape({t.size(0), -1}).contiguous();
+}
+
+at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx,
+                           at::Tensor* last_frames) const {
+  const int64_t B = h.size(0), C = h.size(2), T = g.T, S = g.S(), F2 = w_in_.size(0);
+  // Spatial part on each frame: [B·T, 2F, H, W] for the depthwise conv.
+  at::Tensor x = at::silu(dense(h, w_in_, b_in_));                                     // [B, N, 2F]
+  x = x.view({B * T, S, F2}).transpose(1, 2).reshape({B * T, F2, g.H, g.W});
+  x = at::conv2d(x, w_dw_, b_dw_, /*stride=*/1, /*padding=*/1, /*dilation=*/1, /*groups=*/F2);
+  x = ops::silu_glu(x);                                                                   // [B·T, F, H, W]
+  at::Tensor pc = dense(x.flatten(2).transpose(1, 2), w_out_).view({B, T, S, C});      // point conv
+
+  // Temporal conv over frames: out[t] = Σ_k W_k · pc[t + k − P], P = (K − 1)/2.
+  const int64_t P = context_frames();
+  at::Tensor left = left_ctx.defined() ? left_ctx.to(pc.scalar_type()) : at::zeros({B, P, S, C}, pc.options());
+  at::Tensor padded = at::cat({left, pc, at::zeros({B, P, S, C}, pc.options())}, 1);   // [B, T + 2P, S, C]
+  std::vector<at::Tensor> taps;
+  for (int64_t k = 0; k < t_kernel_; ++k) taps.push_back(padded.narrow(1, k, T));
+  at::Tensor temporal = dense(at::cat(taps, -1), w_t_);                                 // [B, T, S, C]
+  if (last_frames) *last_frames = pc.narrow(1, T - P, P).contiguous();
+  return (pc + temporal).reshape({B, T * S, C});
+}
+
+}  // namespace sanastream::model

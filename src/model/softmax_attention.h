@@ -1,0 +1,27 @@
+// Gated softmax self-attention of the hybrid DiT's softmax blocks. Streaming
+// (V2VAfterRoPEGatedSoftmaxAttention): q/k are Conv1d k=3 weights of which only the centre tap is
+// used; the current chunk attends over cached post-RoPE keys/values (sink + previous chunk) and
+// itself. Bidirectional (V2VGatedSoftmaxAttention): Linear q/k, attention over the whole clip in fp32.
+#pragma once
+
+#include "model/dit_common.h"
+#include "ops/rope.h"
+
+namespace sanastream::model {
+
+class SoftmaxAttention {
+ public:
+  SoftmaxAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads);
+
+  // h: [B, N, C] → [B, N, C]. cached_k/v: [B, H, M, D] or undefined. new_k/new_v (nullable)
+  // receive this call's post-RoPE keys/values [B, H, N, D] for the cache.
+  at::Tensor forward(const at::Tensor& h, const ops::RopeTable& rope, const at::Tensor& cached_k,
+                     const at::Tensor& cached_v, at::Tensor* new_k, at::Tensor* new_v) const;
+
+ private:
+  at::Tensor wq_, wk_, wv_, q_norm_, k_norm_, out_gate_w_, out_gate_b_, proj_w_, proj_b_;
+  int64_t heads_;
+  bool fp32_attention_;  // the bidirectional class upcasts q/k/v to fp32
+};
+
+}  // namespace sanastream::model

@@ -1,0 +1,30 @@
+#include <c10/cuda/CUDAStream.h>
+
+#include "core/error.h"
+#include "kernels/glu.h"
+#include "ops/cuda/launch.h"
+#include "ops/cuda_dispatch.h"
+
+namespace sanastream::ops::cuda {
+
+at::Tensor silu_glu(const at::Tensor& x_in) {
+  at::Tensor x = x_in.contiguous();
+  const int64_t rows = x.size(0);
+  const int64_t F = x.size(1) / 2;
+  const int64_t inner = x.numel() / (rows * x.size(1));  // trailing dims (spatial)
+  auto out_sizes = x.sizes().vec();
+  out_sizes[1] = F;
+  at::Tensor out = at::empty(out_sizes, x.options());
+  kernels::SiluGluParams p;
+  p.x = x.data_ptr();
+  p.out = out.data_ptr();
+  p.rows = rows;
+  p.cols = F * inner;
+  p.x_row_stride = 2 * F * inner;
+  p.out_row_stride = F * inner;
+  p.type = elem_type(x);
+  kernels::silu_glu(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  return out;
+}
+
+}  // namespace sanastream::ops::cuda

@@ -1,0 +1,93 @@
+#include "ops/ref/ref.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace sanastream::ops::ref {
+
+bool reference_mode() {
+  static const bool on = [] {
+    const char* v = std::getenv("SANASTREAM_REFERENCE");
+    return v && std::strcmp(v, "0") != 0 && *v != '\0';
+  }();
+  return on;
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return (weight * normed).to(x.scalar_type());
+}
+
+at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
+                               at::ScalarType out_dtype) {
+  at::Tensor n = at::layer_norm(x.to(at::kFloat), {x.size(-1)}, {}, {}, eps);
+  return (n * (1 + scale.to(at::kFloat)) + shift.to(at::kFloat)).to(out_dtype);
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  // Pairs (x0, x1) → (x0·c − x1·s, x0·s + x1·c), the complex product the official code forms in
+  // complex128. cos/sin [N, P] broadcast over the head dim at -2.
+  at::Tensor xd = x.to(at::kDouble);
+  auto sizes = x.sizes().vec();
+  sizes.back() /= 2;
+  sizes.push_back(2);
+  at::Tensor pairs = xd.reshape(sizes);
+  at::Tensor x0 = pairs.select(-1, 0), x1 = pairs.select(-1, 1);
+  at::Tensor c = cos.unsqueeze(-2), s = sin.unsqueeze(-2);  // [N, 1, P]
+  at::Tensor out = at::stack({x0 * c - x1 * s, x0 * s + x1 * c}, -1).reshape(x.sizes());
+  return out.to(x.scalar_type());
+}
+
+GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double eps) {
+  const int64_t B = in.q.size(0), H = in.q.size(1), T = in.q.size(2), D = in.q.size(3);
+  const auto f32 = in.q.options().dtype(at::kFloat);
+  // One delta-rule step on state (M, z) with frame f, in the official operation order.
+  auto update = [&](at::Tensor& M, at::Tensor& z, int64_t f) {
+    at::Tensor g = in.decay.select(2, f).view({B, H, 1, 1});
+    M = M * g;
+    z = z * g;
+    at::Tensor kr = in.k_rot.select(2, f), k = in.k.select(2, f), v = in.v.select(2, f);  // [B, H, D, S]
+    at::Tensor b = in.beta.select(2, f).unsqueeze(2);                                     // [B, H, 1, S]
+    at::Tensor dv = (v - at::matmul(M, kr)) * b;
+    M = M + at::matmul(dv, kr.transpose(-1, -2));
+    at::Tensor dz = (1.0 - at::matmul(z.transpose(-1, -2), k)) * b;
+    z = z + at::matmul(k, dz.transpose(-1, -2));
+  };
+  std::vector<at::Tensor> num(T), den(T);
+  at::Tensor M = init.defined() ? init.kv.to(at::kFloat).clone() : at::zeros({B, H, D, D}, f32);
+  at::Tensor z = init.defined() ? init.z.to(at::kFloat).clone() : at::zeros({B, H, D, 1}, f32);
+  for (int64_t f = 0; f < T; ++f) {
+    update(M, z, f);
+    num[f] = at::matmul(M, in.q_rot.select(2, f));                   // [B, H, D, S]
+    den[f] = at::matmul(z.transpose(-1, -2), in.q.select(2, f));     // [B, H, 1, S]
+  }
+  GdnOutput out;
+  out.final_state = {M, z};
+  // Reverse: frame f reads the state of frames f+1 … T−1 (zero for the last frame).
+  at::Tensor R = at::zeros({B, H, D, D}, f32), zr = at::zeros({B, H, D, 1}, f32);
+  std::vector<at::Tensor> merged(T);
+  for (int64_t f = T - 1; f >= 0; --f) {
+    at::Tensor nb = at::matmul(R, in.q_rot.select(2, f));
+    at::Tensor db = at::matmul(zr.transpose(-1, -2), in.q.select(2, f));
+    merged[f] = (num[f] + nb) / (den[f] + db + eps);
+    if (f > 0) update(R, zr, f);
+  }
+  out.out = at::stack(merged, 2);
+  return out;
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  at::Tensor scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) * scale;
+  if (bias.defined()) scores = scores + bias.to(at::kFloat);
+  return at::matmul(at::softmax(scores, -1), v.to(at::kFloat)).to(q.scalar_type());
+}
+
+at::Tensor silu_glu(const at::Tensor& x) {
+  auto halves = x.chunk(2, 1);
+  return halves[0] * at::silu(halves[1]);
+}
+
+}  // namespace sanastream::ops::ref

@@ -1,0 +1,24 @@
+// Reference implementations of every op in plain ATen (fp32/fp64 where it matters). They are the
+// ground truth for kernel tests, the path on machines without a kernel, and — with
+// SANASTREAM_REFERENCE=1 in the environment — the path for the whole model, to bisect bugs.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "ops/gdn.h"
+
+namespace sanastream::ops::ref {
+
+// True when SANASTREAM_REFERENCE=1 (read once).
+bool reference_mode();
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
+                               at::ScalarType out_dtype);
+// x: [..., N, H, D]; cos, sin: [N or 1, D/2] float64
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double eps);
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias);
+at::Tensor silu_glu(const at::Tensor& x);
+
+}  // namespace sanastream::ops::ref

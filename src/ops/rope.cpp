@@ -1,0 +1,52 @@
+#include "ops/rope.h"
+
+#include "core/error.h"
+#include "ops/ref/ref.h"
+
+namespace sanastream::ops {
+
+namespace {
+// Inverse frequencies of one axis part of width `dim`: θ^(−(0, 2, 4, …)/dim), float64.
+at::Tensor inv_freq(int64_t dim, double theta) {
+  at::Tensor i = at::arange(0, dim, 2, at::kDouble);
+  return at::pow(theta, i / static_cast<double>(dim)).reciprocal();
+}
+}  // namespace
+
+RopeTable make_rope_table(const RopeDims& d, const std::vector<int64_t>& frames, int64_t height, int64_t width,
+                          int64_t table_rows, at::Device device) {
+  SS_CHECK(!frames.empty() && height > 0 && width > 0, "RoPE: empty grid");
+  for (int64_t f : frames)
+    SS_CHECK(f >= 0 && f < table_rows, "RoPE: frame position {} outside the table of {} positions", f, table_rows);
+  SS_CHECK(height <= table_rows && width <= table_rows, "RoPE: grid {}x{} exceeds the table of {} positions", height,
+           width, table_rows);
+  const int64_t T = static_cast<int64_t>(frames.size());
+  at::Tensor pf = at::tensor(frames, at::kDouble);
+  at::Tensor ph = at::arange(height, at::kDouble), pw = at::arange(width, at::kDouble);
+  // Angles per axis, as torch.outer(pos, freqs) in float64.
+  at::Tensor af = at::outer(pf, inv_freq(d.t, d.theta));  // [T, t/2]
+  at::Tensor ah = at::outer(ph, inv_freq(d.h, d.theta));  // [H, h/2]
+  at::Tensor aw = at::outer(pw, inv_freq(d.w, d.theta));  // [W, w/2]
+  at::Tensor angles = at::cat({af.view({T, 1, 1, -1}).expand({T, height, width, af.size(1)}),
+                               ah.view({1, height, 1, -1}).expand({T, height, width, ah.size(1)}),
+                               aw.view({1, 1, width, -1}).expand({T, height, width, aw.size(1)})},
+                              -1)
+                           .reshape({T * height * width, -1});
+  return {angles.cos().to(device), angles.sin().to(device)};
+}
+
+RopeTable make_temporal_shift(const RopeDims& d, int64_t frame_delta, at::Device device) {
+  at::Tensor at_ = inv_freq(d.t, d.theta) * static_cast<double>(frame_delta);
+  at::Tensor angles = at::cat({at_, at::zeros({(d.h + d.w) / 2}, at::kDouble)}).view({1, -1});
+  return {angles.cos().to(device), angles.sin().to(device)};
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table) {
+  SS_CHECK(x.dim() >= 3 && x.size(-1) % 2 == 0 && x.size(-1) / 2 == table.cos.size(1),
+           "RoPE: head dim {} does not match the table ({} pairs)", x.size(-1), table.cos.size(1));
+  SS_CHECK(table.cos.size(0) == 1 || table.cos.size(0) == x.size(-3), "RoPE: {} tokens but a table of {} rows",
+           x.size(-3), table.cos.size(0));
+  return ref::apply_rope(x, table.cos, table.sin);
+}
+
+}  // namespace sanastream::ops

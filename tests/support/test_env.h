@@ -1,0 +1,40 @@
+// Shared test helpers: the CLI runner (exit code, stdout, stderr), temp dirs and the golden root.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace sanastream::test {
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+  // The number of non-empty stderr lines (errors must be exactly one).
+  int err_lines() const;
+};
+
+// Runs the built `sanastream` binary with args; stdin from /dev/null unless stdin_file is given.
+CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_file = "");
+
+// A fresh directory under the build tree's test scratch area, removed at exit of the test program.
+std::string temp_dir(const std::string& name);
+
+// $SANASTREAM_GOLDEN, else the root resolved at configure time. Empty when absent (callers skip,
+// or fail when CI=true).
+std::string golden_root();
+bool ci_mode();
+bool file_exists(const std::string& path);
+
+}  // namespace sanastream::test
+
+// Skips the test when the golden data is absent; under CI=true a missing set is a failure.
+#define REQUIRE_GOLDEN(path)                                                                   \
+  do {                                                                                         \
+    if (!::sanastream::test::file_exists(path)) {                                           \
+      if (::sanastream::test::ci_mode()) FAIL() << "golden data missing under CI: " << (path); \
+      GTEST_SKIP() << "golden data not found: " << (path);                                     \
+    }                                                                                          \
+  } while (0)

@@ -1,0 +1,273 @@
+// The hybrid DiT: configuration detection, the golden sets through `golden-check` (fp32 CPU;
+// the CUDA runs are in test_gpu.cpp), shapes and sets the shared data does not cover, and errors.
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "model/dit_config.h"
+#include "model/dit_random.h"
+#include "model/hybrid_dit.h"
+#include "pipeline/latent_edit.h"
+#include "pipeline/samplers.h"
+#include "pipeline/schedule.h"
+#include "support/test_env.h"
+
+using namespace sanastream;
+using sanastream::test::file_exists;
+using sanastream::test::golden_root;
+using sanastream::test::run_cli;
+using sanastream::test::temp_dir;
+namespace fs = std::filesystem;
+
+TEST(DitConfig, SoftmaxLayersFollowTheOfficialRule) {
+  EXPECT_EQ(model::softmax_layer_indices(20, 0.25), (std::vector<int64_t>{3, 7, 11, 15, 19}));
+  EXPECT_EQ(model::softmax_layer_indices(4, 0.25), (std::vector<int64_t>{3}));
+  EXPECT_EQ(model::softmax_layer_indices(8, 0.25), (std::vector<int64_t>{3, 7}));
+  EXPECT_EQ(model::softmax_layer_indices(6, 0.25), (std::vector<int64_t>{5}));
+  EXPECT_TRUE(model::softmax_layer_indices(6, 0.0).empty());
+}
+
+TEST(DitConfig, DetectedFromGoldenWeights) {
+  const std::string set = golden_root() + "/dit_stream_small";
+  REQUIRE_GOLDEN(set + "/weights.safetensors");
+  auto w = io::load_safetensors(set + "/weights.safetensors");
+  model::DitConfig c = model::detect_dit_config(w);
+  EXPECT_EQ(c.depth, 4);
+  EXPECT_EQ(c.hidden, 224);
+  EXPECT_EQ(c.heads, 2);
+  EXPECT_EQ(c.head_dim, 112);
+  EXPECT_EQ(c.ffn_hidden, 672);
+  EXPECT_EQ(c.caption_length, 300);
+  EXPECT_EQ(c.caption_channels, 2304);
+  EXPECT_EQ(c.softmax_layers, (std::vector<int64_t>{3}));
+  EXPECT_EQ(c.variant, model::DitVariant::kStreaming);
+  EXPECT_EQ(c.rope_t, 40);
+  EXPECT_EQ(c.rope_h, 36);
+  // A bidirectional checkpoint has Linear softmax q/k.
+  auto o = io::load_safetensors(golden_root() + "/dit_bidir_small/weights_overrides.safetensors");
+  for (auto& [k, t] : o) w[k] = t;
+  EXPECT_EQ(model::detect_dit_config(w).variant, model::DitVariant::kBidirectional);
+  // A config that disagrees with the weights is an error; a head count that does not divide too.
+  EXPECT_THROW(model::detect_dit_config(w, {{"depth", 5}}), Error);
+  EXPECT_THROW(model::detect_dit_config(w, {{"num_heads", 3}}), Error);
+  EXPECT_THROW(model::detect_dit_config(w, {{"linear_head_dim", 100}}), Error);
+  auto broken = w;
+  broken.erase("blocks.2.mlp.t_conv.weight");
+  EXPECT_THROW(model::detect_dit_config(broken), Error);
+  broken = w;
+  broken["blocks.1.attn.v.weight"] = at::zeros({224, 200});
+  EXPECT_THROW(model::detect_dit_config(broken), Error);
+}
+
+TEST(DitSchedules, OfficialTimesteps) {
+  EXPECT_EQ(pipeline::streaming_timesteps(4), (std::vector<float>{1000, 961, 893, 743}));
+  EXPECT_EQ(pipeline::streaming_timesteps(2), (std::vector<float>{1000, 743}));
+  auto t3 = pipeline::streaming_timesteps(3);
+  ASSERT_EQ(t3.size(), 3u);
+  EXPECT_NEAR(t3[0], 1000.0, 1e-3);
+  EXPECT_NEAR(t3[1], 890.45, 0.01);
+  EXPECT_NEAR(t3[2], 60.21, 0.01);
+  auto g = pipeline::dpm_time_grid(3);
+  EXPECT_NEAR(g[0], 0.999875, 1e-6);
+  EXPECT_NEAR(g[1], 0.941010, 1e-6);
+  EXPECT_NEAR(g[2], 0.799760, 1e-6);
+  EXPECT_EQ(g[3], 0.0f);
+  EXPECT_EQ(pipeline::chunk_boundaries(14, 0), (std::vector<int64_t>{0, 5, 8, 11, 14}));
+  EXPECT_EQ(pipeline::chunk_boundaries(122, 0).size(), 41u);  // 5 + 39 × 3
+  EXPECT_EQ(pipeline::chunk_boundaries(3, 0), (std::vector<int64_t>{0, 3}));
+  EXPECT_EQ(pipeline::chunk_boundaries(2, 0), (std::vector<int64_t>{0, 2}));
+  EXPECT_EQ(pipeline::chunk_boundaries(10, 3), (std::vector<int64_t>{0, 3, 6, 9, 10}));
+  EXPECT_EQ(pipeline::chunk_boundaries(10, 5), (std::vector<int64_t>{0, 5, 8, 10}));
+  EXPECT_THROW(pipeline::chunk_boundaries(10, 6), Error);
+}
+
+TEST(GoldenCheck, DitSetsPassInFp32OnCpu) {
+  REQUIRE_GOLDEN(golden_root() + "/dit_stream_small/config.json");
+  const std::string dir = temp_dir("golden_cpu");
+  auto r = run_cli({"golden-check", golden_root(), "--require", "dit", "--json", dir + "/report.json"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::ifstream in(dir + "/report.json");
+  auto j = nlohmann::json::parse(in);
+  int dit_sets = 0;
+  for (const auto& s : j["sets"])
+    if (s["kind"] == "dit") {
+      ++dit_sets;
+      EXPECT_EQ(s["status"], "pass") << s["set"];
+      EXPECT_GT(s["tensors"].size(), 40u);
+    }
+  EXPECT_EQ(dit_sets, 2);
+}
+
+// The same set with its weights split into HF shards, a different archive form: nothing may
+// depend on the weights being one file.
+TEST(GoldenCheck, ShardedCopyOfTheStreamingSetPasses) {
+  const std::string src = golden_root() + "/dit_stream_small";
+  REQUIRE_GOLDEN(src + "/weights.safetensors");
+  const std::string dir = temp_dir("golden_sharded") + "/dit_stream_sharded";
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "inputs.safetensors", "outputs.safetensors", "activations.safetensors"})
+    fs::copy_file(src + "/" + f, dir + "/" + f);
+  auto w = io::load_safetensors(src + "/weights.safetensors");
+  io::TensorMap shard[3];
+  nlohmann::json index = {{"weight_map", nlohmann::json::object()}};
+  int i = 0;
+  for (auto& [k, t] : w) {
+    const std::string file = fmt::format("weights-{:05d}-of-00003.safetensors", i % 3 + 1);
+    shard[i % 3][k] = t;
+    index["weight_map"][k] = file;
+    ++i;
+  }
+  for (int s = 0; s < 3; ++s) io::save_safetensors(fmt::format("{}/weights-{:05d}-of-00003.safetensors", dir, s + 1), shard[s]);
+  std::ofstream(dir + "/weights.safetensors.index.json") << index.dump();
+  auto r = run_cli({"golden-check", dir, "--require", "dit"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("PASS"), std::string::npos) << r.out;
+}
+
+namespace {
+model::DitShape small_shape(int64_t depth, model::DitVariant variant) {
+  model::DitShape s;
+  s.depth = depth;
+  s.hidden = 336;
+  s.heads = 3;
+  s.ffn_hidden = 96;
+  s.latent_channels = 16;
+  s.source_channels = 16;
+  s.caption_channels = 64;
+  s.caption_length = 12;
+  s.variant = variant;
+  return s;
+}
+
+io::TensorMap small_inputs(const model::DitShape& s, int64_t T, int64_t H, int64_t W, uint64_t seed) {
+  at::manual_seed(seed);
+  at::Tensor mask = at::zeros({1, s.caption_length}, at::kLong);
+  mask.narrow(1, 0, 5).fill_(1);
+  return {{"inputs.noise", at::randn({1, s.latent_channels, T, H, W})},
+          {"inputs.src_latents", at::randn({1, s.source_channels, T, H, W}).to(at::kBFloat16)},
+          {"inputs.prompt_embeds", at::randn({1, 1, s.caption_length, s.caption_channels}).to(at::kBFloat16)},
+          {"inputs.prompt_mask", mask},
+          {"inputs.neg_prompt_embeds", at::randn({1, 1, s.caption_length, s.caption_channels}).to(at::kBFloat16)},
+          {"inputs.neg_prompt_mask", at::ones({1, s.caption_length}, at::kLong)}};
+}
+}  // namespace
+
+// Depth, width, grid and frame counts unlike the shared sets, every chunking rule.
+TEST(DitStreaming, OtherShapesAndChunkingsRunAndAgree) {
+  auto shape = small_shape(8, model::DitVariant::kStreaming);
+  auto w = model::random_dit_weights(shape, 7);
+  Runtime rt = make_runtime("cpu", "fp32");
+  auto dit = model::load_hybrid_dit(w, nlohmann::json::object(), rt);
+  EXPECT_EQ(dit->config().softmax_layers, (std::vector<int64_t>{3, 7}));
+  auto in = small_inputs(shape, 10, 3, 5, 1);
+  for (int first : {0, 3, 4, 5}) {
+    for (bool eff : {false, true}) {
+      pipeline::LatentEditOptions o;
+      o.first_chunk = first;
+      o.efficient_cache = eff;
+      o.dump = true;
+      auto r = pipeline::latent_edit(*dit, in, o);
+      EXPECT_EQ(r.latents.sizes(), in["inputs.noise"].sizes());
+      EXPECT_TRUE(at::isfinite(r.latents).all().item<bool>());
+      EXPECT_EQ(r.model_calls, pipeline::streaming_call_count(10, first, 4, eff));
+      // save_kv_cache does not change a call's output: the first chunk's calls agree bit for bit.
+      if (eff) {
+        pipeline::LatentEditOptions std_o = o;
+        std_o.efficient_cache = false;
+        auto s = pipeline::latent_edit(*dit, in, std_o);
+        for (int c = 0; c < 4; ++c) {
+          const std::string n = fmt::format("call{:02d}.v_out", c);
+          EXPECT_TRUE(at::equal(r.dump.at(n), s.dump.at(n))) << n;
+        }
+      }
+    }
+  }
+}
+
+TEST(DitBidirectional, DpmSamplerRunsWithAndWithoutCfg) {
+  auto shape = small_shape(4, model::DitVariant::kBidirectional);
+  auto w = model::random_dit_weights(shape, 3);
+  Runtime rt = make_runtime("cpu", "fp32");
+  auto dit = model::load_hybrid_dit(w, nlohmann::json::object(), rt);
+  EXPECT_EQ(dit->config().variant, model::DitVariant::kBidirectional);
+  auto in = small_inputs(shape, 5, 2, 3, 4);
+  for (double cfg : {1.0, 4.5}) {
+    pipeline::LatentEditOptions o;
+    o.mode = pipeline::SamplerMode::kBidirectional;
+    o.steps = 4;
+    o.cfg = cfg;
+    o.dump = true;
+    auto r = pipeline::latent_edit(*dit, in, o);
+    EXPECT_TRUE(at::isfinite(r.latents).all().item<bool>());
+    EXPECT_EQ(r.model_calls, 4);
+    EXPECT_TRUE(r.dump.count("dpm.call03.x_in"));
+    EXPECT_EQ(r.dump.count("dpm.call03.v_uncond"), cfg != 1.0 ? 1u : 0u);
+  }
+}
+
+TEST(LatentEditCli, GoodRunAndBadInputs) {
+  const std::string dir = temp_dir("latent_edit_cli");
+  auto shape = small_shape(4, model::DitVariant::kStreaming);
+  io::save_safetensors(dir + "/dit.safetensors", model::random_dit_weights(shape, 5));
+  auto in = small_inputs(shape, 7, 2, 3, 9);
+  io::save_safetensors(dir + "/in.safetensors", in);
+  auto ok = run_cli({"latent-edit", "--model", dir + "/dit.safetensors", "--inputs", dir + "/in.safetensors",
+                     "--output", dir + "/out.safetensors", "--dump", dir + "/dump.safetensors", "--dump-calls", "0,5",
+                     "--json", dir + "/run.json"});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  auto dump = io::load_safetensors(dir + "/dump.safetensors");
+  EXPECT_TRUE(dump.count("first_call.block03.attn"));
+  EXPECT_TRUE(dump.count("call05.block00.mlp"));
+  EXPECT_TRUE(dump.count("cache_after_chunk0.block00.slot0"));
+  EXPECT_TRUE(dump.count("cache_view_chunk1.block03.slot1"));
+  EXPECT_TRUE(at::equal(dump.at("output.latents"), io::load_safetensors(dir + "/out.safetensors").at("output.latents")));
+
+  auto expect_fail = [&](std::vector<std::string> args, int code, const std::string& fragment) {
+    const std::string out = dir + "/bad.safetensors";
+    args.insert(args.end(), {"--output", out});
+    auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, code) << r.err;
+    if (code == 1) EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+    EXPECT_FALSE(file_exists(out));
+    EXPECT_FALSE(file_exists(out + ".part"));
+  };
+  // Inputs that disagree with the model.
+  auto bad = in;
+  bad["inputs.noise"] = at::randn({1, 8, 7, 2, 3});
+  io::save_safetensors(dir + "/bad_noise.safetensors", bad);
+  expect_fail({"latent-edit", "--model", dir + "/dit.safetensors", "--inputs", dir + "/bad_noise.safetensors"}, 1,
+              "inputs.noise");
+  bad = in;
+  bad["inputs.prompt_embeds"] = at::randn({1, 1, 12, 32});
+  io::save_safetensors(dir + "/bad_prompt.safetensors", bad);
+  expect_fail({"latent-edit", "--model", dir + "/dit.safetensors", "--inputs", dir + "/bad_prompt.safetensors"}, 1,
+              "prompt embeddings");
+  bad = in;
+  bad.erase("inputs.src_latents");
+  io::save_safetensors(dir + "/no_src.safetensors", bad);
+  expect_fail({"latent-edit", "--model", dir + "/dit.safetensors", "--inputs", dir + "/no_src.safetensors"}, 1,
+              "inputs.src_latents");
+  // Weights that are missing or mis-shaped.
+  auto w = model::random_dit_weights(shape, 5);
+  w.erase("blocks.1.cross_attn.proj.weight");
+  io::save_safetensors(dir + "/missing.safetensors", w);
+  expect_fail({"latent-edit", "--model", dir + "/missing.safetensors", "--inputs", dir + "/in.safetensors"}, 1,
+              "blocks.1.cross_attn.proj.weight");
+  w = model::random_dit_weights(shape, 5);
+  w["blocks.0.mlp.point_conv.conv.weight"] = at::zeros({336, 95, 1, 1});
+  io::save_safetensors(dir + "/misshaped.safetensors", w);
+  expect_fail({"latent-edit", "--model", dir + "/misshaped.safetensors", "--inputs", dir + "/in.safetensors"}, 1,
+              "expected shape");
+  expect_fail({"latent-edit", "--model", dir + "/dit.safetensors", "--inputs", dir + "/in.safetensors", "--mode",
+               "sideways"},
+              1, "--mode");
+  expect_fail({"latent-edit", "--model", dir + "/dit.safetensors", "--inputs", dir + "/in.safetensors", "--cfg", "3"},
+              1, "guidance");
+  expect_fail({"latent-edit", "--model", dir + "/dit.safetensors", "--inputs", dir + "/in.safetensors", "--bogus"}, 2,
+              "bogus");
+  expect_fail({"latent-edit", "--model", dir + "/nope.pth", "--inputs", dir + "/in.safetensors"}, 1, "does not exist");
+}

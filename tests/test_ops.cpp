@@ -1,0 +1,141 @@
+// Op references against independent formulations (CONVENTIONS numerics policy).
+#include <cmath>
+
+#include "ops/attention.h"
+#include "ops/gdn.h"
+#include "ops/glu.h"
+#include "ops/norm.h"
+#include "ops/ref/ref.h"
+#include "ops/rope.h"
+#include "support/test_env.h"
+
+using namespace sanastream;
+
+namespace {
+ops::GdnInputs random_gdn(int64_t B, int64_t H, int64_t T, int64_t D, int64_t S, uint64_t seed) {
+  at::manual_seed(seed);
+  ops::GdnInputs in;
+  auto feat = [&] { return at::relu(at::randn({B, H, T, D, S})) / std::sqrt(double(D * S)); };
+  in.q = at::relu(at::randn({B, H, T, D, S}));
+  in.k = feat();
+  in.q_rot = in.q + 0.1 * at::randn_like(in.q);
+  in.k_rot = in.k + 0.01 * at::randn_like(in.k);
+  in.v = at::randn({B, H, T, D, S});
+  in.beta = at::sigmoid(at::randn({B, H, T, S}));
+  in.decay = at::exp(-at::rand({B, H, T}));
+  return in;
+}
+
+// SPEC §2 in matrix form, fp64: M_f = g_f·M_{f−1}(I − K̂BK̂ᵀ) + VBK̂ᵀ, z_f = g_f(I − KBKᵀ)z_{f−1} + Kβ
+// (z as a column), reverse over strictly later frames.
+at::Tensor gdn_matrix_form(const ops::GdnInputs& in, const ops::GdnState& init, at::Tensor* final_kv) {
+  auto d = [](const at::Tensor& t) { return t.to(at::kDouble); };
+  const int64_t B = in.q.size(0), H = in.q.size(1), T = in.q.size(2), D = in.q.size(3);
+  at::Tensor I = at::eye(D, at::kDouble);
+  auto step = [&](at::Tensor& M, at::Tensor& z, int64_t f) {
+    at::Tensor kr = d(in.k_rot.select(2, f)), k = d(in.k.select(2, f)), v = d(in.v.select(2, f));
+    at::Tensor b = d(in.beta.select(2, f)).unsqueeze(2);
+    at::Tensor g = d(in.decay.select(2, f)).view({B, H, 1, 1});
+    M = g * at::matmul(M, I - at::matmul(kr * b, kr.transpose(-1, -2))) + at::matmul(v * b, kr.transpose(-1, -2));
+    z = g * at::matmul(I - at::matmul(k * b, k.transpose(-1, -2)), z) + (k * b).sum(-1, true);
+  };
+  at::Tensor M = init.defined() ? d(init.kv) : at::zeros({B, H, D, D}, at::kDouble);
+  at::Tensor z = init.defined() ? d(init.z) : at::zeros({B, H, D, 1}, at::kDouble);
+  std::vector<at::Tensor> num(T), den(T), out(T);
+  for (int64_t f = 0; f < T; ++f) {
+    step(M, z, f);
+    num[f] = at::matmul(M, d(in.q_rot.select(2, f)));
+    den[f] = at::matmul(z.transpose(-1, -2), d(in.q.select(2, f)));
+  }
+  *final_kv = M;
+  at::Tensor R = at::zeros({B, H, D, D}, at::kDouble), zr = at::zeros({B, H, D, 1}, at::kDouble);
+  for (int64_t f = T - 1; f >= 0; --f) {
+    out[f] = (num[f] + at::matmul(R, d(in.q_rot.select(2, f)))) /
+             (den[f] + at::matmul(zr.transpose(-1, -2), d(in.q.select(2, f))) + 1e-8);
+    step(R, zr, f);
+  }
+  return at::stack(out, 2);
+}
+}  // namespace
+
+TEST(GdnRef, MatchesTheMatrixFormInFp64) {
+  for (auto [T, S, seeded] : std::vector<std::tuple<int64_t, int64_t, bool>>{{1, 35, false}, {3, 24, true}, {5, 7, true}, {7, 120, false}}) {
+    auto in = random_gdn(2, 2, T, 16, S, 100 + T);
+    ops::GdnState init;
+    if (seeded) init = {0.1 * at::randn({2, 2, 16, 16}), at::rand({2, 2, 16, 1})};
+    at::Tensor ref_kv;
+    at::Tensor want = gdn_matrix_form(in, init, &ref_kv);
+    auto got = ops::gdn_bidirectional(in, init, 1e-8);
+    const double rel = (got.out.to(at::kDouble) - want).norm().item<double>() / want.norm().item<double>();
+    EXPECT_LT(rel, 1e-5) << "T=" << T << " S=" << S;
+    const double rel_s = (got.final_state.kv.to(at::kDouble) - ref_kv).norm().item<double>() / ref_kv.norm().item<double>();
+    EXPECT_LT(rel_s, 1e-5) << "T=" << T << " S=" << S;
+  }
+}
+
+TEST(GdnRef, ForwardStateCarriesAcrossCalls) {
+  auto in = random_gdn(1, 2, 6, 16, 20, 7);
+  auto whole = ops::gdn_bidirectional(in, {}, 1e-8);
+  auto part = [&](int64_t s, int64_t n) {
+    ops::GdnInputs p;
+    p.q = in.q.narrow(2, s, n);
+    p.k = in.k.narrow(2, s, n);
+    p.q_rot = in.q_rot.narrow(2, s, n);
+    p.k_rot = in.k_rot.narrow(2, s, n);
+    p.v = in.v.narrow(2, s, n);
+    p.beta = in.beta.narrow(2, s, n);
+    p.decay = in.decay.narrow(2, s, n);
+    return p;
+  };
+  auto first = ops::gdn_bidirectional(part(0, 4), {}, 1e-8);
+  auto second = ops::gdn_bidirectional(part(4, 2), first.final_state, 1e-8);
+  EXPECT_TRUE(at::allclose(second.final_state.kv, whole.final_state.kv, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(second.final_state.z, whole.final_state.z, 1e-5, 1e-6));
+  // The last frame sees no later frame, so its output is the forward scan's alone in both cases.
+  EXPECT_TRUE(at::allclose(second.out.select(2, 1), whole.out.select(2, 5), 1e-5, 1e-6));
+}
+
+TEST(Rope, RotatesInterleavedPairsAndComposesInTime) {
+  ops::RopeDims dims{40, 36, 36, 10000.0};
+  at::Tensor x = at::randn({1, 2 * 3 * 4, 2, 112});
+  auto table = ops::make_rope_table(dims, {5, 6}, 3, 4, 1024, at::kCPU);
+  at::Tensor y = ops::apply_rope(x, table);
+  // Token 0 is frame 5, h 0, w 0: only the temporal pairs rotate, by 5·θ^(−2i/40).
+  for (int64_t i = 0; i < 20; ++i) {
+    const double a = 5.0 * std::pow(10000.0, -2.0 * i / 40.0);
+    const double x0 = x[0][0][1][2 * i].item<double>(), x1 = x[0][0][1][2 * i + 1].item<double>();
+    EXPECT_NEAR(y[0][0][1][2 * i].item<double>(), x0 * std::cos(a) - x1 * std::sin(a), 1e-5);
+    EXPECT_NEAR(y[0][0][1][2 * i + 1].item<double>(), x0 * std::sin(a) + x1 * std::cos(a), 1e-5);
+  }
+  for (int64_t i = 40; i < 112; ++i) EXPECT_FLOAT_EQ(y[0][0][1][i].item<float>(), x[0][0][1][i].item<float>());
+  // Rotating frame 5 by a temporal shift of +7 equals rotating it at frame 12.
+  auto shifted = ops::apply_rope(y.narrow(1, 0, 12), ops::make_temporal_shift(dims, 7, at::kCPU));
+  auto direct = ops::apply_rope(x.narrow(1, 0, 12), ops::make_rope_table(dims, {12}, 3, 4, 1024, at::kCPU));
+  EXPECT_TRUE(at::allclose(shifted, direct, 1e-5, 1e-5));
+  EXPECT_ANY_THROW(ops::make_rope_table(dims, {1024}, 3, 4, 1024, at::kCPU));
+}
+
+TEST(Attention, MatchesExplicitSoftmaxWithBias) {
+  at::Tensor q = at::randn({2, 3, 10, 16}), k = at::randn({2, 3, 14, 16}), v = at::randn({2, 3, 14, 16});
+  at::Tensor bias = (at::rand({2, 1, 1, 14}) > 0.5).to(at::kFloat) * -10000.0;
+  at::Tensor want = at::matmul(at::softmax(at::matmul(q, k.transpose(-1, -2)) / 4.0 + bias, -1), v);
+  EXPECT_TRUE(at::allclose(ops::attention(q, k, v, bias), want, 1e-5, 1e-5));
+  EXPECT_TRUE(at::allclose(ops::attention(q, k, v), at::matmul(at::softmax(at::matmul(q, k.transpose(-1, -2)) / 4.0, -1), v), 1e-5, 1e-5));
+}
+
+TEST(Norms, RmsNormAndModulatedLayerNorm) {
+  at::Tensor x = at::randn({2, 5, 32}), w = at::randn({32});
+  at::Tensor want = w * x / at::sqrt(x.pow(2).mean(-1, true) + 1e-5);
+  EXPECT_TRUE(at::allclose(ops::rms_norm(x, w, 1e-5), want, 1.3e-6, 1e-5));
+  at::Tensor shift = at::randn({2, 1, 32}), scale = at::randn({2, 1, 32});
+  at::Tensor mu = x.mean(-1, true), var = (x - mu).pow(2).mean(-1, true);
+  at::Tensor ln = (x - mu) / at::sqrt(var + 1e-6) * (1 + scale) + shift;
+  EXPECT_TRUE(at::allclose(ops::layer_norm_modulate(x, shift, scale, 1e-6, at::kFloat), ln, 1.3e-6, 1e-5));
+  EXPECT_EQ(ops::layer_norm_modulate(x, shift, scale, 1e-6, at::kBFloat16).scalar_type(), at::kBFloat16);
+}
+
+TEST(Glu, SiluGate) {
+  at::Tensor x = at::randn({3, 8, 4, 5});
+  at::Tensor want = x.narrow(1, 0, 4) * at::sigmoid(x.narrow(1, 4, 4)) * x.narrow(1, 4, 4);
+  EXPECT_TRUE(at::allclose(ops::silu_glu(x), want, 1.3e-6, 1e-5));
+}
