@@ -3,9 +3,26 @@
 
 find_package(Threads REQUIRED)
 find_package(Torch REQUIRED)
-find_package(nlohmann_json 3.9 REQUIRED)
-find_package(CLI11 REQUIRED)
-find_package(fmt REQUIRED)
+# Header-only libraries: their CMake packages where installed, else the bare headers (some images
+# ship only the headers).
+function(sanastream_header_only target header)
+  if(TARGET ${target})
+    return()
+  endif()
+  find_path(_dir ${header} REQUIRED)
+  string(REPLACE "::" "_" _plain ${target})
+  add_library(${_plain}_headers INTERFACE)
+  target_include_directories(${_plain}_headers SYSTEM INTERFACE ${_dir})
+  target_compile_definitions(${_plain}_headers INTERFACE ${ARGN})
+  add_library(${target} ALIAS ${_plain}_headers)
+  unset(_dir CACHE)
+endfunction()
+find_package(nlohmann_json 3.9 QUIET)
+find_package(CLI11 QUIET)
+find_package(fmt QUIET)
+sanastream_header_only(nlohmann_json::nlohmann_json nlohmann/json.hpp)
+sanastream_header_only(CLI11::CLI11 CLI/CLI.hpp)
+sanastream_header_only(fmt::fmt-header-only fmt/format.h FMT_HEADER_ONLY=1)
 
 # --- CUDA: only when nvcc and a CUDA-enabled Torch are both present -------------------------------
 include(CheckLanguage)
@@ -62,8 +79,11 @@ endif()
 # --- ccache, when present, makes rebuilds (CI, the GPU machine) cheap ------------------------------
 find_program(CCACHE_PROGRAM ccache)
 if(CCACHE_PROGRAM AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
-  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
-  set(CMAKE_CUDA_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+  # Relative paths under the source root and PCH-tolerant settings let build trees share hits.
+  set(_ccache env CCACHE_BASEDIR=${PROJECT_SOURCE_DIR}
+      CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime ${CCACHE_PROGRAM})
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${_ccache})
+  set(CMAKE_CUDA_COMPILER_LAUNCHER ${_ccache})
 endif()
 
 # Torch's exported flags (the C++11 ABI define) for every target that includes its headers.
