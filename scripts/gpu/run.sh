@@ -47,7 +47,7 @@ say "build: $(( $(date +%s) - b0 )) s"
 # 3. Tests (GPU tests included) and golden-check on CUDA.
 export SANASTREAM_GOLDEN=${SANASTREAM_GOLDEN:-$PWD/.golden}
 status=0
-(cd "$BUILD" && ctest --output-on-failure -j 8) >"$OUT/ctest.log" 2>&1 || status=1
+(cd "$BUILD" && OMP_NUM_THREADS=2 ctest --output-on-failure -j 8) >"$OUT/ctest.log" 2>&1 || status=1
 say "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
 grep -E "\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Skipped" "$OUT/ctest.log" | sed 's/^/[gpu]   /' | tee -a "$SUMMARY"
 SANASTREAM="$BUILD/apps/cli/sanastream"

@@ -1,4 +1,5 @@
-// Shared by the CUDA kernels: element types and launch checking. No torch headers here.
+// Shared by the CUDA kernels: element types. No torch headers here; launchers return the
+// cudaError_t of their launch and the ops front ends turn it into the library's error.
 #pragma once
 
 #include <cstdint>
@@ -8,9 +9,5 @@
 namespace sanastream::kernels {
 
 enum class ElemType : uint8_t { kF32, kBF16, kF16 };
-
-// Throws sanastream::Error (via a non-CUDA translation unit) when a launch failed; with
-// SANASTREAM_CUDA_SYNC=1 it also synchronises to surface asynchronous faults at their launch.
-void check_launch(const char* what);
 
 }  // namespace sanastream::kernels

@@ -3,6 +3,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+
 namespace sanastream::kernels {
 
 namespace {
@@ -42,14 +44,14 @@ void launch(const SiluGluParams& p, cudaStream_t stream) {
 }
 }  // namespace
 
-void silu_glu(const SiluGluParams& p, cudaStream_t stream) {
-  if (p.rows == 0 || p.cols == 0) return;
+cudaError_t silu_glu(const SiluGluParams& p, cudaStream_t stream) {
+  if (p.rows == 0 || p.cols == 0) return cudaSuccess;
   switch (p.type) {
     case ElemType::kF32: launch<float>(p, stream); break;
     case ElemType::kBF16: launch<__nv_bfloat16>(p, stream); break;
     case ElemType::kF16: launch<__half>(p, stream); break;
   }
-  check_launch("silu_glu");
+  return cudaGetLastError();
 }
 
 }  // namespace sanastream::kernels

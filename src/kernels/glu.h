@@ -15,6 +15,6 @@ struct SiluGluParams {
   ElemType type = ElemType::kF32;
 };
 
-void silu_glu(const SiluGluParams& p, cudaStream_t stream);
+cudaError_t silu_glu(const SiluGluParams& p, cudaStream_t stream);
 
 }  // namespace sanastream::kernels

@@ -23,7 +23,7 @@ at::Tensor silu_glu(const at::Tensor& x_in) {
   p.x_row_stride = 2 * F * inner;
   p.out_row_stride = F * inner;
   p.type = elem_type(x);
-  kernels::silu_glu(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  check_cuda(kernels::silu_glu(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()), "silu_glu");
   return out;
 }
 

@@ -8,6 +8,10 @@
 
 namespace sanastream::ops::cuda {
 
+// Throws when a launch failed; with SANASTREAM_CUDA_SYNC=1 it also synchronises, so an
+// asynchronous fault is reported at the launch that caused it.
+void check_cuda(cudaError_t err, const char* what);
+
 inline kernels::ElemType elem_type(const at::Tensor& t) {
   switch (t.scalar_type()) {
     case at::kFloat: return kernels::ElemType::kF32;

@@ -1,16 +1,11 @@
-// kernels::check_launch lives on the C++ side so it can throw the library's error type.
+#include "ops/cuda/launch.h"
+
 #include <cstdlib>
 #include <cstring>
 
-#include <cuda_runtime.h>
+namespace sanastream::ops::cuda {
 
-#include "core/error.h"
-#include "kernels/common.h"
-
-namespace sanastream::kernels {
-
-void check_launch(const char* what) {
-  cudaError_t err = cudaGetLastError();
+void check_cuda(cudaError_t err, const char* what) {
   SS_CHECK(err == cudaSuccess, "CUDA kernel '{}' failed to launch: {}", what, cudaGetErrorString(err));
   static const bool sync = [] {
     const char* v = std::getenv("SANASTREAM_CUDA_SYNC");
@@ -22,4 +17,4 @@ void check_launch(const char* what) {
   }
 }
 
-}  // namespace sanastream::kernels
+}  // namespace sanastream::ops::cuda
