@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev sentencepiece
   libopencv-dev
+  chromium  # the eval HTML report test opens the report headless
 )
 
 missing=()

@@ -2,7 +2,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/runtime.h"
+#include "model/dit_random.h"
+#include "model/hybrid_dit.h"
+#include "pipeline/samplers.h"
+#include "ops/gdn.h"
 #include "ops/glu.h"
+#include "ops/norm.h"
+#include "ops/rope.h"
 #include "ops/ref/ref.h"
 #include "support/test_env.h"
 
@@ -38,3 +44,115 @@ TEST_P(GoldenCuda, DitSetsPass) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, GoldenCuda, ::testing::Values("fp32", "bf16"));
+
+// The CUDA-graph replay of the streaming calls computes what the eager calls compute.
+TEST(GpuStreaming, GraphReplayMatchesEagerCalls) {
+  REQUIRE_CUDA();
+  model::DitShape shape;
+  shape.depth = 8;
+  shape.hidden = 224;
+  shape.heads = 2;
+  shape.ffn_hidden = 96;
+  shape.latent_channels = 16;
+  shape.source_channels = 16;
+  shape.caption_channels = 64;
+  shape.caption_length = 12;
+  for (const char* dtype : {"fp32", "bf16"}) {
+    Runtime rt = make_runtime("cuda", dtype);
+    auto dit = model::load_hybrid_dit(model::random_dit_weights(shape, 21), nlohmann::json::object(), rt);
+    at::manual_seed(5);
+    at::Tensor noise = at::randn({1, 16, 17, 3, 4}), src = at::randn({1, 16, 17, 3, 4});
+    at::Tensor mask = at::ones({1, 12}, at::kLong);
+    auto caption = dit->encode_caption(at::randn({1, 1, 12, 64}), mask);
+    for (bool eff : {false, true}) {
+      pipeline::StreamingOptions o;
+      o.first_chunk = 5;
+      o.efficient_cache = eff;
+      o.cuda_graphs = false;
+      at::Tensor eager = pipeline::sample_streaming(*dit, noise, src, caption, o).cpu();
+      o.cuda_graphs = true;
+      at::Tensor graphs = pipeline::sample_streaming(*dit, noise, src, caption, o).cpu();
+      const double rel = (graphs - eager).norm().item<double>() / eager.norm().item<double>();
+      EXPECT_LT(rel, 1e-6) << dtype << (eff ? " efficient cache" : "");
+    }
+  }
+}
+
+// Every CUDA kernel against its reference (CONVENTIONS numerics policy): elementwise/norm kernels at
+// PyTorch's per-dtype tolerances, at sizes that are not multiples of the block size.
+TEST(GpuKernels, NormsRopeResidualMatchTheirReferences) {
+  REQUIRE_CUDA();
+  auto close = [](const at::Tensor& got, const at::Tensor& want, at::ScalarType dt) {
+    const double rtol = dt == at::kFloat ? 1.3e-6 : 1.6e-2, atol = dt == at::kFloat ? 1e-5 : 1e-5;
+    return at::allclose(got.cpu().to(at::kFloat), want.to(at::kFloat), rtol, atol + 1e-2 * (dt != at::kFloat));
+  };
+  for (auto dt : {at::kFloat, at::kBFloat16}) {
+    at::Tensor x = at::randn({3, 37, 2240}).to(dt), w = (1 + 0.1 * at::randn({2240})).to(dt);
+    EXPECT_TRUE(close(ops::rms_norm(x.cuda(), w.cuda(), 1e-5), ops::ref::rms_norm(x, w, 1e-5, false, 1.0), dt));
+    EXPECT_TRUE(close(ops::rms_norm(x.cuda(), w.cuda(), 1e-5, true, 0.0125),
+                      ops::ref::rms_norm(x, w, 1e-5, true, 0.0125), dt));
+    at::Tensor r = at::randn({2, 37, 224}), shift = at::randn({2, 1, 224}), scale = at::randn({2, 1, 224});
+    EXPECT_TRUE(close(ops::layer_norm_modulate(r.cuda(), shift.cuda(), scale.cuda(), 1e-6, dt),
+                      ops::ref::layer_norm_modulate(r, shift, scale, 1e-6, dt), dt));
+    at::Tensor branch = at::randn({2, 37, 224}).to(dt), gate = at::randn({2, 1, 224});
+    at::Tensor got = r.cuda(), want = r.clone();
+    ops::gate_residual_(got, gate.cuda(), branch.cuda());
+    ops::ref::gate_residual_(want, gate, branch);
+    EXPECT_TRUE(at::allclose(got.cpu(), want, 1.3e-6, 1e-5));
+    ops::gate_residual_(got, {}, branch.cuda());
+    ops::ref::gate_residual_(want, {}, branch);
+    EXPECT_TRUE(at::allclose(got.cpu(), want, 1.3e-6, 1e-5));
+    ops::RopeDims dims{40, 36, 36, 10000.0};
+    for (auto precision : {at::kFloat, at::kDouble}) {
+      ops::RopeCache cache(dims, 1024, at::kCUDA, precision);
+      ops::RopeTable t = cache.table(5, 3, 3, 7);
+      at::Tensor q = at::randn({2, 63, 2, 112}).to(dt);
+      EXPECT_TRUE(close(ops::apply_rope(q.cuda(), t), ops::ref::apply_rope(q, t.cos.cpu(), t.sin.cpu()), dt));
+    }
+  }
+  // The CUDA tables equal the float64 reference table.
+  ops::RopeTable ref = ops::make_rope_table({40, 36, 36, 10000.0}, {5, 6, 7}, 3, 7, 1024, at::kCPU);
+  ops::RopeTable dev = ops::RopeCache({40, 36, 36, 10000.0}, 1024, at::kCUDA, at::kDouble).table(5, 3, 3, 7);
+  EXPECT_TRUE(at::equal(dev.cos.cpu(), ref.cos));
+  EXPECT_TRUE(at::equal(dev.sin.cpu(), ref.sin));
+}
+
+// The GDN frame-matrix form (the CUDA path) against the official recurrence, 2B head shapes.
+TEST(GpuKernels, GdnFramesMatchTheRecurrence) {
+  REQUIRE_CUDA();
+  for (auto [T, S] : std::vector<std::pair<int64_t, int64_t>>{{1, 35}, {3, 120}, {5, 880}, {7, 35}}) {
+    at::manual_seed(T * 1000 + S);
+    ops::GdnInputs in;
+    in.q = at::relu(at::randn({1, 4, T, S, 112}));
+    in.k = at::relu(at::randn({1, 4, T, S, 112})) / std::sqrt(112.0 * S);
+    in.q_rot = in.q + 0.1 * at::randn_like(in.q);
+    in.k_rot = in.k + 0.01 * at::randn_like(in.k);
+    in.v = at::randn({1, 4, T, S, 112});
+    in.beta = at::sigmoid(at::randn({1, 4, T, S}));
+    in.decay = at::exp(-at::rand({1, 4, T}));
+    ops::GdnState init{0.1 * at::randn({1, 4, 112, 112}), at::rand({1, 4, 112, 1})};
+    auto want = ops::ref::gdn_bidirectional(in, init, 1e-8);
+    ops::GdnInputs dev{in.q.cuda(), in.k.cuda(), in.q_rot.cuda(), in.k_rot.cuda(), in.v.cuda(), in.beta.cuda(),
+                       in.decay.cuda()};
+    auto got = ops::gdn_bidirectional_frames(dev, {init.kv.cuda(), init.z.cuda()}, 1e-8);
+    const double rel = (got.out.cpu() - want.out).norm().item<double>() / want.out.norm().item<double>();
+    EXPECT_LT(rel, 2e-5) << "T=" << T << " S=" << S;
+    const double rel_s = (got.final_state.kv.cpu() - want.final_state.kv).norm().item<double>() /
+                         want.final_state.kv.norm().item<double>();
+    EXPECT_LT(rel_s, 2e-5) << "T=" << T << " S=" << S;
+  }
+}
+
+TEST(GpuKernels, DepthwiseGluMatchesItsReference) {
+  REQUIRE_CUDA();
+  for (auto dt : {at::kFloat, at::kBFloat16}) {
+    for (int64_t F : {24, 13}) {  // vectorised and scalar paths
+      at::Tensor x = at::randn({3, 5, 7, 2 * F}).to(dt), taps = at::randn({9, 2 * F}).to(dt);
+      at::Tensor b = at::randn({2 * F}).to(dt);
+      at::Tensor want = ops::ref::depthwise_glu(x.to(at::kFloat), taps.to(at::kFloat), b.to(at::kFloat));
+      at::Tensor got = ops::depthwise_glu(x.cuda(), taps.cuda(), b.cuda()).cpu().to(at::kFloat);
+      const double tol = dt == at::kFloat ? 1e-5 : 2e-2;
+      EXPECT_TRUE(at::allclose(got, want, tol, tol)) << c10::toString(dt) << " F=" << F;
+    }
+  }
+}

@@ -15,12 +15,12 @@ namespace {
 ops::GdnInputs random_gdn(int64_t B, int64_t H, int64_t T, int64_t D, int64_t S, uint64_t seed) {
   at::manual_seed(seed);
   ops::GdnInputs in;
-  auto feat = [&] { return at::relu(at::randn({B, H, T, D, S})) / std::sqrt(double(D * S)); };
-  in.q = at::relu(at::randn({B, H, T, D, S}));
+  auto feat = [&] { return at::relu(at::randn({B, H, T, S, D})) / std::sqrt(double(D * S)); };
+  in.q = at::relu(at::randn({B, H, T, S, D}));
   in.k = feat();
   in.q_rot = in.q + 0.1 * at::randn_like(in.q);
   in.k_rot = in.k + 0.01 * at::randn_like(in.k);
-  in.v = at::randn({B, H, T, D, S});
+  in.v = at::randn({B, H, T, S, D});
   in.beta = at::sigmoid(at::randn({B, H, T, S}));
   in.decay = at::exp(-at::rand({B, H, T}));
   return in;
@@ -30,10 +30,11 @@ ops::GdnInputs random_gdn(int64_t B, int64_t H, int64_t T, int64_t D, int64_t S,
 // (z as a column), reverse over strictly later frames.
 at::Tensor gdn_matrix_form(const ops::GdnInputs& in, const ops::GdnState& init, at::Tensor* final_kv) {
   auto d = [](const at::Tensor& t) { return t.to(at::kDouble); };
-  const int64_t B = in.q.size(0), H = in.q.size(1), T = in.q.size(2), D = in.q.size(3);
+  auto frame = [&](const at::Tensor& t, int64_t f) { return d(t.select(2, f).transpose(-1, -2)); };  // [B, H, D, S]
+  const int64_t B = in.q.size(0), H = in.q.size(1), T = in.q.size(2), D = in.q.size(4);
   at::Tensor I = at::eye(D, at::kDouble);
   auto step = [&](at::Tensor& M, at::Tensor& z, int64_t f) {
-    at::Tensor kr = d(in.k_rot.select(2, f)), k = d(in.k.select(2, f)), v = d(in.v.select(2, f));
+    at::Tensor kr = frame(in.k_rot, f), k = frame(in.k, f), v = frame(in.v, f);
     at::Tensor b = d(in.beta.select(2, f)).unsqueeze(2);
     at::Tensor g = d(in.decay.select(2, f)).view({B, H, 1, 1});
     M = g * at::matmul(M, I - at::matmul(kr * b, kr.transpose(-1, -2))) + at::matmul(v * b, kr.transpose(-1, -2));
@@ -44,36 +45,42 @@ at::Tensor gdn_matrix_form(const ops::GdnInputs& in, const ops::GdnState& init, 
   std::vector<at::Tensor> num(T), den(T), out(T);
   for (int64_t f = 0; f < T; ++f) {
     step(M, z, f);
-    num[f] = at::matmul(M, d(in.q_rot.select(2, f)));
-    den[f] = at::matmul(z.transpose(-1, -2), d(in.q.select(2, f)));
+    num[f] = at::matmul(M, frame(in.q_rot, f));
+    den[f] = at::matmul(z.transpose(-1, -2), frame(in.q, f));
   }
   *final_kv = M;
   at::Tensor R = at::zeros({B, H, D, D}, at::kDouble), zr = at::zeros({B, H, D, 1}, at::kDouble);
   for (int64_t f = T - 1; f >= 0; --f) {
-    out[f] = (num[f] + at::matmul(R, d(in.q_rot.select(2, f)))) /
-             (den[f] + at::matmul(zr.transpose(-1, -2), d(in.q.select(2, f))) + 1e-8);
+    out[f] = ((num[f] + at::matmul(R, frame(in.q_rot, f))) /
+              (den[f] + at::matmul(zr.transpose(-1, -2), frame(in.q, f)) + 1e-8))
+                 .transpose(-1, -2);
     step(R, zr, f);
   }
   return at::stack(out, 2);
 }
 }  // namespace
 
-TEST(GdnRef, MatchesTheMatrixFormInFp64) {
+// Both implementations (the official recurrence and the frame-matrix form) against SPEC §2's
+// matrix form in fp64, at frame and token counts that are not multiples of any tile.
+TEST(Gdn, BothFormsMatchTheMatrixFormInFp64) {
   for (auto [T, S, seeded] : std::vector<std::tuple<int64_t, int64_t, bool>>{{1, 35, false}, {3, 24, true}, {5, 7, true}, {7, 120, false}}) {
     auto in = random_gdn(2, 2, T, 16, S, 100 + T);
     ops::GdnState init;
     if (seeded) init = {0.1 * at::randn({2, 2, 16, 16}), at::rand({2, 2, 16, 1})};
     at::Tensor ref_kv;
     at::Tensor want = gdn_matrix_form(in, init, &ref_kv);
-    auto got = ops::gdn_bidirectional(in, init, 1e-8);
-    const double rel = (got.out.to(at::kDouble) - want).norm().item<double>() / want.norm().item<double>();
-    EXPECT_LT(rel, 1e-5) << "T=" << T << " S=" << S;
-    const double rel_s = (got.final_state.kv.to(at::kDouble) - ref_kv).norm().item<double>() / ref_kv.norm().item<double>();
-    EXPECT_LT(rel_s, 1e-5) << "T=" << T << " S=" << S;
+    for (bool frames : {false, true}) {
+      auto got = frames ? ops::gdn_bidirectional_frames(in, init, 1e-8) : ops::ref::gdn_bidirectional(in, init, 1e-8);
+      const double rel = (got.out.to(at::kDouble) - want).norm().item<double>() / want.norm().item<double>();
+      EXPECT_LT(rel, 1e-5) << "T=" << T << " S=" << S << (frames ? " frames" : " recurrence");
+      const double rel_s =
+          (got.final_state.kv.to(at::kDouble) - ref_kv).norm().item<double>() / ref_kv.norm().item<double>();
+      EXPECT_LT(rel_s, 1e-5) << "T=" << T << " S=" << S << (frames ? " frames" : " recurrence");
+    }
   }
 }
 
-TEST(GdnRef, ForwardStateCarriesAcrossCalls) {
+TEST(Gdn, ForwardStateCarriesAcrossCalls) {
   auto in = random_gdn(1, 2, 6, 16, 20, 7);
   auto whole = ops::gdn_bidirectional(in, {}, 1e-8);
   auto part = [&](int64_t s, int64_t n) {
@@ -138,4 +145,28 @@ TEST(Glu, SiluGate) {
   at::Tensor x = at::randn({3, 8, 4, 5});
   at::Tensor want = x.narrow(1, 0, 4) * at::sigmoid(x.narrow(1, 4, 4)) * x.narrow(1, 4, 4);
   EXPECT_TRUE(at::allclose(ops::silu_glu(x), want, 1.3e-6, 1e-5));
+}
+
+// The fused FFN middle against a per-pixel loop of the same formula.
+TEST(Glu, DepthwiseGluMatchesANaiveLoop) {
+  const int64_t BT = 2, H = 3, W = 4, F = 5;
+  at::Tensor x = at::randn({BT, H, W, 2 * F}), w = at::randn({2 * F, 1, 3, 3}), b = at::randn({2 * F});
+  at::Tensor taps = w.reshape({2 * F, 9}).t().contiguous();
+  at::Tensor got = ops::depthwise_glu(x, taps, b);
+  at::Tensor s = at::silu(x);
+  at::Tensor want = at::empty({BT, H, W, F});
+  for (int64_t f = 0; f < BT; ++f)
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t xx = 0; xx < W; ++xx)
+        for (int64_t c = 0; c < F; ++c) {
+          double v = b[c].item<double>(), g = b[F + c].item<double>();
+          for (int dy = -1; dy <= 1; ++dy)
+            for (int dx = -1; dx <= 1; ++dx) {
+              if (y + dy < 0 || y + dy >= H || xx + dx < 0 || xx + dx >= W) continue;
+              v += w[c][0][dy + 1][dx + 1].item<double>() * s[f][y + dy][xx + dx][c].item<double>();
+              g += w[F + c][0][dy + 1][dx + 1].item<double>() * s[f][y + dy][xx + dx][F + c].item<double>();
+            }
+          want[f][y][xx][c] = v * g / (1 + std::exp(-g));
+        }
+  EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-5));
 }

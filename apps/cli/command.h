@@ -23,5 +23,14 @@ void register_info(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_latent_edit(CLI::App& app);
 void register_golden_check(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_encode_video(CLI::App& app);
+void register_decode_latents(CLI::App& app);
+#ifdef SANASTREAM_HAS_SENTENCEPIECE
+void register_encode_prompt(CLI::App& app);  // needs SentencePiece (the tokenizer)
+#endif
+#ifdef SANASTREAM_WITH_EVAL
+void register_eval(CLI::App& app);  // needs FFmpeg and OpenCV
+#endif
 
 }  // namespace sanastream::cli

@@ -33,6 +33,15 @@ int main(int argc, char** argv) {
   cli::register_convert(app);
   cli::register_latent_edit(app);
   cli::register_golden_check(app);
+  cli::register_bench(app);
+  cli::register_encode_video(app);
+  cli::register_decode_latents(app);
+#ifdef SANASTREAM_HAS_SENTENCEPIECE
+  cli::register_encode_prompt(app);
+#endif
+#ifdef SANASTREAM_WITH_EVAL
+  cli::register_eval(app);
+#endif
 
   try {
     app.parse(argc, argv);

@@ -3,8 +3,11 @@
 # verifies the toolchain, configures against PyTorch's libtorch with CUDA for sm_90a (FFmpeg and
 # OpenCV off: that image has neither), builds, runs the whole test suite including the GPU tests
 # and golden-check on CUDA in fp32 and bf16, and writes logs to $OUT.
-#   scripts/gpu/run.sh [EXTRA_COMMAND...]   extra commands run after the tests, in the build tree's
-#                                           environment (e.g. a benchmark), output in $OUT/extra.log
+#   scripts/gpu/run.sh [EXTRA_COMMAND...]   extra commands run after the tests, with the built
+#                                           `sanastream` on PATH (e.g. a benchmark), output in $OUT/extra.log
+#   GPU_TESTS=0 scripts/gpu/run.sh ...      skip CTest and golden-check (benchmark iterations)
+#   GPU_TESTS=gpu scripts/gpu/run.sh ...    only the GPU tests (names with Gpu or Cuda) and golden-check
+#   GPU_CMAKE_ARGS="-DX=Y" ...              extra configure arguments
 # Golden sets: $SANASTREAM_GOLDEN, else ./.golden (copy the sets there and name it in `carry`).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,7 +42,7 @@ say "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff 
 BUILD=${BUILD_DIR:-build-gpu}
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
   -DSANASTREAM_CUDA=ON -DSANASTREAM_FFMPEG=OFF -DSANASTREAM_OPENCV=OFF -DCMAKE_CUDA_ARCHITECTURES=90a \
-  >"$OUT/configure.log" 2>&1 || { say "configure FAILED (configure.log)"; tail -30 "$OUT/configure.log"; exit 1; }
+  ${GPU_CMAKE_ARGS:-} >"$OUT/configure.log" 2>&1 || { say "configure FAILED (configure.log)"; tail -30 "$OUT/configure.log"; exit 1; }
 b0=$(date +%s)
 cmake --build "$BUILD" >"$OUT/build.log" 2>&1 || { say "build FAILED (build.log)"; grep -m 20 -B2 -A6 "error" "$OUT/build.log"; exit 1; }
 say "build: $(( $(date +%s) - b0 )) s"
@@ -47,7 +50,10 @@ say "build: $(( $(date +%s) - b0 )) s"
 # 3. Tests (GPU tests included) and golden-check on CUDA.
 export SANASTREAM_GOLDEN=${SANASTREAM_GOLDEN:-$PWD/.golden}
 status=0
-(cd "$BUILD" && OMP_NUM_THREADS=2 ctest --output-on-failure -j 8) >"$OUT/ctest.log" 2>&1 || status=1
+if [ "${GPU_TESTS:-1}" != 0 ]; then
+filter=()
+[ "${GPU_TESTS:-1}" = gpu ] && filter=(-R "Gpu|Cuda")
+(cd "$BUILD" && OMP_NUM_THREADS=2 ctest --output-on-failure -j 8 "${filter[@]}") >"$OUT/ctest.log" 2>&1 || status=1
 say "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
 grep -E "\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Skipped" "$OUT/ctest.log" | sed 's/^/[gpu]   /' | tee -a "$SUMMARY"
 SANASTREAM="$BUILD/apps/cli/sanastream"
@@ -56,6 +62,7 @@ for dt in fp32 bf16; do
     >"$OUT/golden_cuda_$dt.log" 2>&1 || status=1
   grep -vE "^    " "$OUT/golden_cuda_$dt.log" | sed 's/^/[gpu]   /' | tee -a "$SUMMARY"
 done
+fi
 
 # 4. Extra commands (benchmarks, profiles).
 if [ $# -gt 0 ]; then

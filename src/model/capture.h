@@ -14,7 +14,7 @@ struct Capture {
 
   bool on() const { return out != nullptr; }
   void put(const std::string& name, const at::Tensor& t) const {
-    if (out) (*out)[prefix + name] = t.detach().to(at::kCPU, at::kFloat).contiguous();
+    if (out) (*out)[prefix + name] = t.detach().to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
   }
 };
 

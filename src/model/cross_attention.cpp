@@ -1,5 +1,6 @@
 #include "model/cross_attention.h"
 
+#include "model/profile.h"
 #include "ops/attention.h"
 #include "ops/norm.h"
 
@@ -31,8 +32,12 @@ CrossAttention::CaptionKV CrossAttention::project_caption(const at::Tensor& y) c
 at::Tensor CrossAttention::forward(const at::Tensor& x, const CaptionKV& kv, const at::Tensor& bias) const {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2), H = heads_, D = C / H;
   at::Tensor q = ops::rms_norm(dense(x, q_w_, q_b_), q_norm_, kNormEps).view({B, N, H, D}).transpose(1, 2);
+  mark_region("ca.q");
   at::Tensor out = ops::attention(q.contiguous(), kv.k, kv.v, bias);
-  return dense(out.transpose(1, 2).reshape({B, N, C}), proj_w_, proj_b_);
+  mark_region("ca.attention");
+  out = dense(out.transpose(1, 2).reshape({B, N, C}), proj_w_, proj_b_);
+  mark_region("ca.proj");
+  return out;
 }
 
 }  // namespace sanastream::model

@@ -1,32 +1,47 @@
-// Streaming caches of the hybrid DiT (SPEC §3), per block:
-//  GDN blocks      — the forward scan's final state (fp32) seeds the next chunk's forward scan;
-//  softmax blocks  — post-RoPE keys/values of the sink chunk and of the previous chunk;
-//  every block     — the FFN's left temporal context: the previous chunk's last point-conv frame.
+// Streaming caches of the hybrid DiT (SPEC §3), preallocated once per stream and written in place:
+//  GDN blocks      — the forward scan's state (fp32): `gdn_in` seeds a chunk's forward scan, every
+//                    call leaves its final state in `gdn_out`;
+//  softmax blocks  — post-RoPE keys/values in one buffer per block laid out
+//                    [sink chunk | previous chunk | current chunk]; a call writes its own keys at
+//                    `write_offset` and attends over [0, write_offset + N);
+//  every block     — the FFN's left temporal context (`ffn_in`: the previous chunk's last point-conv
+//                    frames) and this call's last frames (`ffn_out`).
+// The sampler commits a chunk after its cache-writing call (commit_chunk), which is where the
+// official code swaps cache lists.
 #pragma once
 
 #include <vector>
 
 #include <ATen/ATen.h>
 
+#include "model/dit_config.h"
 #include "ops/gdn.h"
 
 namespace sanastream::model {
 
-// What a chunk's calls read (constant across the chunk's denoising steps).
-struct BlockCacheView {
-  ops::GdnState gdn;     // undefined in chunk 0
-  at::Tensor k, v;       // [B, H, M, D] cached keys/values (sink + window), undefined in chunk 0
-  at::Tensor ffn_ctx;    // [B, S, C] previous chunk's last point-conv frame, undefined in chunk 0
-};
+class StreamCache {
+ public:
+  // batch B, grid H × W; sink_frames: the first chunk's frames; max_frames: the largest later chunk.
+  StreamCache(const DitConfig& cfg, int64_t batch, int64_t height, int64_t width, int64_t sink_frames,
+              int64_t max_frames, at::ScalarType dtype, at::Device device);
 
-// What a cache-writing call produces for its own chunk.
-struct BlockCacheEntry {
-  ops::GdnState gdn;     // forward state after this chunk (GDN blocks)
-  at::Tensor k, v;       // [B, H, n, D] this chunk's post-RoPE keys/values (softmax blocks)
-  at::Tensor ffn_ctx;    // [B, S, C] this chunk's last point-conv frame
-};
+  // Per block (entries of the other block type are undefined).
+  std::vector<ops::GdnState> gdn_in, gdn_out;  // [B, H, D, D], [B, H, D, 1] fp32
+  std::vector<at::Tensor> ffn_in, ffn_out;     // [B, P, S, C] model dtype
+  std::vector<at::Tensor> k, v;                // [B, H, capacity, D] model dtype
 
-using CacheView = std::vector<BlockCacheView>;
-using CacheEntries = std::vector<BlockCacheEntry>;
+  int64_t tokens_per_frame() const { return S_; }
+  int64_t cached_tokens() const { return cached_; }      // valid context before the current chunk
+  int64_t write_offset() const { return cached_; }       // where the current chunk's keys go
+  int64_t sink_tokens() const { return sink_; }
+  int64_t chunks_committed() const { return chunks_; }
+
+  // Makes the last call's outputs the context of the next chunk: GDN state and FFN frames move to
+  // the inputs; the chunk's keys/values become the sink (chunk 0) or the previous chunk.
+  void commit_chunk(int64_t chunk_frames);
+
+ private:
+  int64_t S_, sink_ = 0, cached_ = 0, chunks_ = 0;
+};
 
 }  // namespace sanastream::model

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 
 namespace sanastream::model {
 
@@ -14,15 +15,20 @@ DitShape dit_shape_2b() {
   return s;
 }
 
-io::TensorMap random_dit_weights(const DitShape& s, uint64_t seed, at::ScalarType dtype) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
+io::TensorMap random_dit_weights(const DitShape& s, uint64_t seed, at::ScalarType dtype, at::Device device) {
+  at::Generator gen = device.is_cpu() ? at::detail::createCPUGenerator(seed) : at::globalContext().defaultGenerator(device);
+  if (!device.is_cpu()) {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+  }
+  const auto opts = at::TensorOptions().device(device);
   io::TensorMap w;
   const int64_t C = s.hidden, F = s.ffn_hidden, H = s.heads;
   auto normal = [&](std::vector<int64_t> shape, double mean, double std) {
-    return at::normal(mean, std, shape, gen);
+    return at::empty(shape, opts).normal_(mean, std, gen);
   };
   auto uniform = [&](std::vector<int64_t> shape, double lo, double hi) {
-    return at::empty(shape).uniform_(lo, hi, gen);
+    return at::empty(shape, opts).uniform_(lo, hi, gen);
   };
   auto mat = [&](const std::string& key, std::vector<int64_t> shape, int64_t fan_in, double gain = 1.0) {
     w[key] = normal(shape, 0.0, gain / std::sqrt(static_cast<double>(fan_in)));

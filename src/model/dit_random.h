@@ -27,6 +27,9 @@ struct DitShape {
 // The 2B streaming configuration of the official release.
 DitShape dit_shape_2b();
 
-io::TensorMap random_dit_weights(const DitShape& shape, uint64_t seed, at::ScalarType dtype = at::kBFloat16);
+// Generated on `device` with that device's generator (seeded): the same seed gives the same weights
+// on the same device type.
+io::TensorMap random_dit_weights(const DitShape& shape, uint64_t seed, at::ScalarType dtype = at::kBFloat16,
+                                 at::Device device = at::kCPU);
 
 }  // namespace sanastream::model

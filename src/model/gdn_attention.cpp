@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/profile.h"
 #include "ops/norm.h"
 
 namespace sanastream::model {
@@ -33,17 +34,18 @@ at::Tensor GdnAttention::forward(const at::Tensor& h, const DitGrid& g, const op
                                  const ops::GdnState& init, ops::GdnState* final_state) const {
   const int64_t B = h.size(0), N = h.size(1), C = h.size(2), H = heads_, D = C / H, T = g.T, S = g.S();
   // Feature maps: ReLU(RMSNorm_C(x W)); keys scaled by 1/sqrt(D·S).
-  at::Tensor q = at::relu(ops::rms_norm(dense(h, wq_), q_norm_, kNormEps));
-  at::Tensor k = at::relu(ops::rms_norm(dense(h, wk_), k_norm_, kNormEps)) *
-                 (1.0 / std::sqrt(static_cast<double>(D)) / std::sqrt(static_cast<double>(S)));
+  at::Tensor q = ops::rms_norm(dense(h, wq_), q_norm_, kNormEps, /*relu=*/true);
+  at::Tensor k = ops::rms_norm(dense(h, wk_), k_norm_, kNormEps, /*relu=*/true,
+                               1.0 / std::sqrt(static_cast<double>(D)) / std::sqrt(static_cast<double>(S)));
   at::Tensor v = dense(h, wv_);
+  mark_region("gdn.qkv");
   auto heads = [&](const at::Tensor& t) { return t.view({B, N, H, D}); };
   at::Tensor q_rot = ops::apply_rope(heads(q), rope);
   at::Tensor k_rot = ops::apply_rope(heads(k), rope);
-  // [B, N, H, D] → [B, H, T, D, S] fp32, the scan's layout.
-  auto to_scan = [&](const at::Tensor& t) {
-    return t.reshape({B, T, S, H, D}).permute({0, 3, 1, 4, 2}).to(at::kFloat).contiguous();
-  };
+  mark_region("gdn.rope");
+  // [B, N, H, D] → [B, H, T, S, D] in the compute dtype, the scan's layout (head-dim rows stay
+  // contiguous).
+  auto to_scan = [&](const at::Tensor& t) { return t.reshape({B, T, S, H, D}).permute({0, 3, 1, 2, 4}).contiguous(); };
   ops::GdnInputs in;
   in.q = to_scan(q);
   in.k = to_scan(k);
@@ -56,10 +58,17 @@ at::Tensor GdnAttention::forward(const at::Tensor& h, const DitGrid& g, const op
   at::Tensor decay = at::exp(-at::exp(a_log_.to(at::kFloat)) * at::softplus(a + dt_bias_.to(at::kFloat)));
   in.decay = decay.permute({0, 2, 1}).contiguous();  // [B, H, T]
 
+  mark_region("gdn.layout_gates");
   ops::GdnOutput r = ops::gdn_bidirectional(in, init, kDenEps);
-  if (final_state) *final_state = r.final_state;
-  at::Tensor out = r.out.to(h.scalar_type()).permute({0, 2, 4, 1, 3}).reshape({B, N, C});
-  return dense(gated(out, dense(h, out_gate_w_, out_gate_b_)), proj_w_, proj_b_);
+  mark_region("gdn.scan");
+  if (final_state) {
+    final_state->kv.copy_(r.final_state.kv);
+    final_state->z.copy_(r.final_state.z);
+  }
+  at::Tensor out = r.out.to(h.scalar_type()).permute({0, 2, 3, 1, 4}).reshape({B, N, C});
+  at::Tensor result = dense(gated(out, dense(h, out_gate_w_, out_gate_b_)), proj_w_, proj_b_);
+  mark_region("gdn.gate_proj");
+  return result;
 }
 
 }  // namespace sanastream::model

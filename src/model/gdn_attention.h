@@ -14,8 +14,8 @@ class GdnAttention {
   // prefix: "blocks.N.attn."
   GdnAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads);
 
-  // h: [B, N, C] model dtype → [B, N, C]. init: previous chunk's forward state (or undefined);
-  // final_state (nullable) receives this call's forward state after its last frame.
+  // h: [B, N, C] model dtype → [B, N, C]. init: the forward scan's initial state (undefined =
+  // zeros); final_state (nullable) receives, in place, the state after the call's last frame.
   at::Tensor forward(const at::Tensor& h, const DitGrid& g, const ops::RopeTable& rope, const ops::GdnState& init,
                      ops::GdnState* final_state) const;
 

@@ -4,6 +4,7 @@
 
 #include "core/compare.h"
 #include "core/error.h"
+#include "model/profile.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
 
@@ -15,7 +16,12 @@ constexpr double kCaptionNormEps = 1e-5;
 constexpr double kMaskBias = -10000.0;
 }  // namespace
 
-HybridDit::HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime& rt) : cfg_(std::move(cfg)), rt_(rt) {
+HybridDit::HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime& rt)
+    : cfg_(std::move(cfg)),
+      rt_(rt),
+      // fp32 compute rotates in float64 as the official code does; bf16 compute in float32.
+      rope_(ops::RopeDims{cfg_.rope_t, cfg_.rope_h, cfg_.rope_w, cfg_.rope_theta}, cfg_.rope_positions, rt.device,
+            rt.dtype == at::kFloat ? at::kDouble : at::kFloat) {
   validate_dit_weights(cfg_, weights);
   for (const auto& [k, t] : weights) w_[k] = t.is_floating_point() ? t.to(rt_.device, rt_.dtype) : t.to(rt_.device);
   for (int64_t b = 0; b < cfg_.depth; ++b) {
@@ -77,6 +83,7 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   SS_CHECK(caption.y.size(0) == x_in.size(0), "caption batch {} != latent batch {}", caption.y.size(0), x_in.size(0));
   const int64_t B = x_in.size(0), C = cfg_.hidden;
   const DitGrid g{x_in.size(2), x_in.size(3), x_in.size(4)};
+  mark_region("outside_forward");
   const Capture& cap = opt.capture;
 
   // Patch embedding (1×1×1 conv) on cat[x, src] → tokens in (t, h, w) order.
@@ -95,42 +102,45 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   at::Tensor t0 = dense(at::silu(t), weight(w_, "t_block.1.weight"), weight(w_, "t_block.1.bias"));     // [B, 6C]
   cap.put("t_block", t0);
 
-  std::vector<int64_t> frames(g.T);
-  for (int64_t f = 0; f < g.T; ++f) frames[f] = opt.frame_offset + f;
-  ops::RopeDims dims{cfg_.rope_t, cfg_.rope_h, cfg_.rope_w, cfg_.rope_theta};
-  const ops::RopeTable rope = ops::make_rope_table(dims, frames, g.H, g.W, cfg_.rope_positions, rt_.device);
+  const ops::RopeTable rope = opt.rope ? *opt.rope : rope_table(opt.frame_offset, g.T, g.H, g.W);
+  mark_region("embed");
+  SS_CHECK(rope.cos.size(0) == g.N(), "RoPE rows: {} for a call of {} tokens", rope.cos.size(0), g.N());
+  StreamCache* cache = opt.cache;
+  SS_CHECK(!cache || (cache->tokens_per_frame() == g.S() && cache->ffn_in.size() == blocks_.size()),
+           "stream cache made for another grid or model");
 
-  SS_CHECK(!opt.cache || opt.cache->size() == blocks_.size(), "cache view has {} blocks, the model {}",
-           opt.cache ? opt.cache->size() : 0, blocks_.size());
-  if (opt.write_cache) opt.write_cache->assign(blocks_.size(), {});
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& blk = blocks_[i];
     const std::string name = fmt::format("block{:02d}.", i);
-    const BlockCacheView* view = opt.cache ? &(*opt.cache)[i] : nullptr;
-    BlockCacheEntry* entry = opt.write_cache ? &(*opt.write_cache)[i] : nullptr;
     auto mod = (blk.scale_shift.unsqueeze(0) + t0.view({B, 6, C})).to(at::kFloat).chunk(6, 1);  // each [B, 1, C]
     const at::Tensor &shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
     const at::Tensor &shift_mlp = mod[3], &scale_mlp = mod[4], &gate_mlp = mod[5];
 
     at::Tensor h = ops::layer_norm_modulate(x, shift_msa, scale_msa, kLayerNormEps, dt);
+    mark_region("norm_modulate");
     at::Tensor a;
     if (blk.gdn) {
-      a = blk.gdn->forward(h, g, rope, view ? view->gdn : ops::GdnState{}, entry ? &entry->gdn : nullptr);
+      a = blk.gdn->forward(h, g, rope, cache ? cache->gdn_in[i] : ops::GdnState{},
+                           cache ? &cache->gdn_out[i] : nullptr);
     } else {
-      a = blk.softmax->forward(h, rope, view ? view->k : at::Tensor(), view ? view->v : at::Tensor(),
-                               entry ? &entry->k : nullptr, entry ? &entry->v : nullptr);
+      a = blk.softmax->forward(h, rope, cache ? cache->k[i] : at::Tensor(), cache ? cache->v[i] : at::Tensor(),
+                               cache ? cache->write_offset() : 0);
     }
     cap.put(name + "attn", a);
-    x = x + gate_msa * a.to(at::kFloat);
+    ops::gate_residual_(x, gate_msa, a);
+    mark_region("gate_residual");
 
     at::Tensor c = blk.cross->forward(x.to(dt), caption.kv[i], caption.bias);
     cap.put(name + "cross_attn", c);
-    x = x + c.to(at::kFloat);
+    ops::gate_residual_(x, {}, c);
+    mark_region("gate_residual");
 
     h = ops::layer_norm_modulate(x, shift_mlp, scale_mlp, kLayerNormEps, dt);
-    at::Tensor m = blk.ffn->forward(h, g, view ? view->ffn_ctx : at::Tensor(), entry ? &entry->ffn_ctx : nullptr);
+    mark_region("norm_modulate");
+    at::Tensor m = blk.ffn->forward(h, g, cache ? cache->ffn_in[i] : at::Tensor(), cache ? &cache->ffn_out[i] : nullptr);
     cap.put(name + "mlp", m);
-    x = x + gate_mlp * m.to(at::kFloat);
+    ops::gate_residual_(x, gate_mlp, m);
+    mark_region("gate_residual");
     cap.put(name + "out", x);
   }
 
@@ -140,7 +150,13 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   out = dense(out, weight(w_, "final_layer.linear.weight").to(at::kFloat),
               weight(w_, "final_layer.linear.bias").to(at::kFloat));  // [B, N, Cl] fp32
   cap.put("final_layer", out);
-  return out.view({B, g.T, g.H, g.W, cfg_.latent_channels}).permute({0, 4, 1, 2, 3}).contiguous();
+  out = out.view({B, g.T, g.H, g.W, cfg_.latent_channels}).permute({0, 4, 1, 2, 3}).contiguous();
+  mark_region("final");
+  return out;
+}
+
+ops::RopeTable HybridDit::rope_table(int64_t first_frame, int64_t frames, int64_t height, int64_t width) const {
+  return rope_.table(first_frame, frames, height, width);
 }
 
 std::unique_ptr<HybridDit> load_hybrid_dit(const io::TensorMap& weights, const nlohmann::json& overrides,

@@ -14,6 +14,7 @@
 #include "model/gdn_attention.h"
 #include "model/mix_ffn.h"
 #include "model/softmax_attention.h"
+#include "ops/rope.h"
 
 namespace sanastream::model {
 
@@ -27,8 +28,8 @@ struct CaptionState {
 
 struct DitCallOptions {
   int64_t frame_offset = 0;                // absolute latent index of the call's first frame (RoPE)
-  const CacheView* cache = nullptr;        // streaming caches to read (null: none)
-  CacheEntries* write_cache = nullptr;     // non-null: record this call's own cache entries
+  const ops::RopeTable* rope = nullptr;    // precomputed rows for this call (null: built from frame_offset)
+  StreamCache* cache = nullptr;            // streaming caches, read and written in place (null: none)
   Capture capture;                         // activations under golden names
 };
 
@@ -43,6 +44,9 @@ class HybridDit {
   // embeds: [B, 1, L, Cc] or [B, L, Cc]; mask: [B, L] (1 = token). Captures y_embedder and
   // attention_y_norm.
   CaptionState encode_caption(const at::Tensor& embeds, const at::Tensor& mask, const Capture& capture = {}) const;
+
+  // The RoPE rows of a call: frames [first_frame, first_frame + T) of an H × W grid.
+  ops::RopeTable rope_table(int64_t first_frame, int64_t frames, int64_t height, int64_t width) const;
 
   // x: [B, Cl, T, H, W] noisy latent; src: [B, Cs, T, H, W] source latent; timestep: [B] (truncated
   // to an integer as the official model does). Returns the velocity [B, Cl, T, H, W] in fp32.
@@ -63,6 +67,7 @@ class HybridDit {
   Runtime rt_;
   io::TensorMap w_;
   std::vector<Block> blocks_;
+  ops::RopeCache rope_;
 };
 
 // Loads weights (any supported form), detects the configuration (with optional overrides) and

@@ -1,5 +1,6 @@
 #include "model/mix_ffn.h"
 
+#include "model/profile.h"
 #include "ops/glu.h"
 
 namespace sanastream::model {
@@ -7,7 +8,7 @@ namespace sanastream::model {
 MixFfn::MixFfn(const io::TensorMap& w, const std::string& p) {
   w_in_ = weight(w, p + "inverted_conv.conv.weight").flatten(1);
   b_in_ = weight(w, p + "inverted_conv.conv.bias");
-  w_dw_ = weight(w, p + "depth_conv.conv.weight");
+  w_dw_taps_ = weight(w, p + "depth_conv.conv.weight").reshape({-1, 9}).t().contiguous();
   b_dw_ = weight(w, p + "depth_conv.conv.bias");
   w_out_ = weight(w, p + "point_conv.conv.weight").flatten(1);
   const at::Tensor& t = weight(w, p + "t_conv.weight");  // [C, C, K, 1]
@@ -19,13 +20,12 @@ MixFfn::MixFfn(const io::TensorMap& w, const std::string& p) {
 at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx,
                            at::Tensor* last_frames) const {
   const int64_t B = h.size(0), C = h.size(2), T = g.T, S = g.S(), F2 = w_in_.size(0);
-  // Spatial part on each frame: [B·T, 2F, H, W] for the depthwise conv.
-  at::Tensor x = at::silu(dense(h, w_in_, b_in_));                                     // [B, N, 2F]
-  x = x.view({B * T, S, F2}).transpose(1, 2).reshape({B * T, F2, g.H, g.W});
-  x = at::conv2d(x, w_dw_, b_dw_, /*stride=*/1, /*padding=*/1, /*dilation=*/1, /*groups=*/F2);
-  x = ops::silu_glu(x);                                                                   // [B·T, F, H, W]
-  at::Tensor pc = dense(x.flatten(2).transpose(1, 2), w_out_).view({B, T, S, C});      // point conv
-
+  // Spatial part on each frame, channels-last: SiLU → depthwise 3×3 → value·SiLU(gate), fused.
+  at::Tensor x = dense(h, w_in_, b_in_).view({B * T, g.H, g.W, F2});                    // [B·T, H, W, 2F]
+  mark_region("ffn.in");
+  x = ops::depthwise_glu(x, w_dw_taps_, b_dw_);                                            // [B·T, H, W, F]
+  mark_region("ffn.depthwise_glu");
+  at::Tensor pc = dense(x.view({B, T, S, F2 / 2}), w_out_);                                // [B, T, S, C]
   // Temporal conv over frames: out[t] = Σ_k W_k · pc[t + k − P], P = (K − 1)/2.
   const int64_t P = context_frames();
   at::Tensor left = left_ctx.defined() ? left_ctx.to(pc.scalar_type()) : at::zeros({B, P, S, C}, pc.options());
@@ -33,8 +33,10 @@ at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tens
   std::vector<at::Tensor> taps;
   for (int64_t k = 0; k < t_kernel_; ++k) taps.push_back(padded.narrow(1, k, T));
   at::Tensor temporal = dense(at::cat(taps, -1), w_t_);                                 // [B, T, S, C]
-  if (last_frames) *last_frames = pc.narrow(1, T - P, P).contiguous();
-  return (pc + temporal).reshape({B, T * S, C});
+  if (last_frames) last_frames->copy_(pc.narrow(1, T - P, P));
+  at::Tensor out = (pc + temporal).reshape({B, T * S, C});
+  mark_region("ffn.temporal");
+  return out;
 }
 
 }  // namespace sanastream::model

@@ -15,12 +15,12 @@ class MixFfn {
   int64_t context_frames() const { return (t_kernel_ - 1) / 2; }
 
   // h: [B, N, C] → [B, N, C]. left_ctx: [B, P, S, C] (P = context_frames()) or undefined (zeros).
-  // last_frames (nullable) receives this call's last P point-conv frames [B, P, S, C].
+  // last_frames (nullable) receives, in place, this call's last P point-conv frames [B, P, S, C].
   at::Tensor forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx, at::Tensor* last_frames) const;
 
  private:
   at::Tensor w_in_, b_in_;     // [2F, C], [2F]
-  at::Tensor w_dw_, b_dw_;     // [2F, 1, 3, 3], [2F]
+  at::Tensor w_dw_taps_, b_dw_;  // [9, 2F] (the depthwise 3×3 weight, tap-major), [2F]
   at::Tensor w_out_;           // [C, F]
   at::Tensor w_t_;             // [C, K·C] temporal taps, tap-major along the input
   int64_t t_kernel_;

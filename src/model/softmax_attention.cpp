@@ -1,5 +1,6 @@
 #include "model/softmax_attention.h"
 
+#include "model/profile.h"
 #include "ops/attention.h"
 #include "ops/norm.h"
 
@@ -27,26 +28,31 @@ SoftmaxAttention::SoftmaxAttention(const io::TensorMap& w, const std::string& p,
   proj_b_ = weight(w, p + "proj.bias");
 }
 
-at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::RopeTable& rope, const at::Tensor& cached_k,
-                                     const at::Tensor& cached_v, at::Tensor* new_k, at::Tensor* new_v) const {
+at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::RopeTable& rope, const at::Tensor& k_buf,
+                                     const at::Tensor& v_buf, int64_t offset) const {
   const int64_t B = h.size(0), N = h.size(1), C = h.size(2), H = heads_, D = C / H;
   at::Tensor q = ops::rms_norm(dense(h, wq_), q_norm_, kNormEps).view({B, N, H, D});
   at::Tensor k = ops::rms_norm(dense(h, wk_), k_norm_, kNormEps).view({B, N, H, D});
   at::Tensor v = dense(h, wv_).view({B, N, H, D});
+  mark_region("sa.qkv");
   q = ops::apply_rope(q, rope).transpose(1, 2);  // [B, H, N, D]
   k = ops::apply_rope(k, rope).transpose(1, 2);
   v = v.transpose(1, 2);
-  if (new_k) *new_k = k.contiguous();
-  if (new_v) *new_v = v.contiguous();
-  if (cached_k.defined()) {
-    k = at::cat({cached_k, k}, 2);
-    v = at::cat({cached_v, v}, 2);
+  mark_region("sa.rope");
+  if (k_buf.defined()) {
+    k_buf.narrow(2, offset, N).copy_(k);
+    v_buf.narrow(2, offset, N).copy_(v);
+    k = k_buf.narrow(2, 0, offset + N);
+    v = v_buf.narrow(2, 0, offset + N);
   }
   at::Tensor out = fp32_attention_
                        ? ops::attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat)).to(h.scalar_type())
-                       : ops::attention(q.contiguous(), k.contiguous(), v.contiguous());
+                       : ops::attention(q.contiguous(), k, v);
+  mark_region("sa.attention");
   out = out.transpose(1, 2).reshape({B, N, C});
-  return dense(gated(out, dense(h, out_gate_w_, out_gate_b_)), proj_w_, proj_b_);
+  at::Tensor result = dense(gated(out, dense(h, out_gate_w_, out_gate_b_)), proj_w_, proj_b_);
+  mark_region("sa.gate_proj");
+  return result;
 }
 
 }  // namespace sanastream::model

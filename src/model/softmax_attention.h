@@ -13,10 +13,11 @@ class SoftmaxAttention {
  public:
   SoftmaxAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads);
 
-  // h: [B, N, C] → [B, N, C]. cached_k/v: [B, H, M, D] or undefined. new_k/new_v (nullable)
-  // receive this call's post-RoPE keys/values [B, H, N, D] for the cache.
-  at::Tensor forward(const at::Tensor& h, const ops::RopeTable& rope, const at::Tensor& cached_k,
-                     const at::Tensor& cached_v, at::Tensor* new_k, at::Tensor* new_v) const;
+  // h: [B, N, C] → [B, N, C]. Without a cache (k_buf undefined) the call attends over itself.
+  // With one, k_buf/v_buf [B, H, capacity, D] hold `offset` cached post-RoPE keys/values: the call
+  // writes its own at [offset, offset + N) and attends over [0, offset + N).
+  at::Tensor forward(const at::Tensor& h, const ops::RopeTable& rope, const at::Tensor& k_buf, const at::Tensor& v_buf,
+                     int64_t offset) const;
 
  private:
   at::Tensor wq_, wk_, wv_, q_norm_, k_norm_, out_gate_w_, out_gate_b_, proj_w_, proj_b_;

@@ -1,5 +1,5 @@
 // ATen front ends of the CUDA kernels (only built with SANASTREAM_CUDA): tensors to params
-// structs, launched on the current stream.
+// structs, launched on the current stream. Callers check shapes; these check layouts.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -7,5 +7,11 @@
 namespace sanastream::ops::cuda {
 
 at::Tensor silu_glu(const at::Tensor& x);
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu, double post_scale);
+at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
+                               at::ScalarType out_dtype);
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch);
+at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);
 
 }  // namespace sanastream::ops::cuda

@@ -15,20 +15,32 @@ struct GdnState {
   bool defined() const { return kv.defined(); }
 };
 
+// Token-major per head and frame: row s of [.., S, D] is token s's head vector. q, k, v and the
+// rotations come in the model's compute dtype (fp32 or bf16); states and gates are fp32.
 struct GdnInputs {
-  at::Tensor q, k;          // [B, H, T, D, S] fp32, after ReLU (k also scaled by 1/sqrt(D·S))
-  at::Tensor q_rot, k_rot;  // [B, H, T, D, S] fp32, the same rotated by RoPE
-  at::Tensor v;             // [B, H, T, D, S] fp32
+  at::Tensor q, k;          // [B, H, T, S, D], after ReLU (k also scaled by 1/sqrt(D·S))
+  at::Tensor q_rot, k_rot;  // [B, H, T, S, D], the same rotated by RoPE
+  at::Tensor v;             // [B, H, T, S, D]
   at::Tensor beta;          // [B, H, T, S] fp32
   at::Tensor decay;         // [B, H, T] fp32, g_f = exp(−exp(A_log)·softplus(·))
 };
 
 struct GdnOutput {
-  at::Tensor out;        // [B, H, T, D, S] fp32: num / (den + eps)
+  at::Tensor out;        // [B, H, T, S, D] fp32: num / (den + eps)
   GdnState final_state;  // forward state after the last frame (for the streaming cache)
 };
 
 // init: the forward scan's initial state (streaming: the previous chunk's), or undefined = zeros.
+// On CUDA (unless SANASTREAM_REFERENCE=1) this runs the frame-matrix form; elsewhere the token
+// recurrence of the official code (ops/ref).
 GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double eps);
+
+// The same function through per-frame summaries, batched over frames: P_f = I − K̂ᵀ diag(β) K̂,
+// A_f = Vᵀ diag(β) K̂ (and Pz, b for the denominator), then the scans M_f = g_f·M_{f−1}·P_f + A_f
+// forward and R_f = g_{f+1}·R_{f+1}·P_{f+1} + A_{f+1} backward, and one read-out of (M + R).
+// With fp32 inputs it equals the recurrence up to fp32 rounding (≈ 1e-6 relative on the state);
+// with bf16 inputs the per-frame products and the numerator read-out run on bf16 tensor cores
+// (fp32 accumulation) while the scans, the denominator and the division stay fp32.
+GdnOutput gdn_bidirectional_frames(const GdnInputs& in, const GdnState& init, double eps);
 
 }  // namespace sanastream::ops

@@ -1,5 +1,6 @@
 #include "ops/glu.h"
 
+#include "core/compare.h"
 #include "core/error.h"
 #include "ops/ref/ref.h"
 #ifdef SANASTREAM_HAS_CUDA
@@ -15,6 +16,17 @@ at::Tensor silu_glu(const at::Tensor& x) {
   if (x.is_cuda() && !ref::reference_mode()) return cuda::silu_glu(x);
 #endif
   return ref::silu_glu(x);
+}
+
+at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias) {
+  SS_CHECK(x.dim() == 4 && x.size(3) % 2 == 0 && weight_taps.dim() == 2 && weight_taps.size(0) == 9 &&
+               weight_taps.size(1) == x.size(3) && bias.numel() == x.size(3),
+           "depthwise_glu: expected x [BT, H, W, 2F], weight [9, 2F], bias [2F], got {}, {}, {}",
+           shape_str(x.sizes()), shape_str(weight_taps.sizes()), shape_str(bias.sizes()));
+#ifdef SANASTREAM_HAS_CUDA
+  if (x.is_cuda() && !ref::reference_mode()) return cuda::depthwise_glu(x, weight_taps, bias);
+#endif
+  return ref::depthwise_glu(x, weight_taps, bias);
 }
 
 }  // namespace sanastream::ops

@@ -1,16 +1,36 @@
 #include "ops/norm.h"
 
 #include "ops/ref/ref.h"
+#ifdef SANASTREAM_HAS_CUDA
+#include "ops/cuda_dispatch.h"
+#endif
 
 namespace sanastream::ops {
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  return ref::rms_norm(x, weight, eps);
+namespace {
+bool use_cuda(const at::Tensor& t) { return t.is_cuda() && !ref::reference_mode(); }
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu, double post_scale) {
+#ifdef SANASTREAM_HAS_CUDA
+  if (use_cuda(x)) return cuda::rms_norm(x, weight, eps, relu, post_scale);
+#endif
+  return ref::rms_norm(x, weight, eps, relu, post_scale);
 }
 
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
                                at::ScalarType out_dtype) {
+#ifdef SANASTREAM_HAS_CUDA
+  if (use_cuda(x)) return cuda::layer_norm_modulate(x, shift, scale, eps, out_dtype);
+#endif
   return ref::layer_norm_modulate(x, shift, scale, eps, out_dtype);
+}
+
+void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {
+#ifdef SANASTREAM_HAS_CUDA
+  if (use_cuda(x)) return cuda::gate_residual_(x, gate, branch);
+#endif
+  ref::gate_residual_(x, gate, branch);
 }
 
 }  // namespace sanastream::ops

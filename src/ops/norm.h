@@ -5,14 +5,19 @@
 
 namespace sanastream::ops {
 
-// RMSNorm over the last dim, computed in fp32: (w * x * rsqrt(mean(x²) + eps)) cast to x's dtype.
-// x: [..., C]; weight: [C]
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// RMSNorm over the last dim, computed in fp32: (w * x * rsqrt(mean(x²) + eps)) cast to x's dtype,
+// then optionally ReLU and a scale (the GDN feature maps). x: [..., C]; weight: [C]
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu = false,
+                    double post_scale = 1.0);
 
 // LayerNorm without affine (eps) followed by adaLN modulation: LN(x)·(1 + scale) + shift, computed
 // in fp32 and rounded once to out_dtype.
 // x: [B, N, C] (the fp32 residual stream); shift, scale: [B, 1, C] (broadcast over tokens)
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
                                at::ScalarType out_dtype);
+
+// x += gate · branch in place, in fp32 (gate undefined: x += branch).
+// x: [B, N, C] fp32 contiguous (the residual stream); gate: [B, 1, C]; branch: [B, N, C]
+void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch);
 
 }  // namespace sanastream::ops

@@ -10,8 +10,8 @@
 namespace sanastream::ops {
 
 struct RopeTable {
-  at::Tensor cos;  // [N, D/2] float64
-  at::Tensor sin;  // [N, D/2] float64
+  at::Tensor cos;  // [N, D/2] float64 (exact, as the official code) or float32 (bf16 compute)
+  at::Tensor sin;  // [N, D/2]
 };
 
 struct RopeDims {
@@ -19,9 +19,23 @@ struct RopeDims {
   double theta = 10000.0;
 };
 
-// Angles for tokens in (t, h, w) raster order with frame positions `frames` (absolute latent
-// indices) and h, w from 0. The official table has `table_rows` rows per axis: positions past it
-// are an error.
+// The official table's per-axis cos/sin (`rows` positions per axis, angles in float64), held on a
+// device at a precision (float64, or float32 for the bf16 path). table() assembles the rows of a
+// call with device ops only, so it runs inside CUDA graphs.
+class RopeCache {
+ public:
+  RopeCache(const RopeDims& dims, int64_t rows, at::Device device, at::ScalarType precision);
+  // Tokens in (t, h, w) raster order for frames [first_frame, first_frame + frames), h and w from 0.
+  RopeTable table(int64_t first_frame, int64_t frames, int64_t height, int64_t width) const;
+  int64_t rows() const { return rows_; }
+
+ private:
+  int64_t rows_;
+  at::Tensor cos_[3], sin_[3];  // per axis t, h, w: [rows, part/2]
+};
+
+// Angles for tokens with explicit frame positions (absolute latent indices), h and w from 0, on the
+// CPU in float64: the reference form of RopeCache::table(). Positions past `table_rows` are an error.
 RopeTable make_rope_table(const RopeDims& dims, const std::vector<int64_t>& frames, int64_t height, int64_t width,
                           int64_t table_rows, at::Device device);
 
@@ -29,8 +43,8 @@ RopeTable make_rope_table(const RopeDims& dims, const std::vector<int64_t>& fram
 // the t part (0 for h and w).
 RopeTable make_temporal_shift(const RopeDims& dims, int64_t frame_delta, at::Device device);
 
-// Rotates interleaved pairs of the last dim. x: [B, N, H, D] (or any [..., N, H, D] whose token
-// dim is -3); table: [N, D/2]. Returns x's dtype.
+// Rotates interleaved pairs of the last dim in the table's precision. x: [B, N, H, D] (or any
+// [..., N, H, D] whose token dim is -3); table: [N, D/2]. Returns x's dtype.
 at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table);
 
 }  // namespace sanastream::ops

@@ -11,7 +11,7 @@ std::string detect_golden_kind_name(const nlohmann::json& c) {
 }
 
 const std::vector<GoldenKind>& golden_kinds() {
-  static const std::vector<GoldenKind> kinds = {golden_dit_kind()};
+  static const std::vector<GoldenKind> kinds = {golden_dit_kind(), golden_vae_kind(), golden_text_kind()};
   return kinds;
 }
 

@@ -11,5 +11,7 @@ namespace sanastream::pipeline {
 std::string detect_golden_kind_name(const nlohmann::json& config);
 
 GoldenKind golden_dit_kind();
+GoldenKind golden_vae_kind();
+GoldenKind golden_text_kind();
 
 }  // namespace sanastream::pipeline

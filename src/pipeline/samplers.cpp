@@ -5,14 +5,12 @@
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "core/log.h"
+#include "model/dit_cache.h"
+#include "pipeline/call_runner.h"
 #include "pipeline/schedule.h"
 
 namespace sanastream::pipeline {
 
-using model::BlockCacheEntry;
-using model::BlockCacheView;
-using model::CacheEntries;
-using model::CacheView;
 
 std::vector<int64_t> chunk_boundaries(int64_t frames, int first_chunk) {
   SS_CHECK(frames >= 1, "expected at least one latent frame, got {}", frames);
@@ -33,98 +31,71 @@ namespace {
 
 std::string call_name(const DumpSpec& d, int call) { return fmt::format("{}call{:02d}.", d.prefix, call); }
 
-// Per-block streaming state across chunks: the sink chunk's and the latest chunk's softmax K/V, the
-// latest GDN forward state and FFN context.
-struct StreamState {
-  std::vector<BlockCacheEntry> sink;    // chunk 0's entries (softmax K/V are read from here)
-  std::vector<BlockCacheEntry> latest;  // the most recent chunk's entries
-
-  void commit(int64_t chunk, CacheEntries&& e) {
-    if (chunk == 0) sink = e;
-    latest = std::move(e);
-  }
-
-  // The view handed to chunk c: GDN state and FFN context of chunk c−1; softmax K/V of
-  // [sink chunk 0] + [chunk c−1] (just the sink for chunk 1).
-  CacheView view(int64_t chunk) const {
-    CacheView v(latest.size());
-    if (chunk == 0) return v;
-    for (size_t i = 0; i < latest.size(); ++i) {
-      v[i].gdn = latest[i].gdn;
-      v[i].ffn_ctx = latest[i].ffn_ctx;
-      if (sink[i].k.defined()) {
-        v[i].k = chunk == 1 ? sink[i].k : at::cat({sink[i].k, latest[i].k}, 2);
-        v[i].v = chunk == 1 ? sink[i].v : at::cat({sink[i].v, latest[i].v}, 2);
-      }
-    }
-    return v;
-  }
-};
-
-// Golden slot layouts: GDN slot0 [B, H, D, D], slot1 [B, H, D, 1]; softmax slot1/2 [B, H, D, n];
-// slot5 [B, C, P, S].
-void dump_slots(const DumpSpec& d, const std::string& base, size_t block, const ops::GdnState& gdn,
-                const at::Tensor& k, const at::Tensor& v, const at::Tensor& ffn_ctx) {
-  if (!d.out) return;
-  const std::string p = fmt::format("{}{}.block{:02d}.slot", d.prefix, base, block);
-  auto put = [&](int slot, const at::Tensor& t) {
-    if (t.defined()) (*d.out)[p + std::to_string(slot)] = t.detach().to(at::kCPU, at::kFloat).contiguous();
-  };
-  put(0, gdn.kv);
-  put(1, gdn.z);
-  if (k.defined()) {
-    put(1, k.transpose(2, 3));
-    put(2, v.transpose(2, 3));
-  }
-  if (ffn_ctx.defined()) put(5, ffn_ctx.permute({0, 3, 1, 2}));
-}
-
 at::Tensor full_timestep(float t, int64_t batch, const model::HybridDit& dit) {
   return at::full({batch}, t, at::TensorOptions().dtype(at::kFloat).device(dit.runtime().device));
+}
+
+// Golden slot layouts: GDN slot0 [B, H, D, D], slot1 [B, H, D, 1]; softmax slot1/2 [B, H, D, n];
+// slot5 [B, C, P, S]. `tokens` selects the softmax keys [first, first + count).
+void dump_cache(const DumpSpec& d, const std::string& base, const model::StreamCache& cache, bool outputs,
+                int64_t first, int64_t count) {
+  for (size_t b = 0; b < cache.ffn_in.size(); ++b) {
+    const std::string p = fmt::format("{}{}.block{:02d}.slot", d.prefix, base, b);
+    auto put = [&](int slot, const at::Tensor& t) {
+      (*d.out)[p + std::to_string(slot)] = t.detach().to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    };
+    const ops::GdnState& gdn = outputs ? cache.gdn_out[b] : cache.gdn_in[b];
+    if (gdn.defined()) {
+      put(0, gdn.kv);
+      put(1, gdn.z);
+    } else {
+      put(1, cache.k[b].narrow(2, first, count).transpose(2, 3));
+      put(2, cache.v[b].narrow(2, first, count).transpose(2, 3));
+    }
+    put(5, (outputs ? cache.ffn_out[b] : cache.ffn_in[b]).permute({0, 3, 1, 2}));
+  }
 }
 
 }  // namespace
 
 at::Tensor sample_streaming(const model::HybridDit& dit, const at::Tensor& noise, const at::Tensor& src,
-                            const model::CaptionState& caption, const StreamingOptions& opt, const DumpSpec& dump) {
+                            const model::CaptionState& caption, const StreamingOptions& opt, const DumpSpec& dump,
+                            const ChunkCallback& on_chunk) {
   const auto& rt = dit.runtime();
   const std::vector<float> timesteps = streaming_timesteps(opt.steps);
   if (!is_distilled_step_count(opt.steps))
     log_warn("{} steps: the distilled streaming model was trained for 4 (or 2); using diffusers' shifted schedule",
              opt.steps);
-  const int64_t T = noise.size(2), B = noise.size(0);
+  const int64_t B = noise.size(0), T = noise.size(2), H = noise.size(3), W = noise.size(4);
   const std::vector<int64_t> bounds = chunk_boundaries(T, opt.first_chunk);
   const int64_t n_chunks = static_cast<int64_t>(bounds.size()) - 1;
+  int64_t longest_later = 0;
+  for (int64_t c = 1; c < n_chunks; ++c) longest_later = std::max(longest_later, bounds[c + 1] - bounds[c]);
+  model::StreamCache cache(dit.config(), B, H, W, bounds[1], longest_later, rt.dtype, rt.device);
   at::Tensor latents = noise.to(rt.device, at::kFloat).clone();
   at::Tensor src_dev = src.to(rt.device);
-  StreamState state;
-  int call = 0;
   const bool record = dump.out != nullptr;
+  DitCallRunner runner(dit, caption, opt.cuda_graphs && !record);
+  int call = 0;
 
   for (int64_t c = 0; c < n_chunks; ++c) {
     check_interrupt();
-    const int64_t s = bounds[c], e = bounds[c + 1];
+    const int64_t s = bounds[c], e = bounds[c + 1], n = e - s;
     const bool last_chunk = c == n_chunks - 1;
-    const CacheView view = state.view(c);
     if (record && dump.caches && c > 0)
-      for (size_t i = 0; i < view.size(); ++i)
-        dump_slots(dump, fmt::format("cache_view_chunk{}", c), i, view[i].gdn, view[i].k, view[i].v, view[i].ffn_ctx);
-    at::Tensor x = latents.narrow(2, s, e - s).clone();
-    at::Tensor src_chunk = src_dev.narrow(2, s, e - s);
+      dump_cache(dump, fmt::format("cache_view_chunk{}", c), cache, false, 0, cache.cached_tokens());
+    const ops::RopeTable rope = dit.rope_table(s, n, H, W);
+    at::Tensor x = latents.narrow(2, s, n).clone();
+    const at::Tensor src_chunk = src_dev.narrow(2, s, n);
 
-    // One model call; `write` set when it produces this chunk's caches.
-    auto run_call = [&](const at::Tensor& xin, float t, CacheEntries* write) {
-      model::DitCallOptions o;
-      o.frame_offset = s;
-      o.cache = view.empty() ? nullptr : &view;
-      o.write_cache = write;
+    auto run_call = [&](const at::Tensor& xin, float t) {
       io::TensorMap acts;
-      const bool capture = record && dump.activation_calls.count(call);
-      if (capture) o.capture = {&acts, ""};
-      at::Tensor v = dit.forward(xin, src_chunk, full_timestep(t, B, dit), caption, o);
+      model::Capture capture;
+      if (record && dump.activation_calls.count(call)) capture = {&acts, ""};
+      at::Tensor v = runner.run(xin, src_chunk, t, rope, &cache, capture);
       if (record) {
-        (*dump.out)[call_name(dump, call) + "x_in"] = xin.detach().to(at::kCPU, at::kFloat);
-        (*dump.out)[call_name(dump, call) + "v_out"] = v.detach().to(at::kCPU, at::kFloat);
+        (*dump.out)[call_name(dump, call) + "x_in"] = xin.detach().to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+        (*dump.out)[call_name(dump, call) + "v_out"] = v.detach().to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
         for (auto& [name, t_] : acts) {
           (*dump.out)[call_name(dump, call) + name] = t_;
           if (call == 0) (*dump.out)[dump.prefix + "first_call." + name] = t_;
@@ -133,31 +104,29 @@ at::Tensor sample_streaming(const model::HybridDit& dit, const at::Tensor& noise
       ++call;
       return v;
     };
-    auto commit = [&](CacheEntries&& entries) {
+    // The call that just ran wrote this chunk's caches: make them the next chunk's context.
+    auto commit = [&] {
       if (record && dump.caches)
-        for (size_t i = 0; i < entries.size(); ++i)
-          dump_slots(dump, fmt::format("cache_after_chunk{}", c), i, entries[i].gdn, entries[i].k, entries[i].v,
-                     entries[i].ffn_ctx);
-      state.commit(c, std::move(entries));
+        dump_cache(dump, fmt::format("cache_after_chunk{}", c), cache, true, cache.write_offset(),
+                   n * cache.tokens_per_frame());
+      cache.commit_chunk(n);
     };
 
     for (size_t i = 0; i < timesteps.size(); ++i) {
       const bool last_step = i + 1 == timesteps.size();
-      CacheEntries entries;
-      const bool write = opt.efficient_cache && last_step && !last_chunk;
-      at::Tensor v = run_call(x, timesteps[i], write ? &entries : nullptr);
-      if (write) commit(std::move(entries));
+      at::Tensor v = run_call(x, timesteps[i]);
+      if (opt.efficient_cache && last_step && !last_chunk) commit();
       // Euler step in fp32, rounded to the model's dtype as the official scheduler does.
       const float sigma = timesteps[i] / 1000.f;
       const float sigma_next = last_step ? 0.f : timesteps[i + 1] / 1000.f;
       x = (x + (sigma_next - sigma) * v).to(rt.dtype).to(at::kFloat);
     }
     if (!opt.efficient_cache && !last_chunk) {
-      CacheEntries entries;
-      run_call(x, 0.f, &entries);  // the t = 0 pass on the clean chunk writes the caches
-      commit(std::move(entries));
+      run_call(x, 0.f);  // the t = 0 pass on the clean chunk writes the caches
+      commit();
     }
-    latents.narrow(2, s, e - s).copy_(x);
+    latents.narrow(2, s, n).copy_(x);
+    if (on_chunk) on_chunk(c, s, e);
   }
   if (record) (*dump.out)[dump.prefix + "output.latents"] = latents.to(at::kCPU);
   return latents;

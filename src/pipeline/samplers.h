@@ -3,6 +3,7 @@
 // caches under the golden names so `latent-edit --dump` and `golden-check` can compare them.
 #pragma once
 
+#include <functional>
 #include <set>
 #include <vector>
 
@@ -28,12 +29,18 @@ struct StreamingOptions {
   int steps = 4;
   int first_chunk = 0;
   bool efficient_cache = false;
+  bool cuda_graphs = true;  // replay each chunk shape's calls as a CUDA graph (CUDA, no activation dump)
 };
+
+// Called after each chunk with its index and latent-frame boundaries [begin, end) (benchmarks,
+// progress reporting).
+using ChunkCallback = std::function<void(int64_t chunk, int64_t begin, int64_t end)>;
 
 // noise: [B, Cl, T, H, W] fp32; src: [B, Cs, T, H, W]. Returns the final latents (fp32; rounded to
 // the model dtype after every Euler step, as the official scheduler does).
 at::Tensor sample_streaming(const model::HybridDit& dit, const at::Tensor& noise, const at::Tensor& src,
-                            const model::CaptionState& caption, const StreamingOptions& opt, const DumpSpec& dump = {});
+                            const model::CaptionState& caption, const StreamingOptions& opt, const DumpSpec& dump = {},
+                            const ChunkCallback& on_chunk = {});
 
 struct DpmOptions {
   int steps = 50;

@@ -1,6 +1,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "core/error.h"
+#include "kernels/ffn.h"
 #include "kernels/glu.h"
 #include "ops/cuda/launch.h"
 #include "ops/cuda_dispatch.h"
@@ -24,6 +25,26 @@ at::Tensor silu_glu(const at::Tensor& x_in) {
   p.out_row_stride = F * inner;
   p.type = elem_type(x);
   check_cuda(kernels::silu_glu(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()), "silu_glu");
+  return out;
+}
+
+at::Tensor depthwise_glu(const at::Tensor& x_in, const at::Tensor& weight_taps, const at::Tensor& bias_in) {
+  at::Tensor x = x_in.contiguous();
+  at::Tensor w = weight_taps.contiguous(), bias = bias_in.to(w.scalar_type()).contiguous();
+  const int64_t F = x.size(3) / 2;
+  at::Tensor out = at::empty({x.size(0), x.size(1), x.size(2), F}, x.options());
+  kernels::DepthwiseGluParams p;
+  p.x = x.data_ptr();
+  p.weight = w.data_ptr();
+  p.bias = bias.data_ptr();
+  p.out = out.data_ptr();
+  p.frames = x.size(0);
+  p.height = x.size(1);
+  p.width = x.size(2);
+  p.channels = F;
+  p.type = elem_type(x);
+  p.weight_type = elem_type(w);
+  check_cuda(kernels::depthwise_glu(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()), "depthwise_glu");
   return out;
 }
 

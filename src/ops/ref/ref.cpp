@@ -14,10 +14,20 @@ bool reference_mode() {
   return on;
 }
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu, double post_scale) {
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return (weight * normed).to(x.scalar_type());
+  at::Tensor out = (weight * normed).to(x.scalar_type());
+  if (relu) out = at::relu(out);
+  return post_scale == 1.0 ? out : out * post_scale;
+}
+
+void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {
+  if (gate.defined()) {
+    x.add_(gate.to(at::kFloat) * branch.to(at::kFloat));
+  } else {
+    x.add_(branch.to(at::kFloat));
+  }
 }
 
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
@@ -28,8 +38,8 @@ at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, con
 
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   // Pairs (x0, x1) → (x0·c − x1·s, x0·s + x1·c), the complex product the official code forms in
-  // complex128. cos/sin [N, P] broadcast over the head dim at -2.
-  at::Tensor xd = x.to(at::kDouble);
+  // complex128, in the precision of the table. cos/sin [N, P] broadcast over the head dim at -2.
+  at::Tensor xd = x.to(cos.scalar_type());
   auto sizes = x.sizes().vec();
   sizes.back() /= 2;
   sizes.push_back(2);
@@ -41,15 +51,17 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 }
 
 GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double eps) {
-  const int64_t B = in.q.size(0), H = in.q.size(1), T = in.q.size(2), D = in.q.size(3);
+  // The official recurrence (torch_recurrent_sana_gdn) on [D, S] views of the token-major inputs.
+  const int64_t B = in.q.size(0), H = in.q.size(1), T = in.q.size(2), D = in.q.size(4);
   const auto f32 = in.q.options().dtype(at::kFloat);
+  auto frame = [](const at::Tensor& t, int64_t f) { return t.select(2, f).transpose(-1, -2).to(at::kFloat); };  // [B, H, D, S]
   // One delta-rule step on state (M, z) with frame f, in the official operation order.
   auto update = [&](at::Tensor& M, at::Tensor& z, int64_t f) {
     at::Tensor g = in.decay.select(2, f).view({B, H, 1, 1});
     M = M * g;
     z = z * g;
-    at::Tensor kr = in.k_rot.select(2, f), k = in.k.select(2, f), v = in.v.select(2, f);  // [B, H, D, S]
-    at::Tensor b = in.beta.select(2, f).unsqueeze(2);                                     // [B, H, 1, S]
+    at::Tensor kr = frame(in.k_rot, f), k = frame(in.k, f), v = frame(in.v, f);
+    at::Tensor b = in.beta.select(2, f).unsqueeze(2);  // [B, H, 1, S]
     at::Tensor dv = (v - at::matmul(M, kr)) * b;
     M = M + at::matmul(dv, kr.transpose(-1, -2));
     at::Tensor dz = (1.0 - at::matmul(z.transpose(-1, -2), k)) * b;
@@ -60,8 +72,8 @@ GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double ep
   at::Tensor z = init.defined() ? init.z.to(at::kFloat).clone() : at::zeros({B, H, D, 1}, f32);
   for (int64_t f = 0; f < T; ++f) {
     update(M, z, f);
-    num[f] = at::matmul(M, in.q_rot.select(2, f));                   // [B, H, D, S]
-    den[f] = at::matmul(z.transpose(-1, -2), in.q.select(2, f));     // [B, H, 1, S]
+    num[f] = at::matmul(M, frame(in.q_rot, f));                // [B, H, D, S]
+    den[f] = at::matmul(z.transpose(-1, -2), frame(in.q, f));  // [B, H, 1, S]
   }
   GdnOutput out;
   out.final_state = {M, z};
@@ -69,9 +81,9 @@ GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double ep
   at::Tensor R = at::zeros({B, H, D, D}, f32), zr = at::zeros({B, H, D, 1}, f32);
   std::vector<at::Tensor> merged(T);
   for (int64_t f = T - 1; f >= 0; --f) {
-    at::Tensor nb = at::matmul(R, in.q_rot.select(2, f));
-    at::Tensor db = at::matmul(zr.transpose(-1, -2), in.q.select(2, f));
-    merged[f] = (num[f] + nb) / (den[f] + db + eps);
+    at::Tensor nb = at::matmul(R, frame(in.q_rot, f));
+    at::Tensor db = at::matmul(zr.transpose(-1, -2), frame(in.q, f));
+    merged[f] = ((num[f] + nb) / (den[f] + db + eps)).transpose(-1, -2);  // [B, H, S, D]
     if (f > 0) update(R, zr, f);
   }
   out.out = at::stack(merged, 2);
@@ -88,6 +100,15 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 at::Tensor silu_glu(const at::Tensor& x) {
   auto halves = x.chunk(2, 1);
   return halves[0] * at::silu(halves[1]);
+}
+
+at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias) {
+  // As the official GLUMBConv: SiLU, conv2d(groups = 2F, padding 1) on NCHW, chunk, value·SiLU(gate).
+  const int64_t F2 = x.size(3);
+  at::Tensor nchw = at::silu(x).permute({0, 3, 1, 2}).contiguous();
+  at::Tensor w = weight_taps.t().reshape({F2, 1, 3, 3}).to(x.scalar_type());
+  at::Tensor y = at::conv2d(nchw, w, bias.to(x.scalar_type()), /*stride=*/1, /*padding=*/1, /*dilation=*/1, F2);
+  return silu_glu(y).permute({0, 2, 3, 1}).contiguous();
 }
 
 }  // namespace sanastream::ops::ref

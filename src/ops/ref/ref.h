@@ -12,7 +12,8 @@ namespace sanastream::ops::ref {
 // True when SANASTREAM_REFERENCE=1 (read once).
 bool reference_mode();
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu, double post_scale);
+void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch);
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
                                at::ScalarType out_dtype);
 // x: [..., N, H, D]; cos, sin: [N or 1, D/2] float64
@@ -20,5 +21,6 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double eps);
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias);
 at::Tensor silu_glu(const at::Tensor& x);
+at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);
 
 }  // namespace sanastream::ops::ref

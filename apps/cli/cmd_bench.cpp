@@ -1,0 +1,50 @@
+// sanastream bench: throughput, latency and memory of the engine's parts (docs/PERF.md).
+#include "command.h"
+#include "core/error.h"
+#include "core/json_report.h"
+#include "pipeline/bench.h"
+
+namespace sanastream::cli {
+
+namespace {
+struct BenchCli {
+  pipeline::BenchOptions o;
+  std::string size = "1280x704", json;
+  bool no_graphs = false;
+};
+
+void run(BenchCli& c) {
+  const auto x = c.size.find('x');
+  SS_CHECK(x != std::string::npos, "--size: expected WxH, got '{}'", c.size);
+  try {
+    c.o.width = std::stoll(c.size.substr(0, x));
+    c.o.height = std::stoll(c.size.substr(x + 1));
+  } catch (const std::logic_error&) {
+    SS_FAIL("--size: expected WxH, got '{}'", c.size);
+  }
+  c.o.cuda_graphs = !c.no_graphs;
+  nlohmann::json r = pipeline::run_bench(c.o);
+  if (!c.json.empty()) write_json_report(c.json, r);
+}
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto c = std::make_shared<BenchCli>();
+  auto* sub = app.add_subcommand("bench", "Benchmark the DiT (CUDA events after warm-up; random inputs, never zeros)");
+  sub->add_option("--part", c->o.part, "dit | vae-encode | vae-decode | e2e")->capture_default_str();
+  sub->add_option("--model", c->o.model, "Model (default: the 2B streaming shapes with seeded random weights)");
+  sub->add_option("--size", c->size, "Frame size WxH (multiples of 32)")->capture_default_str();
+  sub->add_option("--steps", c->o.steps, "Denoising steps per chunk")->capture_default_str();
+  sub->add_flag("--efficient-cache", c->o.efficient_cache, "No t=0 cache pass (4 forwards per chunk)");
+  sub->add_option("--dtype", c->o.dtype, "bf16 | fp32")->capture_default_str();
+  sub->add_option("--device", c->o.device, "cuda[:N] | cpu")->capture_default_str();
+  sub->add_option("--latent-frames", c->o.latent_frames, "Latent frames of the timed stream")->capture_default_str();
+  sub->add_option("--first-chunk", c->o.first_chunk, "Latent frames of the first chunk")->capture_default_str();
+  sub->add_option("--seed", c->o.seed, "Seed of the random weights and inputs")->capture_default_str();
+  sub->add_flag("--no-graphs", c->no_graphs, "Run every call eagerly (no CUDA graphs)");
+  sub->add_flag("--profile", c->o.profile, "Also time each region of the forward (one eager chunk)");
+  add_json_option(sub, &c->json);
+  sub->callback([c] { set_runner([c] { run(*c); }); });
+}
+
+}  // namespace sanastream::cli

@@ -1,0 +1,102 @@
+#include "vae_cli.h"
+
+#include <sys/resource.h>
+
+#include <cstdio>
+
+#ifdef SANASTREAM_HAS_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include "command.h"
+#include "core/compare.h"
+#include "core/error.h"
+
+namespace sanastream::cli {
+
+void add_vae_cli_options(CLI::App* sub, VaeCliOptions& o, const std::string& input_help, const std::string& chunk_help) {
+  sub->add_option("--vae", o.vae, "VAE directory (config.json + diffusion_pytorch_model.safetensors, or vae/ inside), "
+                  "or a weights file")->required();
+  sub->add_option("--vae-config", o.vae_config, "config.json to use instead of the one beside the weights");
+  sub->add_option("--input", o.input, input_help)->required();
+  sub->add_option("--tensor", o.tensor, "Name of the input tensor (default: the conventional name, else the only one)");
+  sub->add_option("--output", o.output, "Output .safetensors (written atomically)")->required();
+  sub->add_option("--dtype", o.dtype, "fp32 | bf16")->capture_default_str();
+  sub->add_option("--device", o.device, "cpu | cuda[:N]")->capture_default_str();
+  const model::VaeTiling d = model::default_vae_tiling();
+  o.tile = fmt::format("{}:{}", d.size, d.overlap);
+  sub->add_option("--tile", o.tile, "Spatial tiles SIZE[:OVERLAP] in pixels for frames larger than SIZE; 0 = off")
+      ->capture_default_str();
+  sub->add_option("--chunk", o.chunk, chunk_help)->capture_default_str();
+  add_json_option(sub, &o.json);
+}
+
+at::Tensor pick_input_tensor(const io::TensorMap& file, const std::string& path, const std::string& tensor,
+                             const std::vector<std::string>& conventional, std::string* picked) {
+  std::string name = tensor;
+  if (name.empty())
+    for (const auto& c : conventional)
+      if (file.count(c)) {
+        name = c;
+        break;
+      }
+  if (name.empty() && file.size() == 1) name = file.begin()->first;
+  if (name.empty()) {
+    std::string list;
+    for (const auto& c : conventional) list += (list.empty() ? "" : ", ") + c;
+    SS_FAIL("{}: expected a tensor named {} (or --tensor NAME), the file has {} others", path, list, file.size());
+  }
+  auto it = file.find(name);
+  SS_CHECK(it != file.end(), "{}: no tensor '{}'", path, name);
+  SS_CHECK(it->second.is_floating_point(), "{}: '{}' is {}, expected a floating-point tensor", path, name,
+           c10::toString(it->second.scalar_type()));
+  *picked = name;
+  return it->second;
+}
+
+void reset_peak_memory(const Runtime& rt) {
+  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);  // resets VmHWM to the current resident set
+    std::fclose(f);
+  }
+#ifdef SANASTREAM_HAS_CUDA
+  if (rt.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(rt.device.index());
+#endif
+}
+
+PeakMemory peak_memory(const Runtime& rt) {
+  PeakMemory m;
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    long kib = 0;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmHWM: %ld kB", &kib) == 1) m.host_rss_mib = static_cast<double>(kib) / 1024.0;
+    std::fclose(f);
+  }
+  rusage u{};
+  if (m.host_rss_mib == 0 && getrusage(RUSAGE_SELF, &u) == 0)
+    m.host_rss_mib = static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
+#ifdef SANASTREAM_HAS_CUDA
+  if (rt.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(rt.device.index());
+    m.device_mib = static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);  // [0] = aggregate
+  }
+#endif
+  return m;
+}
+
+nlohmann::json vae_report(const model::Ltx2Vae& vae, const VaeCliOptions& o, const model::VaeTiling& tiling,
+                          double seconds, const PeakMemory& mem) {
+  return {{"input", o.input},
+          {"output", o.output},
+          {"dtype", o.dtype},
+          {"device", o.device},
+          {"tiling", model::describe(tiling)},
+          {"chunk", o.chunk},
+          {"seconds", seconds},
+          {"peak_host_rss_mib", mem.host_rss_mib},
+          {"peak_device_mib", mem.device_mib},
+          {"vae", vae.config().to_json()}};
+}
+
+}  // namespace sanastream::cli

@@ -1,0 +1,33 @@
+// Row normalisations of the DiT, fp32 arithmetic, one rounding to the output type.
+#pragma once
+
+#include "kernels/common.h"
+
+namespace sanastream::kernels {
+
+// out = epilogue(w · x · rsqrt(mean(x²) + eps)), epilogue = optional ReLU then × post_scale.
+struct RmsNormParams {
+  const void* x = nullptr;       // [rows, cols], row stride x_stride (elements)
+  const void* weight = nullptr;  // [cols]
+  void* out = nullptr;           // [rows, cols], row stride out_stride
+  int64_t rows = 0, cols = 0, x_stride = 0, out_stride = 0;
+  float eps = 1e-5f;
+  bool relu = false;
+  float post_scale = 1.f;
+  ElemType x_type = ElemType::kF32, weight_type = ElemType::kF32;  // out has x's type
+};
+cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream);
+
+// out[b, n, :] = LN(x[b, n, :]) · (1 + scale[b, :]) + shift[b, :], LN without affine.
+struct LayerNormModulateParams {
+  const float* x = nullptr;      // [B, N, C] fp32 (the residual stream), contiguous
+  const float* shift = nullptr;  // [B, C] fp32, row stride mod_stride
+  const float* scale = nullptr;  // [B, C] fp32, row stride mod_stride
+  void* out = nullptr;           // [B, N, C] contiguous, out_type
+  int64_t batch = 0, tokens = 0, channels = 0, mod_stride = 0;
+  float eps = 1e-6f;
+  ElemType out_type = ElemType::kBF16;
+};
+cudaError_t layer_norm_modulate(const LayerNormModulateParams& p, cudaStream_t stream);
+
+}  // namespace sanastream::kernels

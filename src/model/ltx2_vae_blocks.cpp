@@ -1,0 +1,359 @@
+#include "model/ltx2_vae_blocks.h"
+
+#include <cmath>
+
+#include "core/compare.h"
+#include "core/error.h"
+
+namespace sanastream::model {
+
+namespace {
+
+constexpr double kPixelNormEps = 1e-8;
+
+int64_t prod(const std::array<int64_t, 3>& s) { return s[0] * s[1] * s[2]; }
+
+// x: [B, C, T, H, W] → x / sqrt(mean_c(x²) + 1e-8), computed in fp32, returned in x's dtype.
+at::Tensor pixel_norm(const at::Tensor& x) {
+  const at::Tensor xf = x.to(at::kFloat);
+  return (xf / at::sqrt(at::mean(xf * xf, {1}, /*keepdim=*/true) + kPixelNormEps)).to(x.scalar_type());
+}
+
+// Pads dim d of x by p on both sides with the given mode (not zeros: the convolution does that).
+at::Tensor pad_dim(const at::Tensor& x, int64_t d, int64_t p, VaePadding mode) {
+  const int64_t n = x.size(d);
+  at::Tensor lo, hi;
+  switch (mode) {
+    case VaePadding::kReflect:
+      SS_CHECK(n > p, "VAE: reflect padding needs at least {} pixels along each axis at every level, got {} (frames or "
+               "spatial tiles are too small)", p + 1, n);
+      lo = x.narrow(d, 1, p).flip({d});
+      hi = x.narrow(d, n - 1 - p, p).flip({d});
+      break;
+    case VaePadding::kReplicate: {
+      std::vector<int64_t> sizes = x.sizes().vec();
+      sizes[d] = p;
+      lo = x.narrow(d, 0, 1).expand(sizes);
+      hi = x.narrow(d, n - 1, 1).expand(sizes);
+      break;
+    }
+    case VaePadding::kCircular:
+      SS_CHECK(n >= p, "VAE: circular padding needs at least {} pixels along each axis, got {}", p, n);
+      lo = x.narrow(d, n - p, p);
+      hi = x.narrow(d, 0, p);
+      break;
+    case VaePadding::kZeros: return x;
+  }
+  return at::cat({lo, x, hi}, d);
+}
+
+// [B, C, T·st, H·sh, W·sw] → [B, C·st·sh·sw, T, H, W]; channel (c, a, b, e) ↦ ((c·st + a)·sh + b)·sw + e.
+at::Tensor space_to_channel(const at::Tensor& x, const std::array<int64_t, 3>& s) {
+  const int64_t B = x.size(0), C = x.size(1), T = x.size(2) / s[0], H = x.size(3) / s[1], W = x.size(4) / s[2];
+  return x.reshape({B, C, T, s[0], H, s[1], W, s[2]})
+      .permute({0, 1, 3, 5, 7, 2, 4, 6})
+      .reshape({B, C * prod(s), T, H, W});
+}
+
+// The inverse layout: [B, C·st·sh·sw, T, H, W] → [B, C, T·st, H·sh, W·sw].
+at::Tensor channel_to_space(const at::Tensor& x, const std::array<int64_t, 3>& s) {
+  const int64_t B = x.size(0), C = x.size(1) / prod(s), T = x.size(2), H = x.size(3), W = x.size(4);
+  return x.reshape({B, C, s[0], s[1], s[2], T, H, W})
+      .permute({0, 1, 5, 2, 6, 3, 7, 4})
+      .reshape({B, C, T * s[0], H * s[1], W * s[2]});
+}
+
+// The first frame of x repeated n times: [B, C, n, H, W].
+at::Tensor first_frames(const at::Tensor& x, int64_t n) {
+  return x.narrow(2, 0, 1).expand({x.size(0), x.size(1), n, x.size(3), x.size(4)});
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+
+VaeBuildContext::VaeBuildContext(const io::TensorMap& weights, at::TensorOptions options)
+    : weights_(&weights), options_(options) {}
+
+VaeBuildContext::VaeBuildContext(uint64_t seed, at::ScalarType dtype)
+    : options_(at::TensorOptions().dtype(dtype)), gen_(at::detail::createCPUGenerator(seed)) {}
+
+at::Tensor VaeBuildContext::take(const std::string& key, const std::vector<int64_t>& shape) {
+  if (!weights_) {
+    // Generated: the golden sets' distributions (conv weights N(0, 1/√fan_in), biases N(0, 0.02),
+    // latents_mean N(0, 0.5), latents_std U(0.5, 2), LayerNorm weights N(1, 0.1)).
+    auto ends = [&](const std::string& t) {
+      return key.size() >= t.size() && key.compare(key.size() - t.size(), t.size(), t) == 0;
+    };
+    at::Tensor t;
+    if (key == "latents_mean") t = at::normal(0.0, 0.5, shape, *gen_);
+    else if (key == "latents_std") t = at::empty(shape).uniform_(0.5, 2.0, *gen_);
+    else if (ends("norm3.weight")) t = at::normal(1.0, 0.1, shape, *gen_);
+    else if (ends(".bias")) t = at::normal(0.0, 0.02, shape, *gen_);
+    else {
+      int64_t fan_in = 1;
+      for (size_t i = 1; i < shape.size(); ++i) fan_in *= shape[i];
+      t = at::normal(0.0, 1.0 / std::sqrt(static_cast<double>(fan_in)), shape, *gen_);
+    }
+    t = t.to(options_.dtype());
+    generated_[key] = t;
+    return t;
+  }
+  auto it = weights_->find(key);
+  SS_CHECK(it != weights_->end(), "VAE weights: missing tensor '{}' (the config expects it; does config.json match "
+           "the weights?)", key);
+  SS_CHECK(it->second.sizes().vec() == shape, "VAE weights: '{}' expected shape {} from the config, got {}", key,
+           shape_str(shape), shape_str(it->second.sizes()));
+  used_.insert(key);
+  return it->second.to(options_);
+}
+
+void VaeBuildContext::check_all_used() const {
+  if (!weights_) return;
+  std::vector<std::string> extra;
+  for (const auto& [k, _] : *weights_)
+    if (!used_.count(k)) extra.push_back(k);
+  if (extra.empty()) return;
+  std::string list;
+  for (size_t i = 0; i < extra.size() && i < 3; ++i) list += (i ? ", " : "") + extra[i];
+  SS_FAIL("VAE weights: {} tensor(s) the config does not use ({}{}); does config.json match the weights?",
+          extra.size(), list, extra.size() > 3 ? ", ..." : "");
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+VaeConv::VaeConv(VaeBuildContext& b, const std::string& key, int64_t in, int64_t out, VaePadding pad, int64_t stride)
+    : pad_(pad), stride_(stride), slot_(b.new_slot()) {
+  w_ = b.take(key + ".conv.weight", {out, in, 3, 3, 3});
+  b_ = b.take(key + ".conv.bias", {out});
+}
+
+void VaeConv::keep_outputs(int64_t n) {
+  w_ = w_.narrow(0, 0, n).contiguous();
+  b_ = b_.narrow(0, 0, n).contiguous();
+}
+
+at::Tensor VaeConv::forward(const at::Tensor& x, bool causal, VaeCache* cache) const {
+  const int64_t kt = w_.size(2), kh = w_.size(3), kw = w_.size(4), ph = kh / 2, pw = kw / 2, s = stride_;
+  auto empty = [&]() {
+    return at::empty({x.size(0), w_.size(0), 0, (x.size(3) + 2 * ph - kh) / s + 1, (x.size(4) + 2 * pw - kw) / s + 1},
+                     x.options());
+  };
+  at::Tensor seq = x;  // [B, in, T', H, W] after temporal padding
+  if (causal) {
+    VaeCacheSlot* slot = cache ? &cache->slots.at(slot_) : nullptr;
+    const bool history = slot && slot->started;
+    if (x.size(2) == 0 && !history) return empty();
+    if (kt > 1) seq = at::cat({history ? slot->frames : first_frames(x, kt - 1), x}, 2);
+    // Output window j reads padded frames [j·s, j·s + kt); the next call starts at the first unused window.
+    const int64_t n = seq.size(2) >= kt ? (seq.size(2) - kt) / s + 1 : 0;
+    if (slot) {
+      slot->frames = seq.narrow(2, n * s, seq.size(2) - n * s).clone(at::MemoryFormat::Contiguous);
+      slot->started = true;
+    }
+    if (n == 0) return empty();
+    seq = seq.narrow(2, 0, (n - 1) * s + kt);
+  } else {
+    SS_CHECK(cache == nullptr, "VAE: the non-causal path keeps no streaming cache (expected a whole clip)");
+    const int64_t p = (kt - 1) / 2;
+    if (p > 0) seq = at::cat({first_frames(x, p), x, first_frames(x.narrow(2, x.size(2) - 1, 1), p)}, 2);
+  }
+  if (pad_ != VaePadding::kZeros) seq = pad_dim(pad_dim(seq, 3, ph, pad_), 4, pw, pad_);
+  const int64_t sp = pad_ == VaePadding::kZeros ? 1 : 0;
+  return at::conv3d(seq, w_, b_, {s, s, s}, {0, ph * sp, pw * sp});
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+VaeResnet::VaeResnet(VaeBuildContext& b, const std::string& p, int64_t in, int64_t out, double eps, VaePadding pad)
+    : conv1_(b, p + ".conv1", in, out, pad), conv2_(b, p + ".conv2", out, out, pad), eps_(eps) {
+  if (in != out) {
+    norm3_w_ = b.take(p + ".norm3.weight", {in});
+    norm3_b_ = b.take(p + ".norm3.bias", {in});
+    short_w_ = b.take(p + ".conv_shortcut.weight", {out, in, 1, 1, 1});
+    short_b_ = b.take(p + ".conv_shortcut.bias", {out});
+  }
+}
+
+at::Tensor VaeResnet::forward(const at::Tensor& x, bool causal, VaeCache* cache) const {
+  at::Tensor h = conv1_.forward(at::silu(pixel_norm(x)), causal, cache);  // [B, out, T, H, W]
+  h = conv2_.forward(at::silu(pixel_norm(h)), causal, cache);
+  at::Tensor shortcut = x;
+  if (norm3_w_.defined()) {
+    const at::Tensor xf = x.to(at::kFloat).movedim(1, -1);  // LayerNorm over channels, in fp32
+    shortcut = at::layer_norm(xf, {x.size(1)}, norm3_w_.to(at::kFloat), norm3_b_.to(at::kFloat), eps_)
+                   .movedim(-1, 1)
+                   .to(x.scalar_type());
+    shortcut = at::conv3d(shortcut, short_w_, short_b_);
+  }
+  return h + shortcut;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+VaeDownsampler::VaeDownsampler(VaeBuildContext& b, const std::string& p, int64_t in, int64_t out, VaeResample kind,
+                               VaePadding pad)
+    : stride_(resample_stride(kind)),
+      out_(out),
+      group_(in * prod(stride_) / out),
+      conv_(b, p + ".conv", in, out / prod(stride_), pad),
+      slot_(b.new_slot()) {
+  SS_CHECK(out % prod(stride_) == 0 && (in * prod(stride_)) % out == 0,
+           "VAE config: {} downsampler {} → {} channels: the width must divide by {} and into {}·{}", p,
+           resample_name(kind), out, prod(stride_), in, prod(stride_));
+}
+
+at::Tensor VaeDownsampler::forward(const at::Tensor& x, bool causal, VaeCache* cache) const {
+  const int64_t st = stride_[0];
+  at::Tensor seq = x;  // [B, in, T, H, W] grouped in whole runs of st frames
+  if (st > 1) {
+    if (cache) {
+      VaeCacheSlot& slot = cache->slots.at(slot_);
+      if (!slot.started && x.size(2) > 0) {
+        seq = at::cat({first_frames(x, st - 1), seq}, 2);
+        slot.started = true;
+      }
+      if (slot.frames.defined()) seq = at::cat({slot.frames, seq}, 2);
+      const int64_t usable = seq.size(2) / st * st;
+      slot.frames = usable < seq.size(2) ? seq.narrow(2, usable, seq.size(2) - usable).clone(at::MemoryFormat::Contiguous)
+                                         : at::Tensor();
+      seq = seq.narrow(2, 0, usable);
+    } else {
+      seq = at::cat({first_frames(x, st - 1), x}, 2);
+      SS_CHECK(seq.size(2) % st == 0, "VAE encoder: {} frames reach a temporal downsampler (expected 1 + k·{} frames "
+               "at the input)", x.size(2), st);
+    }
+  }
+  if (seq.size(2) == 0)
+    return at::empty({x.size(0), out_, 0, x.size(3) / stride_[1], x.size(4) / stride_[2]}, x.options());
+  const at::Tensor s2c = space_to_channel(seq, stride_);  // [B, in·st·sh·sw, T/st, H/sh, W/sw]
+  const at::Tensor residual =
+      s2c.reshape({s2c.size(0), out_, group_, s2c.size(2), s2c.size(3), s2c.size(4)}).mean(2);
+  return space_to_channel(conv_.forward(seq, causal, cache), stride_) + residual;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+VaeUpsampler::VaeUpsampler(VaeBuildContext& b, const std::string& p, int64_t in, VaeResample kind, bool residual,
+                           int64_t factor, VaePadding pad)
+    : stride_(resample_stride(kind)),
+      residual_(residual),
+      factor_(factor),
+      conv_(b, p + ".conv", in, in * prod(stride_) / factor, pad),
+      slot_(b.new_slot()) {
+  SS_CHECK((in * prod(stride_)) % factor == 0 && (!residual || (in % prod(stride_) == 0 && prod(stride_) % factor == 0)),
+           "VAE config: {} upsampler ({}, factor {}) cannot map {} channels", p, resample_name(kind), factor, in);
+}
+
+at::Tensor VaeUpsampler::forward(const at::Tensor& x, bool causal, VaeCache* cache) const {
+  int64_t trim = stride_[0] - 1;
+  if (cache && trim > 0) {
+    VaeCacheSlot& slot = cache->slots.at(slot_);
+    if (slot.started) trim = 0;
+    if (x.size(2) > 0) slot.started = true;
+  }
+  at::Tensor y = channel_to_space(conv_.forward(x, causal, cache), stride_);  // [B, in/factor, T·st, H·sh, W·sw]
+  y = y.narrow(2, trim, y.size(2) - trim);
+  if (residual_) {
+    at::Tensor r = channel_to_space(x, stride_).repeat({1, prod(stride_) / factor_, 1, 1, 1});
+    y = y + r.narrow(2, trim, r.size(2) - trim);
+  }
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+VaeEncoder::VaeEncoder(VaeBuildContext& b, const Ltx2VaeConfig& c) : patch_(c.patch_size) {
+  const VaePadding pad = c.encoder_padding;
+  int64_t ch = c.latent_channels;  // diffusers: conv_in maps the patches to latent_channels
+  conv_in_ = std::make_unique<VaeConv>(b, "encoder.conv_in", c.in_channels * c.patch_size * c.patch_size, ch, pad);
+  for (size_t i = 0; i < c.enc_channels.size(); ++i) {
+    const std::string p = fmt::format("encoder.down_blocks.{}", i);
+    Block blk;
+    for (int64_t l = 0; l < c.enc_layers[i]; ++l)
+      blk.resnets.emplace_back(b, fmt::format("{}.resnets.{}", p, l), ch, ch, c.resnet_eps, pad);
+    int64_t flow = ch;
+    if (c.enc_down[i] == VaeResample::kConv) {
+      blk.conv_down = std::make_unique<VaeConv>(b, p + ".downsamplers.0", ch, ch, pad, 2);
+    } else if (c.enc_down[i] != VaeResample::kNone) {
+      blk.downsampler = std::make_unique<VaeDownsampler>(b, p + ".downsamplers.0", ch, c.enc_channels[i], c.enc_down[i], pad);
+      flow = c.enc_channels[i];
+    }
+    // The next block is built for enc_channels[i] inputs whatever this block produced.
+    SS_CHECK(flow == c.enc_channels[i], "VAE config: encoder down block {} produces {} channels but the next one "
+             "expects block_out_channels[{}] = {}", i, flow, i, c.enc_channels[i]);
+    ch = c.enc_channels[i];
+    blocks_.push_back(std::move(blk));
+  }
+  for (int64_t l = 0; l < c.enc_layers.back(); ++l)
+    mid_.emplace_back(b, fmt::format("encoder.mid_block.resnets.{}", l), ch, ch, c.resnet_eps, pad);
+  conv_out_ = std::make_unique<VaeConv>(b, "encoder.conv_out", ch, c.latent_channels + 1, pad);
+  conv_out_->keep_outputs(c.latent_channels);  // mode() = the mean = the first latent_channels channels
+  slots_ = b.slots();
+}
+
+at::Tensor VaeEncoder::forward(const at::Tensor& video, bool causal, VaeCache* cache) const {
+  // Patchify: [B, C, F, H, W] → [B, C·p·p, F, H/p, W/p], channel = (c·p + pw)·p + ph (diffusers' order).
+  const int64_t B = video.size(0), C = video.size(1), F = video.size(2), p = patch_;
+  const int64_t H = video.size(3) / p, W = video.size(4) / p;
+  at::Tensor h = video.reshape({B, C, F, H, p, W, p}).permute({0, 1, 6, 4, 2, 3, 5}).reshape({B, C * p * p, F, H, W});
+  h = conv_in_->forward(h, causal, cache);
+  for (const auto& blk : blocks_) {
+    for (const auto& r : blk.resnets) h = r.forward(h, causal, cache);
+    if (blk.conv_down) h = blk.conv_down->forward(h, causal, cache);
+    if (blk.downsampler) h = blk.downsampler->forward(h, causal, cache);
+  }
+  for (const auto& r : mid_) h = r.forward(h, causal, cache);
+  return conv_out_->forward(at::silu(pixel_norm(h)), causal, cache);  // [B, Cl, T, H/sr, W/sr]
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+VaeDecoder::VaeDecoder(VaeBuildContext& b, const Ltx2VaeConfig& c) : patch_(c.patch_size) {
+  const VaePadding pad = c.decoder_padding;
+  int64_t ch = c.decoder_mid_channels();
+  conv_in_ = std::make_unique<VaeConv>(b, "decoder.conv_in", c.latent_channels, ch, pad);
+  for (int64_t l = 0; l < c.dec_layers.back(); ++l)
+    mid_.emplace_back(b, fmt::format("decoder.mid_block.resnets.{}", l), ch, ch, c.resnet_eps, pad);
+  const auto specs = c.up_blocks();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const VaeUpBlockSpec& s = specs[i];
+    const std::string p = fmt::format("decoder.up_blocks.{}", i);
+    Block blk;
+    if (s.in_channels != s.out_channels) {
+      SS_CHECK(ch == s.in_channels, "VAE config: decoder up block {} expects {} input channels, the previous block "
+               "produces {}", i, s.in_channels, ch);
+      blk.conv_in = std::make_unique<VaeResnet>(b, p + ".conv_in", s.in_channels, s.out_channels, c.resnet_eps, pad);
+      ch = s.out_channels;
+    }
+    if (s.upsample != VaeResample::kNone) {
+      SS_CHECK(ch == s.out_channels * s.factor, "VAE config: decoder up block {}'s upsampler expects {} channels, the "
+               "previous block produces {}", i, s.out_channels * s.factor, ch);
+      blk.upsampler = std::make_unique<VaeUpsampler>(b, p + ".upsamplers.0", ch, s.upsample, s.residual, s.factor, pad);
+      ch = s.out_channels;
+    }
+    SS_CHECK(ch == s.out_channels, "VAE config: decoder up block {}'s resnets expect {} channels, got {}", i,
+             s.out_channels, ch);
+    for (int64_t l = 0; l < s.layers; ++l)
+      blk.resnets.emplace_back(b, fmt::format("{}.resnets.{}", p, l), ch, ch, c.resnet_eps, pad);
+    blocks_.push_back(std::move(blk));
+  }
+  conv_out_ = std::make_unique<VaeConv>(b, "decoder.conv_out", ch, c.out_channels * c.patch_size * c.patch_size, pad);
+  slots_ = b.slots();
+}
+
+at::Tensor VaeDecoder::forward(const at::Tensor& latents, bool causal, VaeCache* cache) const {
+  at::Tensor h = conv_in_->forward(latents, causal, cache);
+  for (const auto& r : mid_) h = r.forward(h, causal, cache);
+  for (const auto& blk : blocks_) {
+    if (blk.conv_in) h = blk.conv_in->forward(h, causal, cache);
+    if (blk.upsampler) h = blk.upsampler->forward(h, causal, cache);
+    for (const auto& r : blk.resnets) h = r.forward(h, causal, cache);
+  }
+  h = conv_out_->forward(at::silu(pixel_norm(h)), causal, cache);  // [B, Cout·p·p, F, H, W]
+  // Unpatchify, the inverse of the encoder's order: channel (c·p + pw)·p + ph.
+  const int64_t B = h.size(0), p = patch_, C = h.size(1) / (p * p), F = h.size(2), H = h.size(3), W = h.size(4);
+  return h.reshape({B, C, p, p, F, H, W}).permute({0, 1, 4, 5, 3, 6, 2}).reshape({B, C, F, H * p, W * p});
+}
+
+}  // namespace sanastream::model

@@ -1,0 +1,95 @@
+#include <c10/cuda/CUDAStream.h>
+
+#include "core/compare.h"
+#include "kernels/elementwise.h"
+#include "kernels/norm.h"
+#include "ops/cuda/launch.h"
+#include "ops/cuda_dispatch.h"
+
+namespace sanastream::ops::cuda {
+
+namespace {
+cudaStream_t stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& weight_in, double eps, bool relu, double post_scale) {
+  at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
+  at::Tensor out = at::empty_like(x);
+  kernels::RmsNormParams p;
+  p.x = x.data_ptr();
+  p.weight = weight.data_ptr();
+  p.out = out.data_ptr();
+  p.cols = x.size(-1);
+  p.rows = x.numel() / p.cols;
+  p.x_stride = p.out_stride = p.cols;
+  p.eps = static_cast<float>(eps);
+  p.relu = relu;
+  p.post_scale = static_cast<float>(post_scale);
+  p.x_type = elem_type(x);
+  p.weight_type = elem_type(weight);
+  check_cuda(kernels::rms_norm(p, stream_of(x)), "rms_norm");
+  return out;
+}
+
+at::Tensor layer_norm_modulate(const at::Tensor& x_in, const at::Tensor& shift_in, const at::Tensor& scale_in,
+                               double eps, at::ScalarType out_dtype) {
+  at::Tensor x = x_in.to(at::kFloat).contiguous();
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
+  at::Tensor shift = shift_in.to(at::kFloat).reshape({B, C}).contiguous();
+  at::Tensor scale = scale_in.to(at::kFloat).reshape({B, C}).contiguous();
+  at::Tensor out = at::empty({B, N, C}, x.options().dtype(out_dtype));
+  kernels::LayerNormModulateParams p;
+  p.x = x.data_ptr<float>();
+  p.shift = shift.data_ptr<float>();
+  p.scale = scale.data_ptr<float>();
+  p.out = out.data_ptr();
+  p.batch = B;
+  p.tokens = N;
+  p.channels = C;
+  p.mod_stride = C;
+  p.eps = static_cast<float>(eps);
+  p.out_type = elem_type(out);
+  check_cuda(kernels::layer_norm_modulate(p, stream_of(x)), "layer_norm_modulate");
+  return out;
+}
+
+at::Tensor apply_rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tensor& sin_in) {
+  at::Tensor x = x_in.contiguous();
+  at::Tensor cos = cos_in.contiguous(), sin = sin_in.contiguous();
+  SS_CHECK(cos.scalar_type() == at::kFloat || cos.scalar_type() == at::kDouble,
+           "RoPE tables: expected float32 or float64, got {}", c10::toString(cos.scalar_type()));
+  at::Tensor out = at::empty_like(x);
+  kernels::RopeParams p;
+  p.x = x.data_ptr();
+  p.out = out.data_ptr();
+  p.cos = cos.data_ptr();
+  p.sin = sin.data_ptr();
+  p.head_dim = x.size(-1);
+  p.heads = x.size(-2);
+  p.tokens = x.size(-3);
+  p.batch = x.numel() / (p.head_dim * p.heads * p.tokens);
+  p.table_per_token = cos.size(0) != 1;
+  p.table_f64 = cos.scalar_type() == at::kDouble;
+  p.type = elem_type(x);
+  check_cuda(kernels::rope(p, stream_of(x)), "rope");
+  return out;
+}
+
+void gate_residual_(at::Tensor& x, const at::Tensor& gate_in, const at::Tensor& branch_in) {
+  SS_CHECK(x.scalar_type() == at::kFloat && x.is_contiguous(), "gate_residual_: the residual must be contiguous fp32");
+  at::Tensor branch = branch_in.contiguous();
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
+  at::Tensor gate = gate_in.defined() ? gate_in.to(at::kFloat).reshape({B, C}).contiguous() : at::Tensor();
+  kernels::GateResidualParams p;
+  p.x = x.data_ptr<float>();
+  p.gate = gate.defined() ? gate.data_ptr<float>() : nullptr;
+  p.gate_stride = C;
+  p.branch = branch.data_ptr();
+  p.batch = B;
+  p.tokens = N;
+  p.channels = C;
+  p.branch_type = elem_type(branch);
+  check_cuda(kernels::gate_residual(p, stream_of(x)), "gate_residual");
+}
+
+}  // namespace sanastream::ops::cuda

@@ -1,0 +1,36 @@
+// `sanastream bench`: one honest benchmark interface (CUDA events after warm-up, never zeros).
+// --part dit: the streaming DiT at the official baseline's conditions (2B, 1280×704, BF16, 53 latent
+// frames, first chunk 5 so the softmax window holds 11 frames, 5 forwards per chunk); DiT FPS =
+// 24 / median time of chunks 2 … last−1.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace sanastream::pipeline {
+
+struct BenchOptions {
+  std::string part = "dit";
+  std::string model;            // empty: the 2B streaming shapes with seeded random weights
+  int64_t width = 1280, height = 704;
+  int steps = 4;
+  bool efficient_cache = false;
+  std::string dtype = "bf16";
+  std::string device = "cuda";
+  int64_t latent_frames = 53;
+  int first_chunk = 5;
+  bool cuda_graphs = true;
+  bool profile = false;          // per-region GPU time of one forward at the steady-state shape
+  uint64_t seed = 0;
+};
+
+// Returns the JSON summary (keys of the issue; null where a part did not run) and prints a table.
+nlohmann::json run_bench(const BenchOptions& opt);
+
+// FLOPs of one DiT forward over N = T·S tokens attending over `context` cached keys (softmax
+// blocks) and a caption of L tokens; the formula is documented in docs/PERF.md.
+double dit_forward_flops(int64_t depth, int64_t softmax_blocks, int64_t C, int64_t F, int64_t head_dim,
+                         int64_t tokens, int64_t context, int64_t caption);
+
+}  // namespace sanastream::pipeline

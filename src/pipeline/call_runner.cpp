@@ -1,0 +1,95 @@
+#include "pipeline/call_runner.h"
+
+#ifdef SANASTREAM_HAS_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace sanastream::pipeline {
+
+#ifdef SANASTREAM_HAS_CUDA
+struct DitCallRunner::Graph {
+  at::cuda::CUDAGraph graph;
+  at::Tensor x, src, t, cos, sin;  // static inputs
+  at::Tensor v;                    // static output
+};
+#else
+struct DitCallRunner::Graph {};
+#endif
+
+DitCallRunner::DitCallRunner(const model::HybridDit& dit, const model::CaptionState& caption, bool cuda_graphs)
+    : dit_(dit), caption_(caption), graphs_on_(cuda_graphs && dit.runtime().is_cuda()) {
+#ifndef SANASTREAM_HAS_CUDA
+  graphs_on_ = false;
+#endif
+}
+
+DitCallRunner::~DitCallRunner() = default;
+
+at::Tensor DitCallRunner::eager(const at::Tensor& x, const at::Tensor& src, const at::Tensor& t,
+                                const ops::RopeTable& rope, model::StreamCache* cache,
+                                const model::Capture& capture) const {
+  model::DitCallOptions o;
+  o.rope = &rope;
+  o.cache = cache;
+  o.capture = capture;
+  return dit_.forward(x, src, t, caption_, o);
+}
+
+at::Tensor DitCallRunner::run(const at::Tensor& x, const at::Tensor& src, float t, const ops::RopeTable& rope,
+                              model::StreamCache* cache, const model::Capture& capture) {
+#ifdef SANASTREAM_HAS_CUDA
+  if (graphs_on_ && !capture.on()) return replay(x, src, t, rope, cache);
+#endif
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dit_.runtime().device);
+  return eager(x, src, at::full({x.size(0)}, t, f32), rope, cache, capture);
+}
+
+#ifdef SANASTREAM_HAS_CUDA
+at::Tensor DitCallRunner::replay(const at::Tensor& x, const at::Tensor& src, float t, const ops::RopeTable& rope,
+                                 model::StreamCache* cache) {
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dit_.runtime().device);
+  const std::pair<int64_t, int64_t> key{x.size(2), cache ? cache->write_offset() : -1};
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    // First call of this shape: run it eagerly, then warm up on a side stream and capture there.
+    at::Tensor v = eager(x, src, at::full({x.size(0)}, t, f32), rope, cache, {}).clone();
+    auto g = std::make_unique<Graph>();
+    g->x = x.clone();
+    g->src = src.clone();
+    g->t = at::full({x.size(0)}, t, f32);
+    g->cos = rope.cos.clone();
+    g->sin = rope.sin.clone();
+    const ops::RopeTable static_rope{g->cos, g->sin};
+    auto main = c10::cuda::getCurrentCUDAStream();
+    auto side = c10::cuda::getStreamFromPool();
+    at::cuda::CUDAEvent ready;
+    ready.record(main);
+    ready.block(side);
+    {
+      c10::cuda::CUDAStreamGuard guard(side);
+      eager(g->x, g->src, g->t, static_rope, cache, {});  // warm-up: same inputs, same cache writes
+      g->graph.capture_begin();
+      g->v = eager(g->x, g->src, g->t, static_rope, cache, {});
+      g->graph.capture_end();
+    }
+    at::cuda::CUDAEvent done;
+    done.record(side);
+    done.block(main);
+    graphs_.emplace(key, std::move(g));
+    return v;
+  }
+  Graph& g = *it->second;
+  g.x.copy_(x);
+  g.src.copy_(src);
+  g.t.fill_(t);
+  g.cos.copy_(rope.cos);
+  g.sin.copy_(rope.sin);
+  g.graph.replay();
+  return g.v;
+}
+#endif
+
+}  // namespace sanastream::pipeline

@@ -1,0 +1,34 @@
+// FFmpeg's log routed into sanastream's (internal to src/video). FFmpeg never prints to stderr:
+// every line goes to the debug log, and the error lines of a demuxer, muxer, decoder or encoder
+// whose context's `opaque` points at an FfmpegErrors are recorded there, so that the one-line
+// message thrown for a failed call can quote FFmpeg's reason.
+#pragma once
+
+#include <mutex>
+#include <string>
+
+namespace sanastream::video {
+
+class FfmpegErrors {
+ public:
+  void record(const std::string& line);
+  bool any() const;
+  // The last error line recorded; empty when none.
+  std::string last() const;
+
+ private:
+  mutable std::mutex mutex_;
+  int count_ = 0;
+  std::string last_;
+};
+
+// Installs the log callback (once per process; later calls do nothing).
+void route_ffmpeg_log();
+
+// FFmpeg's text for an AVERROR code, e.g. "No such file or directory".
+std::string av_error_text(int code);
+
+// "stdin" / "stdout" for "-", else the path: how messages name an input or output.
+std::string display_name(const std::string& path, bool output = false);
+
+}  // namespace sanastream::video
