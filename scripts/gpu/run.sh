@@ -36,7 +36,8 @@ fi
 TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
 say "torch $(python3 -c 'import torch; print(torch.__version__)'), $(nvcc --version | tail -1), $(cmake --version | head -1)"
-say "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+# A copy without .git (the device tool's carry) names its commit in SANASTREAM_COMMIT.
+say "commit ${SANASTREAM_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')}"
 
 # 2. Configure and build.
 BUILD=${BUILD_DIR:-build-gpu}
