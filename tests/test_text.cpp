@@ -21,6 +21,7 @@
 
 #ifdef SANASTREAM_HAS_SENTENCEPIECE
 #include "model/dit_random.h"
+#include "model/sentencepiece_model.h"
 #include "model/tokenizer.h"
 #include "pipeline/prompt_encoder.h"
 #endif
@@ -243,22 +244,18 @@ namespace {
 
 // A SentencePiece model with hand-computable ids: pad 0, eos 1, bos 2, unk 3; user-defined pieces
 // "▁" (4), "a"…"z" (5…30) and "snow" (31, longest match first); then the 256 byte pieces
-// (<0x00> = 32 … <0xFF> = 287). The corpus holds only characters that no test text uses, so every
-// other character of a text falls back to its UTF-8 bytes: one id per byte, 32 + byte.
+// (<0x00> = 32 … <0xFF> = 287). Every other character of a text falls back to its UTF-8 bytes: one id
+// per byte, 32 + byte.
 const std::string& trained_tokenizer() {
   static const std::string path = [] {
-    const std::string dir = temp_dir("text_tokenizer");
-    std::ofstream(dir + "/corpus.txt") << "#%&*+ #%&\n*+#% &*\n#+&%*\n";
-    std::string symbols = "\xE2\x96\x81";  // ▁, the escaped space
-    for (char c = 'a'; c <= 'z'; ++c) symbols += std::string(",") + c;
-    symbols += ",snow";
-    const std::string cmd = std::string(SANASTREAM_SPM_TRAIN) + " --input=" + dir + "/corpus.txt --model_prefix=" + dir +
-                            "/tok --model_type=char --vocab_size=400 --hard_vocab_limit=false --pad_id=0 --eos_id=1"
-                            " --bos_id=2 --unk_id=3 --normalization_rule_name=identity --add_dummy_prefix=false"
-                            " --remove_extra_whitespaces=false --byte_fallback=true --user_defined_symbols=" +
-                            symbols + " > " + dir + "/train.log 2>&1";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd << " (spm_train comes with Debian's sentencepiece package)";
-    return dir + "/tok.model";
+    std::vector<model::SpmPiece> pieces = model::gemma_special_pieces();
+    pieces.push_back({"\xE2\x96\x81", 0, model::SpmType::kUserDefined});  // ▁, the escaped space
+    for (char c = 'a'; c <= 'z'; ++c) pieces.push_back({std::string(1, c), 0, model::SpmType::kUserDefined});
+    pieces.push_back({"snow", 0, model::SpmType::kUserDefined});
+    for (int b = 0; b < 256; ++b) pieces.push_back(model::byte_piece(b));
+    const std::string file = temp_dir("text_tokenizer") + "/tok.model";
+    std::ofstream(file, std::ios::binary) << model::serialize_sentencepiece_model(pieces);
+    return file;
   }();
   return path;
 }

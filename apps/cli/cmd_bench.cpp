@@ -30,9 +30,10 @@ void run(BenchCli& c) {
 
 void register_bench(CLI::App& app) {
   auto c = std::make_shared<BenchCli>();
-  auto* sub = app.add_subcommand("bench", "Benchmark the DiT (CUDA events after warm-up; random inputs, never zeros)");
+  auto* sub = app.add_subcommand("bench", "Benchmark the DiT, the VAE or the whole pipeline (CUDA events after warm-up; random inputs, never zeros)");
   sub->add_option("--part", c->o.part, "dit | vae-encode | vae-decode | e2e")->capture_default_str();
-  sub->add_option("--model", c->o.model, "Model (default: the 2B streaming shapes with seeded random weights)");
+  sub->add_option("--model", c->o.model,
+                  "A model package; or DiT weights (dit) or a VAE directory (vae-*) (default: the 2B DiT and the LTX-2 VAE with seeded random weights)");
   sub->add_option("--size", c->size, "Frame size WxH (multiples of 32)")->capture_default_str();
   sub->add_option("--steps", c->o.steps, "Denoising steps per chunk")->capture_default_str();
   sub->add_flag("--efficient-cache", c->o.efficient_cache, "No t=0 cache pass (4 forwards per chunk)");
@@ -41,6 +42,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--latent-frames", c->o.latent_frames, "Latent frames of the timed stream")->capture_default_str();
   sub->add_option("--first-chunk", c->o.first_chunk, "Latent frames of the first chunk")->capture_default_str();
   sub->add_option("--seed", c->o.seed, "Seed of the random weights and inputs")->capture_default_str();
+  sub->add_option("--tile", c->o.tile, "VAE spatial tiling SIZE[:OVERLAP] | 0 | auto (off on CUDA)")->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every call eagerly (no CUDA graphs)");
   sub->add_flag("--profile", c->o.profile, "Also time each region of the forward (one eager chunk)");
   add_json_option(sub, &c->json);

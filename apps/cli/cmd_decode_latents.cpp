@@ -43,7 +43,7 @@ void run(const DecodeCli& d) {
            "--chunk streams the causal decoder only (expected --decoder causal, got {})", model::decoder_kind_name(*kind));
   vae->check_latents(latents);
 
-  reset_peak_memory(rt);
+  ops::reset_peak_memory(rt);
   const auto start = std::chrono::steady_clock::now();
   const at::Tensor z = vae->denormalize(latents);
   at::Tensor frames;
@@ -58,7 +58,7 @@ void run(const DecodeCli& d) {
   }
   frames = frames.to(at::kCPU, at::kFloat).contiguous();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const PeakMemory mem = peak_memory(rt);
+  const ops::PeakMemory mem = ops::peak_memory(rt);
   io::save_safetensors(o.output, {{"output.video", frames}});
   std::printf("%s: output.video %s from %s %s, %s decoder in %.2f s (tiles %s%s), peak RSS %.0f MiB%s\n",
               o.output.c_str(), shape_str(frames.sizes()).c_str(), name.c_str(), shape_str(latents.sizes()).c_str(),

@@ -28,7 +28,7 @@ void run(const VaeCliOptions& o) {
   log_info("{}", vae->config().summary());
   vae->check_frames(video, /*whole_clip=*/true);
 
-  reset_peak_memory(rt);
+  ops::reset_peak_memory(rt);
   const auto start = std::chrono::steady_clock::now();
   at::Tensor mode;
   if (o.chunk == 0) {
@@ -43,7 +43,7 @@ void run(const VaeCliOptions& o) {
   }
   const at::Tensor latents = vae->normalize(mode).to(at::kCPU, at::kFloat).contiguous();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const PeakMemory mem = peak_memory(rt);
+  const ops::PeakMemory mem = ops::peak_memory(rt);
   io::save_safetensors(o.output, {{"output.latents", latents}});
   std::printf("%s: output.latents %s from %s %s in %.2f s (tiles %s%s), peak RSS %.0f MiB%s\n", o.output.c_str(),
               shape_str(latents.sizes()).c_str(), name.c_str(), shape_str(video.sizes()).c_str(), seconds,

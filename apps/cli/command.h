@@ -26,11 +26,15 @@ void register_golden_check(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_encode_video(CLI::App& app);
 void register_decode_latents(CLI::App& app);
+void register_make_package(CLI::App& app);
 #ifdef SANASTREAM_HAS_SENTENCEPIECE
 void register_encode_prompt(CLI::App& app);  // needs SentencePiece (the tokenizer)
 #endif
 #ifdef SANASTREAM_WITH_EVAL
 void register_eval(CLI::App& app);  // needs FFmpeg and OpenCV
+#endif
+#ifdef SANASTREAM_WITH_EDIT
+void register_edit(CLI::App& app);  // needs FFmpeg and SentencePiece
 #endif
 
 }  // namespace sanastream::cli

@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "Only errors on stderr");
   app.add_flag("-v,--verbose", verbose, "Progress details and debug output on stderr");
 
+#ifdef SANASTREAM_WITH_EDIT
+  cli::register_edit(app);
+#endif
   cli::register_info(app);
   cli::register_convert(app);
   cli::register_latent_edit(app);
@@ -36,6 +39,7 @@ int main(int argc, char** argv) {
   cli::register_bench(app);
   cli::register_encode_video(app);
   cli::register_decode_latents(app);
+  cli::register_make_package(app);
 #ifdef SANASTREAM_HAS_SENTENCEPIECE
   cli::register_encode_prompt(app);
 #endif

@@ -1,13 +1,5 @@
 #include "vae_cli.h"
 
-#include <sys/resource.h>
-
-#include <cstdio>
-
-#ifdef SANASTREAM_HAS_CUDA
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
-
 #include "command.h"
 #include "core/compare.h"
 #include "core/error.h"
@@ -54,39 +46,8 @@ at::Tensor pick_input_tensor(const io::TensorMap& file, const std::string& path,
   return it->second;
 }
 
-void reset_peak_memory(const Runtime& rt) {
-  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
-    std::fputs("5", f);  // resets VmHWM to the current resident set
-    std::fclose(f);
-  }
-#ifdef SANASTREAM_HAS_CUDA
-  if (rt.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(rt.device.index());
-#endif
-}
-
-PeakMemory peak_memory(const Runtime& rt) {
-  PeakMemory m;
-  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
-    char line[256];
-    long kib = 0;
-    while (std::fgets(line, sizeof line, f))
-      if (std::sscanf(line, "VmHWM: %ld kB", &kib) == 1) m.host_rss_mib = static_cast<double>(kib) / 1024.0;
-    std::fclose(f);
-  }
-  rusage u{};
-  if (m.host_rss_mib == 0 && getrusage(RUSAGE_SELF, &u) == 0)
-    m.host_rss_mib = static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
-#ifdef SANASTREAM_HAS_CUDA
-  if (rt.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(rt.device.index());
-    m.device_mib = static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);  // [0] = aggregate
-  }
-#endif
-  return m;
-}
-
 nlohmann::json vae_report(const model::Ltx2Vae& vae, const VaeCliOptions& o, const model::VaeTiling& tiling,
-                          double seconds, const PeakMemory& mem) {
+                          double seconds, const ops::PeakMemory& mem) {
   return {{"input", o.input},
           {"output", o.output},
           {"dtype", o.dtype},

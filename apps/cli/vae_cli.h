@@ -1,5 +1,5 @@
 // What encode-video and decode-latents share: the VAE, device and tiling options, picking the input
-// tensor of a safetensors file, and the peak-memory figures they report.
+// tensor of a safetensors file, and the report they write.
 #pragma once
 
 #include <string>
@@ -11,6 +11,7 @@
 #include "core/runtime.h"
 #include "io/safetensors.h"
 #include "model/ltx2_vae.h"
+#include "ops/device.h"
 
 namespace sanastream::cli {
 
@@ -26,17 +27,7 @@ void add_vae_cli_options(CLI::App* sub, VaeCliOptions& o, const std::string& inp
 at::Tensor pick_input_tensor(const io::TensorMap& file, const std::string& path, const std::string& tensor,
                              const std::vector<std::string>& conventional, std::string* picked);
 
-// Peak memory since reset_peak_memory() (MiB): resident set of this process (Linux VmHWM, reset through
-// /proc/self/clear_refs; where that is refused, the whole process's peak) and, on CUDA, the caching
-// allocator's peak (0 on the CPU).
-struct PeakMemory {
-  double host_rss_mib = 0;
-  double device_mib = 0;
-};
-void reset_peak_memory(const Runtime& rt);
-PeakMemory peak_memory(const Runtime& rt);
-
 nlohmann::json vae_report(const model::Ltx2Vae& vae, const VaeCliOptions& o, const model::VaeTiling& tiling,
-                          double seconds, const PeakMemory& mem);
+                          double seconds, const ops::PeakMemory& mem);
 
 }  // namespace sanastream::cli

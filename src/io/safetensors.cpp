@@ -165,7 +165,14 @@ const RawTensor& SafetensorsFile::raw(const std::string& key) const {
 
 at::Tensor SafetensorsFile::tensor(const std::string& key) const { return raw_to_tensor(raw(key)); }
 
-TensorMap load_safetensors(const std::string& path) {
+namespace {
+// The tensors of a file or shard set: copied to the CPU, or (meta) only their dtypes and shapes.
+TensorMap load_tensors(const std::string& path, bool meta) {
+  auto get = [meta](const SafetensorsFile& f, const std::string& key) {
+    if (!meta) return f.tensor(key);
+    const RawTensor& raw = f.raw(key);
+    return at::empty(raw.shape, at::TensorOptions().dtype(aten_type(raw.dtype)).device(at::kMeta));
+  };
   TensorMap out;
   const std::string suffix = ".index.json";
   if (path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0) {
@@ -184,15 +191,20 @@ TensorMap load_safetensors(const std::string& path) {
       auto shard = SafetensorsFile::open(dir + "/" + file);
       for (const auto& key : keys) {
         SS_CHECK(shard->contains(key), "{}: index maps '{}' to {}, which does not hold it", path, key, file);
-        out[key] = shard->tensor(key);
+        out[key] = get(*shard, key);
       }
     }
     return out;
   }
   auto f = SafetensorsFile::open(path);
-  for (const auto& key : f->keys()) out[key] = f->tensor(key);
+  for (const auto& key : f->keys()) out[key] = get(*f, key);
   return out;
 }
+}  // namespace
+
+TensorMap load_safetensors(const std::string& path) { return load_tensors(path, false); }
+
+TensorMap load_safetensors_meta(const std::string& path) { return load_tensors(path, true); }
 
 void save_safetensors(const std::string& path, const TensorMap& tensors,
                       const std::map<std::string, std::string>& metadata) {

@@ -51,6 +51,9 @@ using TensorMap = std::map<std::string, at::Tensor>;
 
 // Reads every tensor of a .safetensors file or of an HF shard set (*.safetensors.index.json).
 TensorMap load_safetensors(const std::string& path);
+// The same tensors' dtypes and shapes only, as meta-device tensors: reads the header(s), no data
+// (checking a model's shapes before loading it).
+TensorMap load_safetensors_meta(const std::string& path);
 
 // Writes tensors (any device/dtype supported by safetensors) to path atomically. Keys are
 // written in sorted order; metadata goes to "__metadata__".

@@ -2,21 +2,24 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <map>
 
 #include "core/error.h"
+#include "core/stats.h"
 #include "core/runtime.h"
 #include "model/dit_random.h"
 #include "model/hybrid_dit.h"
+#include "model/ltx2_vae.h"
 #include "model/profile.h"
+#include "ops/device.h"
 #include "pipeline/dit_loader.h"
+#include "pipeline/model_package.h"
 #include "pipeline/samplers.h"
 
 #ifdef SANASTREAM_HAS_CUDA
 #include <ATen/cuda/CUDAEvent.h>
-#include <c10/cuda/CUDACachingAllocator.h>
-#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 namespace sanastream::pipeline {
@@ -37,14 +40,6 @@ double dit_forward_flops(int64_t depth, int64_t softmax_blocks, int64_t C, int64
 }
 
 namespace {
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double idx = p * (v.size() - 1);
-  const size_t lo = static_cast<size_t>(idx), hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (idx - lo);
-}
 
 // Elapsed seconds between marks: CUDA events on the GPU, the host clock on the CPU.
 class Clock {
@@ -119,133 +114,307 @@ double gemm_tflops(const Runtime& rt) {
 
 }  // namespace
 
-int64_t peak_gpu_bytes(const Runtime& rt, bool reset) {
-#ifdef SANASTREAM_HAS_CUDA
-  if (rt.is_cuda()) {
-    const auto idx = rt.device.index() < 0 ? c10::cuda::current_device() : rt.device.index();
-    if (reset) c10::cuda::CUDACachingAllocator::resetPeakStats(idx);
-    return c10::cuda::CUDACachingAllocator::getDeviceStats(idx).allocated_bytes[0].peak;
-  }
-#endif
-  return 0;
-}
+namespace {
 
-json run_bench(const BenchOptions& opt) {
-  SS_CHECK(opt.part == "dit", "--part {}: only dit is available in this build (the VAE parts need the VAE)",
-           opt.part);
+// What every part shares: the runtime, the chunking and the latent grid.
+struct BenchSetup {
+  Runtime rt;
+  int64_t H = 0, W = 0, T = 0;   // latent grid and frames
+  std::vector<int64_t> bounds;   // chunk boundaries in latent frames
+  int64_t n_chunks = 0;
+};
+
+BenchSetup make_setup(const BenchOptions& opt) {
+  SS_CHECK(opt.part == "dit" || opt.part == "vae-encode" || opt.part == "vae-decode" || opt.part == "e2e",
+           "--part: expected dit, vae-encode, vae-decode or e2e, got '{}'", opt.part);
   SS_CHECK(opt.width % 32 == 0 && opt.height % 32 == 0 && opt.width > 0 && opt.height > 0,
            "--size: expected multiples of 32, got {}x{}", opt.width, opt.height);
   SS_CHECK(opt.latent_frames >= 1, "--latent-frames: expected at least 1, got {}", opt.latent_frames);
-  const Runtime rt = make_runtime(opt.device, opt.dtype);
-  const int64_t H = opt.height / 32, W = opt.width / 32, T = opt.latent_frames;
+  BenchSetup b;
+  b.rt = make_runtime(opt.device, opt.dtype);
+  b.H = opt.height / 32;
+  b.W = opt.width / 32;
+  b.T = opt.latent_frames;
+  b.bounds = chunk_boundaries(b.T, opt.first_chunk);
+  b.n_chunks = static_cast<int64_t>(b.bounds.size()) - 1;
+  SS_CHECK(b.n_chunks >= 4, "--latent-frames {}: the benchmark needs at least 4 chunks (chunks 2 … last−1 are timed)",
+           b.T);
+  return b;
+}
 
-  std::unique_ptr<model::HybridDit> dit;
-  std::string model_name = opt.model;
-  if (opt.model.empty()) {
-    model_name = "2b-streaming-random";
-    dit = model::load_hybrid_dit(model::random_dit_weights(model::dit_shape_2b(), opt.seed, rt.dtype, rt.device),
-                                 json::object(), rt);
-  } else {
-    dit = load_dit(resolve_dit_source(opt.model), rt);
+bool is_package(const std::string& path) {
+  return !path.empty() && std::filesystem::exists(std::filesystem::path(path) / "model.json");
+}
+
+std::unique_ptr<model::HybridDit> bench_dit_model(const BenchOptions& opt, const Runtime& rt, std::string* name) {
+  if (is_package(opt.model)) {
+    *name = opt.model;
+    return load_package_dit(load_model_package(opt.model), model::DitVariant::kStreaming, rt);
   }
-  const model::DitConfig& cfg = dit->config();
+  if (!opt.model.empty()) {
+    SS_CHECK(opt.part == "dit", "--model {}: the {} part needs a model package (a directory with model.json)",
+             opt.model, opt.part);
+    *name = opt.model;
+    return load_dit(resolve_dit_source(opt.model), rt);
+  }
+  *name = "2b-streaming-random";
+  return model::load_hybrid_dit(model::random_dit_weights(model::dit_shape_2b(), opt.seed, rt.dtype, rt.device),
+                                json::object(), rt);
+}
 
-  // Inputs: random latents and caption (never zeros), 37 valid caption tokens.
-  auto f32 = rt.f32();
-  at::Tensor noise = at::randn({1, cfg.latent_channels, T, H, W}, f32);
-  at::Tensor src = at::randn({1, cfg.source_channels, T, H, W}, f32).to(rt.dtype);
-  at::Tensor embeds = at::randn({1, 1, cfg.caption_length, cfg.caption_channels}, f32).to(rt.dtype);
+// Without --model: the LTX-2 VAE's shapes (the diffusers defaults) with seeded random weights.
+std::unique_ptr<model::Ltx2Vae> bench_vae_model(const BenchOptions& opt, const Runtime& rt, std::string* name) {
+  if (is_package(opt.model)) {
+    *name = opt.model;
+    return load_package_vae(load_model_package(opt.model), rt);
+  }
+  if (!opt.model.empty()) {
+    *name = opt.model;
+    return model::load_ltx2_vae(model::resolve_ltx2_vae_source(opt.model), rt);
+  }
+  *name = "ltx2-vae-random";
+  const model::Ltx2VaeConfig cfg;
+  return std::make_unique<model::Ltx2Vae>(model::random_ltx2_vae_weights(cfg, opt.seed, rt.dtype), cfg, rt);
+}
+
+model::VaeTiling bench_tiling(const BenchOptions& opt, const Runtime& rt) {
+  if (opt.tile == "auto") return rt.is_cuda() ? model::VaeTiling{} : model::default_vae_tiling();
+  return model::parse_vae_tiling(opt.tile);
+}
+
+// Video frames of latent chunk [s, e): 1 + 8·(e − 1) for the first chunk, 8·(e − s) after.
+int64_t chunk_video_frames(int64_t s, int64_t e, int64_t tr) { return s == 0 ? 1 + (e - 1) * tr : (e - s) * tr; }
+
+// Chunk statistics into the result: FPS = 24 / median of chunks 2 … last−1.
+double fill_chunk_stats(json& r, const std::vector<double>& chunk_s, const char* fps_key) {
+  std::vector<double> steady(chunk_s.begin() + 2, chunk_s.end() - 1);
+  const double median_s = percentile(steady, 0.5);
+  r[fps_key] = 24.0 / median_s;
+  r["chunk_ms_p50"] = median_s * 1e3;
+  r["chunk_ms_p99"] = percentile(steady, 0.99) * 1e3;
+  std::vector<double> chunk_ms;
+  for (double v : chunk_s) chunk_ms.push_back(v * 1e3);
+  r["chunks_ms"] = chunk_ms;
+  return median_s;
+}
+
+// A random caption (never zeros) with 37 valid tokens, as the golden sets' prompt mask.
+model::CaptionState random_caption(const model::HybridDit& dit) {
+  const auto& cfg = dit.config();
+  const auto f32 = dit.runtime().f32();
+  at::Tensor embeds = at::randn({1, 1, cfg.caption_length, cfg.caption_channels}, f32).to(dit.runtime().dtype);
   at::Tensor mask = at::zeros({1, cfg.caption_length}, f32.dtype(at::kLong));
   mask.narrow(1, 0, std::min<int64_t>(37, cfg.caption_length)).fill_(1);
-  const model::CaptionState caption = dit->encode_caption(embeds, mask);
+  return dit.encode_caption(embeds, mask);
+}
+
+void bench_dit(const BenchOptions& opt, const BenchSetup& b, json& r) {
+  const Runtime& rt = b.rt;
+  std::string model_name;
+  auto dit = bench_dit_model(opt, rt, &model_name);
+  const model::DitConfig& cfg = dit->config();
+
+  // Inputs: random latents and caption (never zeros).
+  auto f32 = rt.f32();
+  at::Tensor noise = at::randn({1, cfg.latent_channels, b.T, b.H, b.W}, f32);
+  at::Tensor src = at::randn({1, cfg.source_channels, b.T, b.H, b.W}, f32).to(rt.dtype);
+  const model::CaptionState caption = random_caption(*dit);
 
   StreamingOptions so;
   so.steps = opt.steps;
   so.first_chunk = opt.first_chunk;
   so.efficient_cache = opt.efficient_cache;
   so.cuda_graphs = opt.cuda_graphs;
-  const std::vector<int64_t> bounds = chunk_boundaries(T, opt.first_chunk);
-  const int64_t n_chunks = static_cast<int64_t>(bounds.size()) - 1;
-  SS_CHECK(n_chunks >= 4, "--latent-frames {}: the benchmark needs at least 4 chunks (chunks 2 … last−1 are timed)", T);
 
   // Timed run: one clock mark per chunk.
-  peak_gpu_bytes(rt, true);
+  ops::reset_peak_memory(rt);
   Clock clock(rt.is_cuda());
   clock.mark();
   sample_streaming(*dit, noise, src, caption, so, {}, [&](int64_t, int64_t, int64_t) { clock.mark(); });
   const std::vector<double> chunk_s = clock.intervals();
-  const int64_t peak = peak_gpu_bytes(rt, false);
-  std::vector<double> steady(chunk_s.begin() + 2, chunk_s.end() - 1);
-  const double median_s = percentile(steady, 0.5);
+  const int64_t peak = ops::peak_memory(rt).device_bytes;
+  const double median_s = fill_chunk_stats(r, chunk_s, "dit_fps");
 
   // FLOPs of a steady-state chunk (3 frames, window = sink + previous chunk).
-  const int64_t S = H * W, n3 = 3 * S, sink = (bounds[1] - bounds[0]) * S;
+  const int64_t S = b.H * b.W, n3 = 3 * S, sink = (b.bounds[1] - b.bounds[0]) * S;
   const int64_t calls = opt.steps + (opt.efficient_cache ? 0 : 1);
   const double chunk_flops =
       calls * dit_forward_flops(cfg.depth, static_cast<int64_t>(cfg.softmax_layers.size()), cfg.hidden,
                                 cfg.ffn_hidden, cfg.head_dim, n3, sink + n3, cfg.caption_length);
-
-  json r;
-  r["dit_fps"] = 24.0 / median_s;
-  r["vae_encode_fps"] = nullptr;
-  r["vae_decode_fps"] = nullptr;
-  r["e2e_fps"] = nullptr;
-  r["first_frame_ms"] = nullptr;
-  r["chunk_ms_p50"] = median_s * 1e3;
-  r["chunk_ms_p99"] = percentile(steady, 0.99) * 1e3;
   r["peak_gpu_bytes"] = rt.is_cuda() ? json(peak) : json(nullptr);
   r["dit_tflops"] = chunk_flops / median_s / 1e12;
-  r["gemm_bf16_tflops"] = rt.is_cuda() ? json(gemm_tflops(rt)) : json(nullptr);
-  std::vector<double> chunk_ms;
-  for (double v : chunk_s) chunk_ms.push_back(v * 1e3);
-  r["chunks_ms"] = chunk_ms;
-  r["config"] = {{"part", opt.part},
-                 {"model", model_name},
-                 {"size", fmt::format("{}x{}", opt.width, opt.height)},
-                 {"latent_frames", T},
-                 {"first_chunk", opt.first_chunk},
-                 {"steps", opt.steps},
-                 {"forwards_per_chunk", calls},
-                 {"efficient_cache", opt.efficient_cache},
-                 {"dtype", opt.dtype},
-                 {"device", opt.device},
-                 {"cuda_graphs", opt.cuda_graphs && rt.is_cuda()},
-                 {"dit", cfg.to_json()},
-                 {"flops_per_steady_chunk", chunk_flops}};
-
-  std::printf("bench dit: %s, %s, %lld latent frames, first chunk %d, %lld forwards/chunk, %s, graphs %s\n",
-              model_name.c_str(), r["config"]["size"].get<std::string>().c_str(), static_cast<long long>(T),
-              opt.first_chunk, static_cast<long long>(calls), opt.dtype.c_str(),
-              r["config"]["cuda_graphs"].get<bool>() ? "on" : "off");
-  std::printf("  dit_fps %.1f   chunk p50 %.2f ms  p99 %.2f ms   %.0f TFLOP/s   peak %.2f GB   bf16 GEMM 8192^3 %.0f TFLOP/s\n",
-              r["dit_fps"].get<double>(), r["chunk_ms_p50"].get<double>(), r["chunk_ms_p99"].get<double>(),
-              r["dit_tflops"].get<double>(), peak / 1e9, r["gemm_bf16_tflops"].is_null() ? 0.0 : r["gemm_bf16_tflops"].get<double>());
+  r["config"]["model"] = model_name;
+  r["config"]["forwards_per_chunk"] = calls;
+  r["config"]["dit"] = cfg.to_json();
+  r["config"]["flops_per_steady_chunk"] = chunk_flops;
 
   if (opt.profile) {
     // One more run without graphs; the regions of chunk 2's calls (steady-state shape) are timed.
     ProfileTimer timer(rt.is_cuda());
     StreamingOptions po = so;
     po.cuda_graphs = false;
-    at::Tensor short_noise = noise.narrow(2, 0, bounds[3]);
-    sample_streaming(*dit, short_noise, src.narrow(2, 0, bounds[3]), caption, po, {},
+    const int64_t frames = b.bounds[3];
+    sample_streaming(*dit, noise.narrow(2, 0, frames), src.narrow(2, 0, frames), caption, po, {},
                      [&](int64_t c, int64_t, int64_t) { model::set_region_timer(c == 1 ? &timer : nullptr); });
     model::set_region_timer(nullptr);
-    std::map<std::string, double> totals = timer.totals();
     std::vector<std::pair<double, std::string>> rows;
     double sum = 0;
-    for (auto& [k, v] : totals) {
+    for (auto& [k, v] : timer.totals()) {
       rows.emplace_back(v / calls, k);
       sum += v / calls;
     }
     std::sort(rows.rbegin(), rows.rend());
     json prof = json::object();
-    std::printf("  profile (chunk 2, ms per forward, eager):\n");
-    for (auto& [ms, name] : rows) {
-      std::printf("    %-20s %8.3f ms  %5.1f %%\n", name.c_str(), ms * 1e3, 100 * ms / sum);
-      prof[name] = ms * 1e3;
-    }
-    std::printf("    %-20s %8.3f ms\n", "total", sum * 1e3);
+    for (auto& [sec, name] : rows) prof[name] = sec * 1e3;
     r["profile_ms_per_forward"] = prof;
+    r["profile_total_ms"] = sum * 1e3;
+  }
+}
+
+// Random frames in [−1, 1] of latent chunk c, [1, 3, n, H, W] in the model dtype on the device.
+at::Tensor random_frames(const BenchSetup& b, int64_t c, int64_t tr) {
+  const int64_t n = chunk_video_frames(b.bounds[c], b.bounds[c + 1], tr);
+  return at::rand({1, 3, n, b.H * 32, b.W * 32}, b.rt.f32()).mul_(2).sub_(1).to(b.rt.dtype);
+}
+
+void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encode) {
+  const Runtime& rt = b.rt;
+  std::string model_name;
+  auto vae = bench_vae_model(opt, rt, &model_name);
+  const model::VaeTiling tiling = bench_tiling(opt, rt);
+  const int64_t tr = vae->config().temporal_ratio();
+  // Inputs made before the clock starts: frames (encode) or denormalised latents (decode).
+  std::vector<at::Tensor> inputs;
+  for (int64_t c = 0; c < b.n_chunks; ++c)
+    inputs.push_back(encode ? random_frames(b, c, tr)
+                            : at::randn({1, vae->config().latent_channels, b.bounds[c + 1] - b.bounds[c], b.H, b.W},
+                                        rt.f32()).to(rt.dtype));
+  ops::reset_peak_memory(rt);
+  Clock clock(rt.is_cuda());
+  clock.mark();
+  if (encode) {
+    model::Ltx2VaeEncodeStream stream(*vae, tiling);
+    for (const at::Tensor& x : inputs) {
+      stream.push(x);
+      clock.mark();
+    }
+  } else {
+    model::Ltx2VaeDecodeStream stream(*vae, tiling);
+    for (const at::Tensor& z : inputs) {
+      stream.push(z);
+      clock.mark();
+    }
+  }
+  const std::vector<double> chunk_s = clock.intervals();
+  fill_chunk_stats(r, chunk_s, encode ? "vae_encode_fps" : "vae_decode_fps");
+  r["peak_gpu_bytes"] = rt.is_cuda() ? json(ops::peak_memory(rt).device_bytes) : json(nullptr);
+  r["config"]["model"] = model_name;
+  r["config"]["vae"] = vae->config().to_json();
+  r["config"]["tiling"] = model::describe(tiling);
+}
+
+// Frames in host memory (RGB24, pinned on CUDA) → upload → [−1, 1] → causal encode → normalise → DiT
+// chunk → denormalise → causal decode → RGB24 → host memory, chunk by chunk, as `edit` runs it.
+void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
+  const Runtime& rt = b.rt;
+  std::string dit_name, vae_name;
+  auto dit = bench_dit_model(opt, rt, &dit_name);
+  auto vae = bench_vae_model(opt, rt, &vae_name);
+  const model::DitConfig& cfg = dit->config();
+  SS_CHECK(vae->config().latent_channels == cfg.source_channels && vae->config().latent_channels == cfg.latent_channels,
+           "e2e: the VAE's {} latent channels do not fit the DiT's {} / {}", vae->config().latent_channels,
+           cfg.latent_channels, cfg.source_channels);
+  const model::VaeTiling tiling = bench_tiling(opt, rt);
+  const int64_t tr = vae->config().temporal_ratio(), FH = b.H * 32, FW = b.W * 32;
+  const int64_t frames = 1 + (b.T - 1) * tr;
+  auto host = at::TensorOptions().dtype(at::kByte).pinned_memory(rt.is_cuda());
+  at::Tensor in = at::empty({frames, FH, FW, 3}, host).random_(0, 256);
+  at::Tensor out = at::empty({frames, FH, FW, 3}, host);
+
+  auto f32 = rt.f32();
+  const model::CaptionState caption = random_caption(*dit);
+  StreamingOptions so;
+  so.steps = opt.steps;
+  so.efficient_cache = opt.efficient_cache;
+  so.cuda_graphs = opt.cuda_graphs;
+  int64_t longest_later = 0;
+  for (int64_t c = 1; c < b.n_chunks; ++c) longest_later = std::max(longest_later, b.bounds[c + 1] - b.bounds[c]);
+  std::vector<at::Tensor> noise;
+  for (int64_t c = 0; c < b.n_chunks; ++c)
+    noise.push_back(at::randn({1, cfg.latent_channels, b.bounds[c + 1] - b.bounds[c], b.H, b.W}, f32));
+
+  ops::reset_peak_memory(rt);
+  StreamingSampler sampler(*dit, caption, 1, b.H, b.W, b.bounds[1], longest_later, so);
+  model::Ltx2VaeEncodeStream encoder(*vae, tiling);
+  model::Ltx2VaeDecodeStream decoder(*vae, tiling);
+  Clock clock(rt.is_cuda());
+  clock.mark();
+  int64_t frame_in = 0, frame_out = 0;
+  for (int64_t c = 0; c < b.n_chunks; ++c) {
+    const int64_t n = chunk_video_frames(b.bounds[c], b.bounds[c + 1], tr);
+    at::Tensor rgb = in.narrow(0, frame_in, n).to(rt.device, /*non_blocking=*/true);
+    frame_in += n;
+    at::Tensor x = rgb.permute({3, 0, 1, 2}).unsqueeze(0).to(rt.dtype).div_(127.5).sub_(1);
+    at::Tensor src = vae->normalize(encoder.push(x));
+    at::Tensor latents = sampler.step(noise[c], src, c + 1 == b.n_chunks);
+    at::Tensor video = decoder.push(vae->denormalize(latents.to(rt.dtype)));
+    at::Tensor frames_out = video.squeeze(0).permute({1, 2, 3, 0}).add(1).mul_(127.5).round_().clamp_(0, 255).to(at::kByte);
+    out.narrow(0, frame_out, frames_out.size(0)).copy_(frames_out, /*non_blocking=*/true);
+    frame_out += frames_out.size(0);
+    clock.mark();
+  }
+  const std::vector<double> chunk_s = clock.intervals();
+  SS_CHECK(frame_out == frames, "e2e: {} frames out of {} in", frame_out, frames);
+  fill_chunk_stats(r, chunk_s, "e2e_fps");
+  r["first_frame_ms"] = chunk_s[0] * 1e3;
+  r["peak_gpu_bytes"] = rt.is_cuda() ? json(ops::peak_memory(rt).device_bytes) : json(nullptr);
+  r["config"]["model"] = dit_name + " + " + vae_name;
+  r["config"]["dit"] = cfg.to_json();
+  r["config"]["vae"] = vae->config().to_json();
+  r["config"]["tiling"] = model::describe(tiling);
+  r["config"]["forwards_per_chunk"] = opt.steps + (opt.efficient_cache ? 0 : 1);
+}
+
+}  // namespace
+
+json run_bench(const BenchOptions& opt) {
+  const BenchSetup b = make_setup(opt);
+  json r;
+  for (const char* k : {"dit_fps", "vae_encode_fps", "vae_decode_fps", "e2e_fps", "first_frame_ms", "chunk_ms_p50",
+                        "chunk_ms_p99", "peak_gpu_bytes", "dit_tflops", "gemm_bf16_tflops"})
+    r[k] = nullptr;
+  r["config"] = {{"part", opt.part},
+                 {"size", fmt::format("{}x{}", opt.width, opt.height)},
+                 {"latent_frames", b.T},
+                 {"first_chunk", opt.first_chunk},
+                 {"steps", opt.steps},
+                 {"efficient_cache", opt.efficient_cache},
+                 {"dtype", opt.dtype},
+                 {"device", opt.device},
+                 {"cuda_graphs", opt.cuda_graphs && b.rt.is_cuda()}};
+  if (opt.part == "dit") bench_dit(opt, b, r);
+  if (opt.part == "vae-encode" || opt.part == "vae-decode") bench_vae(opt, b, r, opt.part == "vae-encode");
+  if (opt.part == "e2e") bench_e2e(opt, b, r);
+  if (b.rt.is_cuda()) r["gemm_bf16_tflops"] = gemm_tflops(b.rt);
+
+  const json& c = r["config"];
+  std::printf("bench %s: %s, %s, %lld latent frames, first chunk %d, %s, graphs %s\n", opt.part.c_str(),
+              c["model"].get<std::string>().c_str(), c["size"].get<std::string>().c_str(),
+              static_cast<long long>(b.T), opt.first_chunk, opt.dtype.c_str(), c["cuda_graphs"].get<bool>() ? "on" : "off");
+  std::string line;
+  for (const char* k : {"dit_fps", "vae_encode_fps", "vae_decode_fps", "e2e_fps", "first_frame_ms", "chunk_ms_p50",
+                        "chunk_ms_p99", "dit_tflops", "gemm_bf16_tflops"})
+    if (!r[k].is_null()) line += fmt::format("  {} {:.1f}", k, r[k].get<double>());
+  if (!r["peak_gpu_bytes"].is_null()) line += fmt::format("  peak_gpu {:.2f} GB", r["peak_gpu_bytes"].get<double>() / 1e9);
+  std::printf("%s\n", line.c_str());
+  if (r.contains("profile_ms_per_forward")) {
+    std::vector<std::pair<double, std::string>> rows;
+    for (auto& [k, v] : r["profile_ms_per_forward"].items()) rows.emplace_back(v.get<double>(), k);
+    std::sort(rows.rbegin(), rows.rend());
+    const double total = r["profile_total_ms"].get<double>();
+    std::printf("  profile (chunk 2, ms per forward, eager):\n");
+    for (auto& [ms, name] : rows) std::printf("    %-20s %8.3f ms  %5.1f %%\n", name.c_str(), ms, 100 * ms / total);
+    std::printf("    %-20s %8.3f ms\n", "total", total);
   }
   return r;
 }

@@ -1,9 +1,14 @@
 // `sanastream bench`: one honest benchmark interface (CUDA events after warm-up, never zeros).
-// --part dit: the streaming DiT at the official baseline's conditions (2B, 1280×704, BF16, 53 latent
-// frames, first chunk 5 so the softmax window holds 11 frames, 5 forwards per chunk); DiT FPS =
-// 24 / median time of chunks 2 … last−1.
+// Every part streams the same chunks: the official baseline's conditions (2B, 1280×704, BF16, 53
+// latent frames, first chunk 5 so the softmax window holds 11 frames, then chunks of 3 latent frames
+// = 24 video frames); FPS = 24 / median time of chunks 2 … last−1.
+//   dit         the streaming DiT (5 forwards per chunk, 4 with --efficient-cache)
+//   vae-encode  the causal VAE encoder, streamed (1 + 8·(first − 1) frames, then 24 per chunk)
+//   vae-decode  the causal VAE decoder, streamed (the same chunks of latent frames)
+//   e2e         RGB frames in host memory → encode → DiT → decode → RGB frames in host memory
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +27,7 @@ struct BenchOptions {
   int first_chunk = 5;
   bool cuda_graphs = true;
   bool profile = false;          // per-region GPU time of one forward at the steady-state shape
+  std::string tile = "auto";     // VAE spatial tiling: SIZE[:OVERLAP] | 0 | auto (off on CUDA, the VAE default on CPU)
   uint64_t seed = 0;
 };
 

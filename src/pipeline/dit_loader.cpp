@@ -3,20 +3,15 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "io/checkpoint.h"
+#include "pipeline/model_package.h"
 
 namespace sanastream::pipeline {
 
 DitSource resolve_dit_source(const std::string& model_path, const std::string& model_config_path) {
   DitSource s;
   SS_CHECK(!model_path.empty(), "no model given (expected --model PATH)");
-  const std::string package = model_path + "/model.json";
-  if (is_directory(model_path) && path_exists(package)) {
-    nlohmann::json m = nlohmann::json::parse(read_text_file(package), nullptr, false);
-    SS_CHECK(m.is_object() && m.contains("dit") && m["dit"].is_object() && m["dit"].contains("weights"),
-             "{}: expected a \"dit\": {{\"weights\": FILE}} entry", package);
-    s.weights_path = io::resolve_weights_path(model_path + "/" + m["dit"]["weights"].get<std::string>(), "DiT");
-    if (m["dit"].contains("config") && m["dit"]["config"].is_string())
-      s.overrides = model::load_model_config_overrides(model_path + "/" + m["dit"]["config"].get<std::string>());
+  if (is_directory(model_path) && path_exists(model_path + "/model.json")) {
+    s = package_dit_source(load_model_package(model_path).dit);
   } else {
     s.weights_path = io::resolve_weights_path(model_path, "DiT");
   }

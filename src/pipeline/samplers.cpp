@@ -1,7 +1,9 @@
 #include "pipeline/samplers.h"
 
 #include <algorithm>
+#include <optional>
 
+#include "core/compare.h"
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "core/log.h"
@@ -58,77 +60,139 @@ void dump_cache(const DumpSpec& d, const std::string& base, const model::StreamC
 
 }  // namespace
 
-at::Tensor sample_streaming(const model::HybridDit& dit, const at::Tensor& noise, const at::Tensor& src,
-                            const model::CaptionState& caption, const StreamingOptions& opt, const DumpSpec& dump,
-                            const ChunkCallback& on_chunk) {
-  const auto& rt = dit.runtime();
-  const std::vector<float> timesteps = streaming_timesteps(opt.steps);
+struct StreamingSampler::State {
+  State(const model::HybridDit& d, const model::CaptionState& c, int64_t B, int64_t H, int64_t W, int64_t first,
+        int64_t later, const StreamingOptions& o, const DumpSpec& ds)
+      : dit(d),
+        opt(o),
+        dump(ds),
+        timesteps(streaming_timesteps(o.steps)),
+        caption(clone_caption(c)),
+        cache(d.config(), B, H, W, first, later, d.runtime().dtype, d.runtime().device),
+        runner(d, caption, o.cuda_graphs && ds.out == nullptr) {}
+
+  static model::CaptionState clone_caption(const model::CaptionState& c) {
+    model::CaptionState out{c.y.clone(), c.bias.clone(), {}};
+    for (const auto& kv : c.kv) out.kv.push_back({kv.k.clone(), kv.v.clone()});
+    return out;
+  }
+  bool record() const { return dump.out != nullptr; }
+
+  // One model call; records its inputs, output and (on request) activations under the golden names.
+  at::Tensor call(const at::Tensor& x, const at::Tensor& src, float t, const ops::RopeTable& rope) {
+    io::TensorMap acts;
+    model::Capture capture;
+    if (record() && dump.activation_calls.count(calls)) capture = {&acts, ""};
+    at::Tensor v = runner.run(x, src, t, rope, &cache, capture);
+    if (record()) {
+      auto host = [](const at::Tensor& a) {
+        return a.detach().to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+      };
+      (*dump.out)[call_name(dump, calls) + "x_in"] = host(x);
+      (*dump.out)[call_name(dump, calls) + "v_out"] = host(v);
+      for (auto& [name, a] : acts) {
+        (*dump.out)[call_name(dump, calls) + name] = a;
+        if (calls == 0) (*dump.out)[dump.prefix + "first_call." + name] = a;
+      }
+    }
+    ++calls;
+    return v;
+  }
+  // The call that just ran wrote chunk `chunk`'s caches: make them the next chunk's context.
+  void commit(int64_t chunk, int64_t frames) {
+    if (record() && dump.caches)
+      dump_cache(dump, fmt::format("cache_after_chunk{}", chunk), cache, true, cache.write_offset(),
+                 frames * cache.tokens_per_frame());
+    cache.commit_chunk(frames);
+  }
+
+  const model::HybridDit& dit;
+  StreamingOptions opt;
+  DumpSpec dump;
+  std::vector<float> timesteps;
+  model::CaptionState caption;  // the runner reads it; set_caption writes it in place
+  model::StreamCache cache;
+  DitCallRunner runner;
+  int calls = 0;
+  // The deferred t = 0 pass of the previous chunk: its clean latents, source and RoPE rows.
+  struct Pending {
+    at::Tensor x, src;
+    ops::RopeTable rope;
+    int64_t chunk = 0, frames = 0;
+  };
+  std::optional<Pending> pending;
+};
+
+StreamingSampler::StreamingSampler(const model::HybridDit& dit, const model::CaptionState& caption, int64_t batch,
+                                   int64_t height, int64_t width, int64_t first_chunk, int64_t later_chunk,
+                                   const StreamingOptions& opt, const DumpSpec& dump)
+    : s_(std::make_unique<State>(dit, caption, batch, height, width, first_chunk, later_chunk, opt, dump)) {
   if (!is_distilled_step_count(opt.steps))
     log_warn("{} steps: the distilled streaming model was trained for 4 (or 2); using diffusers' shifted schedule",
              opt.steps);
+}
+
+StreamingSampler::~StreamingSampler() = default;
+
+void StreamingSampler::set_caption(const model::CaptionState& caption) {
+  model::CaptionState& c = s_->caption;
+  SS_CHECK(caption.y.sizes() == c.y.sizes() && caption.kv.size() == c.kv.size(),
+           "a new caption must have the shape of the first: {} vs {}", shape_str(caption.y.sizes()),
+           shape_str(c.y.sizes()));
+  c.y.copy_(caption.y);
+  c.bias.copy_(caption.bias);
+  for (size_t i = 0; i < c.kv.size(); ++i) {
+    c.kv[i].k.copy_(caption.kv[i].k);
+    c.kv[i].v.copy_(caption.kv[i].v);
+  }
+}
+
+at::Tensor StreamingSampler::step(const at::Tensor& noise, const at::Tensor& src, bool last) {
+  State& s = *s_;
+  const auto& rt = s.dit.runtime();
+  check_interrupt();
+  const int64_t c = chunks_, n = noise.size(2), H = noise.size(3), W = noise.size(4);
+  if (s.pending) {
+    s.call(s.pending->x, s.pending->src, 0.f, s.pending->rope);  // the t = 0 pass on the clean chunk
+    s.commit(s.pending->chunk, s.pending->frames);
+    s.pending.reset();
+  }
+  if (s.record() && s.dump.caches && c > 0)
+    dump_cache(s.dump, fmt::format("cache_view_chunk{}", c), s.cache, false, 0, s.cache.cached_tokens());
+  const ops::RopeTable rope = s.dit.rope_table(frames_, n, H, W);
+  const at::Tensor src_chunk = src.to(rt.device);
+  at::Tensor x = noise.to(rt.device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+  for (size_t i = 0; i < s.timesteps.size(); ++i) {
+    const bool last_step = i + 1 == s.timesteps.size();
+    at::Tensor v = s.call(x, src_chunk, s.timesteps[i], rope);
+    if (s.opt.efficient_cache && last_step && !last) s.commit(c, n);
+    // Euler step in fp32, rounded to the model's dtype as the official scheduler does.
+    const float sigma = s.timesteps[i] / 1000.f;
+    const float sigma_next = last_step ? 0.f : s.timesteps[i + 1] / 1000.f;
+    x = (x + (sigma_next - sigma) * v).to(rt.dtype).to(at::kFloat);
+  }
+  if (!s.opt.efficient_cache && !last) s.pending = State::Pending{x.clone(), src_chunk, rope, c, n};
+  ++chunks_;
+  frames_ += n;
+  return x;
+}
+
+at::Tensor sample_streaming(const model::HybridDit& dit, const at::Tensor& noise, const at::Tensor& src,
+                            const model::CaptionState& caption, const StreamingOptions& opt, const DumpSpec& dump,
+                            const ChunkCallback& on_chunk) {
   const int64_t B = noise.size(0), T = noise.size(2), H = noise.size(3), W = noise.size(4);
   const std::vector<int64_t> bounds = chunk_boundaries(T, opt.first_chunk);
   const int64_t n_chunks = static_cast<int64_t>(bounds.size()) - 1;
   int64_t longest_later = 0;
   for (int64_t c = 1; c < n_chunks; ++c) longest_later = std::max(longest_later, bounds[c + 1] - bounds[c]);
-  model::StreamCache cache(dit.config(), B, H, W, bounds[1], longest_later, rt.dtype, rt.device);
-  at::Tensor latents = noise.to(rt.device, at::kFloat).clone();
-  at::Tensor src_dev = src.to(rt.device);
-  const bool record = dump.out != nullptr;
-  DitCallRunner runner(dit, caption, opt.cuda_graphs && !record);
-  int call = 0;
-
+  StreamingSampler sampler(dit, caption, B, H, W, bounds[1], longest_later, opt, dump);
+  at::Tensor latents = at::empty(noise.sizes(), noise.options().dtype(at::kFloat).device(dit.runtime().device));
   for (int64_t c = 0; c < n_chunks; ++c) {
-    check_interrupt();
-    const int64_t s = bounds[c], e = bounds[c + 1], n = e - s;
-    const bool last_chunk = c == n_chunks - 1;
-    if (record && dump.caches && c > 0)
-      dump_cache(dump, fmt::format("cache_view_chunk{}", c), cache, false, 0, cache.cached_tokens());
-    const ops::RopeTable rope = dit.rope_table(s, n, H, W);
-    at::Tensor x = latents.narrow(2, s, n).clone();
-    const at::Tensor src_chunk = src_dev.narrow(2, s, n);
-
-    auto run_call = [&](const at::Tensor& xin, float t) {
-      io::TensorMap acts;
-      model::Capture capture;
-      if (record && dump.activation_calls.count(call)) capture = {&acts, ""};
-      at::Tensor v = runner.run(xin, src_chunk, t, rope, &cache, capture);
-      if (record) {
-        (*dump.out)[call_name(dump, call) + "x_in"] = xin.detach().to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
-        (*dump.out)[call_name(dump, call) + "v_out"] = v.detach().to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
-        for (auto& [name, t_] : acts) {
-          (*dump.out)[call_name(dump, call) + name] = t_;
-          if (call == 0) (*dump.out)[dump.prefix + "first_call." + name] = t_;
-        }
-      }
-      ++call;
-      return v;
-    };
-    // The call that just ran wrote this chunk's caches: make them the next chunk's context.
-    auto commit = [&] {
-      if (record && dump.caches)
-        dump_cache(dump, fmt::format("cache_after_chunk{}", c), cache, true, cache.write_offset(),
-                   n * cache.tokens_per_frame());
-      cache.commit_chunk(n);
-    };
-
-    for (size_t i = 0; i < timesteps.size(); ++i) {
-      const bool last_step = i + 1 == timesteps.size();
-      at::Tensor v = run_call(x, timesteps[i]);
-      if (opt.efficient_cache && last_step && !last_chunk) commit();
-      // Euler step in fp32, rounded to the model's dtype as the official scheduler does.
-      const float sigma = timesteps[i] / 1000.f;
-      const float sigma_next = last_step ? 0.f : timesteps[i + 1] / 1000.f;
-      x = (x + (sigma_next - sigma) * v).to(rt.dtype).to(at::kFloat);
-    }
-    if (!opt.efficient_cache && !last_chunk) {
-      run_call(x, 0.f);  // the t = 0 pass on the clean chunk writes the caches
-      commit();
-    }
-    latents.narrow(2, s, n).copy_(x);
-    if (on_chunk) on_chunk(c, s, e);
+    const int64_t s = bounds[c], n = bounds[c + 1] - s;
+    latents.narrow(2, s, n).copy_(sampler.step(noise.narrow(2, s, n), src.narrow(2, s, n), c + 1 == n_chunks));
+    if (on_chunk) on_chunk(c, s, s + n);
   }
-  if (record) (*dump.out)[dump.prefix + "output.latents"] = latents.to(at::kCPU);
+  if (dump.out) (*dump.out)[dump.prefix + "output.latents"] = latents.to(at::kCPU);
   return latents;
 }
 

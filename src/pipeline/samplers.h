@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -35,6 +36,39 @@ struct StreamingOptions {
 // Called after each chunk with its index and latent-frame boundaries [begin, end) (benchmarks,
 // progress reporting).
 using ChunkCallback = std::function<void(int64_t chunk, int64_t begin, int64_t end)>;
+
+// The streaming sampler one chunk at a time, for inputs whose length is not known in advance (a live
+// stream). Each step() denoises the next chunk with `steps` Euler calls against the caches. The t = 0
+// pass that writes a chunk's caches (not with efficient_cache) is deferred to the start of the next
+// step(), so a chunk's latents are out after its denoising calls and a chunk known to be the last
+// costs no cache pass; the result is the same as running the pass right away.
+class StreamingSampler {
+ public:
+  // batch × height × width latent grid; first_chunk: the frames of the first step() (the sink);
+  // later_chunk: the most frames of any later step(). The caption is copied (set_caption replaces it).
+  StreamingSampler(const model::HybridDit& dit, const model::CaptionState& caption, int64_t batch, int64_t height,
+                   int64_t width, int64_t first_chunk, int64_t later_chunk, const StreamingOptions& opt,
+                   const DumpSpec& dump = {});
+  ~StreamingSampler();
+  StreamingSampler(const StreamingSampler&) = delete;
+  StreamingSampler& operator=(const StreamingSampler&) = delete;
+
+  // Conditions the chunks from the next step() on with another caption of the same shape (a prompt
+  // schedule); the caches are kept.
+  void set_caption(const model::CaptionState& caption);
+  // noise: [B, Cl, n, H, W] fp32; src: [B, Cs, n, H, W] — the next n latent frames. `last`: no more
+  // chunks follow (their caches are not written). Returns the chunk's latents, fp32 on the model's
+  // device (rounded to the model dtype after every Euler step, as the official scheduler does).
+  at::Tensor step(const at::Tensor& noise, const at::Tensor& src, bool last = false);
+
+  int64_t chunks_done() const { return chunks_; }
+  int64_t frames_done() const { return frames_; }
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+  int64_t chunks_ = 0, frames_ = 0;
+};
 
 // noise: [B, Cl, T, H, W] fp32; src: [B, Cs, T, H, W]. Returns the final latents (fp32; rounded to
 // the model dtype after every Euler step, as the official scheduler does).

@@ -12,7 +12,7 @@ extern "C" {
 namespace sanastream::video {
 
 struct AudioDecoder::Impl {
-  std::string codec;  // for messages
+  std::string who;  // "OUT: mp3 audio", for messages
   AVCodecContext* dec = nullptr;
   AVFrame* frame = nullptr;
   SwrContext* swr = nullptr;
@@ -37,7 +37,7 @@ struct AudioDecoder::Impl {
       int ret = swr_alloc_set_opts2(&swr, &frame->ch_layout, AV_SAMPLE_FMT_FLT, frame->sample_rate, &frame->ch_layout,
                                     static_cast<AVSampleFormat>(frame->format), frame->sample_rate, 0, nullptr);
       if (ret >= 0) ret = swr_init(swr);
-      SS_CHECK(ret >= 0, "{} audio: expected samples FFmpeg can convert to float, got {} ({})", codec,
+      SS_CHECK(ret >= 0, "{}: expected samples FFmpeg can convert to float, got {} ({})", who,
                av_get_sample_fmt_name(static_cast<AVSampleFormat>(frame->format)), av_error_text(ret));
       swr_format = frame->format;
       swr_rate = frame->sample_rate;
@@ -50,7 +50,7 @@ struct AudioDecoder::Impl {
     uint8_t* dst[1] = {reinterpret_cast<uint8_t*>(out.samples.data())};
     const int n = swr_convert(swr, dst, frame->nb_samples, const_cast<const uint8_t**>(frame->extended_data),
                               frame->nb_samples);
-    SS_CHECK(n == frame->nb_samples, "{} audio: expected {} converted samples, got {}", codec, frame->nb_samples, n);
+    SS_CHECK(n == frame->nb_samples, "{}: expected {} converted samples, got {}", who, frame->nb_samples, n);
     const int64_t ts = frame->best_effort_timestamp;
     out.time = ts != AV_NOPTS_VALUE ? ts * av_q2d(dec->pkt_timebase) : next_time;
     next_time = out.time + static_cast<double>(frame->nb_samples) / frame->sample_rate;
@@ -60,7 +60,7 @@ struct AudioDecoder::Impl {
     for (;;) {
       const int ret = avcodec_receive_frame(dec, frame);
       if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF) return;
-      SS_CHECK(ret >= 0, "{} audio: expected decodable audio, got a decoder error near {:.3f} s ({})", codec,
+      SS_CHECK(ret >= 0, "{}: expected decodable audio, got a decoder error near {:.3f} s ({})", who,
                next_time, errors.any() ? errors.last() : av_error_text(ret));
       out.emplace_back();
       convert(out.back());
@@ -69,22 +69,22 @@ struct AudioDecoder::Impl {
   }
 };
 
-AudioDecoder::AudioDecoder(const AudioInfo& audio) : impl_(std::make_unique<Impl>()) {
+AudioDecoder::AudioDecoder(const AudioInfo& audio, const std::string& name) : impl_(std::make_unique<Impl>()) {
   route_ffmpeg_log();
   Impl& m = *impl_;
-  m.codec = audio.codec;
-  SS_CHECK(audio.parameters != nullptr, "{} audio: expected codec parameters from a reader, got none", audio.codec);
+  m.who = fmt::format("{}: {} audio", name, audio.codec);
+  SS_CHECK(audio.parameters != nullptr, "{}: expected codec parameters from a reader, got none", m.who);
   const AVCodec* codec = avcodec_find_decoder(audio.parameters->codec_id);
-  SS_CHECK(codec != nullptr, "expected an audio codec FFmpeg can decode, got '{}'", audio.codec);
+  SS_CHECK(codec != nullptr, "{}: expected an audio codec FFmpeg can decode, got '{}'", name, audio.codec);
   m.dec = avcodec_alloc_context3(codec);
   m.frame = av_frame_alloc();
-  SS_CHECK(m.dec != nullptr && m.frame != nullptr, "{} audio: expected memory for a decoder, got none", audio.codec);
+  SS_CHECK(m.dec != nullptr && m.frame != nullptr, "{}: expected memory for a decoder, got none", m.who);
   m.dec->opaque = &m.errors;
   int ret = avcodec_parameters_to_context(m.dec, audio.parameters.get());
-  SS_CHECK(ret >= 0, "{} audio: cannot configure the decoder ({})", audio.codec, av_error_text(ret));
+  SS_CHECK(ret >= 0, "{}: cannot configure the decoder ({})", m.who, av_error_text(ret));
   m.dec->pkt_timebase = {audio.time_base.num, audio.time_base.den};
   ret = avcodec_open2(m.dec, codec, nullptr);
-  SS_CHECK(ret >= 0, "expected an audio codec FFmpeg can decode, got {} failing to open ({})", codec->name,
+  SS_CHECK(ret >= 0, "{}: expected an audio codec FFmpeg can decode, got {} failing to open ({})", name, codec->name,
            m.errors.any() ? m.errors.last() : av_error_text(ret));
   m.next_time = audio.start_time;
 }
@@ -93,9 +93,9 @@ AudioDecoder::~AudioDecoder() = default;
 
 void AudioDecoder::decode(const AudioPacket& packet, std::vector<AudioFrame>& out) {
   Impl& m = *impl_;
-  SS_CHECK(packet.av() != nullptr, "{} audio: expected a packet, got an empty one", m.codec);
+  SS_CHECK(packet.av() != nullptr, "{}: expected a packet, got an empty one", m.who);
   const int ret = avcodec_send_packet(m.dec, packet.av());
-  SS_CHECK(ret >= 0, "{} audio: expected decodable audio, got corrupt data at {:.3f} s ({})", m.codec, packet.time(),
+  SS_CHECK(ret >= 0, "{}: expected decodable audio, got corrupt data at {:.3f} s ({})", m.who, packet.time(),
            m.errors.any() ? m.errors.last() : av_error_text(ret));
   m.receive(out);
 }
@@ -104,7 +104,7 @@ void AudioDecoder::flush(std::vector<AudioFrame>& out) {
   Impl& m = *impl_;
   const int ret = avcodec_send_packet(m.dec, nullptr);
   if (ret == AVERROR_EOF) return;  // flushed before
-  SS_CHECK(ret >= 0, "{} audio: cannot flush the decoder ({})", m.codec, av_error_text(ret));
+  SS_CHECK(ret >= 0, "{}: cannot flush the decoder ({})", m.who, av_error_text(ret));
   m.receive(out);
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "video/audio_stream.h"
@@ -20,8 +21,9 @@ struct AudioFrame {
 
 class AudioDecoder {
  public:
-  // Opens the decoder for audio's codec; throws one line when FFmpeg has none for it.
-  explicit AudioDecoder(const AudioInfo& audio);
+  // Opens the decoder for audio's codec; throws one line when FFmpeg has none for it. name: the
+  // file the messages name (the output the audio is decoded for).
+  AudioDecoder(const AudioInfo& audio, const std::string& name);
   ~AudioDecoder();
   AudioDecoder(const AudioDecoder&) = delete;
   AudioDecoder& operator=(const AudioDecoder&) = delete;

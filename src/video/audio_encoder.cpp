@@ -40,7 +40,7 @@ constexpr int64_t kBitsPerChannel = 64000;  // AAC LC and Opus are transparent o
 }  // namespace
 
 struct AudioEncoder::Impl {
-  std::string name;
+  std::string name;  // "OUT: aac encoder", for messages
   AVCodecContext* enc = nullptr;
   AVFrame* frame = nullptr;
   AVPacket* packet = nullptr;
@@ -66,7 +66,7 @@ struct AudioEncoder::Impl {
     for (;;) {
       const int ret = avcodec_receive_packet(enc, packet);
       if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF) return;
-      SS_CHECK(ret >= 0, "{} encoder: expected packets, got {}", name, reason(ret));
+      SS_CHECK(ret >= 0, "{}: expected packets, got {}", name, reason(ret));
       sink(packet);
       av_packet_unref(packet);
     }
@@ -79,22 +79,22 @@ struct AudioEncoder::Impl {
     frame->sample_rate = enc->sample_rate;
     frame->nb_samples = n;
     av_channel_layout_copy(&frame->ch_layout, &enc->ch_layout);
-    SS_CHECK(av_frame_get_buffer(frame, 0) >= 0, "{} encoder: expected memory for a frame, got none", name);
+    SS_CHECK(av_frame_get_buffer(frame, 0) >= 0, "{}: expected memory for a frame, got none", name);
     SS_CHECK(av_audio_fifo_read(fifo, reinterpret_cast<void**>(frame->data), n) == n,
-             "{} encoder: expected {} buffered samples, got fewer", name, n);
+             "{}: expected {} buffered samples, got fewer", name, n);
     frame->pts = next_pts;
     next_pts += n;
     const int ret = avcodec_send_frame(enc, frame);
-    SS_CHECK(ret >= 0, "{} encoder: expected to take {} samples, got {}", name, n, reason(ret));
+    SS_CHECK(ret >= 0, "{}: expected to take {} samples, got {}", name, n, reason(ret));
     drain(sink);
   }
 
   // Resamples count frames of interleaved float (nullptr: what swr still holds) into the FIFO.
   void push(const float* samples, int count) {
     const int room = swr_get_out_samples(swr, count);
-    SS_CHECK(room >= 0, "{} encoder: cannot size the resampler's output", name);
+    SS_CHECK(room >= 0, "{}: cannot size the resampler's output", name);
     if (room == 0) return;
-    SS_CHECK(av_audio_fifo_realloc(fifo, av_audio_fifo_size(fifo) + room) >= 0, "{} encoder: expected memory, got none",
+    SS_CHECK(av_audio_fifo_realloc(fifo, av_audio_fifo_size(fifo) + room) >= 0, "{}: expected memory, got none",
              name);
     std::vector<uint8_t*> planes(enc->ch_layout.nb_channels);
     const int bytes = av_get_bytes_per_sample(enc->sample_fmt);
@@ -104,27 +104,26 @@ struct AudioEncoder::Impl {
       planes[c] = buffer.data() + (planar ? c * static_cast<size_t>(room) * bytes : 0);
     const uint8_t* in[1] = {reinterpret_cast<const uint8_t*>(samples)};
     const int n = swr_convert(swr, planes.data(), room, samples ? in : nullptr, count);
-    SS_CHECK(n >= 0, "{} encoder: cannot resample ({})", name, av_error_text(n));
+    SS_CHECK(n >= 0, "{}: cannot resample ({})", name, av_error_text(n));
     SS_CHECK(av_audio_fifo_write(fifo, reinterpret_cast<void**>(planes.data()), n) == n,
-             "{} encoder: expected to buffer {} samples, got fewer", name, n);
+             "{}: expected to buffer {} samples, got fewer", name, n);
   }
 };
 
-AudioEncoder::AudioEncoder(const std::string& encoder, int channels, int sample_rate, bool global_header,
-                           FfmpegErrors* errors)
+AudioEncoder::AudioEncoder(const std::string& name, const std::string& encoder, int channels, int sample_rate,
+                           bool global_header, FfmpegErrors* errors)
     : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
-  m.name = encoder;
+  m.name = fmt::format("{}: {} encoder", name, encoder);
   m.errors = errors;
   const AVCodec* codec = avcodec_find_encoder_by_name(encoder.c_str());
-  SS_CHECK(codec != nullptr, "expected FFmpeg's {} encoder, got a build without it", encoder);
-  SS_CHECK(channels > 0 && sample_rate > 0, "{} encoder: expected channels and a sample rate, got {} at {} Hz", encoder,
+  SS_CHECK(codec != nullptr, "{}: expected FFmpeg's {} encoder, got a build without it", name, encoder);
+  SS_CHECK(channels > 0 && sample_rate > 0, "{}: expected channels and a sample rate, got {} at {} Hz", m.name,
            channels, sample_rate);
   m.enc = avcodec_alloc_context3(codec);
   m.frame = av_frame_alloc();
   m.packet = av_packet_alloc();
-  SS_CHECK(m.enc != nullptr && m.frame != nullptr && m.packet != nullptr, "{} encoder: expected memory, got none",
-           encoder);
+  SS_CHECK(m.enc != nullptr && m.frame != nullptr && m.packet != nullptr, "{}: expected memory, got none", m.name);
   m.enc->opaque = errors;
   av_channel_layout_default(&m.enc->ch_layout, channels);
   m.enc->sample_rate = choose_rate(codec, sample_rate);
@@ -133,13 +132,13 @@ AudioEncoder::AudioEncoder(const std::string& encoder, int channels, int sample_
   m.enc->bit_rate = kBitsPerChannel * channels;
   if (global_header) m.enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   int ret = avcodec_open2(m.enc, codec, nullptr);
-  SS_CHECK(ret >= 0, "{} encoder: expected it to open for {} channels at {} Hz, got {}", encoder, channels,
-           m.enc->sample_rate, m.reason(ret));
+  SS_CHECK(ret >= 0, "{}: expected it to open for {} channels at {} Hz, got {}", m.name, channels, m.enc->sample_rate,
+           m.reason(ret));
   m.frame_size = (codec->capabilities & AV_CODEC_CAP_VARIABLE_FRAME_SIZE) || m.enc->frame_size <= 0
                      ? 1024
                      : m.enc->frame_size;
   m.fifo = av_audio_fifo_alloc(m.enc->sample_fmt, channels, m.frame_size);
-  SS_CHECK(m.fifo != nullptr, "{} encoder: expected memory, got none", encoder);
+  SS_CHECK(m.fifo != nullptr, "{}: expected memory, got none", m.name);
 }
 
 AudioEncoder::~AudioEncoder() = default;
@@ -149,7 +148,7 @@ const AVCodecContext* AudioEncoder::context() const { return impl_->enc; }
 void AudioEncoder::encode(const AudioFrame& in, const PacketSink& sink) {
   Impl& m = *impl_;
   SS_CHECK(in.channels > 0 && in.sample_rate > 0 && in.samples.size() % in.channels == 0,
-           "{} encoder: expected interleaved samples with channels and a rate, got {} values for {} channels at {} Hz",
+           "{}: expected interleaved samples with channels and a rate, got {} values for {} channels at {} Hz",
            m.name, in.samples.size(), in.channels, in.sample_rate);
   if (m.swr == nullptr || in.channels != m.swr_channels || in.sample_rate != m.swr_rate) {
     if (m.swr != nullptr) m.push(nullptr, 0);  // what the old resampler holds, before the format changes
@@ -160,7 +159,7 @@ void AudioEncoder::encode(const AudioFrame& in, const PacketSink& sink) {
                                   AV_SAMPLE_FMT_FLT, in.sample_rate, 0, nullptr);
     av_channel_layout_uninit(&layout);
     if (ret >= 0) ret = swr_init(m.swr);
-    SS_CHECK(ret >= 0, "{} encoder: expected to resample {} channels at {} Hz, got {}", m.name, in.channels,
+    SS_CHECK(ret >= 0, "{}: expected to resample {} channels at {} Hz, got {}", m.name, in.channels,
              in.sample_rate, av_error_text(ret));
     m.swr_channels = in.channels;
     m.swr_rate = in.sample_rate;
@@ -180,7 +179,7 @@ void AudioEncoder::flush(const PacketSink& sink) {
   while (av_audio_fifo_size(m.fifo) > 0) m.send(std::min(av_audio_fifo_size(m.fifo), m.frame_size), sink);
   const int ret = avcodec_send_frame(m.enc, nullptr);
   if (ret == AVERROR_EOF) return;  // flushed before
-  SS_CHECK(ret >= 0, "{} encoder: cannot flush ({})", m.name, m.reason(ret));
+  SS_CHECK(ret >= 0, "{}: cannot flush ({})", m.name, m.reason(ret));
   m.drain(sink);
 }
 

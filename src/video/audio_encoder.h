@@ -18,9 +18,11 @@ namespace sanastream::video {
 
 class AudioEncoder {
  public:
-  // encoder: FFmpeg's encoder name (OutputPlan::audio_encoder); channels and sample_rate: the
-  // input's (the rate is kept when the encoder takes it, else the nearest higher one it takes).
-  AudioEncoder(const std::string& encoder, int channels, int sample_rate, bool global_header, FfmpegErrors* errors);
+  // name: the output, as messages name it; encoder: FFmpeg's encoder name (OutputPlan::audio_encoder);
+  // channels and sample_rate: the input's (the rate is kept when the encoder takes it, else the
+  // nearest higher one it takes).
+  AudioEncoder(const std::string& name, const std::string& encoder, int channels, int sample_rate, bool global_header,
+               FfmpegErrors* errors);
   ~AudioEncoder();
   AudioEncoder(const AudioEncoder&) = delete;
   AudioEncoder& operator=(const AudioEncoder&) = delete;

@@ -60,6 +60,12 @@ std::string FfmpegErrors::last() const {
   return last_;
 }
 
+void FfmpegErrors::clear() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  count_ = 0;
+  last_.clear();
+}
+
 void route_ffmpeg_log() {
   std::call_once(g_route_once, [] { av_log_set_callback(&ffmpeg_log); });
 }

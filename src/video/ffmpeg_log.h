@@ -15,6 +15,8 @@ class FfmpegErrors {
   bool any() const;
   // The last error line recorded; empty when none.
   std::string last() const;
+  // Forgets the lines recorded so far.
+  void clear();
 
  private:
   mutable std::mutex mutex_;

@@ -110,6 +110,7 @@ void MediaWriter::open(const std::string& path, const WriterOptions& options) {
   const bool global_header = (ofmt->flags & AVFMT_GLOBALHEADER) != 0;
 
   VideoEncoderSettings vs;
+  vs.name = m.name;
   vs.encoder = m.plan.video_encoder;
   vs.pixel_format = m.plan.pixel_format;
   vs.width = options.width;
@@ -139,9 +140,9 @@ void MediaWriter::open(const std::string& path, const WriterOptions& options) {
       m.packet = av_packet_alloc();
       SS_CHECK(m.packet != nullptr, "{}: expected memory for a packet, got none", m.name);
     } else {
-      m.audio_decoder = std::make_unique<AudioDecoder>(a);
-      m.audio_encoder =
-          std::make_unique<AudioEncoder>(m.plan.audio_encoder, a.channels, a.sample_rate, global_header, &m.errors);
+      m.audio_decoder = std::make_unique<AudioDecoder>(a, m.name);
+      m.audio_encoder = std::make_unique<AudioEncoder>(m.name, m.plan.audio_encoder, a.channels, a.sample_rate,
+                                                       global_header, &m.errors);
       ret = avcodec_parameters_from_context(m.audio_stream->codecpar, m.audio_encoder->context());
       m.audio_stream->time_base = m.audio_encoder->context()->time_base;
     }

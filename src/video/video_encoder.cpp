@@ -16,12 +16,14 @@ namespace sanastream::video {
 
 namespace {
 
+constexpr int kMpeg4MaxTimeBaseDen = 65535;  // MPEG-4 Part 2's limit; a finer rate is approximated
+
 // Ticks per frame interval: fine enough to keep the source clock's offsets (the first frame need
 // not start on the frame grid), coarse enough for each encoder. y4m's header rate is the time base
-// itself; MPEG-4 Part 2 allows time base denominators up to 65535.
+// itself.
 int ticks_per_frame(const std::string& encoder, Rational rate) {
   if (encoder == "wrapped_avframe") return 1;
-  if (encoder == "mpeg4") return std::max(1, std::min(100, 65535 / rate.num));
+  if (encoder == "mpeg4") return std::max(1, std::min(100, kMpeg4MaxTimeBaseDen / rate.num));
   return 100;
 }
 
@@ -53,6 +55,7 @@ struct VideoEncoder::Impl {
   AVPacket* packet = nullptr;
   SwsContext* sws = nullptr;
   FfmpegErrors* errors = nullptr;
+  std::string who;  // "OUT: libx264 encoder", for messages
   int64_t last_pts = 0;
   int64_t count = 0;
 
@@ -69,8 +72,7 @@ struct VideoEncoder::Impl {
     for (;;) {
       const int ret = avcodec_receive_packet(enc, packet);
       if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF) return;
-      SS_CHECK(ret >= 0, "{} encoder: expected packets, got an error after frame {} ({})", settings.encoder, count,
-               reason(ret));
+      SS_CHECK(ret >= 0, "{}: expected packets, got an error after frame {} ({})", who, count, reason(ret));
       sink(packet);
       av_packet_unref(packet);
     }
@@ -81,15 +83,15 @@ VideoEncoder::VideoEncoder(const VideoEncoderSettings& s, FfmpegErrors* errors) 
   Impl& m = *impl_;
   m.settings = s;
   m.errors = errors;
+  m.who = fmt::format("{}: {} encoder", s.name, s.encoder);
   const AVCodec* codec = avcodec_find_encoder_by_name(s.encoder.c_str());
-  SS_CHECK(codec != nullptr, "expected FFmpeg's {} encoder, got a build without it", s.encoder);
+  SS_CHECK(codec != nullptr, "{}: expected FFmpeg's {} encoder, got a build without it", s.name, s.encoder);
   const AVPixelFormat pix = av_get_pix_fmt(s.pixel_format.c_str());
-  SS_CHECK(pix != AV_PIX_FMT_NONE, "expected a pixel format, got '{}'", s.pixel_format);
+  SS_CHECK(pix != AV_PIX_FMT_NONE, "{}: expected a pixel format, got '{}'", m.who, s.pixel_format);
   m.enc = avcodec_alloc_context3(codec);
   m.frame = av_frame_alloc();
   m.packet = av_packet_alloc();
-  SS_CHECK(m.enc != nullptr && m.frame != nullptr && m.packet != nullptr, "{} encoder: expected memory, got none",
-           s.encoder);
+  SS_CHECK(m.enc != nullptr && m.frame != nullptr && m.packet != nullptr, "{}: expected memory, got none", m.who);
   m.enc->opaque = errors;
   m.enc->width = s.width;
   m.enc->height = s.height;
@@ -97,7 +99,8 @@ VideoEncoder::VideoEncoder(const VideoEncoderSettings& s, FfmpegErrors* errors) 
   m.enc->framerate = {s.frame_rate.num, s.frame_rate.den};
   AVRational tb{s.frame_rate.den, s.frame_rate.num};
   const int k = ticks_per_frame(s.encoder, s.frame_rate);
-  av_reduce(&tb.num, &tb.den, tb.num, static_cast<int64_t>(tb.den) * k, INT32_MAX);
+  av_reduce(&tb.num, &tb.den, tb.num, static_cast<int64_t>(tb.den) * k,
+            s.encoder == "mpeg4" ? kMpeg4MaxTimeBaseDen : INT32_MAX);
   m.enc->time_base = tb;
   m.enc->sample_aspect_ratio = {1, 1};
   m.enc->thread_count = s.threads;
@@ -113,12 +116,12 @@ VideoEncoder::VideoEncoder(const VideoEncoderSettings& s, FfmpegErrors* errors) 
   encoder_options(s.encoder, m.enc, &opts);
   const int ret = avcodec_open2(m.enc, codec, &opts);
   av_dict_free(&opts);
-  SS_CHECK(ret >= 0, "{} encoder: expected it to open for {}×{} {} at {}/{} fps, got {}", s.encoder, s.width, s.height,
+  SS_CHECK(ret >= 0, "{}: expected it to open for {}×{} {} at {}/{} fps, got {}", m.who, s.width, s.height,
            s.pixel_format, s.frame_rate.num, s.frame_rate.den, m.reason(ret));
 
   m.sws = sws_getContext(s.width, s.height, AV_PIX_FMT_RGB24, s.width, s.height, pix,
                          SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP, nullptr, nullptr, nullptr);
-  SS_CHECK(m.sws != nullptr, "expected a conversion from RGB24 to {}, got none", s.pixel_format);
+  SS_CHECK(m.sws != nullptr, "{}: expected a conversion from RGB24 to {}, got none", m.who, s.pixel_format);
   const int* bt601 = sws_getCoefficients(SWS_CS_ITU601);
   sws_setColorspaceDetails(m.sws, bt601, 1, bt601, pix == AV_PIX_FMT_BGR0 ? 1 : 0, 0, 1 << 16, 1 << 16);
   m.frame->format = pix;
@@ -126,7 +129,7 @@ VideoEncoder::VideoEncoder(const VideoEncoderSettings& s, FfmpegErrors* errors) 
   m.frame->height = s.height;
   m.frame->colorspace = m.enc->colorspace;
   m.frame->color_range = m.enc->color_range;
-  SS_CHECK(av_frame_get_buffer(m.frame, 0) >= 0, "{} encoder: expected memory for a frame, got none", s.encoder);
+  SS_CHECK(av_frame_get_buffer(m.frame, 0) >= 0, "{}: expected memory for a frame, got none", m.who);
   m.last_pts = INT64_MIN;
 }
 
@@ -138,10 +141,10 @@ void VideoEncoder::encode(const Frame& in, const PacketSink& sink) {
   Impl& m = *impl_;
   SS_CHECK(in.width == m.settings.width && in.height == m.settings.height &&
                in.rgb.size() == static_cast<size_t>(in.width) * in.height * 3,
-           "expected an RGB24 frame of {}×{} to encode, got {}×{} ({} bytes)", m.settings.width, m.settings.height,
-           in.width, in.height, in.rgb.size());
+           "{}: expected an RGB24 frame of {}×{} to encode, got {}×{} ({} bytes)", m.settings.name, m.settings.width,
+           m.settings.height, in.width, in.height, in.rgb.size());
   // The encoder or the muxer may still hold the previous frame's buffer (wrapped_avframe does).
-  SS_CHECK(av_frame_make_writable(m.frame) >= 0, "{} encoder: expected memory for a frame, got none", m.settings.encoder);
+  SS_CHECK(av_frame_make_writable(m.frame) >= 0, "{}: expected memory for a frame, got none", m.who);
   const uint8_t* src[4] = {in.rgb.data(), nullptr, nullptr, nullptr};
   const int src_stride[4] = {3 * in.width, 0, 0, 0};
   sws_scale(m.sws, src, src_stride, 0, in.height, m.frame->data, m.frame->linesize);
@@ -151,7 +154,7 @@ void VideoEncoder::encode(const Frame& in, const PacketSink& sink) {
   m.frame->pts = pts;
   m.last_pts = pts;
   const int ret = avcodec_send_frame(m.enc, m.frame);
-  SS_CHECK(ret >= 0, "{} encoder: expected to take frame {}, got {}", m.settings.encoder, m.count, m.reason(ret));
+  SS_CHECK(ret >= 0, "{}: expected to take frame {}, got {}", m.who, m.count, m.reason(ret));
   ++m.count;
   m.drain(sink);
 }
@@ -160,7 +163,7 @@ void VideoEncoder::flush(const PacketSink& sink) {
   Impl& m = *impl_;
   const int ret = avcodec_send_frame(m.enc, nullptr);
   if (ret == AVERROR_EOF) return;  // flushed before
-  SS_CHECK(ret >= 0, "{} encoder: cannot flush ({})", m.settings.encoder, m.reason(ret));
+  SS_CHECK(ret >= 0, "{}: cannot flush ({})", m.who, m.reason(ret));
   m.drain(sink);
 }
 

@@ -18,6 +18,7 @@ struct AVPacket;
 namespace sanastream::video {
 
 struct VideoEncoderSettings {
+  std::string name;          // the output, as messages name it
   std::string encoder;       // FFmpeg's encoder name (OutputPlan::video_encoder)
   std::string pixel_format;  // OutputPlan::pixel_format
   int width = 0;

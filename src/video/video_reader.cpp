@@ -23,6 +23,12 @@ namespace {
 // FFmpeg polls this during blocking I/O (a read from a pipe or the network interrupted by SIGINT).
 int interrupt_callback(void*) { return interrupt_requested() ? 1 : 0; }
 
+// A URL FFmpeg reaches over the network ("http://…", "rtmp://…"; not "file:" or "pipe:").
+bool is_network_url(const std::string& path) {
+  const size_t scheme = path.find("://");
+  return scheme != std::string::npos && scheme > 0 && path.compare(0, scheme, "file") != 0;
+}
+
 AudioInfo describe_audio(const AVStream* st) {
   const AVCodecParameters* par = st->codecpar;
   AudioInfo a;
@@ -85,7 +91,9 @@ struct VideoReader::Impl {
   double last_time = 0;
   std::deque<AudioPacket> audio_queue;  // demuxed, not yet handed out; demux order
   int64_t audio_next_pts = 0;           // where the last queued packet ends (stream time base)
-  FfmpegErrors errors;                  // FFmpeg error lines of this reader's demuxer and decoder
+  FfmpegErrors demux_errors;            // FFmpeg error lines of this reader's demuxer
+  FfmpegErrors decode_errors;           // and of its decoder
+  std::string startup_error;            // a decoder error tolerated before the first frame
 
   ~Impl() {
     sws_freeContext(sws);
@@ -95,11 +103,27 @@ struct VideoReader::Impl {
     avformat_close_input(&fmt);
   }
 
-  // Throws when FFmpeg logged an error for this reader: the file is corrupt or truncated.
+  // FFmpeg's text for a failed call's code, with the last error line it logged for this reader.
+  std::string reason(int ret) const {
+    const FfmpegErrors& logged = demux_errors.any() ? demux_errors : decode_errors;
+    return logged.any() ? fmt::format("{} ({})", av_error_text(ret), logged.last()) : av_error_text(ret);
+  }
+
+  // Throws when FFmpeg logged an error for this reader's demuxer, or for its decoder once a frame
+  // has come out: the file is truncated or corrupt. Decoder errors before the first frame are those
+  // of a stream joined between keyframes (a live stream, a cut transport stream): they are kept
+  // aside, and are fatal only when no frame follows.
   void check_logged_errors() {
-    if (!errors.any()) return;
+    const FfmpegErrors& logged = demux_errors.any() ? demux_errors : decode_errors;
+    if (!logged.any()) return;
+    if (&logged == &decode_errors && next_index == 0) {
+      startup_error = decode_errors.last();
+      log_debug("{}: skipping undecodable data before the first frame ({})", name, startup_error);
+      decode_errors.clear();
+      return;
+    }
     SS_FAIL("{}: expected a complete, decodable video, got a truncated or corrupt one near frame {} ({})", name,
-            next_index, errors.last());
+            next_index, logged.last());
   }
 
   // Moves the packet just demuxed into the audio queue, giving it a timestamp when it has none.
@@ -188,17 +212,23 @@ void VideoReader::open(const std::string& path, const ReaderOptions& options) {
 
   m.fmt = avformat_alloc_context();
   SS_CHECK(m.fmt != nullptr, "{}: out of memory opening the file", m.name);
-  m.fmt->opaque = &m.errors;
+  m.fmt->opaque = &m.demux_errors;
   m.fmt->interrupt_callback = {&interrupt_callback, nullptr};
   const std::string url = path == "-" ? "pipe:0" : path;
-  int ret = avformat_open_input(&m.fmt, url.c_str(), nullptr, nullptr);  // frees fmt on failure
+  AVDictionary* open_options = nullptr;
+  if (is_network_url(path) && options.timeout > 0)  // connecting and every read; FFmpeg's unit is µs
+    av_dict_set_int(&open_options, "rw_timeout", static_cast<int64_t>(options.timeout * 1e6), 0);
+  int ret = avformat_open_input(&m.fmt, url.c_str(), nullptr, &open_options);  // frees fmt on failure
+  av_dict_free(&open_options);
   if (ret < 0 && interrupt_requested()) throw Interrupted();
   SS_CHECK(ret >= 0, "{}: expected a readable video file, got {}", m.name,
-           ret == AVERROR(ENOENT) ? std::string("no such file") : av_error_text(ret));
+           ret == AVERROR(ENOENT) ? std::string("no such file") : m.reason(ret));
+  // FFmpeg's tty demuxer takes any text file (.txt among others) and renders it as ANSI art.
+  SS_CHECK(std::string(m.fmt->iformat->name) != "tty", "{}: expected a video file, got text", m.name);
   ret = avformat_find_stream_info(m.fmt, nullptr);
   if (ret < 0 && interrupt_requested()) throw Interrupted();
   SS_CHECK(ret >= 0, "{}: expected a readable video file, got unreadable stream information ({})", m.name,
-           av_error_text(ret));
+           m.reason(ret));
   m.info.container = m.fmt->iformat->name;
 
   int index = options.stream;
@@ -242,14 +272,14 @@ void VideoReader::open(const std::string& path, const ReaderOptions& options) {
   }
   m.dec = avcodec_alloc_context3(codec);
   SS_CHECK(m.dec != nullptr, "{}: out of memory opening the decoder", m.name);
-  m.dec->opaque = &m.errors;
+  m.dec->opaque = &m.decode_errors;
   ret = avcodec_parameters_to_context(m.dec, par);
   SS_CHECK(ret >= 0, "{}: cannot configure the {} decoder ({})", m.name, codec->name, av_error_text(ret));
   m.dec->pkt_timebase = st->time_base;
   m.dec->thread_count = options.threads;
   ret = avcodec_open2(m.dec, codec, nullptr);
-  SS_CHECK(ret >= 0, "{}: expected a video codec FFmpeg can decode, got {} failing to open ({})", m.name,
-           codec->name, av_error_text(ret));
+  SS_CHECK(ret >= 0, "{}: expected a video codec FFmpeg can decode, got {} failing to open: {}", m.name,
+           codec->name, m.reason(ret));
   SS_CHECK(m.dec->width > 0 && m.dec->height > 0, "{}: expected a video stream with a frame size, got {}×{}", m.name,
            m.dec->width, m.dec->height);
   m.check_logged_errors();
@@ -297,6 +327,8 @@ bool VideoReader::read(Frame& out) {
     }
     if (ret == AVERROR_EOF) {
       m.finished = true;
+      SS_CHECK(m.next_index > 0 || m.startup_error.empty(), "{}: expected decodable frames, got none ({})", m.name,
+               m.startup_error);
       return false;
     }
     SS_CHECK(ret == AVERROR(EAGAIN) && !m.draining, "{}: expected decodable frames, got a decoder error near frame {} ({})",

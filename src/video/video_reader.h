@@ -1,12 +1,15 @@
 // Video decoding through FFmpeg's libraries (libavformat, libavcodec, libswscale); no torch here.
 // A VideoReader opens a file, a URL or "-" (stdin: any format FFmpeg detects there, y4m and nut
-// included), describes its video stream and hands out frames in presentation order as packed RGB24
-// with their presentation times in seconds. On request it also keeps the input's audio: the
+// included), describes its video stream and hands out frames in presentation order as packed
+// RGB24 with their presentation times in seconds. On request it also keeps the input's audio: the
 // compressed packets met while demuxing, in demux order, for a writer to copy or decode (see
 // audio_decoder.h). Every failure (missing, unreadable, non-video, truncated or corrupt files,
-// codecs FFmpeg cannot decode) throws sanastream::Error with one line naming the input; FFmpeg's
-// own log lines never reach stderr (they go to the debug log, and the errors among them into the
-// thrown message). A SIGINT (core/interrupt.h) stops a blocked read and throws Interrupted.
+// codecs FFmpeg cannot decode, URLs that do not answer within ReaderOptions::timeout) throws
+// sanastream::Error with one line naming the input; FFmpeg's own log lines never reach stderr
+// (they go to the debug log, and the errors among them into the thrown message). Decoder errors
+// before the first frame are not failures: they are those of a stream joined between keyframes
+// (a live stream, a cut transport stream), unless no frame follows. A SIGINT (core/interrupt.h)
+// stops a blocked read and throws Interrupted.
 #pragma once
 
 #include <cstdint>
@@ -47,9 +50,10 @@ struct Frame {
 };
 
 struct ReaderOptions {
-  int stream = -1;     // index of the video stream to read; -1 = FFmpeg's best video stream
-  int threads = 0;     // decoder threads; 0 = FFmpeg chooses
-  bool audio = false;  // keep the packets of FFmpeg's best audio stream (read_audio() drains them)
+  int stream = -1;       // index of the video stream to read; -1 = FFmpeg's best video stream
+  int threads = 0;       // decoder threads; 0 = FFmpeg chooses
+  bool audio = false;    // keep the packets of FFmpeg's best audio stream (read_audio() drains them)
+  double timeout = 10;   // seconds a network URL may take to connect or stall a read; 0 = no limit
 };
 
 class VideoReader {

@@ -1,0 +1,95 @@
+// sanastream edit: the streaming edit of a file or pipe into a file or pipe (edit/edit_session.h).
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "command.h"
+#include "core/error.h"
+#include "core/json_report.h"
+#include "core/log.h"
+#include "edit/edit_session.h"
+
+namespace sanastream::cli {
+
+namespace {
+
+struct EditCli {
+  edit::EditRequest r;
+  std::string json;
+  bool no_graphs = false;
+};
+
+// "[#########.........]  120/480 frames   23.4 fps   ETA 0:15" on a terminal's stderr.
+void draw_progress(const edit::EditProgress& p) {
+  const double fps = p.seconds > 0 ? p.frames_out / p.seconds : 0;
+  std::string bar;
+  if (p.frames_expected > 0) {
+    const int width = 30;
+    const int done = static_cast<int>(std::min<double>(1.0, double(p.frames_out) / p.frames_expected) * width);
+    bar = "[" + std::string(done, '#') + std::string(width - done, '.') + "] ";
+  }
+  std::string eta;
+  if (p.frames_expected > p.frames_out && fps > 0) {
+    const int s = static_cast<int>((p.frames_expected - p.frames_out) / fps);
+    eta = fmt::format("   ETA {}:{:02d}", s / 60, s % 60);
+  }
+  const std::string total = p.frames_expected > 0 ? fmt::format("/{}", p.frames_expected) : "";
+  std::fprintf(stderr, "\r%s%lld%s frames   %.1f fps%s   ", bar.c_str(), static_cast<long long>(p.frames_out),
+               total.c_str(), fps, eta.c_str());
+  std::fflush(stderr);
+}
+
+void run(EditCli& c) {
+  signal(SIGPIPE, SIG_IGN);  // a reader that closes stdout early is a write error (one line), not a signal
+  c.r.cuda_graphs = !c.no_graphs;
+  const bool bar = isatty(STDERR_FILENO) && log_level() >= LogLevel::kWarn;
+  nlohmann::json j = edit::run_edit(c.r, bar ? edit::ProgressFn(draw_progress) : edit::ProgressFn());
+  if (bar) std::fputc('\n', stderr);
+  if (!c.json.empty()) write_json_report(c.json, j);
+  if (log_level() >= LogLevel::kWarn && c.r.output != "-")
+    std::fprintf(stderr, "edit: %lld frames → %s (%.1f fps end to end, first frame after %.0f ms)\n",
+                 static_cast<long long>(j["frames_out"].get<int64_t>()), c.r.output.c_str(), j["e2e_fps"].get<double>(),
+                 j["first_frame_ms"].is_null() ? 0.0 : j["first_frame_ms"].get<double>());
+  if (j["interrupted"].get<bool>()) throw Interrupted();
+}
+
+}  // namespace
+
+void register_edit(CLI::App& app) {
+  auto c = std::make_shared<EditCli>();
+  auto* sub = app.add_subcommand(
+      "edit",
+      "Edit a video with a text instruction while it is read: -i INPUT -p \"instruction\" -o OUTPUT "
+      "(files, URLs or '-' for stdin/stdout)");
+  sub->add_option("-i,--input", c->r.input, "Source video: a file, a URL or '-' (stdin)")->required();
+  sub->add_option("-o,--output", c->r.output,
+                  "Edited video: .mp4/.mov/.mkv (H.264), .webm (VP9 + Opus), .nut, .y4m, or '-' (stdout, y4m)")
+      ->required();
+  sub->add_option("-p,--prompt", c->r.prompt, "The instruction, e.g. \"make it snowy\"");
+  sub->add_option("--prompt-schedule", c->r.prompt_schedule,
+                  "File of lines SECONDS<TAB>prompt: each applies from the first chunk starting at or after that time");
+  sub->add_option("-m,--model", c->r.model, "Model package (default: $SANASTREAM_MODEL, then the demo package)");
+  sub->add_option("--size", c->r.size, "Processing size WxH (default: the model's resolution closest in aspect)");
+  sub->add_option("--output-size", c->r.output_size, "Output size WxH (default: the source's)");
+  sub->add_option("--fps", c->r.fps, "Model frame rate (default: the package's)");
+  sub->add_option("--format", c->r.format, "Output container: mp4, mov, mkv, webm, nut, y4m (default: from the name)");
+  sub->add_option("--first-chunk", c->r.first_chunk,
+                  "Latent frames of the first chunk, 3-5 (default: the official rule for files of known length, else 3)");
+  sub->add_option("--steps", c->r.steps, "Denoising steps per chunk")->capture_default_str();
+  sub->add_flag("--efficient-cache", c->r.efficient_cache, "No t=0 cache pass (the last step writes the caches)");
+  sub->add_option("--seed", c->r.seed, "Seed of the noise")->capture_default_str();
+  sub->add_option("--device", c->r.device, "cuda[:N] | cpu (default: cuda when available)");
+  sub->add_option("--dtype", c->r.dtype, "bf16 | fp32 (default: bf16 on CUDA, fp32 on the CPU)");
+  sub->add_option("--tile", c->r.tile, "VAE spatial tiling SIZE[:OVERLAP] | 0 | auto (off on CUDA)")
+      ->capture_default_str();
+  sub->add_flag("--no-graphs", c->no_graphs, "Run every DiT call eagerly (no CUDA graphs)");
+  sub->add_option("--dump-latents", c->r.dump_latents,
+                  "Write inputs.noise, inputs.src_latents, inputs.prompt_embeds, inputs.prompt_mask and "
+                  "output.latents (latent-edit's inputs) to FILE");
+  sub->add_option("--prompt-cache", c->r.prompt_cache_dir, "Directory caching prompt embeddings on disk");
+  add_json_option(sub, &c->json);
+  sub->callback([c] { set_runner([c] { run(*c); }); });
+}
+
+}  // namespace sanastream::cli

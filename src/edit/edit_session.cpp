@@ -1,0 +1,426 @@
+#include "edit/edit_session.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "core/bounded_queue.h"
+#include "core/error.h"
+#include "core/stats.h"
+#include "core/fs.h"
+#include "core/interrupt.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "io/safetensors.h"
+#include "ops/device.h"
+#include "pipeline/edit_engine.h"
+#include "pipeline/model_package.h"
+#include "pipeline/prompt_encoder.h"
+#include "video/media_writer.h"
+#include "video/output_plan.h"
+#include "video/video_reader.h"
+
+namespace sanastream::edit {
+
+using nlohmann::json;
+using pipeline::FrameSize;
+using Clock = std::chrono::steady_clock;
+
+// ---- Prompt schedule and frame-rate sampling ------------------------------------------------------
+
+std::vector<ScheduledPrompt> read_prompt_schedule(const std::string& path) {
+  std::ifstream f(path);
+  SS_CHECK(f.good(), "--prompt-schedule {}: cannot read the file", path);
+  std::vector<ScheduledPrompt> out;
+  std::string line;
+  for (int n = 1; std::getline(f, line); ++n) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    const auto tab = line.find('\t');
+    SS_CHECK(tab != std::string::npos, "--prompt-schedule {}:{}: expected SECONDS<TAB>prompt, got '{}'", path, n, line);
+    ScheduledPrompt p;
+    try {
+      size_t used = 0;
+      p.seconds = std::stod(line.substr(0, tab), &used);
+      SS_CHECK(used == tab, "");
+    } catch (const std::exception&) {
+      SS_FAIL("--prompt-schedule {}:{}: '{}' is not a time in seconds", path, n, line.substr(0, tab));
+    }
+    SS_CHECK(p.seconds >= 0 && std::isfinite(p.seconds), "--prompt-schedule {}:{}: time {} is negative", path, n,
+             p.seconds);
+    p.prompt = line.substr(tab + 1);
+    SS_CHECK(!pipeline::python_strip(p.prompt).empty(), "--prompt-schedule {}:{}: the prompt is empty", path, n);
+    out.push_back(std::move(p));
+  }
+  SS_CHECK(!out.empty(), "--prompt-schedule {}: no prompts in the file", path);
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.seconds < b.seconds; });
+  return out;
+}
+
+int64_t RateSampler::emit_until(double limit) {
+  int64_t n = 0;
+  while (model_time(emitted_) < limit - 1e-6) {
+    ++emitted_;
+    ++n;
+  }
+  return n;
+}
+
+int64_t RateSampler::push(double time) {
+  if (count_++ == 0) {
+    t0_ = last_ = time;
+    return 0;
+  }
+  if (time <= last_) time = last_ + 1e-6;  // timestamps that do not advance still order the frames
+  interval_ = time - last_;
+  const int64_t n = emit_until((last_ + time) / 2);
+  last_ = time;
+  return n;
+}
+
+int64_t RateSampler::finish() {
+  if (count_ == 0) return 0;
+  return emit_until(last_ + (interval_ > 0 ? interval_ : 1 / fps_));
+}
+
+namespace {
+
+// ---- The stages ----------------------------------------------------------------------------------
+
+struct SourceFrame {
+  at::Tensor rgb;     // [h, w, 3] uint8, host
+  double time = 0;    // model-rate time on the source clock
+  int64_t index = 0;  // model-rate frame number (0 = the source's first frame)
+};
+
+struct EditedChunk {
+  at::Tensor rgb;  // [n, h, w, 3] uint8, host
+  std::vector<double> times;
+};
+
+// The audio packets the reader met, for the writer (shared between the two threads).
+class AudioQueue {
+ public:
+  void push(video::AudioPacket p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    packets_.push_back(std::move(p));
+  }
+  // Moves out the packets up to `until` seconds (all of them with until = +inf).
+  std::vector<video::AudioPacket> take(double until) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<video::AudioPacket> out;
+    while (!packets_.empty() && packets_.front().time() <= until) {
+      out.push_back(std::move(packets_.front()));
+      packets_.pop_front();
+    }
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::deque<video::AudioPacket> packets_;
+};
+
+// How the stages stop: the first error of any of them (rethrown once all have stopped; the output
+// is then abandoned), or a Ctrl-C (the output keeps what was edited).
+class StopState {
+ public:
+  // Records the exception being handled.
+  void fail() {
+    try {
+      throw;
+    } catch (const Interrupted&) {
+      interrupted_ = true;
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!error_) error_ = std::current_exception();
+      failed_ = true;
+    }
+  }
+  bool failed() const { return failed_; }
+  bool interrupted() const { return interrupted_ || interrupt_requested(); }
+  bool stopping() const { return failed() || interrupted(); }
+  void rethrow() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::exception_ptr error_;
+  std::atomic<bool> failed_{false}, interrupted_{false};
+};
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// The first chunk's latent frames: --first-chunk, else the official rule (3 + T mod 3, T ≤ 3: one
+// chunk) when the input announces its length, else 3.
+int first_chunk_for(const EditRequest& r, const video::VideoInfo& info, double fps, int64_t* expected_frames) {
+  *expected_frames = 0;
+  if (info.duration > 0 && r.input != "-") *expected_frames = std::max<int64_t>(1, std::llround(info.duration * fps));
+  if (r.first_chunk != 0) return r.first_chunk;
+  if (*expected_frames == 0) return 3;
+  const int64_t T = (*expected_frames - 1 + 7) / 8 + 1;
+  return T <= 3 ? 3 : static_cast<int>(3 + T % 3);
+}
+
+}  // namespace
+
+json run_edit(const EditRequest& r, const ProgressFn& progress) {
+  const auto t_start = Clock::now();
+  // 1. Everything that can fail cheaply, before any model is loaded: prompts, input, output plan.
+  std::vector<ScheduledPrompt> schedule;
+  if (!r.prompt_schedule.empty()) schedule = read_prompt_schedule(r.prompt_schedule);
+  if (!r.prompt.empty() || schedule.empty() || schedule.front().seconds > 0) {
+    SS_CHECK(!pipeline::python_strip(r.prompt).empty(),
+             schedule.empty() ? "--prompt: the instruction is empty"
+                              : "--prompt: the instruction is empty (the schedule does not start at 0 s)");
+    schedule.insert(schedule.begin(), ScheduledPrompt{0.0, r.prompt});
+  }
+  SS_CHECK(r.fps >= 0 && r.fps <= 240, "--fps {}: expected a frame rate in (0, 240]", r.fps);
+  std::optional<FrameSize> size_override, output_override;
+  if (!r.size.empty()) size_override = pipeline::parse_frame_size(r.size, "--size");
+  if (!r.output_size.empty()) output_override = pipeline::parse_frame_size(r.output_size, "--output-size");
+
+  video::VideoReader reader;
+  video::ReaderOptions ro;
+  ro.audio = true;
+  reader.open(r.input, ro);
+  const pipeline::ModelChoice choice = pipeline::resolve_model_dir(r.model);
+  const pipeline::ModelPackage pkg = pipeline::load_model_package(choice.dir);
+  const double fps = r.fps > 0 ? r.fps : pkg.fps;
+  const video::VideoInfo info = reader.info();
+  const FrameSize source{info.width, info.height};
+  const int64_t sr = pkg.vae.config.spatial_ratio();
+  FrameSize proc;
+  if (size_override) {
+    proc = pipeline::floor_to_multiple(*size_override, sr, "--size");
+    if (!(proc == *size_override))
+      log_warn("--size {}: floored to {} (multiples of {})", size_override->str(), proc.str(), sr);
+  } else {
+    std::vector<FrameSize> res;
+    for (const auto& wh : pkg.resolutions) res.push_back({wh[0], wh[1]});
+    proc = pipeline::closest_resolution(source, res);
+  }
+  const FrameSize out_size = output_override ? *output_override : source;
+  int64_t expected = 0;
+  const int first_chunk = first_chunk_for(r, info, fps, &expected);
+
+  video::WriterOptions wo;
+  wo.width = static_cast<int>(out_size.width);
+  wo.height = static_cast<int>(out_size.height);
+  wo.frame_rate = std::abs(fps - std::round(fps)) < 1e-9 ? video::Rational{static_cast<int>(std::lround(fps)), 1}
+                                                         : video::Rational{static_cast<int>(std::lround(fps * 1000)), 1000};
+  wo.format = r.format;
+  wo.audio = reader.audio();
+  const video::OutputPlan plan = video::plan_output(r.output, wo);  // a bad path or format fails here
+  SS_CHECK(r.dump_latents.empty() || r.dump_latents != r.output, "--dump-latents: the same path as the output");
+
+  // 2. The models and the prompts.
+  if (pkg.random_weights)
+    log_warn("model {}: seeded random weights — the output is noise (a package for tests and benchmarks)", pkg.dir);
+  const Runtime rt = make_runtime(r.device.empty() ? (cuda_available() ? "cuda" : "cpu") : r.device,
+                                  r.dtype.empty() ? (cuda_available() && r.device != "cpu" ? "bf16" : "fp32") : r.dtype);
+  auto dit = pipeline::load_package_dit(pkg, model::DitVariant::kStreaming, rt);
+  auto vae = pipeline::load_package_vae(pkg, rt);
+  SS_CHECK(pkg.vae.decoder == model::VaeDecoderKind::kCausal,
+           "model {}: the streaming edit decodes with the causal VAE decoder; model.json names '{}'", pkg.dir,
+           model::decoder_kind_name(pkg.vae.decoder));
+  pipeline::PromptEncoder prompts(pkg.text_encoder.path, rt, model::Gemma2Attention::kEager, r.prompt_cache_dir);
+  std::vector<pipeline::PromptEmbedding> embeddings;
+  for (const auto& p : schedule) embeddings.push_back(prompts.encode(p.prompt, pipeline::PromptMode::kStreaming));
+
+  pipeline::EditEngineOptions eo;
+  eo.steps = r.steps;
+  eo.first_chunk = first_chunk;
+  eo.efficient_cache = r.efficient_cache;
+  eo.cuda_graphs = r.cuda_graphs;
+  eo.seed = r.seed;
+  eo.tiling = r.tile == "auto" ? (rt.is_cuda() ? model::VaeTiling{} : model::default_vae_tiling())
+                               : model::parse_vae_tiling(r.tile);
+  eo.dump = !r.dump_latents.empty();
+  pipeline::EditEngine engine(*dit, *vae, proc, eo);
+  ops::reset_peak_memory(rt);
+
+  video::MediaWriter writer;
+  writer.open(r.output, wo);
+  log_info("edit: {} → {} ({} processing, {} out, {} fps, first chunk {}), model {} ({})", info.summary(),
+           plan.summary(), proc.str(), out_size.str(), fps, first_chunk, pkg.dir, choice.source);
+
+  // 3. The stages: reader thread → engine (this thread) → writer thread.
+  BoundedQueue<SourceFrame> frames_in(static_cast<size_t>(engine.chunk_frames() + 24));
+  BoundedQueue<EditedChunk> chunks_out(2);
+  AudioQueue audio;
+  StopState state;
+  std::atomic<int64_t> source_frames{0}, frames_written{0};
+  Clock::time_point t_first_read{}, t_first_write{};
+  std::atomic<bool> first_read{false}, first_written{false};
+
+  std::thread read_thread([&] {
+    try {
+      RateSampler sampler(fps);
+      video::Frame frame;
+      at::Tensor held;
+      int64_t next_model_frame = 0;
+      auto send = [&](int64_t n) {
+        for (int64_t i = 0; i < n; ++i)
+          if (!frames_in.push(SourceFrame{held, sampler.model_time(next_model_frame), next_model_frame++})) return false;
+        return true;
+      };
+      while (!state.stopping() && reader.read(frame)) {
+        if (!first_read.exchange(true)) t_first_read = Clock::now();
+        ++source_frames;
+        const int64_t n = sampler.push(frame.time);
+        if (!send(n)) break;
+        held = at::from_blob(frame.rgb.data(), {frame.height, frame.width, 3}, at::kByte).clone();
+        video::AudioPacket p;
+        while (reader.read_audio(p)) audio.push(std::move(p));
+      }
+      if (!state.stopping()) {
+        if (held.defined()) send(sampler.finish());
+        video::AudioPacket p;
+        while (reader.read_audio(p)) audio.push(std::move(p));
+      }
+    } catch (...) {
+      state.fail();
+    }
+    frames_in.close();
+  });
+
+  std::thread write_thread([&] {
+    try {
+      double last_time = -1;
+      while (auto chunk = chunks_out.pop()) {
+        for (int64_t i = 0; i < chunk->rgb.size(0); ++i) {
+          video::Frame f;
+          f.width = static_cast<int>(out_size.width);
+          f.height = static_cast<int>(out_size.height);
+          f.time = chunk->times[i];
+          const at::Tensor img = chunk->rgb[i];
+          f.rgb.assign(img.data_ptr<uint8_t>(), img.data_ptr<uint8_t>() + img.numel());
+          for (auto& p : audio.take(f.time)) writer.write_audio(p);
+          writer.write(f);
+          last_time = f.time;
+          if (!first_written.exchange(true)) t_first_write = Clock::now();
+          ++frames_written;
+        }
+        if (progress)
+          progress({frames_written.load(), expected,
+                    first_read ? std::chrono::duration<double>(Clock::now() - t_first_read).count() : 0.0});
+      }
+      // After an error the output is abandoned (the writer removes OUT.part). The audio after the
+      // last frame: all of it at the end, up to one frame beyond it after a Ctrl-C.
+      if (state.failed()) return;
+      const double until = state.interrupted() ? last_time + 1 / fps : INFINITY;
+      for (auto& p : audio.take(until)) writer.write_audio(p);
+      writer.finish();
+    } catch (...) {
+      state.fail();
+      chunks_out.close();
+    }
+  });
+
+  std::vector<double> chunk_ms, dit_ms, rss_mib;  // per chunk
+  json prompt_log = json::array();
+  size_t prompt_index = 0;
+  try {
+    std::vector<SourceFrame> pending;
+    bool done = false;
+    while (!done) {
+      check_interrupt();
+      if (state.failed()) break;
+      std::optional<SourceFrame> f = frames_in.pop();
+      if (f) pending.push_back(std::move(*f));
+      done = !f;
+      if (pending.empty() || (!done && static_cast<int64_t>(pending.size()) < engine.chunk_frames())) continue;
+      check_interrupt();
+      // The prompt of this chunk: the last scheduled at or before its first frame's time.
+      const double chunk_time = static_cast<double>(pending.front().index) / fps;
+      size_t want = prompt_index;
+      while (want + 1 < schedule.size() && schedule[want + 1].seconds <= chunk_time + 1e-9) ++want;
+      if (engine.chunks_done() == 0 || want != prompt_index) {
+        engine.set_prompt(embeddings[want].embeds, embeddings[want].mask);
+        prompt_log.push_back({{"chunk", engine.chunks_done()}, {"seconds", chunk_time}, {"prompt", schedule[want].prompt}});
+        prompt_index = want;
+      }
+      const auto t0 = Clock::now();
+      std::vector<at::Tensor> rgb;
+      std::vector<double> times;
+      for (auto& s : pending) {
+        rgb.push_back(s.rgb);
+        times.push_back(s.time);
+      }
+      const at::Tensor x = pipeline::rgb24_to_model(at::stack(rgb), proc, rt.dtype, rt.device);
+      const at::Tensor y = engine.process(x, done);
+      at::Tensor out = pipeline::model_to_rgb24(y, out_size).to(at::kCPU);
+      chunk_ms.push_back(ms_since(t0));
+      dit_ms.push_back(engine.last_dit_ms());
+      rss_mib.push_back(ops::current_rss_mib());
+      pending.clear();
+      if (!chunks_out.push(EditedChunk{out, std::move(times)})) break;
+    }
+  } catch (...) {
+    state.fail();
+  }
+  // Stop the reader; the writer finishes what was edited (or abandons it after an error).
+  frames_in.close();
+  chunks_out.close();
+  read_thread.join();
+  write_thread.join();
+  state.rethrow();
+  const bool interrupted = state.interrupted();
+  if (!r.dump_latents.empty() && engine.chunks_done() > 0) {
+    const std::string part = r.dump_latents + ".part";
+    io::save_safetensors(part, engine.dump());
+    std::filesystem::rename(part, r.dump_latents);
+  }
+
+  const double total_s = std::chrono::duration<double>(Clock::now() - (first_read ? t_first_read : t_start)).count();
+  const ops::PeakMemory mem = ops::peak_memory(rt);
+  std::vector<double> steady(chunk_ms.size() > 3 ? chunk_ms.begin() + 2 : chunk_ms.begin(),
+                             chunk_ms.size() > 3 ? chunk_ms.end() - 1 : chunk_ms.end());
+  json j;
+  j["input"] = r.input;
+  j["output"] = r.output;
+  j["model"] = pkg.dir;
+  j["model_source"] = choice.source;
+  j["source"] = {{"size", source.str()}, {"fps", info.fps()}, {"frames_read", source_frames.load()},
+                 {"summary", info.summary()}};
+  j["processing_size"] = proc.str();
+  j["output_size"] = out_size.str();
+  j["fps"] = fps;
+  j["first_chunk"] = first_chunk;
+  j["frames_in"] = source_frames.load();
+  j["frames_out"] = frames_written.load();
+  j["chunks"] = engine.chunks_done();
+  j["dropped_frames"] = 0;
+  j["seconds"] = total_s;
+  j["e2e_fps"] = total_s > 0 ? frames_written.load() / total_s : 0.0;
+  double dit_total = 0;
+  for (double v : dit_ms) dit_total += v;
+  j["dit_fps"] = dit_total > 0 ? json(frames_written.load() / (dit_total / 1e3)) : json(nullptr);
+  j["first_frame_ms"] = first_written ? json(std::chrono::duration<double, std::milli>(t_first_write - t_first_read).count())
+                                      : json(nullptr);
+  j["chunk_ms_p50"] = chunk_ms.empty() ? json(nullptr) : json(percentile(steady, 0.5));
+  j["chunk_ms_p99"] = chunk_ms.empty() ? json(nullptr) : json(percentile(steady, 0.99));
+  j["chunks_ms"] = chunk_ms;
+  j["peak_host_rss_mib"] = mem.host_rss_mib;
+  j["rss_mib_by_chunk"] = rss_mib;
+  j["peak_gpu_bytes"] = rt.is_cuda() ? json(mem.device_bytes) : json(nullptr);
+  j["prompts"] = prompt_log;
+  j["plan"] = plan.summary();
+  j["interrupted"] = interrupted;
+  j["device"] = rt.is_cuda() ? "cuda" : "cpu";
+  j["dtype"] = dtype_label(rt.dtype);
+  return j;
+}
+
+}  // namespace sanastream::edit

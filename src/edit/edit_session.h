@@ -1,0 +1,80 @@
+// The streaming edit session (SPEC §1, §3), the library API behind `sanastream edit`: a source (file,
+// URL or "-") is decoded, sampled at the model's frame rate by timestamp, scaled to cover the
+// processing size and centre-cropped, edited chunk by chunk (EditEngine: VAE encode → DiT → VAE
+// decode), scaled back to cover the output size, and encoded/muxed with the source's audio — three
+// stages joined by bounded queues (reader → engine → writer), so memory stays constant however long
+// the input and the first edited frames leave once the first chunk is processed.
+//
+// Output timestamps follow the source clock: model-rate frame k is at t₀ + k/fps, t₀ the source's
+// first frame. Every model-rate frame in gives one frame out (a short tail is padded and trimmed).
+// A Ctrl-C stops reading, writes what was edited, finalises the output and throws Interrupted.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace sanastream::edit {
+
+struct EditRequest {
+  std::string input;             // file, URL or "-" (stdin)
+  std::string output;            // file or "-" (stdout)
+  std::string format;            // output container ("" = from the extension; y4m on stdout)
+  std::string prompt;            // the instruction (may be empty when the schedule starts at 0)
+  std::string prompt_schedule;   // file of lines SECONDS<TAB>prompt
+  std::string model;             // --model ("" = $SANASTREAM_MODEL, then the demo package)
+  std::string size;              // processing size WxH ("" = the model's resolution closest in aspect)
+  std::string output_size;       // WxH ("" = the source's)
+  double fps = 0;                // model frame rate (0 = the package's)
+  int first_chunk = 0;           // latent frames of the first chunk (0: official rule when the length is known, else 3)
+  int steps = 4;
+  bool efficient_cache = false;
+  bool cuda_graphs = true;
+  uint64_t seed = 0;
+  std::string device;            // "" = cuda when available, else cpu
+  std::string dtype;             // "" = bf16 on CUDA, fp32 on the CPU
+  std::string tile = "auto";     // VAE spatial tiling: SIZE[:OVERLAP] | 0 | auto (off on CUDA, the default on CPU)
+  std::string dump_latents;      // safetensors file of the golden-named latents (for latent-edit)
+  std::string prompt_cache_dir;  // on-disk prompt-embedding cache ("" = memory only)
+};
+
+struct EditProgress {
+  int64_t frames_out = 0;
+  int64_t frames_expected = 0;  // 0 when the input's length is unknown
+  double seconds = 0;           // since the first frame was read
+};
+using ProgressFn = std::function<void(const EditProgress&)>;
+
+// Runs the edit. Returns the summary: frames in/out, chunks, DiT FPS, end-to-end FPS, first-frame
+// latency, per-chunk latency p50/p99, peak memory, dropped frames, the prompts and their chunks,
+// the geometry and the output plan. Errors are sanastream::Error (one line); OUT and OUT.part are
+// not left behind.
+nlohmann::json run_edit(const EditRequest& request, const ProgressFn& progress = {});
+
+// Lines "SECONDS<TAB>prompt" (blank lines and lines starting with # skipped), sorted by time.
+struct ScheduledPrompt {
+  double seconds = 0;
+  std::string prompt;
+};
+std::vector<ScheduledPrompt> read_prompt_schedule(const std::string& path);
+
+// Source frame times → model-rate frames by timestamp: model frame k (time t₀ + k/fps) takes the
+// source frame nearest to it. push() returns how many model frames the *previous* source frame
+// covers; finish() those of the last one (up to its end, one source frame interval after it).
+class RateSampler {
+ public:
+  explicit RateSampler(double fps) : fps_(fps) {}
+  int64_t push(double time);
+  int64_t finish();
+  double model_time(int64_t k) const { return t0_ + k / fps_; }  // source clock
+
+ private:
+  int64_t emit_until(double limit);
+  double fps_, t0_ = 0, last_ = 0, interval_ = 0;
+  int64_t count_ = 0, emitted_ = 0;
+};
+
+}  // namespace sanastream::edit

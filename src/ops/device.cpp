@@ -1,0 +1,73 @@
+#include "ops/device.h"
+
+#include <sys/resource.h>
+
+#include <cstdio>
+
+#ifdef SANASTREAM_HAS_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace sanastream::ops {
+
+namespace {
+
+#ifdef SANASTREAM_HAS_CUDA
+c10::DeviceIndex device_index(const Runtime& rt) {
+  return rt.device.index() < 0 ? c10::cuda::current_device() : rt.device.index();
+}
+#endif
+
+// A "Name: N kB" line of /proc/self/status, in MiB (0 when absent).
+double status_mib(const char* key) {
+  double mib = 0;
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    long kib = 0;
+    const std::string pattern = std::string(key) + ": %ld kB";
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, pattern.c_str(), &kib) == 1) mib = static_cast<double>(kib) / 1024.0;
+    std::fclose(f);
+  }
+  return mib;
+}
+
+}  // namespace
+
+void synchronize(const Runtime& rt) {
+#ifdef SANASTREAM_HAS_CUDA
+  if (rt.is_cuda()) c10::cuda::getCurrentCUDAStream(device_index(rt)).synchronize();
+#endif
+}
+
+void reset_peak_memory(const Runtime& rt) {
+  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);  // resets VmHWM to the current resident set
+    std::fclose(f);
+  }
+#ifdef SANASTREAM_HAS_CUDA
+  if (rt.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device_index(rt));
+#endif
+}
+
+PeakMemory peak_memory(const Runtime& rt) {
+  PeakMemory m;
+  m.host_rss_mib = status_mib("VmHWM");
+  rusage u{};
+  if (m.host_rss_mib == 0 && getrusage(RUSAGE_SELF, &u) == 0)
+    m.host_rss_mib = static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
+#ifdef SANASTREAM_HAS_CUDA
+  if (rt.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_index(rt));
+    m.device_bytes = stats.allocated_bytes[0].peak;  // [0] = aggregate
+    m.device_mib = static_cast<double>(m.device_bytes) / (1024.0 * 1024.0);
+  }
+#endif
+  return m;
+}
+
+double current_rss_mib() { return status_mib("VmRSS"); }
+
+}  // namespace sanastream::ops

@@ -1,0 +1,81 @@
+// The streaming edit on tensors, one chunk at a time (SPEC §1, §3): frames at the processing size →
+// causal VAE encode (streamed, per-layer caches) → the DiT's streaming sampler (caches kept across
+// chunks) → causal VAE decode (streamed) → edited frames. No I/O: `edit` and the session drive it.
+//
+// Chunks: the first takes 1 + 8·(first_chunk − 1) frames (first_chunk latent frames), every later one
+// 24 (3 latent frames). The last may be shorter: it is padded by repeating its last frame to whole
+// latent frames and its output trimmed, so every frame in gives one frame out.
+// Noise comes from a CPU generator seeded once, drawn chunk by chunk, so a run is reproducible
+// and its dump (the golden tensor names) feeds `latent-edit` for the same latents.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/hybrid_dit.h"
+#include "model/ltx2_vae.h"
+#include "pipeline/samplers.h"
+
+namespace sanastream::pipeline {
+
+struct FrameSize {
+  int64_t width = 0, height = 0;
+  bool operator==(const FrameSize& o) const { return width == o.width && height == o.height; }
+  std::string str() const;  // "1280x704"
+};
+
+// "WxH" → FrameSize; one clear error otherwise.
+FrameSize parse_frame_size(const std::string& spec, const std::string& what);
+// The resolution whose aspect ratio is closest to the source's (in log ratio; ties: the larger).
+FrameSize closest_resolution(const FrameSize& source, const std::vector<FrameSize>& resolutions);
+// Floors both sides to multiples of `multiple`; an Error (naming `what`) when a side becomes 0.
+FrameSize floor_to_multiple(const FrameSize& size, int64_t multiple, const std::string& what);
+
+// Frames scaled (bilinear) to cover `to` and centre-cropped to it.
+//   to_model:  RGB24 [n, h, w, 3] (any device) → [1, 3, n, H, W] in [−1, 1], dtype on device.
+//   to_rgb24:  [1, 3, n, H, W] in [−1, 1] → RGB24 [n, h, w, 3] on the same device.
+at::Tensor rgb24_to_model(const at::Tensor& rgb, const FrameSize& to, at::ScalarType dtype, at::Device device);
+at::Tensor model_to_rgb24(const at::Tensor& frames, const FrameSize& to);
+
+struct EditEngineOptions {
+  int steps = 4;
+  int first_chunk = 3;           // latent frames of the first chunk (3, 4 or 5)
+  bool efficient_cache = false;
+  bool cuda_graphs = true;
+  uint64_t seed = 0;
+  model::VaeTiling tiling;       // VAE spatial tiling (off: {})
+  bool dump = false;             // keep the golden-named tensors for --dump-latents
+};
+
+class EditEngine {
+ public:
+  // size: the processing size (multiples of the VAE's spatial ratio). The models outlive the engine.
+  EditEngine(const model::HybridDit& dit, const model::Ltx2Vae& vae, const FrameSize& size,
+             const EditEngineOptions& opt);
+  ~EditEngine();
+
+  // The caption of the chunks from the next process() on; embeds [1, 1, L, C] or [L, C], mask [1, L] or
+  // [L]. The first call sets it; later ones (a prompt schedule) keep every cache.
+  void set_prompt(const at::Tensor& embeds, const at::Tensor& mask);
+  // Frames the next chunk takes (fewer only for the last).
+  int64_t chunk_frames() const;
+  int64_t chunks_done() const { return chunks_; }
+  // Milliseconds the last process() spent in the DiT (the device synchronised around it).
+  double last_dit_ms() const { return dit_ms_; }
+  // frames: [1, 3, n, H, W] in [−1, 1] at the processing size, n = chunk_frames() (n < that only with
+  // last). Returns the n edited frames, [1, 3, n, H, W] in [−1, 1], model dtype on the model's device.
+  at::Tensor process(const at::Tensor& frames, bool last);
+  // The golden-named tensors of the chunks so far (EditEngineOptions::dump): inputs.noise,
+  // inputs.src_latents, inputs.prompt_embeds, inputs.prompt_mask (the first prompt), output.latents.
+  io::TensorMap dump() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+  int64_t chunks_ = 0;
+  double dit_ms_ = 0;
+};
+
+}  // namespace sanastream::pipeline

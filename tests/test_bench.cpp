@@ -1,0 +1,46 @@
+// `sanastream bench` on the CPU with a tiny random-weight package: every part runs, reports its own
+// keys and leaves the others null; bad options are one line and exit 1.
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/test_env.h"
+
+using nlohmann::json;
+using sanastream::test::run_cli;
+using sanastream::test::temp_dir;
+
+TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
+  const std::string dir = temp_dir("bench_parts");
+  auto pkg = run_cli({"make-package", "--random-weights", "--preset", "tiny", dir + "/pkg"});
+  ASSERT_EQ(pkg.exit_code, 0) << pkg.err;
+  const std::vector<std::pair<std::string, std::string>> parts = {
+      {"dit", "dit_fps"}, {"vae-encode", "vae_encode_fps"}, {"vae-decode", "vae_decode_fps"}, {"e2e", "e2e_fps"}};
+  for (const auto& [part, key] : parts) {
+    const std::string out = dir + "/" + part + ".json";
+    auto r = run_cli({"bench", "--part", part, "--model", dir + "/pkg", "--device", "cpu", "--dtype", "fp32", "--size",
+                      "96x64", "--latent-frames", "14", "--first-chunk", "5", "--json", out});
+    ASSERT_EQ(r.exit_code, 0) << part << ": " << r.err;
+    const json j = json::parse(std::ifstream(out));
+    for (const char* k : {"dit_fps", "vae_encode_fps", "vae_decode_fps", "e2e_fps"})
+      EXPECT_EQ(j[k].is_null(), k != key) << part << " " << k;
+    EXPECT_GT(j[key].get<double>(), 0) << part;
+    EXPECT_GT(j["chunk_ms_p50"].get<double>(), 0) << part;
+    EXPECT_EQ(j["chunks_ms"].size(), 4u) << part;  // 14 latent frames: chunks of 5, 3, 3, 3
+    EXPECT_EQ(j["first_frame_ms"].is_null(), part != "e2e") << part;
+    EXPECT_TRUE(j["peak_gpu_bytes"].is_null()) << part;  // CPU
+    EXPECT_EQ(j["config"]["part"], part);
+  }
+}
+
+TEST(Bench, BadOptionsAreOneLine) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"bench", "--part", "vae", "--device", "cpu"},
+        std::vector<std::string>{"bench", "--part", "dit", "--device", "cpu", "--size", "100x64"},
+        std::vector<std::string>{"bench", "--part", "dit", "--device", "cpu", "--latent-frames", "8"}}) {
+    auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << args[2] << ": " << r.err;
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+  }
+}

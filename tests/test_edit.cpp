@@ -1,0 +1,339 @@
+// `sanastream edit` end to end with a `tiny` random-weight package (make-package) on real footage
+// from Debian packages (SANASTREAM_TEST_MEDIA, fetched by the CTest fixture): sizes, frame counts and
+// durations at the model rate, audio kept in sync, pipes, streaming (the first frame out before the
+// last frame in), the dump that feeds latent-edit, flat memory on a long input, a prompt schedule,
+// Ctrl-C, and one-line errors for bad inputs. ffprobe judges what was written.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/compare.h"
+#include "io/safetensors.h"
+#include "support/media_tools.h"
+#include "support/test_env.h"
+
+extern char** environ;
+
+using namespace sanastream;
+using namespace sanastream::test;
+using nlohmann::json;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const std::string kMedia = SANASTREAM_TEST_MEDIA;
+constexpr double kFps = 16;  // the tiny package's rate
+
+// One tiny package per test program (seed 1).
+const std::string& package() {
+  static const std::string dir = [] {
+    const std::string d = temp_dir("edit_package") + "/tiny";
+    auto r = run_cli({"make-package", "--random-weights", "--preset", "tiny", "--seed", "1", d});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return d;
+  }();
+  return dir;
+}
+
+json read_json(const std::string& path) { return json::parse(std::ifstream(path)); }
+
+// A cut of a clip (stream copy, audio kept): the first `seconds`.
+std::string cut(const std::string& clip, double seconds, const std::string& dir) {
+  const std::string out = dir + "/cut_" + std::to_string(static_cast<int>(seconds * 10)) + "_" + clip;
+  EXPECT_EQ(run_tool({"ffmpeg", "-v", "error", "-y", "-i", kMedia + "/" + clip, "-t", std::to_string(seconds), "-c",
+                      "copy", out}),
+            0);
+  return out;
+}
+
+// A synthetic y4m clip (ffmpeg's testsrc2) of n frames at 16 fps.
+std::string synthetic(const std::string& dir, int64_t frames, const std::string& size = "96x64") {
+  const std::string out = dir + "/synthetic_" + std::to_string(frames) + ".y4m";
+  EXPECT_EQ(run_tool({"ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=" + size + ":rate=16", "-frames:v",
+                      std::to_string(frames), "-pix_fmt", "yuv420p", out}),
+            0);
+  return out;
+}
+
+CliResult edit(std::vector<std::string> args) {
+  std::vector<std::string> all = {"-q", "edit", "--model", package(), "--seed", "7"};
+  all.insert(all.end(), args.begin(), args.end());
+  return run_cli(all);
+}
+
+// Frames `edit` gives for a source of `seconds`: every model-rate frame of the span.
+int64_t model_frames(double seconds) { return static_cast<int64_t>(std::ceil(seconds * kFps - 1e-6)); }
+
+// The file's video and audio agree with the source's: size, frames at the model rate, duration, and the
+// audio's end relative to the first picture (±1 model frame).
+void expect_edited_copy(const std::string& source, const std::string& out, const std::string& audio_codec) {
+  const Probe src = ffprobe(source), got = ffprobe(out);
+  ASSERT_TRUE(src.ok && got.ok) << out;
+  const ProbedStream* sv = src.of("video");
+  const ProbedStream* v = got.of("video");
+  ASSERT_TRUE(sv && v) << out;
+  EXPECT_EQ(v->width, sv->width);
+  EXPECT_EQ(v->height, sv->height);
+  const double span = sv->end - sv->start;
+  EXPECT_EQ(v->frames, model_frames(span)) << out;
+  EXPECT_NEAR(v->end - v->start, span, 1 / kFps + 1e-3) << out;
+  const ProbedStream* sa = src.of("audio");
+  const ProbedStream* a = got.of("audio");
+  if (audio_codec.empty()) {
+    EXPECT_EQ(a, nullptr) << out;
+    return;
+  }
+  ASSERT_TRUE(sa && a) << out;
+  EXPECT_EQ(a->codec, audio_codec) << out;
+  // Sync, measured where the sound ends relative to the first picture: Matroska shifts every stream by
+  // MP3's encoder priming (69 ms for cockatoo), which ffprobe then counts as audio before the picture.
+  EXPECT_NEAR(a->end - v->start, sa->end - sv->start, 1 / kFps) << out << ": audio out of sync";
+  EXPECT_GE(a->end - a->start, sa->end - sa->start - 1 / kFps) << out << ": audio lost";
+}
+
+}  // namespace
+
+TEST(EditFootage, RealshortMp4AndMkvKeepSizeDurationAndAacAudio) {
+  const std::string dir = temp_dir("edit_realshort");
+  const std::string src = kMedia + "/realshort.mp4";
+  for (const char* ext : {"mp4", "mkv"}) {
+    const std::string out = dir + "/out." + ext;
+    auto r = edit({"-i", src, "-p", "make it snowy", "-o", out, "--json", out + ".json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_FALSE(file_exists(out + ".part"));
+    expect_edited_copy(src, out, "aac");  // copied: both containers take AAC
+    const json j = read_json(out + ".json");
+    EXPECT_EQ(j["frames_in"], 36);
+    EXPECT_EQ(j["output_size"], "320x240");
+    EXPECT_EQ(j["processing_size"], "128x96");  // the package's resolution closest to 4:3
+    EXPECT_EQ(j["frames_out"], ffprobe(out).of("video")->frames);
+  }
+}
+
+TEST(EditFootage, CockatooMp3IsCopiedIntoMkvAndBecomesOpusInWebm) {
+  const std::string dir = temp_dir("edit_cockatoo");
+  const std::string src = cut("cockatoo.mp4", 2.0, dir);
+  auto mkv = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/out.mkv"});
+  ASSERT_EQ(mkv.exit_code, 0) << mkv.err;
+  expect_edited_copy(src, dir + "/out.mkv", "mp3");
+  auto webm = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/out.webm"});
+  ASSERT_EQ(webm.exit_code, 0) << webm.err;
+  expect_edited_copy(src, dir + "/out.webm", "opus");
+  EXPECT_EQ(ffprobe(dir + "/out.webm").of("video")->codec, "vp9");
+}
+
+TEST(EditFootage, VtestAviWithoutAudio) {
+  const std::string dir = temp_dir("edit_vtest");
+  const std::string src = cut("vtest.avi", 3.0, dir);
+  auto r = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/out.mp4", "--json", dir + "/out.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_edited_copy(src, dir + "/out.mp4", "");
+  EXPECT_EQ(read_json(dir + "/out.json")["output_size"], "768x576");
+}
+
+TEST(EditPipe, Y4mFromFfmpegThroughEditToFfmpeg) {
+  const std::string dir = temp_dir("edit_pipe");
+  const std::string cmd = "ffmpeg -v error -i " + kMedia + "/realshort.mp4 -f yuv4mpegpipe - | " + SANASTREAM_CLI_PATH +
+                          " -q edit --model " + package() + " -i - -p 'make it snowy' -o - | ffmpeg -v error -y -f "
+                          "yuv4mpegpipe -i - " + dir + "/out.mkv";
+  ASSERT_EQ(std::system(("bash -o pipefail -c \"" + cmd + "\"").c_str()), 0) << cmd;
+  const Probe p = ffprobe(dir + "/out.mkv");
+  ASSERT_TRUE(p.ok && p.of("video"));
+  EXPECT_EQ(p.of("video")->frames, model_frames(36 * 1499.0 / 45000));
+  EXPECT_EQ(p.of("video")->width, 320);
+}
+
+// ffmpeg -re feeds 6 chunks of frames at real-time pace into `edit -i - -o -`; the first edited frame
+// must come out before the feeder has written its last frame. The same run's --dump-latents then
+// gives latent-edit's output.latents.
+TEST(EditStreaming, FirstFrameOutBeforeTheLastFrameInAndTheDumpFeedsLatentEdit) {
+  const std::string dir = temp_dir("edit_streaming");
+  const int64_t frames = 17 + 5 * 24;  // 6 chunks with --first-chunk 3
+  int feed[2], out[2];
+  ASSERT_EQ(pipe2(feed, O_CLOEXEC), 0);  // only the dup2 copies reach the children
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  auto spawn = [](const std::vector<std::string>& args, int in_fd, int out_fd) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    EXPECT_EQ(posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0) << args[0];
+    posix_spawn_file_actions_destroy(&fa);
+    return pid;
+  };
+  const int null_in = open("/dev/null", O_RDONLY);
+  const pid_t feeder = spawn({"ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=16",
+                              "-frames:v", std::to_string(frames), "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-"},
+                             null_in, feed[1]);
+  const pid_t editor = spawn({SANASTREAM_CLI_PATH, "-q", "edit", "--model", package(), "--seed", "7", "-i", "-", "-p",
+                              "make it snowy", "-o", "-", "--first-chunk", "3", "--dump-latents",
+                              dir + "/dump.safetensors", "--json", dir + "/run.json"},
+                             feed[0], out[1]);
+  close(null_in);
+  close(feed[0]);
+  close(feed[1]);
+  close(out[1]);
+  const auto t0 = Clock::now();
+  std::atomic<double> feeder_done{-1};
+  std::thread wait_feeder([&] {
+    int status = 0;
+    waitpid(feeder, &status, 0);
+    feeder_done = std::chrono::duration<double>(Clock::now() - t0).count();
+  });
+  double first_frame = -1;  // when the first "FRAME" of the y4m stream arrived (the header comes at once)
+  std::string y4m;
+  char buf[65536];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) {
+    y4m.append(buf, static_cast<size_t>(n));
+    if (first_frame < 0 && y4m.find("FRAME") != std::string::npos)
+      first_frame = std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  close(out[0]);
+  int status = 0;
+  waitpid(editor, &status, 0);
+  wait_feeder.join();
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::printf("feeder wrote its last frame after %.2f s; the first edited frame came out after %.2f s\n",
+              feeder_done.load(), first_frame);
+  EXPECT_GT(first_frame, 0);
+  EXPECT_LT(first_frame, feeder_done.load());
+  std::ofstream(dir + "/out.y4m", std::ios::binary) << y4m;
+  EXPECT_EQ(ffprobe(dir + "/out.y4m").of("video")->frames, frames);
+  EXPECT_EQ(read_json(dir + "/run.json")["chunks"], 6);
+
+  auto r = run_cli({"latent-edit", "--model", package(), "--inputs",
+                    dir + "/dump.safetensors", "--output", dir + "/latent_edit.safetensors", "--first-chunk", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const at::Tensor want = io::load_safetensors(dir + "/dump.safetensors").at("output.latents");
+  const at::Tensor got = io::load_safetensors(dir + "/latent_edit.safetensors").at("output.latents");
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_LE(compare_tensors(got, want).rel_l2, 1e-4);
+}
+
+// 101 chunks of a synthetic stream: the resident set after chunk 100 is within 50 MB of chunk 10's.
+TEST(EditStreaming, ResidentMemoryIsFlatOverALongInput) {
+  const std::string dir = temp_dir("edit_memory");
+  const std::string src = synthetic(dir, 17 + 100 * 24, "64x96");
+  auto r = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/out.nut", "--first-chunk", "3", "--json",
+                 dir + "/run.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = read_json(dir + "/run.json");
+  const auto rss = j["rss_mib_by_chunk"].get<std::vector<double>>();
+  ASSERT_GE(rss.size(), 101u);
+  std::printf("resident set: chunk 10 %.1f MiB, chunk 100 %.1f MiB\n", rss[10], rss[100]);
+  EXPECT_LT(rss[100] - rss[10], 50.0);
+}
+
+// 3 chunks (17 + 24 + 24 frames at 16 fps: chunks start at 0, 1.0625 and 2.5625 s); the prompt
+// scheduled at 1.5 s applies from chunk 2. Chunks 0 and 1 equal a run with the first prompt only;
+// chunk 2 differs.
+TEST(EditPromptSchedule, ChangesThePromptAtTheStatedChunk) {
+  const std::string dir = temp_dir("edit_schedule");
+  const std::string src = synthetic(dir, 17 + 2 * 24);
+  std::ofstream(dir + "/schedule.tsv") << "# seconds\tprompt\n0\tmake it snowy\n1.5\tturn everything red\n";
+  auto a = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/a.mkv", "--first-chunk", "3", "--dump-latents",
+                 dir + "/a.safetensors"});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  auto b = edit({"-i", src, "--prompt-schedule", dir + "/schedule.tsv", "-o", dir + "/b.mkv", "--first-chunk", "3",
+                 "--dump-latents", dir + "/b.safetensors", "--json", dir + "/b.json"});
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const json prompts = read_json(dir + "/b.json")["prompts"];
+  ASSERT_EQ(prompts.size(), 2u) << prompts.dump();
+  EXPECT_EQ(prompts[0]["chunk"], 0);
+  EXPECT_EQ(prompts[1]["chunk"], 2);
+  EXPECT_EQ(prompts[1]["prompt"], "turn everything red");
+  const at::Tensor la = io::load_safetensors(dir + "/a.safetensors").at("output.latents");
+  const at::Tensor lb = io::load_safetensors(dir + "/b.safetensors").at("output.latents");
+  ASSERT_EQ(la.size(2), 9);
+  EXPECT_TRUE(at::equal(la.narrow(2, 0, 6), lb.narrow(2, 0, 6)));
+  EXPECT_GT(compare_tensors(lb.narrow(2, 6, 3), la.narrow(2, 6, 3)).rel_l2, 1e-3);
+}
+
+TEST(EditInterrupt, SigintLeavesAValidShorterOutputAndExits130) {
+  const std::string dir = temp_dir("edit_sigint");
+  const std::string src = synthetic(dir, 17 + 60 * 24);
+  const std::string out = dir + "/out.mp4";
+  std::vector<std::string> args = {SANASTREAM_CLI_PATH, "-q", "edit", "--model", package(), "-i", src, "-p",
+                                   "make it snowy", "-o", out};
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  // Wait until edited frames reach OUT.part, then interrupt.
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline && !(file_exists(out + ".part") && fs::file_size(out + ".part") > 4096))
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_FALSE(file_exists(out + ".part"));
+  const Probe p = ffprobe(out);
+  ASSERT_TRUE(p.ok && p.of("video")) << "the interrupted output is not readable";
+  EXPECT_GT(p.of("video")->frames, 0);
+  EXPECT_LT(p.of("video")->frames, 17 + 60 * 24);
+}
+
+TEST(EditErrors, BadInputsGiveOneLineExitOneAndNoOutput) {
+  const std::string dir = temp_dir("edit_errors");
+  std::ofstream(dir + "/readme.txt") << "not a video\n";
+  std::ifstream in(kMedia + "/realshort.mp4", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::ofstream(dir + "/half.mp4", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  std::ifstream avi_in(kMedia + "/vtest.avi", std::ios::binary);
+  std::string avi((std::istreambuf_iterator<char>(avi_in)), {});
+  for (size_t p = avi.find("div3"); p != std::string::npos && p < 4096; p = avi.find("div3", p)) avi.replace(p, 4, "QQQ9");
+  std::ofstream(dir + "/unknown.avi", std::ios::binary) << avi.substr(0, 1 << 20);
+  const std::string good = kMedia + "/realshort.mp4";
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {{"-i", dir + "/missing.mp4", "-p", "x"}, "missing.mp4"},
+      {{"-i", dir + "/readme.txt", "-p", "x"}, "readme.txt"},
+      {{"-i", dir + "/half.mp4", "-p", "x"}, "half.mp4"},
+      {{"-i", dir + "/unknown.avi", "-p", "x"}, "unknown.avi"},
+      {{"-i", "http://127.0.0.1:9/clip.mp4", "-p", "x"}, "127.0.0.1"},
+      {{"-i", good, "-p", "x", "--size", "16x16"}, "--size"},
+      {{"-i", good, "-p", "x", "--output-size", "0x240"}, "--output-size"},
+      {{"-i", good, "-p", "   "}, "empty"},
+      {{"-i", good}, "empty"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string out = dir + "/out" + std::to_string(i) + ".mp4";
+    std::vector<std::string> args = {"edit", "--model", package(), "-o", out};
+    args.insert(args.end(), cases[i].args.begin(), cases[i].args.end());
+    const auto t0 = Clock::now();
+    auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << cases[i].needle << ": " << r.err;
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_NE(r.err.find(cases[i].needle), std::string::npos) << r.err;
+    EXPECT_FALSE(file_exists(out)) << cases[i].needle;
+    EXPECT_FALSE(file_exists(out + ".part")) << cases[i].needle;
+    EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 30) << cases[i].needle;
+  }
+  // No package at all: one line naming --model.
+  auto none = run_cli({"edit", "-i", good, "-p", "x", "-o", dir + "/none.mp4", "--model", dir + "/no-such-package"});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("--model"), std::string::npos) << none.err;
+}
