@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/runtime.h"
 #include "io/safetensors.h"
 #include "model/dit_random.h"
@@ -323,7 +324,7 @@ TEST(PackageLookup, ModelFlagThenEnvironmentThenDemoBesideThenInstalled) {
   auto choice = pipeline::resolve_model_dir("", exe);
   EXPECT_EQ(choice.dir, exe + "/models/demo");
   EXPECT_EQ(choice.source, "demo package");
-  fs::remove_all(exe + "/models");
+  remove_tree(exe + "/models");
   choice = pipeline::resolve_model_dir("", exe);
   EXPECT_EQ(choice.dir, root + "/share/sanastream/models/demo");
   setenv("SANASTREAM_MODEL", (root + "/env").c_str(), 1);
@@ -343,7 +344,7 @@ TEST(PackageLookup, ModelFlagThenEnvironmentThenDemoBesideThenInstalled) {
   err = error_of([&] { pipeline::resolve_model_dir(root + "/empty", exe); });
   EXPECT_NE(err.find("--model"), std::string::npos) << err;
   EXPECT_NE(err.find("model.json"), std::string::npos) << err;
-  fs::remove_all(root + "/share");
+  remove_tree(root + "/share");
   err = error_of([&] { pipeline::resolve_model_dir("", exe); });
   EXPECT_NE(err.find("--model"), std::string::npos) << err;
   EXPECT_NE(err.find(exe + "/models/demo"), std::string::npos) << err;

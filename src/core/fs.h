@@ -10,6 +10,11 @@ namespace sanastream {
 std::string read_text_file(const std::string& path);
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
+// Removes a file or a directory tree (symbolic links are removed, not followed); a missing path is
+// fine. Returns "" or the reason it failed. (POSIX nftw rather than std::filesystem::remove_all: in a
+// process that loads PyTorch's libtorch, the latter resolves to libtorch's own copy of libstdc++'s
+// filesystem code, built by another compiler, and crashes on non-empty directories.)
+std::string remove_tree(const std::string& path);
 
 // Writes to "<path>.part"; commit() flushes, closes and renames to <path>. Destroyed without
 // commit(), it removes the partial file. path "-" writes to stdout (commit just flushes).

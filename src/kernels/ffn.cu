@@ -10,7 +10,10 @@ constexpr int kThreads = 256;
 __device__ __forceinline__ float silu(float v) { return v / (1.0f + __expf(-v)); }
 
 // One thread computes kVec consecutive output channels of one pixel: 9 taps of value and gate,
-// read through vector loads of the channels-last input (neighbouring pixels hit in L1/L2).
+// read through vector loads of the channels-last (already activated) input; neighbouring pixels hit
+// in L1/L2. SiLU is applied only to the gate sums here: the input's SiLU is one elementwise pass
+// before (ops front end), not 9 recomputations per element — the SFU, not memory, bound the
+// one-pass version (5.6 ms per 2B forward, docs/PERF.md).
 template <typename T, typename W, int kVec>
 __global__ void depthwise_glu_kernel(DepthwiseGluParams p) {
   const int64_t F = p.channels, groups = F / kVec;
@@ -62,8 +65,8 @@ __global__ void depthwise_glu_kernel(DepthwiseGluParams p) {
         }
 #pragma unroll
         for (int v = 0; v < kVec; ++v) {
-          val[v] += to_f32(wa[v]) * silu(to_f32(a[v]));
-          gate[v] += to_f32(wg[v]) * silu(to_f32(g[v]));
+          val[v] += to_f32(wa[v]) * to_f32(a[v]);
+          gate[v] += to_f32(wg[v]) * to_f32(g[v]);
         }
       }
     }

@@ -488,8 +488,7 @@ struct PartialDir {
   bool done = false;
   ~PartialDir() {
     if (done) return;
-    std::error_code ec;
-    fs::remove_all(path, ec);
+    remove_tree(path);
   }
 };
 
@@ -559,9 +558,9 @@ RandomPackageReport write_random_package(const RandomPackageOptions& opt, const 
              "output '{}' exists and is not a model package; --force replaces only a package directory", out);
   }
   const std::string part = out + ".part";
+  const std::string stale = remove_tree(part);  // left by an interrupted run
+  SS_CHECK(stale.empty(), "{}: cannot remove the partial package of an earlier run ({})", part, stale);
   std::error_code ec;
-  fs::remove_all(part, ec);  // left by an interrupted run
-  SS_CHECK(!ec, "{}: cannot remove the partial package of an earlier run ({})", part, ec.message());
   for (const char* sub : {"dit", "vae", "text_encoder"}) {
     fs::create_directories(part + "/" + sub, ec);
     SS_CHECK(!ec, "{}/{}: cannot create ({})", part, sub, ec.message());
@@ -622,8 +621,8 @@ RandomPackageReport write_random_package(const RandomPackageOptions& opt, const 
 
   load_model_package(part);  // the package opens: every file, shape and cross-check
   if (path_exists(out)) {
-    fs::remove_all(out, ec);
-    SS_CHECK(!ec, "{}: cannot remove the package it replaces ({})", out, ec.message());
+    const std::string failed = remove_tree(out);
+    SS_CHECK(failed.empty(), "{}: cannot remove the package it replaces ({})", out, failed);
   }
   fs::rename(part, out, ec);
   SS_CHECK(!ec, "{}: cannot rename to {} ({})", part, out, ec.message());

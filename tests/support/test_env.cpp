@@ -13,6 +13,8 @@
 
 extern char** environ;
 
+#include "core/fs.h"
+
 namespace sanastream::test {
 
 int CliResult::err_lines() const {
@@ -74,7 +76,7 @@ CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin
 std::string temp_dir(const std::string& name) {
   namespace fs = std::filesystem;
   fs::path p = fs::path(SANASTREAM_TEST_SCRATCH) / name;
-  fs::remove_all(p);
+  remove_tree(p.string());
   fs::create_directories(p);
   return p.string();
 }
