@@ -337,3 +337,31 @@ TEST(EditErrors, BadInputsGiveOneLineExitOneAndNoOutput) {
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_NE(none.err.find("--model"), std::string::npos) << none.err;
 }
+
+// --mode bidirectional: the short-clip model on a whole clip (a package with a bidirectional DiT);
+// longer clips and packages without that DiT are one line naming --mode streaming.
+TEST(EditBidirectional, AShortClipWholeAndTooLongOrMissingModelRefused) {
+  const std::string dir = temp_dir("edit_bidirectional");
+  const std::string pkg = dir + "/bi";
+  auto made = run_cli({"-q", "make-package", "--random-weights", "--preset", "tiny", "--bidirectional", pkg});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::string src = kMedia + "/realshort.mp4";
+  auto r = run_cli({"-q", "edit", "--model", pkg, "--mode", "bidirectional", "--steps", "2", "-i", src, "-p",
+                    "make it snowy", "-o", dir + "/out.mp4", "--json", dir + "/out.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_edited_copy(src, dir + "/out.mp4", "aac");
+  const json j = read_json(dir + "/out.json");
+  EXPECT_EQ(j["mode"], "bidirectional");
+  EXPECT_EQ(j["chunks"], 1);
+
+  const std::string longer = cut("cockatoo.mp4", 7.0, dir);  // 112 frames at 16 fps > max_frames 81
+  for (const auto& [model, out] : {std::pair{pkg, dir + "/long.mp4"}, std::pair{package(), dir + "/none.mp4"}}) {
+    auto e = run_cli({"edit", "--model", model, "--mode", "bidirectional", "-i", model == pkg ? longer : src, "-p",
+                      "make it snowy", "-o", out});
+    EXPECT_EQ(e.exit_code, 1) << e.err;
+    EXPECT_EQ(e.err_lines(), 1) << e.err;
+    EXPECT_NE(e.err.find("--mode streaming"), std::string::npos) << e.err;
+    EXPECT_FALSE(file_exists(out));
+    EXPECT_FALSE(file_exists(out + ".part"));
+  }
+}

@@ -1,6 +1,7 @@
 // GPU tests: skipped cleanly on machines without a CUDA device, run on the H200.
 #include <nlohmann/json.hpp>
 
+#include "core/compare.h"
 #include "core/runtime.h"
 #include "model/dit_random.h"
 #include "model/hybrid_dit.h"
@@ -151,8 +152,10 @@ TEST(GpuKernels, DepthwiseGluMatchesItsReference) {
       at::Tensor b = at::randn({2 * F}).to(dt);
       at::Tensor want = ops::ref::depthwise_glu(x.to(at::kFloat), taps.to(at::kFloat), b.to(at::kFloat));
       at::Tensor got = ops::depthwise_glu(x.cuda(), taps.cuda(), b.cuda()).cpu().to(at::kFloat);
-      const double tol = dt == at::kFloat ? 1e-5 : 2e-2;
-      EXPECT_TRUE(at::allclose(got, want, tol, tol)) << c10::toString(dt) << " F=" << F;
+      // bf16: the input's SiLU is rounded to bf16 before the taps (as the official module), the
+      // reference keeps it in fp32; relative L2 as SPEC §9 measures.
+      const double limit = dt == at::kFloat ? 1e-6 : 1e-2;
+      EXPECT_LE(compare_tensors(got, want).rel_l2, limit) << c10::toString(dt) << " F=" << F;
     }
   }
 }

@@ -76,7 +76,11 @@ void register_edit(CLI::App& app) {
   sub->add_option("--format", c->r.format, "Output container: mp4, mov, mkv, webm, nut, y4m (default: from the name)");
   sub->add_option("--first-chunk", c->r.first_chunk,
                   "Latent frames of the first chunk, 3-5 (default: the official rule for files of known length, else 3)");
-  sub->add_option("--steps", c->r.steps, "Denoising steps per chunk")->capture_default_str();
+  sub->add_option("--mode", c->r.mode,
+                  "streaming | bidirectional (the short-clip model: whole clip up to max_frames, DPM-Solver++, CFG)")
+      ->capture_default_str();
+  sub->add_option("--steps", c->r.steps, "Denoising steps (default: 4 per chunk streaming, 50 bidirectional)");
+  sub->add_option("--cfg", c->r.cfg, "CFG scale of the bidirectional mode")->capture_default_str();
   sub->add_flag("--efficient-cache", c->r.efficient_cache, "No t=0 cache pass (the last step writes the caches)");
   sub->add_option("--seed", c->r.seed, "Seed of the noise")->capture_default_str();
   sub->add_option("--device", c->r.device, "cuda[:N] | cpu (default: cuda when available)");

@@ -8,6 +8,8 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -186,6 +188,12 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
     schedule.insert(schedule.begin(), ScheduledPrompt{0.0, r.prompt});
   }
   SS_CHECK(r.fps >= 0 && r.fps <= 240, "--fps {}: expected a frame rate in (0, 240]", r.fps);
+  SS_CHECK(r.mode == "streaming" || r.mode == "bidirectional", "--mode: expected streaming or bidirectional, got '{}'",
+           r.mode);
+  const bool whole_clip = r.mode == "bidirectional";
+  SS_CHECK(!whole_clip || r.prompt_schedule.empty(), "--prompt-schedule: the bidirectional mode has one prompt");
+  SS_CHECK(!whole_clip || r.dump_latents.empty(), "--dump-latents: the streaming mode's (latent-edit --mode "
+           "bidirectional takes the encode-prompt and encode-video outputs instead)");
   std::optional<FrameSize> size_override, output_override;
   if (!r.size.empty()) size_override = pipeline::parse_frame_size(r.size, "--size");
   if (!r.output_size.empty()) output_override = pipeline::parse_frame_size(r.output_size, "--output-size");
@@ -213,6 +221,13 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   const FrameSize out_size = output_override ? *output_override : source;
   int64_t expected = 0;
   const int first_chunk = first_chunk_for(r, info, fps, &expected);
+  const model::DitVariant variant = whole_clip ? model::DitVariant::kBidirectional : model::DitVariant::kStreaming;
+  if (whole_clip) {
+    SS_CHECK(pkg.has_variant(variant), "--mode bidirectional: model {} has no bidirectional DiT (model.json "
+             "dit_bidirectional); use --mode streaming", pkg.dir);
+    SS_CHECK(expected <= pkg.max_frames, "--mode bidirectional takes clips of up to {} frames at {} fps; {} has {}: "
+             "use --mode streaming", pkg.max_frames, fps, r.input, expected);
+  }
 
   video::WriterOptions wo;
   wo.width = static_cast<int>(out_size.width);
@@ -229,17 +244,21 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
     log_warn("model {}: seeded random weights — the output is noise (a package for tests and benchmarks)", pkg.dir);
   const Runtime rt = make_runtime(r.device.empty() ? (cuda_available() ? "cuda" : "cpu") : r.device,
                                   r.dtype.empty() ? (cuda_available() && r.device != "cpu" ? "bf16" : "fp32") : r.dtype);
-  auto dit = pipeline::load_package_dit(pkg, model::DitVariant::kStreaming, rt);
+  auto dit = pipeline::load_package_dit(pkg, variant, rt);
   auto vae = pipeline::load_package_vae(pkg, rt);
-  SS_CHECK(pkg.vae.decoder == model::VaeDecoderKind::kCausal,
+  SS_CHECK(whole_clip || pkg.vae.decoder == model::VaeDecoderKind::kCausal,
            "model {}: the streaming edit decodes with the causal VAE decoder; model.json names '{}'", pkg.dir,
            model::decoder_kind_name(pkg.vae.decoder));
   pipeline::PromptEncoder prompts(pkg.text_encoder.path, rt, model::Gemma2Attention::kEager, r.prompt_cache_dir);
   std::vector<pipeline::PromptEmbedding> embeddings;
-  for (const auto& p : schedule) embeddings.push_back(prompts.encode(p.prompt, pipeline::PromptMode::kStreaming));
+  for (const auto& p : schedule)
+    embeddings.push_back(prompts.encode(p.prompt, whole_clip ? pipeline::PromptMode::kBidirectional
+                                                             : pipeline::PromptMode::kStreaming));
+  const pipeline::PromptEmbedding negative =
+      whole_clip ? prompts.encode_negative(pipeline::kDefaultNegativePrompt) : pipeline::PromptEmbedding{};
 
   pipeline::EditEngineOptions eo;
-  eo.steps = r.steps;
+  eo.steps = r.steps > 0 ? r.steps : 4;
   eo.first_chunk = first_chunk;
   eo.efficient_cache = r.efficient_cache;
   eo.cuda_graphs = r.cuda_graphs;
@@ -247,7 +266,17 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   eo.tiling = r.tile == "auto" ? (rt.is_cuda() ? model::VaeTiling{} : model::default_vae_tiling())
                                : model::parse_vae_tiling(r.tile);
   eo.dump = !r.dump_latents.empty();
-  pipeline::EditEngine engine(*dit, *vae, proc, eo);
+  std::unique_ptr<pipeline::EditEngine> engine;
+  if (!whole_clip) engine = std::make_unique<pipeline::EditEngine>(*dit, *vae, proc, eo);
+  pipeline::WholeClipOptions wc;
+  wc.dpm.steps = r.steps > 0 ? r.steps : 50;
+  wc.dpm.cfg = r.cfg;
+  wc.decoder = pkg.vae.decoder;
+  wc.tiling = eo.tiling;
+  wc.seed = r.seed;
+  // The frames one step of the engine takes: a chunk, or the whole clip.
+  const int64_t step_frames = whole_clip ? pkg.max_frames : engine->chunk_frames();
+  int64_t chunks = 0;
   ops::reset_peak_memory(rt);
 
   video::MediaWriter writer;
@@ -256,7 +285,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
            plan.summary(), proc.str(), out_size.str(), fps, first_chunk, pkg.dir, choice.source);
 
   // 3. The stages: reader thread → engine (this thread) → writer thread.
-  BoundedQueue<SourceFrame> frames_in(static_cast<size_t>(engine.chunk_frames() + 24));
+  BoundedQueue<SourceFrame> frames_in(static_cast<size_t>(step_frames + 24));
   BoundedQueue<EditedChunk> chunks_out(2);
   AudioQueue audio;
   StopState state;
@@ -340,15 +369,19 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       std::optional<SourceFrame> f = frames_in.pop();
       if (f) pending.push_back(std::move(*f));
       done = !f;
-      if (pending.empty() || (!done && static_cast<int64_t>(pending.size()) < engine.chunk_frames())) continue;
+      SS_CHECK(!whole_clip || static_cast<int64_t>(pending.size()) <= pkg.max_frames,
+               "--mode bidirectional takes clips of up to {} frames at {} fps; {} is longer: use --mode streaming",
+               pkg.max_frames, fps, r.input);
+      const int64_t want_frames = whole_clip ? std::numeric_limits<int64_t>::max() : engine->chunk_frames();
+      if (pending.empty() || (!done && static_cast<int64_t>(pending.size()) < want_frames)) continue;
       check_interrupt();
       // The prompt of this chunk: the last scheduled at or before its first frame's time.
       const double chunk_time = static_cast<double>(pending.front().index) / fps;
       size_t want = prompt_index;
       while (want + 1 < schedule.size() && schedule[want + 1].seconds <= chunk_time + 1e-9) ++want;
-      if (engine.chunks_done() == 0 || want != prompt_index) {
-        engine.set_prompt(embeddings[want].embeds, embeddings[want].mask);
-        prompt_log.push_back({{"chunk", engine.chunks_done()}, {"seconds", chunk_time}, {"prompt", schedule[want].prompt}});
+      if (chunks == 0 || want != prompt_index) {
+        if (engine) engine->set_prompt(embeddings[want].embeds, embeddings[want].mask);
+        prompt_log.push_back({{"chunk", chunks}, {"seconds", chunk_time}, {"prompt", schedule[want].prompt}});
         prompt_index = want;
       }
       const auto t0 = Clock::now();
@@ -359,10 +392,13 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         times.push_back(s.time);
       }
       const at::Tensor x = pipeline::rgb24_to_model(at::stack(rgb), proc, rt.dtype, rt.device);
-      const at::Tensor y = engine.process(x, done);
+      const at::Tensor y = engine ? engine->process(x, done)
+                                  : pipeline::edit_whole_clip(*dit, *vae, x, embeddings[want].embeds,
+                                                              embeddings[want].mask, negative.embeds, negative.mask, wc);
       at::Tensor out = pipeline::model_to_rgb24(y, out_size).to(at::kCPU);
+      ++chunks;
       chunk_ms.push_back(ms_since(t0));
-      dit_ms.push_back(engine.last_dit_ms());
+      if (engine) dit_ms.push_back(engine->last_dit_ms());
       rss_mib.push_back(ops::current_rss_mib());
       pending.clear();
       if (!chunks_out.push(EditedChunk{out, std::move(times)})) break;
@@ -377,9 +413,9 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   write_thread.join();
   state.rethrow();
   const bool interrupted = state.interrupted();
-  if (!r.dump_latents.empty() && engine.chunks_done() > 0) {
+  if (!r.dump_latents.empty() && engine && engine->chunks_done() > 0) {
     const std::string part = r.dump_latents + ".part";
-    io::save_safetensors(part, engine.dump());
+    io::save_safetensors(part, engine->dump());
     std::filesystem::rename(part, r.dump_latents);
   }
 
@@ -397,10 +433,11 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   j["processing_size"] = proc.str();
   j["output_size"] = out_size.str();
   j["fps"] = fps;
-  j["first_chunk"] = first_chunk;
+  j["first_chunk"] = whole_clip ? json(nullptr) : json(first_chunk);
   j["frames_in"] = source_frames.load();
   j["frames_out"] = frames_written.load();
-  j["chunks"] = engine.chunks_done();
+  j["chunks"] = chunks;
+  j["mode"] = r.mode;
   j["dropped_frames"] = 0;
   j["seconds"] = total_s;
   j["e2e_fps"] = total_s > 0 ? frames_written.load() / total_s : 0.0;

@@ -30,7 +30,9 @@ struct EditRequest {
   std::string output_size;       // WxH ("" = the source's)
   double fps = 0;                // model frame rate (0 = the package's)
   int first_chunk = 0;           // latent frames of the first chunk (0: official rule when the length is known, else 3)
-  int steps = 4;
+  std::string mode = "streaming";  // or "bidirectional": the short-clip model, whole clip, DPM + CFG
+  int steps = 0;                  // 0: 4 (streaming) / 50 (bidirectional)
+  double cfg = 6.0;               // CFG scale of the bidirectional mode
   bool efficient_cache = false;
   bool cuda_graphs = true;
   uint64_t seed = 0;

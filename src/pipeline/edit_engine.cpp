@@ -187,4 +187,26 @@ io::TensorMap EditEngine::dump() const {
           {"output.latents", at::cat(s.out, 2)}};
 }
 
+at::Tensor edit_whole_clip(const model::HybridDit& dit, const model::Ltx2Vae& vae, const at::Tensor& frames,
+                           const at::Tensor& embeds, const at::Tensor& mask, const at::Tensor& neg_embeds,
+                           const at::Tensor& neg_mask, const WholeClipOptions& opt) {
+  SS_CHECK(dit.config().variant == model::DitVariant::kBidirectional, "the whole-clip edit needs the bidirectional DiT");
+  const int64_t n = frames.size(2), tr = vae.config().temporal_ratio();
+  const int64_t whole = 1 + (n - 1 + tr - 1) / tr * tr;
+  at::Tensor x = frames;
+  if (whole > n) x = at::cat({frames, frames.narrow(2, n - 1, 1).expand({-1, -1, whole - n, -1, -1})}, 2);
+  const at::Tensor src = vae.normalize(vae.encode(x, opt.tiling));
+  const auto& rt = dit.runtime();
+  auto caption = [&](const at::Tensor& e, const at::Tensor& m) {
+    return dit.encode_caption(e.reshape({1, 1, -1, e.size(-1)}).to(rt.device, rt.dtype),
+                              m.reshape({1, -1}).to(rt.device, at::kLong));
+  };
+  const model::CaptionState cond = caption(embeds, mask), uncond = caption(neg_embeds, neg_mask);
+  at::Generator gen = at::detail::createCPUGenerator(opt.seed);
+  const at::Tensor noise = at::randn({1, dit.config().latent_channels, src.size(2), src.size(3), src.size(4)}, gen,
+                                     at::kFloat);
+  const at::Tensor latents = sample_dpm(dit, noise, src, cond, &uncond, opt.dpm);
+  return vae.decode(vae.denormalize(latents), opt.decoder, opt.tiling).narrow(2, 0, n);
+}
+
 }  // namespace sanastream::pipeline

@@ -78,4 +78,18 @@ class EditEngine {
   double dit_ms_ = 0;
 };
 
+// The bidirectional mode (SPEC §3): a whole clip at once. frames: [1, 3, n, H, W] in [−1, 1] at the
+// processing size; padded by repeating the last frame to 1 + 8k, encoded (causal encoder, the
+// clip's latents), denoised by DPM-Solver++(2M) with CFG against the negative prompt, decoded with
+// `decoder`, trimmed to n. Noise from a CPU generator seeded with `seed`.
+struct WholeClipOptions {
+  DpmOptions dpm;
+  model::VaeDecoderKind decoder = model::VaeDecoderKind::kCausal;
+  model::VaeTiling tiling;
+  uint64_t seed = 0;
+};
+at::Tensor edit_whole_clip(const model::HybridDit& dit, const model::Ltx2Vae& vae, const at::Tensor& frames,
+                           const at::Tensor& embeds, const at::Tensor& mask, const at::Tensor& neg_embeds,
+                           const at::Tensor& neg_mask, const WholeClipOptions& opt);
+
 }  // namespace sanastream::pipeline
