@@ -36,10 +36,12 @@ namespace {
 const std::string kMedia = SANASTREAM_TEST_MEDIA;
 constexpr double kFps = 16;  // the tiny package's rate
 
-// One tiny package per test program (seed 1).
+// One tiny package per test (seed 1), in the test's own directory: CTest runs the tests of this
+// program as parallel processes.
 const std::string& package() {
   static const std::string dir = [] {
-    const std::string d = temp_dir("edit_package") + "/tiny";
+    const std::string d =
+        temp_dir(std::string("edit_package_") + ::testing::UnitTest::GetInstance()->current_test_info()->name()) + "/tiny";
     auto r = run_cli({"make-package", "--random-weights", "--preset", "tiny", "--seed", "1", d});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return d;
