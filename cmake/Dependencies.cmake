@@ -76,12 +76,13 @@ if(SANASTREAM_OPENCV AND NOT _opencv_found)
   message(FATAL_ERROR "SANASTREAM_OPENCV=ON but OpenCV was not found")
 endif()
 
-# --- SentencePiece (the text encoder's tokenizer) --------------------------
+# --- SentencePiece (the text encoder's tokenizer; spm_train for a test) --------------------------
 # Off where the library is missing: the Gemma-2 model and its golden check build without it; the
 # tokenizer, the prompt encoder and `encode-prompt` need it. It is wrapped in a module loaded at run
 # time (src/model/sentencepiece_shim.h says why).
 find_path(SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h)
 find_library(SENTENCEPIECE_LIBRARY sentencepiece)
+find_program(SPM_TRAIN_PROGRAM spm_train)  # Debian's sentencepiece tools: a test trains a model with it
 set(_sentencepiece_found OFF)
 if(SENTENCEPIECE_INCLUDE_DIR AND SENTENCEPIECE_LIBRARY)
   set(_sentencepiece_found ON)

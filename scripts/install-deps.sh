@@ -9,7 +9,7 @@ PACKAGES=(
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libswresample-dev ffmpeg
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libsentencepiece-dev
+  libsentencepiece-dev sentencepiece  # spm_train: the tokenizer test trains a model
   libopencv-dev
   chromium  # the eval HTML report test opens the report headless
 )

@@ -260,6 +260,28 @@ const std::string& trained_tokenizer() {
   return path;
 }
 
+// The same vocabulary trained by SentencePiece's own trainer (Debian's spm_train; a char model with the
+// letters, "▁" and "snow" as user-defined symbols and byte fallback) on a corpus of characters no test
+// text uses. Skipped where spm_train is not installed (the GPU image); scripts/install-deps.sh has it.
+std::string spm_trained_tokenizer() {
+#ifdef SANASTREAM_SPM_TRAIN
+  const std::string dir = temp_dir("text_tokenizer_trained");
+  std::ofstream(dir + "/corpus.txt") << "#%&*+ #%&\n*+#% &*\n#+&%*\n";
+  std::string symbols = "\xE2\x96\x81";
+  for (char c = 'a'; c <= 'z'; ++c) symbols += std::string(",") + c;
+  symbols += ",snow";
+  const std::string cmd = std::string(SANASTREAM_SPM_TRAIN) + " --input=" + dir + "/corpus.txt --model_prefix=" + dir +
+                          "/tok --model_type=char --vocab_size=400 --hard_vocab_limit=false --pad_id=0 --eos_id=1"
+                          " --bos_id=2 --unk_id=3 --normalization_rule_name=identity --add_dummy_prefix=false"
+                          " --remove_extra_whitespaces=false --byte_fallback=true --user_defined_symbols=" +
+                          symbols + " > " + dir + "/train.log 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  return dir + "/tok.model";
+#else
+  return "";
+#endif
+}
+
 // The rule above, by hand: letters and space from the table, "snow" as one piece, bytes otherwise.
 std::vector<int64_t> hand_ids(const std::string& text) {
   std::vector<int64_t> ids;
@@ -579,6 +601,18 @@ TEST(TextEncodePromptCli, ErrorsAndWarningsAreOneLine) {
   r = run_cli({"encode-prompt", "--model", dir, "-p", "x", "--attention", "flash", "--output", out});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "sanastream: error: text encoder attention: expected eager or sdpa, got 'flash'\n");
+}
+
+TEST(TextTokenizer, ATrainedModelGivesTheHandWrittenIds) {
+  const std::string trained = spm_trained_tokenizer();
+  if (trained.empty()) GTEST_SKIP() << "spm_train is not installed (Debian package sentencepiece)";
+  model::Tokenizer from_trainer(trained), hand(trained_tokenizer());
+  for (const std::string text : {std::string(pipeline::kPromptPrefix) + "make it snowy", std::string("snowy snow, 42!"),
+                                 std::string("caf\xC3\xA9 \xE2\x98\x83 \xE6\x97\xA5\xE6\x9C\xAC")}) {
+    EXPECT_EQ(from_trainer.encode(text), hand_ids(text)) << text;
+    EXPECT_EQ(hand.encode(text), hand_ids(text)) << text;
+  }
+  EXPECT_EQ(from_trainer.bos_id(), hand.bos_id());
 }
 
 #endif  // SANASTREAM_HAS_SENTENCEPIECE
