@@ -75,8 +75,12 @@ CliResult edit(std::vector<std::string> args) {
   return run_cli(all);
 }
 
-// Frames `edit` gives for a source of `seconds`: every model-rate frame of the span.
-int64_t model_frames(double seconds) { return static_cast<int64_t>(std::ceil(seconds * kFps - 1e-6)); }
+// Frames `edit` gives for `frames` source frames spanning `seconds` (constant rate): the model-rate
+// frames with a source frame within half a source interval, k/fps < span − interval/2.
+int64_t model_frames(double seconds, int64_t frames) {
+  const double interval = seconds / static_cast<double>(frames);
+  return static_cast<int64_t>(std::ceil((seconds - interval / 2) * kFps - 1e-6));
+}
 
 // The file's video and audio agree with the source's: size, frames at the model rate, duration, and the
 // audio's end relative to the first picture (±1 model frame).
@@ -89,7 +93,7 @@ void expect_edited_copy(const std::string& source, const std::string& out, const
   EXPECT_EQ(v->width, sv->width);
   EXPECT_EQ(v->height, sv->height);
   const double span = sv->end - sv->start;
-  EXPECT_EQ(v->frames, model_frames(span)) << out;
+  EXPECT_EQ(v->frames, model_frames(span, sv->frames)) << out;
   EXPECT_NEAR(v->end - v->start, span, 1 / kFps + 1e-3) << out;
   const ProbedStream* sa = src.of("audio");
   const ProbedStream* a = got.of("audio");
@@ -153,7 +157,7 @@ TEST(EditPipe, Y4mFromFfmpegThroughEditToFfmpeg) {
   ASSERT_EQ(std::system(("bash -o pipefail -c \"" + cmd + "\"").c_str()), 0) << cmd;
   const Probe p = ffprobe(dir + "/out.mkv");
   ASSERT_TRUE(p.ok && p.of("video"));
-  EXPECT_EQ(p.of("video")->frames, model_frames(36 * 1499.0 / 45000));
+  EXPECT_EQ(p.of("video")->frames, model_frames(36 * 1499.0 / 45000, 36));
   EXPECT_EQ(p.of("video")->width, 320);
 }
 
@@ -366,4 +370,35 @@ TEST(EditBidirectional, AShortClipWholeAndTooLongOrMissingModelRefused) {
     EXPECT_FALSE(file_exists(out));
     EXPECT_FALSE(file_exists(out + ".part"));
   }
+}
+
+// eval --suite: every row edited with the package and measured; one table per family and overall.
+TEST(EvalSuite, EditsEachRowAndSummarisesPerFamily) {
+  const std::string dir = temp_dir("eval_suite");
+  fs::copy_file(kMedia + "/realshort.mp4", dir + "/realshort.mp4");
+  const std::string vtest = cut("vtest.avi", 1.5, dir);
+  std::ofstream(dir + "/suite.jsonl") << "{\"source\": \"realshort.mp4\", \"prompt\": \"make it snowy\", \"family\": "
+                                         "\"weather\", \"target\": \"realshort.mp4\"}\n\n"
+                                      << json{{"source", vtest}, {"prompt", "turn it red"}, {"family", "colour"}}.dump()
+                                      << "\n";
+  auto r = run_cli({"-q", "eval", "--suite", dir + "/suite.jsonl", "--model", package(), "--json", dir + "/suite.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("weather"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("overall"), std::string::npos) << r.out;
+  const json j = read_json(dir + "/suite.json");
+  ASSERT_EQ(j["rows"].size(), 2u);
+  EXPECT_EQ(j["overall"]["rows"], 2);
+  EXPECT_EQ(j["families"]["weather"]["rows"], 1);
+  EXPECT_EQ(j["families"]["colour"]["rows"], 1);
+  EXPECT_TRUE(j["families"]["colour"]["psnr"].is_null());  // no target in that row
+  const double w = j["families"]["weather"]["warp_error"].get<double>(), c = j["families"]["colour"]["warp_error"];
+  EXPECT_NEAR(j["overall"]["warp_error"].get<double>(), (w + c) / 2, 1e-12);
+  EXPECT_EQ(j["families"]["weather"]["psnr"], j["rows"][0]["figures"]["psnr"]);
+  EXPECT_GT(j["rows"][1]["figures"]["e2e_fps"].get<double>(), 0);
+
+  std::ofstream(dir + "/bad.jsonl") << "{\"source\": \"realshort.mp4\", \"family\": \"x\"}\n";
+  auto bad = run_cli({"eval", "--suite", dir + "/bad.jsonl", "--model", package()});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.err_lines(), 1) << bad.err;
+  EXPECT_NE(bad.err.find("\"prompt\""), std::string::npos) << bad.err;
 }

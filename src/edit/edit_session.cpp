@@ -90,7 +90,7 @@ int64_t RateSampler::push(double time) {
 
 int64_t RateSampler::finish() {
   if (count_ == 0) return 0;
-  return emit_until(last_ + (interval_ > 0 ? interval_ : 1 / fps_));
+  return emit_until(last_ + (interval_ > 0 ? interval_ : 1 / fps_) / 2);
 }
 
 namespace {

@@ -64,8 +64,9 @@ struct ScheduledPrompt {
 std::vector<ScheduledPrompt> read_prompt_schedule(const std::string& path);
 
 // Source frame times → model-rate frames by timestamp: model frame k (time t₀ + k/fps) takes the
-// source frame nearest to it. push() returns how many model frames the *previous* source frame
-// covers; finish() those of the last one (up to its end, one source frame interval after it).
+// source frame nearest to it, and exists while one is within half a source frame interval (the
+// pairing rule of `eval`). push() returns how many model frames the *previous* source frame covers;
+// finish() those of the last one.
 class RateSampler {
  public:
   explicit RateSampler(double fps) : fps_(fps) {}
