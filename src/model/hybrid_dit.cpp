@@ -72,6 +72,16 @@ at::Tensor HybridDit::timestep_embedding(const at::Tensor& timestep) const {
   return emb.to(rt_.dtype);
 }
 
+TimestepState HybridDit::embed_timestep(const at::Tensor& timestep, const Capture& cap) const {
+  at::Tensor t = timestep_embedding(timestep);
+  t = dense(t, weight(w_, "t_embedder.mlp.0.weight"), weight(w_, "t_embedder.mlp.0.bias"));
+  t = dense(at::silu(t), weight(w_, "t_embedder.mlp.2.weight"), weight(w_, "t_embedder.mlp.2.bias"));  // [B, C]
+  cap.put("t_embedder", t);
+  at::Tensor t0 = dense(at::silu(t), weight(w_, "t_block.1.weight"), weight(w_, "t_block.1.bias"));     // [B, 6C]
+  cap.put("t_block", t0);
+  return {t, t0};
+}
+
 at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, const at::Tensor& timestep,
                               const CaptionState& caption, const DitCallOptions& opt) const {
   SS_CHECK(x_in.dim() == 5 && x_in.size(1) == cfg_.latent_channels,
@@ -95,12 +105,14 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   cap.put("x_embedder", x);
   const at::ScalarType dt = rt_.dtype;
 
-  at::Tensor t = timestep_embedding(timestep);
-  t = dense(t, weight(w_, "t_embedder.mlp.0.weight"), weight(w_, "t_embedder.mlp.0.bias"));
-  t = dense(at::silu(t), weight(w_, "t_embedder.mlp.2.weight"), weight(w_, "t_embedder.mlp.2.bias"));  // [B, C]
-  cap.put("t_embedder", t);
-  at::Tensor t0 = dense(at::silu(t), weight(w_, "t_block.1.weight"), weight(w_, "t_block.1.bias"));     // [B, 6C]
-  cap.put("t_block", t0);
+  const TimestepState ts = opt.timestep ? *opt.timestep : embed_timestep(timestep, cap);
+  if (opt.timestep) {
+    cap.put("t_embedder", ts.t);
+    cap.put("t_block", ts.t0);
+  }
+  SS_CHECK(ts.t.size(0) == B, "timestep conditioning of batch {} for a call of batch {}", ts.t.size(0), B);
+  const at::Tensor& t = ts.t;
+  const at::Tensor& t0 = ts.t0;
 
   const ops::RopeTable rope = opt.rope ? *opt.rope : rope_table(opt.frame_offset, g.T, g.H, g.W);
   mark_region("embed");

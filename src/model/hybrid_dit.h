@@ -26,8 +26,16 @@ struct CaptionState {
   std::vector<CrossAttention::CaptionKV> kv;    // per block
 };
 
+// A timestep's conditioning: the t_embedder output [B, C] and the t_block output [B, 6C]. The
+// streaming sampler computes those of its fixed schedule once (embed_timestep) and passes them in.
+struct TimestepState {
+  at::Tensor t;
+  at::Tensor t0;
+};
+
 struct DitCallOptions {
   int64_t frame_offset = 0;                // absolute latent index of the call's first frame (RoPE)
+  const TimestepState* timestep = nullptr; // precomputed for the call's timestep (null: computed)
   const ops::RopeTable* rope = nullptr;    // precomputed rows for this call (null: built from frame_offset)
   StreamCache* cache = nullptr;            // streaming caches, read and written in place (null: none)
   Capture capture;                         // activations under golden names
@@ -44,6 +52,9 @@ class HybridDit {
   // embeds: [B, 1, L, Cc] or [B, L, Cc]; mask: [B, L] (1 = token). Captures y_embedder and
   // attention_y_norm.
   CaptionState encode_caption(const at::Tensor& embeds, const at::Tensor& mask, const Capture& capture = {}) const;
+
+  // timestep: [B] → its conditioning (captures t_embedder and t_block).
+  TimestepState embed_timestep(const at::Tensor& timestep, const Capture& capture = {}) const;
 
   // The RoPE rows of a call: frames [first_frame, first_frame + T) of an H × W grid.
   ops::RopeTable rope_table(int64_t first_frame, int64_t frames, int64_t height, int64_t width) const;

@@ -12,7 +12,7 @@ namespace sanastream::pipeline {
 #ifdef SANASTREAM_HAS_CUDA
 struct DitCallRunner::Graph {
   at::cuda::CUDAGraph graph;
-  at::Tensor x, src, t, cos, sin;  // static inputs
+  at::Tensor x, src, temb, t0, cos, sin;  // static inputs
   at::Tensor v;                    // static output
 };
 #else
@@ -28,41 +28,42 @@ DitCallRunner::DitCallRunner(const model::HybridDit& dit, const model::CaptionSt
 
 DitCallRunner::~DitCallRunner() = default;
 
-at::Tensor DitCallRunner::eager(const at::Tensor& x, const at::Tensor& src, const at::Tensor& t,
+at::Tensor DitCallRunner::eager(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts,
                                 const ops::RopeTable& rope, model::StreamCache* cache,
                                 const model::Capture& capture) const {
   model::DitCallOptions o;
+  o.timestep = &ts;
   o.rope = &rope;
   o.cache = cache;
   o.capture = capture;
-  return dit_.forward(x, src, t, caption_, o);
+  return dit_.forward(x, src, at::Tensor(), caption_, o);
 }
 
-at::Tensor DitCallRunner::run(const at::Tensor& x, const at::Tensor& src, float t, const ops::RopeTable& rope,
-                              model::StreamCache* cache, const model::Capture& capture) {
+at::Tensor DitCallRunner::run(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts,
+                              const ops::RopeTable& rope, model::StreamCache* cache, const model::Capture& capture) {
 #ifdef SANASTREAM_HAS_CUDA
-  if (graphs_on_ && !capture.on()) return replay(x, src, t, rope, cache);
+  if (graphs_on_ && !capture.on()) return replay(x, src, ts, rope, cache);
 #endif
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dit_.runtime().device);
-  return eager(x, src, at::full({x.size(0)}, t, f32), rope, cache, capture);
+  return eager(x, src, ts, rope, cache, capture);
 }
 
 #ifdef SANASTREAM_HAS_CUDA
-at::Tensor DitCallRunner::replay(const at::Tensor& x, const at::Tensor& src, float t, const ops::RopeTable& rope,
-                                 model::StreamCache* cache) {
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dit_.runtime().device);
+at::Tensor DitCallRunner::replay(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts,
+                                 const ops::RopeTable& rope, model::StreamCache* cache) {
   const std::pair<int64_t, int64_t> key{x.size(2), cache ? cache->write_offset() : -1};
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     // First call of this shape: run it eagerly, then warm up on a side stream and capture there.
-    at::Tensor v = eager(x, src, at::full({x.size(0)}, t, f32), rope, cache, {}).clone();
+    at::Tensor v = eager(x, src, ts, rope, cache, {}).clone();
     auto g = std::make_unique<Graph>();
     g->x = x.clone();
     g->src = src.clone();
-    g->t = at::full({x.size(0)}, t, f32);
+    g->temb = ts.t.clone();
+    g->t0 = ts.t0.clone();
     g->cos = rope.cos.clone();
     g->sin = rope.sin.clone();
     const ops::RopeTable static_rope{g->cos, g->sin};
+    const model::TimestepState static_ts{g->temb, g->t0};
     auto main = c10::cuda::getCurrentCUDAStream();
     auto side = c10::cuda::getStreamFromPool();
     at::cuda::CUDAEvent ready;
@@ -70,9 +71,9 @@ at::Tensor DitCallRunner::replay(const at::Tensor& x, const at::Tensor& src, flo
     ready.block(side);
     {
       c10::cuda::CUDAStreamGuard guard(side);
-      eager(g->x, g->src, g->t, static_rope, cache, {});  // warm-up: same inputs, same cache writes
+      eager(g->x, g->src, static_ts, static_rope, cache, {});  // warm-up: same inputs, same cache writes
       g->graph.capture_begin();
-      g->v = eager(g->x, g->src, g->t, static_rope, cache, {});
+      g->v = eager(g->x, g->src, static_ts, static_rope, cache, {});
       g->graph.capture_end();
     }
     at::cuda::CUDAEvent done;
@@ -84,7 +85,8 @@ at::Tensor DitCallRunner::replay(const at::Tensor& x, const at::Tensor& src, flo
   Graph& g = *it->second;
   g.x.copy_(x);
   g.src.copy_(src);
-  g.t.fill_(t);
+  g.temb.copy_(ts.t);
+  g.t0.copy_(ts.t0);
   g.cos.copy_(rope.cos);
   g.sin.copy_(rope.sin);
   g.graph.replay();

@@ -16,20 +16,21 @@ class DitCallRunner {
   DitCallRunner(const model::HybridDit& dit, const model::CaptionState& caption, bool cuda_graphs);
   ~DitCallRunner();
 
-  // x: [B, Cl, T, H, W] fp32; src: [B, Cs, T, H, W]; rope: the chunk's rows. Returns the velocity
-  // (fp32), valid until the next run(). A call with an active capture runs eagerly.
-  at::Tensor run(const at::Tensor& x, const at::Tensor& src, float t, const ops::RopeTable& rope,
+  // x: [B, Cl, T, H, W] fp32; src: [B, Cs, T, H, W]; ts: the timestep's precomputed conditioning;
+  // rope: the chunk's rows. Returns the velocity (fp32), valid until the next run(). A call with an
+  // active capture runs eagerly.
+  at::Tensor run(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts, const ops::RopeTable& rope,
                  model::StreamCache* cache, const model::Capture& capture = {});
 
   int64_t graphs_captured() const { return static_cast<int64_t>(graphs_.size()); }
 
  private:
   struct Graph;
-  at::Tensor eager(const at::Tensor& x, const at::Tensor& src, const at::Tensor& t, const ops::RopeTable& rope,
-                   model::StreamCache* cache, const model::Capture& capture) const;
+  at::Tensor eager(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts,
+                   const ops::RopeTable& rope, model::StreamCache* cache, const model::Capture& capture) const;
 #ifdef SANASTREAM_HAS_CUDA
-  at::Tensor replay(const at::Tensor& x, const at::Tensor& src, float t, const ops::RopeTable& rope,
-                    model::StreamCache* cache);
+  at::Tensor replay(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts,
+                    const ops::RopeTable& rope, model::StreamCache* cache);
 #endif
 
   const model::HybridDit& dit_;

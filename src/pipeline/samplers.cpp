@@ -1,6 +1,7 @@
 #include "pipeline/samplers.h"
 
 #include <algorithm>
+#include <map>
 #include <optional>
 
 #include "core/compare.h"
@@ -83,7 +84,7 @@ struct StreamingSampler::State {
     io::TensorMap acts;
     model::Capture capture;
     if (record() && dump.activation_calls.count(calls)) capture = {&acts, ""};
-    at::Tensor v = runner.run(x, src, t, rope, &cache, capture);
+    at::Tensor v = runner.run(x, src, timestep(t, x.size(0)), rope, &cache, capture);
     if (record()) {
       auto host = [](const at::Tensor& a) {
         return a.detach().to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
@@ -97,6 +98,13 @@ struct StreamingSampler::State {
     }
     ++calls;
     return v;
+  }
+  // The conditioning of a timestep of the fixed schedule (or t = 0), computed once.
+  const model::TimestepState& timestep(float t, int64_t batch) {
+    auto it = timesteps_embedded.find(t);
+    if (it == timesteps_embedded.end())
+      it = timesteps_embedded.emplace(t, dit.embed_timestep(full_timestep(t, batch, dit))).first;
+    return it->second;
   }
   // The call that just ran wrote chunk `chunk`'s caches: make them the next chunk's context.
   void commit(int64_t chunk, int64_t frames) {
@@ -113,6 +121,7 @@ struct StreamingSampler::State {
   model::CaptionState caption;  // the runner reads it; set_caption writes it in place
   model::StreamCache cache;
   DitCallRunner runner;
+  std::map<float, model::TimestepState> timesteps_embedded;
   int calls = 0;
   // The deferred t = 0 pass of the previous chunk: its clean latents, source and RoPE rows.
   struct Pending {
