@@ -140,7 +140,6 @@ void run(const EvalCli& o) {
 #else
   SS_CHECK(o.suite.empty(), "--suite: this build has no `edit` (it needs FFmpeg and SentencePiece)");
 #endif
-  SS_CHECK(!o.inputs.source.empty() && !o.inputs.edited.empty(), "expected --source and --edited (or --suite)");
   const int stdin_inputs = (o.inputs.source == "-") + (o.inputs.edited == "-") + (o.inputs.target == "-");
   SS_CHECK(stdin_inputs <= 1, "expected at most one input from stdin ('-'), got {}", stdin_inputs);
   const nlohmann::json run = o.run_json.empty() ? nlohmann::json() : load_run(o.run_json);
@@ -189,7 +188,14 @@ void register_eval(CLI::App& app) {
   add_json_option(sub, &o->json);
   sub->add_option("--report", o->report, "Write a self-contained HTML report (curves and frame strips)")
       ->type_name("FILE");
-  sub->callback([o] { set_runner([o] { run(*o); }); });
+  sub->callback([o] {
+    // Without --suite, --source and --edited are required: a usage error (exit 2) like any other.
+    if (o->suite.empty()) {
+      if (o->inputs.source.empty()) throw CLI::RequiredError("--source");
+      if (o->inputs.edited.empty()) throw CLI::RequiredError("--edited");
+    }
+    set_runner([o] { run(*o); });
+  });
 }
 
 }  // namespace sanastream::cli
