@@ -5,9 +5,9 @@
 #include <cstdio>
 
 #ifdef SANASTREAM_HAS_CUDA
+#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
-#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace sanastream::ops {
@@ -36,12 +36,6 @@ double status_mib(const char* key) {
 
 }  // namespace
 
-void synchronize(const Runtime& rt) {
-#ifdef SANASTREAM_HAS_CUDA
-  if (rt.is_cuda()) c10::cuda::getCurrentCUDAStream(device_index(rt)).synchronize();
-#endif
-}
-
 void reset_peak_memory(const Runtime& rt) {
   if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
     std::fputs("5", f);  // resets VmHWM to the current resident set
@@ -69,5 +63,42 @@ PeakMemory peak_memory(const Runtime& rt) {
 }
 
 double current_rss_mib() { return status_mib("VmRSS"); }
+
+struct DeviceClock::Events {
+#ifdef SANASTREAM_HAS_CUDA
+  std::vector<std::unique_ptr<at::cuda::CUDAEvent>> marks;
+#endif
+};
+
+DeviceClock::DeviceClock(bool cuda) : cuda_(cuda), events_(std::make_unique<Events>()) {}
+DeviceClock::~DeviceClock() = default;
+DeviceClock::DeviceClock(DeviceClock&&) noexcept = default;
+DeviceClock& DeviceClock::operator=(DeviceClock&&) noexcept = default;
+
+void DeviceClock::mark() {
+#ifdef SANASTREAM_HAS_CUDA
+  if (cuda_) {
+    events_->marks.emplace_back(std::make_unique<at::cuda::CUDAEvent>(cudaEventDefault));
+    events_->marks.back()->record();
+    return;
+  }
+#endif
+  host_.push_back(std::chrono::steady_clock::now());
+}
+
+std::vector<double> DeviceClock::intervals() {
+  std::vector<double> out;
+#ifdef SANASTREAM_HAS_CUDA
+  if (cuda_) {
+    auto& m = events_->marks;
+    if (!m.empty()) m.back()->synchronize();
+    for (size_t i = 0; i + 1 < m.size(); ++i) out.push_back(m[i]->elapsed_time(*m[i + 1]) / 1e3);
+    return out;
+  }
+#endif
+  for (size_t i = 0; i + 1 < host_.size(); ++i)
+    out.push_back(std::chrono::duration<double>(host_[i + 1] - host_[i]).count());
+  return out;
+}
 
 }  // namespace sanastream::ops

@@ -1,12 +1,13 @@
-// Device bookkeeping shared by the tools: waiting for the device, and peak memory figures.
+// Device bookkeeping shared by the tools: peak memory figures and device-side timing.
 #pragma once
+
+#include <chrono>
+#include <memory>
+#include <vector>
 
 #include "core/runtime.h"
 
 namespace sanastream::ops {
-
-// Waits until the device has finished the work queued so far (no-op on the CPU).
-void synchronize(const Runtime& rt);
 
 // Peak memory since reset_peak_memory() (MiB): resident set of this process (Linux VmHWM, reset through
 // /proc/self/clear_refs; where that is refused, the whole process's peak) and, on CUDA, the caching
@@ -20,5 +21,23 @@ void reset_peak_memory(const Runtime& rt);
 PeakMemory peak_memory(const Runtime& rt);
 // The resident set now (MiB, Linux VmRSS).
 double current_rss_mib();
+
+// Elapsed seconds between marks, without waiting for the device: CUDA events recorded on the
+// current stream (cuda), else the host clock. intervals() waits for the last mark's event.
+class DeviceClock {
+ public:
+  explicit DeviceClock(bool cuda);
+  ~DeviceClock();
+  DeviceClock(DeviceClock&&) noexcept;
+  DeviceClock& operator=(DeviceClock&&) noexcept;
+  void mark();
+  std::vector<double> intervals();  // seconds between mark i and i + 1
+
+ private:
+  struct Events;
+  bool cuda_;
+  std::unique_ptr<Events> events_;
+  std::vector<std::chrono::steady_clock::time_point> host_;
+};
 
 }  // namespace sanastream::ops

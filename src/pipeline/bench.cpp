@@ -15,12 +15,10 @@
 #include "model/profile.h"
 #include "ops/device.h"
 #include "pipeline/dit_loader.h"
+#include "pipeline/edit_engine.h"
 #include "pipeline/model_package.h"
 #include "pipeline/samplers.h"
 
-#ifdef SANASTREAM_HAS_CUDA
-#include <ATen/cuda/CUDAEvent.h>
-#endif
 
 namespace sanastream::pipeline {
 
@@ -41,43 +39,6 @@ double dit_forward_flops(int64_t depth, int64_t softmax_blocks, int64_t C, int64
 
 namespace {
 
-// Elapsed seconds between marks: CUDA events on the GPU, the host clock on the CPU.
-class Clock {
- public:
-  explicit Clock(bool cuda) : cuda_(cuda) {}
-  void mark() {
-#ifdef SANASTREAM_HAS_CUDA
-    if (cuda_) {
-      events_.emplace_back(std::make_unique<at::cuda::CUDAEvent>(cudaEventDefault));
-      events_.back()->record();
-      return;
-    }
-#endif
-    host_.push_back(std::chrono::steady_clock::now());
-  }
-  // Seconds between mark i and i+1 (synchronises on the GPU).
-  std::vector<double> intervals() {
-    std::vector<double> out;
-#ifdef SANASTREAM_HAS_CUDA
-    if (cuda_) {
-      if (!events_.empty()) events_.back()->synchronize();
-      for (size_t i = 0; i + 1 < events_.size(); ++i) out.push_back(events_[i]->elapsed_time(*events_[i + 1]) / 1e3);
-      return out;
-    }
-#endif
-    for (size_t i = 0; i + 1 < host_.size(); ++i)
-      out.push_back(std::chrono::duration<double>(host_[i + 1] - host_[i]).count());
-    return out;
-  }
-
- private:
-  bool cuda_;
-#ifdef SANASTREAM_HAS_CUDA
-  std::vector<std::unique_ptr<at::cuda::CUDAEvent>> events_;
-#endif
-  std::vector<std::chrono::steady_clock::time_point> host_;
-};
-
 // The interval between two marks belongs to the second mark's region; the first mark only starts
 // the clock.
 class ProfileTimer : public model::RegionTimer {
@@ -95,7 +56,7 @@ class ProfileTimer : public model::RegionTimer {
   }
 
  private:
-  Clock clock_;
+  ops::DeviceClock clock_;
   std::vector<std::string> names_;
 };
 
@@ -105,7 +66,7 @@ double gemm_tflops(const Runtime& rt) {
   auto opts = rt.options().dtype(at::kBFloat16);
   at::Tensor a = at::randn({n, n}, opts), b = at::randn({n, n}, opts);
   for (int i = 0; i < 3; ++i) at::matmul(a, b);
-  Clock clock(true);
+  ops::DeviceClock clock(true);
   clock.mark();
   for (int i = 0; i < 10; ++i) at::matmul(a, b);
   clock.mark();
@@ -228,7 +189,7 @@ void bench_dit(const BenchOptions& opt, const BenchSetup& b, json& r) {
 
   // Timed run: one clock mark per chunk.
   ops::reset_peak_memory(rt);
-  Clock clock(rt.is_cuda());
+  ops::DeviceClock clock(rt.is_cuda());
   clock.mark();
   sample_streaming(*dit, noise, src, caption, so, {}, [&](int64_t, int64_t, int64_t) { clock.mark(); });
   const std::vector<double> chunk_s = clock.intervals();
@@ -290,7 +251,7 @@ void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encod
                             : at::randn({1, vae->config().latent_channels, b.bounds[c + 1] - b.bounds[c], b.H, b.W},
                                         rt.f32()).to(rt.dtype));
   ops::reset_peak_memory(rt);
-  Clock clock(rt.is_cuda());
+  ops::DeviceClock clock(rt.is_cuda());
   clock.mark();
   if (encode) {
     model::Ltx2VaeEncodeStream stream(*vae, tiling);
@@ -313,54 +274,42 @@ void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encod
   r["config"]["tiling"] = model::describe(tiling);
 }
 
-// Frames in host memory (RGB24, pinned on CUDA) → upload → [−1, 1] → causal encode → normalise → DiT
-// chunk → denormalise → causal decode → RGB24 → host memory, chunk by chunk, as `edit` runs it.
+// Frames in host memory (RGB24, pinned on CUDA) → EditEngine (upload, [−1, 1], causal encode, DiT
+// chunk, causal decode) → RGB24 → host memory, chunk by chunk, as `edit` runs it.
 void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   const Runtime& rt = b.rt;
   std::string dit_name, vae_name;
   auto dit = bench_dit_model(opt, rt, &dit_name);
   auto vae = bench_vae_model(opt, rt, &vae_name);
   const model::DitConfig& cfg = dit->config();
-  SS_CHECK(vae->config().latent_channels == cfg.source_channels && vae->config().latent_channels == cfg.latent_channels,
-           "e2e: the VAE's {} latent channels do not fit the DiT's {} / {}", vae->config().latent_channels,
-           cfg.latent_channels, cfg.source_channels);
-  const model::VaeTiling tiling = bench_tiling(opt, rt);
-  const int64_t tr = vae->config().temporal_ratio(), FH = b.H * 32, FW = b.W * 32;
-  const int64_t frames = 1 + (b.T - 1) * tr;
+  const FrameSize size{b.W * 32, b.H * 32};
+  const int64_t frames = 1 + (b.T - 1) * vae->config().temporal_ratio();
   auto host = at::TensorOptions().dtype(at::kByte).pinned_memory(rt.is_cuda());
-  at::Tensor in = at::empty({frames, FH, FW, 3}, host).random_(0, 256);
-  at::Tensor out = at::empty({frames, FH, FW, 3}, host);
+  at::Tensor in = at::empty({frames, size.height, size.width, 3}, host).random_(0, 256);
+  at::Tensor out = at::empty({frames, size.height, size.width, 3}, host);
 
-  auto f32 = rt.f32();
-  const model::CaptionState caption = random_caption(*dit);
-  StreamingOptions so;
-  so.steps = opt.steps;
-  so.efficient_cache = opt.efficient_cache;
-  so.cuda_graphs = opt.cuda_graphs;
-  int64_t longest_later = 0;
-  for (int64_t c = 1; c < b.n_chunks; ++c) longest_later = std::max(longest_later, b.bounds[c + 1] - b.bounds[c]);
-  std::vector<at::Tensor> noise;
-  for (int64_t c = 0; c < b.n_chunks; ++c)
-    noise.push_back(at::randn({1, cfg.latent_channels, b.bounds[c + 1] - b.bounds[c], b.H, b.W}, f32));
-
+  EditEngineOptions eo;
+  eo.steps = opt.steps;
+  eo.first_chunk = opt.first_chunk;
+  eo.efficient_cache = opt.efficient_cache;
+  eo.cuda_graphs = opt.cuda_graphs;
+  eo.seed = opt.seed;
+  eo.tiling = bench_tiling(opt, rt);
   ops::reset_peak_memory(rt);
-  StreamingSampler sampler(*dit, caption, 1, b.H, b.W, b.bounds[1], longest_later, so);
-  model::Ltx2VaeEncodeStream encoder(*vae, tiling);
-  model::Ltx2VaeDecodeStream decoder(*vae, tiling);
-  Clock clock(rt.is_cuda());
+  EditEngine engine(*dit, *vae, size, eo);
+  at::Tensor mask = at::zeros({1, cfg.caption_length}, at::kLong);
+  mask.narrow(1, 0, std::min<int64_t>(37, cfg.caption_length)).fill_(1);
+  engine.set_prompt(at::randn({1, 1, cfg.caption_length, cfg.caption_channels}), mask);
+  ops::DeviceClock clock(rt.is_cuda());
   clock.mark();
   int64_t frame_in = 0, frame_out = 0;
   for (int64_t c = 0; c < b.n_chunks; ++c) {
-    const int64_t n = chunk_video_frames(b.bounds[c], b.bounds[c + 1], tr);
-    at::Tensor rgb = in.narrow(0, frame_in, n).to(rt.device, /*non_blocking=*/true);
+    const int64_t n = std::min(engine.chunk_frames(), frames - frame_in);
+    const at::Tensor x = rgb24_to_model(in.narrow(0, frame_in, n), size, rt.dtype, rt.device);
     frame_in += n;
-    at::Tensor x = rgb.permute({3, 0, 1, 2}).unsqueeze(0).to(rt.dtype).div_(127.5).sub_(1);
-    at::Tensor src = vae->normalize(encoder.push(x));
-    at::Tensor latents = sampler.step(noise[c], src, c + 1 == b.n_chunks);
-    at::Tensor video = decoder.push(vae->denormalize(latents.to(rt.dtype)));
-    at::Tensor frames_out = video.squeeze(0).permute({1, 2, 3, 0}).add(1).mul_(127.5).round_().clamp_(0, 255).to(at::kByte);
-    out.narrow(0, frame_out, frames_out.size(0)).copy_(frames_out, /*non_blocking=*/true);
-    frame_out += frames_out.size(0);
+    const at::Tensor rgb = model_to_rgb24(engine.process(x, c + 1 == b.n_chunks), size);
+    out.narrow(0, frame_out, rgb.size(0)).copy_(rgb, /*non_blocking=*/true);
+    frame_out += rgb.size(0);
     clock.mark();
   }
   const std::vector<double> chunk_s = clock.intervals();
@@ -371,7 +320,7 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   r["config"]["model"] = dit_name + " + " + vae_name;
   r["config"]["dit"] = cfg.to_json();
   r["config"]["vae"] = vae->config().to_json();
-  r["config"]["tiling"] = model::describe(tiling);
+  r["config"]["tiling"] = model::describe(eo.tiling);
   r["config"]["forwards_per_chunk"] = opt.steps + (opt.efficient_cache ? 0 : 1);
 }
 

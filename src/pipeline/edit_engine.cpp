@@ -1,6 +1,5 @@
 #include "pipeline/edit_engine.h"
 
-#include <chrono>
 #include <cmath>
 
 #include "core/compare.h"
@@ -114,6 +113,8 @@ EditEngine::EditEngine(const model::HybridDit& dit, const model::Ltx2Vae& vae, c
 
 EditEngine::~EditEngine() = default;
 
+double EditEngine::last_dit_ms() const { return dit_clock_ ? dit_clock_->intervals().at(0) * 1e3 : 0.0; }
+
 void EditEngine::set_prompt(const at::Tensor& embeds, const at::Tensor& mask) {
   State& s = *s_;
   const auto& cfg = s.dit.config();
@@ -161,11 +162,10 @@ at::Tensor EditEngine::process(const at::Tensor& frames, bool last) {
         s.dit, s.caption, 1, src.size(3), src.size(4), t, 3,
         StreamingOptions{s.opt.steps, s.opt.first_chunk, s.opt.efficient_cache, s.opt.cuda_graphs});
   }
-  ops::synchronize(s.dit.runtime());
-  const auto t0 = std::chrono::steady_clock::now();
+  dit_clock_ = std::make_unique<ops::DeviceClock>(s.dit.runtime().is_cuda());
+  dit_clock_->mark();
   const at::Tensor latents = s.sampler->step(noise, src, last);
-  ops::synchronize(s.dit.runtime());
-  dit_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  dit_clock_->mark();
   const at::Tensor video = s.decoder.push(s.vae.denormalize(latents));
   if (s.opt.dump) {
     s.noise.push_back(noise);

@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "model/hybrid_dit.h"
 #include "model/ltx2_vae.h"
+#include "ops/device.h"
 #include "pipeline/samplers.h"
 
 namespace sanastream::pipeline {
@@ -62,8 +63,8 @@ class EditEngine {
   // Frames the next chunk takes (fewer only for the last).
   int64_t chunk_frames() const;
   int64_t chunks_done() const { return chunks_; }
-  // Milliseconds the last process() spent in the DiT (the device synchronised around it).
-  double last_dit_ms() const { return dit_ms_; }
+  // Milliseconds the last process() spent in the DiT (device events; waits for them to complete).
+  double last_dit_ms() const;
   // frames: [1, 3, n, H, W] in [−1, 1] at the processing size, n = chunk_frames() (n < that only with
   // last). Returns the n edited frames, [1, 3, n, H, W] in [−1, 1], model dtype on the model's device.
   at::Tensor process(const at::Tensor& frames, bool last);
@@ -75,7 +76,7 @@ class EditEngine {
   struct State;
   std::unique_ptr<State> s_;
   int64_t chunks_ = 0;
-  double dit_ms_ = 0;
+  std::unique_ptr<ops::DeviceClock> dit_clock_;  // marks around the last chunk's sampler step
 };
 
 // The bidirectional mode (SPEC §3): a whole clip at once. frames: [1, 3, n, H, W] in [−1, 1] at the
