@@ -7,10 +7,12 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
   libtorch-dev libopenblas0-pthread
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libswresample-dev ffmpeg
+  libavdevice-dev  # capture devices (V4L2 cameras) as inputs
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev sentencepiece  # spm_train: the tokenizer test trains a model
   libopencv-dev
+  zlib1g-dev  # the training loss plot (PNG)
   chromium  # the eval HTML report test opens the report headless
 )
 

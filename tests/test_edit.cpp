@@ -20,6 +20,7 @@
 
 #include "core/compare.h"
 #include "io/safetensors.h"
+#include "support/edit_support.h"
 #include "support/media_tools.h"
 #include "support/test_env.h"
 
@@ -34,22 +35,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 const std::string kMedia = SANASTREAM_TEST_MEDIA;
-constexpr double kFps = 16;  // the tiny package's rate
-
-// One tiny package per test (seed 1), in the test's own directory: CTest runs the tests of this
-// program as parallel processes.
-const std::string& package() {
-  static const std::string dir = [] {
-    const std::string d =
-        temp_dir(std::string("edit_package_") + ::testing::UnitTest::GetInstance()->current_test_info()->name()) + "/tiny";
-    auto r = run_cli({"make-package", "--random-weights", "--preset", "tiny", "--seed", "1", d});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return d;
-  }();
-  return dir;
-}
-
-json read_json(const std::string& path) { return json::parse(std::ifstream(path)); }
+constexpr double kFps = kTinyFps;
 
 // A cut of a clip (stream copy, audio kept): the first `seconds`.
 std::string cut(const std::string& clip, double seconds, const std::string& dir) {
@@ -58,21 +44,6 @@ std::string cut(const std::string& clip, double seconds, const std::string& dir)
                       "copy", out}),
             0);
   return out;
-}
-
-// A synthetic y4m clip (ffmpeg's testsrc2) of n frames at 16 fps.
-std::string synthetic(const std::string& dir, int64_t frames, const std::string& size = "96x64") {
-  const std::string out = dir + "/synthetic_" + std::to_string(frames) + ".y4m";
-  EXPECT_EQ(run_tool({"ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=" + size + ":rate=16", "-frames:v",
-                      std::to_string(frames), "-pix_fmt", "yuv420p", out}),
-            0);
-  return out;
-}
-
-CliResult edit(std::vector<std::string> args) {
-  std::vector<std::string> all = {"-q", "edit", "--model", package(), "--seed", "7"};
-  all.insert(all.end(), args.begin(), args.end());
-  return run_cli(all);
 }
 
 // Frames `edit` gives for `frames` source frames spanning `seconds` (constant rate): the model-rate
@@ -116,7 +87,7 @@ TEST(EditFootage, RealshortMp4AndMkvKeepSizeDurationAndAacAudio) {
   const std::string src = kMedia + "/realshort.mp4";
   for (const char* ext : {"mp4", "mkv"}) {
     const std::string out = dir + "/out." + ext;
-    auto r = edit({"-i", src, "-p", "make it snowy", "-o", out, "--json", out + ".json"});
+    auto r = run_edit_cli({"-i", src, "-p", "make it snowy", "-o", out, "--json", out + ".json"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_FALSE(file_exists(out + ".part"));
     expect_edited_copy(src, out, "aac");  // copied: both containers take AAC
@@ -131,10 +102,10 @@ TEST(EditFootage, RealshortMp4AndMkvKeepSizeDurationAndAacAudio) {
 TEST(EditFootage, CockatooMp3IsCopiedIntoMkvAndBecomesOpusInWebm) {
   const std::string dir = temp_dir("edit_cockatoo");
   const std::string src = cut("cockatoo.mp4", 2.0, dir);
-  auto mkv = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/out.mkv"});
+  auto mkv = run_edit_cli({"-i", src, "-p", "make it snowy", "-o", dir + "/out.mkv"});
   ASSERT_EQ(mkv.exit_code, 0) << mkv.err;
   expect_edited_copy(src, dir + "/out.mkv", "mp3");
-  auto webm = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/out.webm"});
+  auto webm = run_edit_cli({"-i", src, "-p", "make it snowy", "-o", dir + "/out.webm"});
   ASSERT_EQ(webm.exit_code, 0) << webm.err;
   expect_edited_copy(src, dir + "/out.webm", "opus");
   EXPECT_EQ(ffprobe(dir + "/out.webm").of("video")->codec, "vp9");
@@ -143,7 +114,7 @@ TEST(EditFootage, CockatooMp3IsCopiedIntoMkvAndBecomesOpusInWebm) {
 TEST(EditFootage, VtestAviWithoutAudio) {
   const std::string dir = temp_dir("edit_vtest");
   const std::string src = cut("vtest.avi", 3.0, dir);
-  auto r = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/out.mp4", "--json", dir + "/out.json"});
+  auto r = run_edit_cli({"-i", src, "-p", "make it snowy", "-o", dir + "/out.mp4", "--json", dir + "/out.json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_edited_copy(src, dir + "/out.mp4", "");
   EXPECT_EQ(read_json(dir + "/out.json")["output_size"], "768x576");
@@ -152,7 +123,7 @@ TEST(EditFootage, VtestAviWithoutAudio) {
 TEST(EditPipe, Y4mFromFfmpegThroughEditToFfmpeg) {
   const std::string dir = temp_dir("edit_pipe");
   const std::string cmd = "ffmpeg -v error -i " + kMedia + "/realshort.mp4 -f yuv4mpegpipe - | " + SANASTREAM_CLI_PATH +
-                          " -q edit --model " + package() + " -i - -p 'make it snowy' -o - | ffmpeg -v error -y -f "
+                          " -q edit --model " + tiny_package() + " -i - -p 'make it snowy' -o - | ffmpeg -v error -y -f "
                           "yuv4mpegpipe -i - " + dir + "/out.mkv";
   ASSERT_EQ(std::system(("bash -o pipefail -c \"" + cmd + "\"").c_str()), 0) << cmd;
   const Probe p = ffprobe(dir + "/out.mkv");
@@ -187,7 +158,7 @@ TEST(EditStreaming, FirstFrameOutBeforeTheLastFrameInAndTheDumpFeedsLatentEdit) 
   const pid_t feeder = spawn({"ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=16",
                               "-frames:v", std::to_string(frames), "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-"},
                              null_in, feed[1]);
-  const pid_t editor = spawn({SANASTREAM_CLI_PATH, "-q", "edit", "--model", package(), "--seed", "7", "-i", "-", "-p",
+  const pid_t editor = spawn({SANASTREAM_CLI_PATH, "-q", "edit", "--model", tiny_package(), "--seed", "7", "-i", "-", "-p",
                               "make it snowy", "-o", "-", "--first-chunk", "3", "--dump-latents",
                               dir + "/dump.safetensors", "--json", dir + "/run.json"},
                              feed[0], out[1]);
@@ -223,7 +194,7 @@ TEST(EditStreaming, FirstFrameOutBeforeTheLastFrameInAndTheDumpFeedsLatentEdit) 
   EXPECT_EQ(ffprobe(dir + "/out.y4m").of("video")->frames, frames);
   EXPECT_EQ(read_json(dir + "/run.json")["chunks"], 6);
 
-  auto r = run_cli({"latent-edit", "--model", package(), "--inputs",
+  auto r = run_cli({"latent-edit", "--model", tiny_package(), "--inputs",
                     dir + "/dump.safetensors", "--output", dir + "/latent_edit.safetensors", "--first-chunk", "3"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const at::Tensor want = io::load_safetensors(dir + "/dump.safetensors").at("output.latents");
@@ -232,12 +203,13 @@ TEST(EditStreaming, FirstFrameOutBeforeTheLastFrameInAndTheDumpFeedsLatentEdit) 
   EXPECT_LE(compare_tensors(got, want).rel_l2, 1e-4);
 }
 
-// 101 chunks of a synthetic stream: the resident set after chunk 100 is within 50 MB of chunk 10's.
+// 101 chunks of a synthetic stream (303 latent frames, rebased past a 48-position RoPE table every few
+// chunks): the resident set after chunk 100 is within 50 MB of chunk 10's.
 TEST(EditStreaming, ResidentMemoryIsFlatOverALongInput) {
   const std::string dir = temp_dir("edit_memory");
-  const std::string src = synthetic(dir, 17 + 100 * 24, "64x96");
-  auto r = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/out.nut", "--first-chunk", "3", "--json",
-                 dir + "/run.json"});
+  const std::string src = synthetic_clip(dir, 17 + 100 * 24, "64x96");
+  auto r = run_edit_cli({"-i", src, "-p", "make it snowy", "-o", dir + "/out.nut", "--first-chunk", "3",
+                         "--rope-limit", "48", "--json", dir + "/run.json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = read_json(dir + "/run.json");
   const auto rss = j["rss_mib_by_chunk"].get<std::vector<double>>();
@@ -251,12 +223,12 @@ TEST(EditStreaming, ResidentMemoryIsFlatOverALongInput) {
 // chunk 2 differs.
 TEST(EditPromptSchedule, ChangesThePromptAtTheStatedChunk) {
   const std::string dir = temp_dir("edit_schedule");
-  const std::string src = synthetic(dir, 17 + 2 * 24);
+  const std::string src = synthetic_clip(dir, 17 + 2 * 24);
   std::ofstream(dir + "/schedule.tsv") << "# seconds\tprompt\n0\tmake it snowy\n1.5\tturn everything red\n";
-  auto a = edit({"-i", src, "-p", "make it snowy", "-o", dir + "/a.mkv", "--first-chunk", "3", "--dump-latents",
+  auto a = run_edit_cli({"-i", src, "-p", "make it snowy", "-o", dir + "/a.mkv", "--first-chunk", "3", "--dump-latents",
                  dir + "/a.safetensors"});
   ASSERT_EQ(a.exit_code, 0) << a.err;
-  auto b = edit({"-i", src, "--prompt-schedule", dir + "/schedule.tsv", "-o", dir + "/b.mkv", "--first-chunk", "3",
+  auto b = run_edit_cli({"-i", src, "--prompt-schedule", dir + "/schedule.tsv", "-o", dir + "/b.mkv", "--first-chunk", "3",
                  "--dump-latents", dir + "/b.safetensors", "--json", dir + "/b.json"});
   ASSERT_EQ(b.exit_code, 0) << b.err;
   const json prompts = read_json(dir + "/b.json")["prompts"];
@@ -273,9 +245,9 @@ TEST(EditPromptSchedule, ChangesThePromptAtTheStatedChunk) {
 
 TEST(EditInterrupt, SigintLeavesAValidShorterOutputAndExits130) {
   const std::string dir = temp_dir("edit_sigint");
-  const std::string src = synthetic(dir, 17 + 60 * 24);
+  const std::string src = synthetic_clip(dir, 17 + 60 * 24);
   const std::string out = dir + "/out.mp4";
-  std::vector<std::string> args = {SANASTREAM_CLI_PATH, "-q", "edit", "--model", package(), "-i", src, "-p",
+  std::vector<std::string> args = {SANASTREAM_CLI_PATH, "-q", "edit", "--model", tiny_package(), "-i", src, "-p",
                                    "make it snowy", "-o", out};
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -327,7 +299,7 @@ TEST(EditErrors, BadInputsGiveOneLineExitOneAndNoOutput) {
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const std::string out = dir + "/out" + std::to_string(i) + ".mp4";
-    std::vector<std::string> args = {"edit", "--model", package(), "-o", out};
+    std::vector<std::string> args = {"edit", "--model", tiny_package(), "-o", out};
     args.insert(args.end(), cases[i].args.begin(), cases[i].args.end());
     const auto t0 = Clock::now();
     auto r = run_cli(args);
@@ -361,7 +333,7 @@ TEST(EditBidirectional, AShortClipWholeAndTooLongOrMissingModelRefused) {
   EXPECT_EQ(j["chunks"], 1);
 
   const std::string longer = cut("cockatoo.mp4", 7.0, dir);  // 112 frames at 16 fps > max_frames 81
-  for (const auto& [model, out] : {std::pair{pkg, dir + "/long.mp4"}, std::pair{package(), dir + "/none.mp4"}}) {
+  for (const auto& [model, out] : {std::pair{pkg, dir + "/long.mp4"}, std::pair{tiny_package(), dir + "/none.mp4"}}) {
     auto e = run_cli({"edit", "--model", model, "--mode", "bidirectional", "-i", model == pkg ? longer : src, "-p",
                       "make it snowy", "-o", out});
     EXPECT_EQ(e.exit_code, 1) << e.err;
@@ -381,7 +353,7 @@ TEST(EvalSuite, EditsEachRowAndSummarisesPerFamily) {
                                          "\"weather\", \"target\": \"realshort.mp4\"}\n\n"
                                       << json{{"source", vtest}, {"prompt", "turn it red"}, {"family", "colour"}}.dump()
                                       << "\n";
-  auto r = run_cli({"-q", "eval", "--suite", dir + "/suite.jsonl", "--model", package(), "--json", dir + "/suite.json"});
+  auto r = run_cli({"-q", "eval", "--suite", dir + "/suite.jsonl", "--model", tiny_package(), "--json", dir + "/suite.json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("weather"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("overall"), std::string::npos) << r.out;
@@ -397,7 +369,7 @@ TEST(EvalSuite, EditsEachRowAndSummarisesPerFamily) {
   EXPECT_GT(j["rows"][1]["figures"]["e2e_fps"].get<double>(), 0);
 
   std::ofstream(dir + "/bad.jsonl") << "{\"source\": \"realshort.mp4\", \"family\": \"x\"}\n";
-  auto bad = run_cli({"eval", "--suite", dir + "/bad.jsonl", "--model", package()});
+  auto bad = run_cli({"eval", "--suite", dir + "/bad.jsonl", "--model", tiny_package()});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_EQ(bad.err_lines(), 1) << bad.err;
   EXPECT_NE(bad.err.find("\"prompt\""), std::string::npos) << bad.err;

@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -372,6 +373,11 @@ TEST_F(VideoIo, PlanFollowsTheTable) {
       {"o.nut", "nut", "rawvideo", "rawvideo", "nut", AudioMode::kCopy, "aac", AudioMode::kCopy, "mp3"},
       {"o.y4m", "y4m", "rawvideo", "wrapped_avframe", "yuv4mpegpipe", AudioMode::kDropped, "", AudioMode::kDropped, ""},
       {"-", "y4m", "rawvideo", "wrapped_avframe", "yuv4mpegpipe", AudioMode::kDropped, "", AudioMode::kDropped, ""},
+      {"o.flv", "flv", "h264", "libx264", "flv", AudioMode::kCopy, "aac", AudioMode::kCopy, "mp3"},
+      {"o.ts", "ts", "h264", "libx264", "mpegts", AudioMode::kCopy, "aac", AudioMode::kCopy, "mp3"},
+      {"rtmp://host/live/key", "flv", "h264", "libx264", "flv", AudioMode::kCopy, "aac", AudioMode::kCopy, "mp3"},
+      {"srt://host:9000", "ts", "h264", "libx264", "mpegts", AudioMode::kCopy, "aac", AudioMode::kCopy, "mp3"},
+      {"udp://239.0.0.1:5000", "ts", "h264", "libx264", "mpegts", AudioMode::kCopy, "aac", AudioMode::kCopy, "mp3"},
   };
   for (const Row& row : rows) {
     const OutputPlan none = plan_output(row.path, plan_options(std::nullopt));
@@ -383,6 +389,7 @@ TEST_F(VideoIo, PlanFollowsTheTable) {
     EXPECT_EQ(none.audio, AudioMode::kNone) << row.path;
     EXPECT_TRUE(none.warnings.empty()) << row.path;
     EXPECT_EQ(none.to_stdout, row.path == "-");
+    EXPECT_EQ(none.network, row.path.find("://") != std::string::npos) << row.path;
     const OutputPlan a = plan_output(row.path, plan_options(aac));
     EXPECT_EQ(a.audio, row.with_aac) << row.path;
     EXPECT_EQ(a.audio_codec, row.aac_codec) << row.path;
@@ -401,6 +408,30 @@ TEST_F(VideoIo, PlanFollowsTheTable) {
   EXPECT_EQ(plan_output("-", nut).audio, AudioMode::kCopy);
   EXPECT_EQ(plan_output("o.mp4", plan_options(std::nullopt, 321, 240)).pixel_format, "yuv444p");
   EXPECT_EQ(plan_output("o.mkv", plan_options(aac)).summary(), "o.mkv: mkv, h264 (libx264, yuv420p), audio aac copied");
+}
+
+// A network output is sent in a streaming container; a URL we cannot send to, or a container that
+// needs a seekable file, is one line.
+TEST_F(VideoIo, NetworkOutputsTakeStreamingContainersOnly) {
+  WriterOptions mp4 = plan_options(std::nullopt);
+  mp4.format = "mp4";
+  WriterOptions ts = plan_options(std::nullopt);
+  ts.format = "ts";
+  EXPECT_EQ(plan_output("rtmp://host/live/key", ts).muxer, "mpegts");
+  EXPECT_EQ(plan_output("-", ts).muxer, "mpegts");
+  for (const auto& [path, options, needles] :
+       std::vector<std::tuple<std::string, WriterOptions, std::vector<std::string>>>{
+           {"rtmp://host/live/key", mp4, {"rtmp://host/live/key", "flv or ts", "mp4"}},
+           {"http://host/out.mp4", plan_options(std::nullopt), {"http://", "rtmp, rtmps, srt"}},
+       }) {
+    try {
+      plan_output(path, options);
+      ADD_FAILURE() << path;
+    } catch (const Error& e) {
+      expect_one_line(e, needles);
+    }
+  }
+  EXPECT_EQ(plan_output("file:o.mkv", plan_options(std::nullopt)).network, false);
 }
 
 TEST_F(VideoIo, PlanFallsBackWithAWarningWithoutLibx264) {
@@ -648,7 +679,7 @@ TEST_F(VideoIo, FormatsThatNeedASeekableFileAreRefusedOnStdout) {
       w.open("-", o);
       ADD_FAILURE() << format << " on stdout";
     } catch (const Error& e) {
-      expect_one_line(e, {"stdout", "y4m or nut", format});
+      expect_one_line(e, {"stdout", "y4m, nut or ts", format});
     }
   }
 }
@@ -896,7 +927,7 @@ void expect_url_fails_fast(const std::string& url, const ReaderOptions& options,
 TEST_F(VideoIoErrors, UnreachableUrls) {
   // Nobody listens: refused at once.
   expect_url_fails_fast("http://127.0.0.1:9/x.mp4", {}, 5,
-                        "^http://127\\.0\\.0\\.1:9/x\\.mp4: expected a readable video file, got Connection refused");
+                        "^http://127\\.0\\.0\\.1:9/x\\.mp4: expected a readable video source, got Connection refused");
   // A server that takes the connection and never answers: the timeout ends the wait.
   const int s = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(s, 0);
@@ -911,7 +942,7 @@ TEST_F(VideoIoErrors, UnreachableUrls) {
   ReaderOptions quick;
   quick.timeout = 1;
   expect_url_fails_fast("http://127.0.0.1:" + port + "/clip.mp4", quick, 5,
-                        "^http://127\\.0\\.0\\.1:" + port + "/clip\\.mp4: expected a readable video file, got .*timed out");
+                        "^http://127\\.0\\.0\\.1:" + port + "/clip\\.mp4: expected a readable video source, got .*timed out");
   close(s);
 }
 

@@ -31,7 +31,7 @@ void run(BenchCli& c) {
 void register_bench(CLI::App& app) {
   auto c = std::make_shared<BenchCli>();
   auto* sub = app.add_subcommand("bench", "Benchmark the DiT, the VAE or the whole pipeline (CUDA events after warm-up; random inputs, never zeros)");
-  sub->add_option("--part", c->o.part, "dit | vae-encode | vae-decode | e2e")->capture_default_str();
+  sub->add_option("--part", c->o.part, "dit | vae-encode | vae-decode | e2e | gdn (the GDN kernels vs the ATen path)")->capture_default_str();
   sub->add_option("--model", c->o.model,
                   "A model package; or DiT weights (dit) or a VAE directory (vae-*) (default: the 2B DiT and the LTX-2 VAE with seeded random weights)");
   sub->add_option("--size", c->size, "Frame size WxH (multiples of 32)")->capture_default_str();

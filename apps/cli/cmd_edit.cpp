@@ -1,4 +1,5 @@
-// sanastream edit: the streaming edit of a file or pipe into a file or pipe (edit/edit_session.h).
+// sanastream edit: the streaming edit of a file, pipe, network stream or camera into a file, pipe
+// or network stream (edit/edit_session.h).
 #include <signal.h>
 #include <unistd.h>
 
@@ -35,8 +36,9 @@ void draw_progress(const edit::EditProgress& p) {
     eta = fmt::format("   ETA {}:{:02d}", s / 60, s % 60);
   }
   const std::string total = p.frames_expected > 0 ? fmt::format("/{}", p.frames_expected) : "";
-  std::fprintf(stderr, "\r%s%lld%s frames   %.1f fps%s   ", bar.c_str(), static_cast<long long>(p.frames_out),
-               total.c_str(), fps, eta.c_str());
+  const std::string dropped = p.dropped > 0 ? fmt::format("   {} dropped", p.dropped) : "";
+  std::fprintf(stderr, "\r%s%lld%s frames   %.1f fps%s%s   ", bar.c_str(), static_cast<long long>(p.frames_out),
+               total.c_str(), fps, dropped.c_str(), eta.c_str());
   std::fflush(stderr);
 }
 
@@ -52,6 +54,7 @@ void run(EditCli& c) {
                  static_cast<long long>(j["frames_out"].get<int64_t>()), c.r.output.c_str(), j["e2e_fps"].get<double>(),
                  j["first_frame_ms"].is_null() ? 0.0 : j["first_frame_ms"].get<double>());
   if (j["interrupted"].get<bool>()) throw Interrupted();
+  if (!j["source_lost"].is_null()) SS_FAIL("{}", j["source_lost"].get<std::string>());
 }
 
 }  // namespace
@@ -62,9 +65,13 @@ void register_edit(CLI::App& app) {
       "edit",
       "Edit a video with a text instruction while it is read: -i INPUT -p \"instruction\" -o OUTPUT "
       "(files, URLs or '-' for stdin/stdout)");
-  sub->add_option("-i,--input", c->r.input, "Source video: a file, a URL or '-' (stdin)")->required();
+  sub->add_option("-i,--input", c->r.input,
+                  "Source video: a file, '-' (stdin), a URL (rtmp://, srt://, udp://, http(s)://, tcp://) or a "
+                  "device (with --input-format v4l2)")
+      ->required();
   sub->add_option("-o,--output", c->r.output,
-                  "Edited video: .mp4/.mov/.mkv (H.264), .webm (VP9 + Opus), .nut, .y4m, or '-' (stdout, y4m)")
+                  "Edited video: .mp4/.mov/.mkv (H.264), .webm (VP9 + Opus), .nut, .y4m, .flv, .ts, '-' (stdout, "
+                  "y4m), or a URL to send to (rtmp:// as FLV; srt://, udp://, rtp://, tcp:// as MPEG-TS)")
       ->required();
   sub->add_option("-p,--prompt", c->r.prompt, "The instruction, e.g. \"make it snowy\"");
   sub->add_option("--prompt-schedule", c->r.prompt_schedule,
@@ -73,7 +80,30 @@ void register_edit(CLI::App& app) {
   sub->add_option("--size", c->r.size, "Processing size WxH (default: the model's resolution closest in aspect)");
   sub->add_option("--output-size", c->r.output_size, "Output size WxH (default: the source's)");
   sub->add_option("--fps", c->r.fps, "Model frame rate (default: the package's)");
-  sub->add_option("--format", c->r.format, "Output container: mp4, mov, mkv, webm, nut, y4m (default: from the name)");
+  sub->add_option("--format", c->r.format,
+                  "Output container: mp4, mov, mkv, webm, nut, y4m, flv, ts (default: from the name or URL)");
+  sub->add_option("--input-format", c->r.input_format, "FFmpeg input format, e.g. v4l2 for a camera (default: probed)");
+  sub->add_option("--input-option", c->r.input_options,
+                  "FFmpeg input option KEY=VALUE (repeatable), e.g. video_size=1280x720, framerate=30");
+  sub->add_flag("--listen", c->r.listen, "Wait for the source to connect (rtmp, srt, tcp, http: be the server)");
+  sub->add_option("--timeout", c->r.timeout, "Network: seconds to connect or to stall a read/write (0: no limit)")
+      ->capture_default_str();
+  sub->add_option("--reconnect", c->r.reconnect_attempts,
+                  "Reconnection attempts after a live source drops (0: a drop ends the stream)")
+      ->capture_default_str();
+  sub->add_option("--reconnect-window", c->r.reconnect_window, "Seconds the attempts after one drop may take in all")
+      ->capture_default_str();
+  sub->add_flag("--realtime", c->r.realtime,
+                "Follow the source clock (a file is read at its own pace); when the engine falls behind, whole "
+                "chunks of input are dropped");
+  sub->add_option("--lag-policy", c->r.lag_policy,
+                  "--realtime, engine behind: drop (the output skips) | repeat (the last edited chunk again)")
+      ->capture_default_str();
+  sub->add_option("--control", c->r.control,
+                  "Control channel (repeatable): stdin, tcp:[HOST:]PORT or unix:PATH; lines 'prompt: TEXT', 'pause', "
+                  "'resume', 'stats', one JSON line back each");
+  sub->add_option("--rope-limit", c->r.rope_limit,
+                  "RoPE positions before the stream's positions are rebased (default: the model's table, 1024)");
   sub->add_option("--first-chunk", c->r.first_chunk,
                   "Latent frames of the first chunk, 3-5 (default: the official rule for files of known length, else 3)");
   sub->add_option("--mode", c->r.mode,

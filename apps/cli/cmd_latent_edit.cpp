@@ -18,6 +18,7 @@ struct LatentEditCli {
   std::string model, model_config, inputs, output, dump, dump_calls, mode = "streaming", dtype = "fp32",
       device = "cpu", json;
   int steps = 0, first_chunk = 0;
+  int64_t rope_limit = 0;
   double cfg = -1;
   bool efficient_cache = false;
 };
@@ -48,6 +49,7 @@ void run(const LatentEditCli& o) {
   opt.cfg = o.cfg;
   opt.first_chunk = o.first_chunk;
   opt.efficient_cache = o.efficient_cache;
+  opt.rope_limit = o.rope_limit;
   SS_CHECK(!(o.efficient_cache && opt.mode == pipeline::SamplerMode::kBidirectional),
            "--efficient-cache applies to --mode streaming only");
   opt.dump = !o.dump.empty();
@@ -85,6 +87,9 @@ void register_latent_edit(CLI::App& app) {
   sub->add_option("--cfg", o->cfg, "CFG scale (bidirectional; default 6)");
   sub->add_option("--first-chunk", o->first_chunk, "Latent frames of the first chunk (3, 4, 5; default: official rule)");
   sub->add_flag("--efficient-cache", o->efficient_cache, "Write caches from the last denoising call (no t=0 pass)");
+  sub->add_option("--rope-limit", o->rope_limit,
+                  "Temporal RoPE positions before the non-sink positions are rebased (default 0: the model's table, "
+                  "1024; small values test long streams)");
   sub->add_option("--dtype", o->dtype, "fp32 | bf16")->capture_default_str();
   sub->add_option("--device", o->device, "cpu | cuda[:N]")->capture_default_str();
   sub->add_option("--dump", o->dump, "Write every call's x_in/v_out and the caches (golden names)");

@@ -27,6 +27,7 @@ void register_bench(CLI::App& app);
 void register_encode_video(CLI::App& app);
 void register_decode_latents(CLI::App& app);
 void register_make_package(CLI::App& app);
+void register_train(CLI::App& app);  // train and train-cache
 #ifdef SANASTREAM_HAS_SENTENCEPIECE
 void register_encode_prompt(CLI::App& app);  // needs SentencePiece (the tokenizer)
 #endif

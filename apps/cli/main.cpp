@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   cli::register_encode_video(app);
   cli::register_decode_latents(app);
   cli::register_make_package(app);
+  cli::register_train(app);
 #ifdef SANASTREAM_HAS_SENTENCEPIECE
   cli::register_encode_prompt(app);
 #endif

@@ -21,6 +21,7 @@
 #include "core/interrupt.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "edit/control.h"
 #include "io/safetensors.h"
 #include "ops/device.h"
 #include "pipeline/edit_engine.h"
@@ -28,7 +29,7 @@
 #include "pipeline/prompt_encoder.h"
 #include "video/media_writer.h"
 #include "video/output_plan.h"
-#include "video/video_reader.h"
+#include "video/source_reader.h"
 
 namespace sanastream::edit {
 
@@ -101,11 +102,13 @@ struct SourceFrame {
   at::Tensor rgb;     // [h, w, 3] uint8, host
   double time = 0;    // model-rate time on the source clock
   int64_t index = 0;  // model-rate frame number (0 = the source's first frame)
+  Clock::time_point arrival;  // when the source frame was read
 };
 
 struct EditedChunk {
   at::Tensor rgb;  // [n, h, w, 3] uint8, host
   std::vector<double> times;
+  std::vector<Clock::time_point> arrivals;  // of the frames edited; empty for a repeated chunk
 };
 
 // The audio packets the reader met, for the writer (shared between the two threads).
@@ -163,6 +166,28 @@ class StopState {
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
+// "KEY=VALUE" → (KEY, VALUE).
+std::vector<std::pair<std::string, std::string>> parse_input_options(const std::vector<std::string>& options) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string& o : options) {
+    const size_t eq = o.find('=');
+    SS_CHECK(eq != std::string::npos && eq > 0, "--input-option: expected KEY=VALUE, got '{}'", o);
+    out.emplace_back(o.substr(0, eq), o.substr(eq + 1));
+  }
+  return out;
+}
+
+// What the threads share for the progress line, `stats` and the summary.
+struct Counters {
+  std::atomic<int64_t> source_frames{0}, frames_written{0}, dropped{0}, repeated{0};
+  std::atomic<int64_t> chunks{0};        // edited
+  std::atomic<int64_t> stream_chunk{0};  // the chunk in hand: edited, passed through or dropped
+  std::atomic<bool> paused{false};
+  std::mutex mu;  // the rest
+  std::string prompt;
+  LogHistogram latency_ms;  // per edited frame: read → written
+};
+
 // The first chunk's latent frames: --first-chunk, else the official rule (3 + T mod 3, T ≤ 3: one
 // chunk) when the input announces its length, else 3.
 int first_chunk_for(const EditRequest& r, const video::VideoInfo& info, double fps, int64_t* expected_frames) {
@@ -194,14 +219,28 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   SS_CHECK(!whole_clip || r.prompt_schedule.empty(), "--prompt-schedule: the bidirectional mode has one prompt");
   SS_CHECK(!whole_clip || r.dump_latents.empty(), "--dump-latents: the streaming mode's (latent-edit --mode "
            "bidirectional takes the encode-prompt and encode-video outputs instead)");
+  SS_CHECK(!whole_clip || (!r.realtime && r.control.empty()), "--realtime and --control: the streaming mode's (the "
+           "bidirectional mode edits a whole clip at once)");
+  SS_CHECK(r.lag_policy == "drop" || r.lag_policy == "repeat", "--lag-policy: expected drop or repeat, got '{}'",
+           r.lag_policy);
+  SS_CHECK(r.rope_limit >= 0, "--rope-limit: expected a positive number of positions, got {}", r.rope_limit);
+  SS_CHECK(r.timeout >= 0 && r.reconnect_window >= 0 && r.reconnect_attempts >= 0,
+           "--timeout, --reconnect, --reconnect-window: expected values ≥ 0, got {}, {}, {}", r.timeout,
+           r.reconnect_attempts, r.reconnect_window);
+  SS_CHECK(r.input != "-" || std::find(r.control.begin(), r.control.end(), "stdin") == r.control.end(),
+           "--control stdin: stdin carries the input video");
   std::optional<FrameSize> size_override, output_override;
   if (!r.size.empty()) size_override = pipeline::parse_frame_size(r.size, "--size");
   if (!r.output_size.empty()) output_override = pipeline::parse_frame_size(r.output_size, "--output-size");
 
-  video::VideoReader reader;
+  video::SourceReader reader;
   video::ReaderOptions ro;
   ro.audio = true;
-  reader.open(r.input, ro);
+  ro.format = r.input_format;
+  ro.options = parse_input_options(r.input_options);
+  ro.listen = r.listen;
+  ro.timeout = r.timeout;
+  reader.open(r.input, ro, {r.reconnect_attempts, r.reconnect_window});
   const pipeline::ModelChoice choice = pipeline::resolve_model_dir(r.model);
   const pipeline::ModelPackage pkg = pipeline::load_model_package(choice.dir);
   const double fps = r.fps > 0 ? r.fps : pkg.fps;
@@ -236,6 +275,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
                                                          : video::Rational{static_cast<int>(std::lround(fps * 1000)), 1000};
   wo.format = r.format;
   wo.audio = reader.audio();
+  wo.timeout = r.timeout;
   const video::OutputPlan plan = video::plan_output(r.output, wo);  // a bad path or format fails here
   SS_CHECK(r.dump_latents.empty() || r.dump_latents != r.output, "--dump-latents: the same path as the output");
 
@@ -266,6 +306,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   eo.tiling = r.tile == "auto" ? (rt.is_cuda() ? model::VaeTiling{} : model::default_vae_tiling())
                                : model::parse_vae_tiling(r.tile);
   eo.dump = !r.dump_latents.empty();
+  eo.rope_limit = r.rope_limit;
   std::unique_ptr<pipeline::EditEngine> engine;
   if (!whole_clip) engine = std::make_unique<pipeline::EditEngine>(*dit, *vae, proc, eo);
   pipeline::WholeClipOptions wc;
@@ -276,40 +317,68 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   wc.seed = r.seed;
   // The frames one step of the engine takes: a chunk, or the whole clip.
   const int64_t step_frames = whole_clip ? pkg.max_frames : engine->chunk_frames();
-  int64_t chunks = 0;
   ops::reset_peak_memory(rt);
+
+  Counters counters;
+  counters.prompt = schedule.front().prompt;
+  Clock::time_point t_first_read{}, t_first_write{};
+  std::atomic<bool> first_read{false}, first_written{false};
+  std::unique_ptr<ControlChannel> control;
+  if (!r.control.empty())
+    control = std::make_unique<ControlChannel>(r.control, r.output == "-", [&] {
+      std::lock_guard<std::mutex> lock(counters.mu);
+      return json{{"frames_in", counters.source_frames.load()}, {"frames_out", counters.frames_written.load()},
+                  {"dropped_frames", counters.dropped.load()}, {"repeated_frames", counters.repeated.load()},
+                  {"chunks", counters.chunks.load()}, {"chunk", counters.stream_chunk.load()},
+                  {"paused", counters.paused.load()},
+                  {"prompt", counters.prompt}, {"reconnects", reader.reconnects()},
+                  {"latency_ms_p50", counters.latency_ms.quantile(0.5)},
+                  {"latency_ms_p99", counters.latency_ms.quantile(0.99)}};
+    });
 
   video::MediaWriter writer;
   writer.open(r.output, wo);
-  log_info("edit: {} → {} ({} processing, {} out, {} fps, first chunk {}), model {} ({})", info.summary(),
-           plan.summary(), proc.str(), out_size.str(), fps, first_chunk, pkg.dir, choice.source);
+  log_info("edit: {} → {} ({} processing, {} out, {} fps, first chunk {}), model {} ({}){}", info.summary(),
+           plan.summary(), proc.str(), out_size.str(), fps, first_chunk, pkg.dir, choice.source,
+           control && !control->address().empty() ? ", control " + control->address() : "");
 
-  // 3. The stages: reader thread → engine (this thread) → writer thread.
-  BoundedQueue<SourceFrame> frames_in(static_cast<size_t>(step_frames + 24));
-  BoundedQueue<EditedChunk> chunks_out(2);
+  // 3. The stages: reader thread → engine (this thread) → writer thread. In real time the reader
+  // never waits for the engine (room for several chunks); the engine drops what it cannot catch up.
+  BoundedQueue<SourceFrame> frames_in(static_cast<size_t>(r.realtime ? 4 * step_frames + 48 : step_frames + 24));
+  BoundedQueue<EditedChunk> chunks_out(r.realtime ? 8 : 2);
   AudioQueue audio;
   StopState state;
-  std::atomic<int64_t> source_frames{0}, frames_written{0};
-  Clock::time_point t_first_read{}, t_first_write{};
-  std::atomic<bool> first_read{false}, first_written{false};
+  std::string source_lost;
 
   std::thread read_thread([&] {
     try {
       RateSampler sampler(fps);
       video::Frame frame;
       at::Tensor held;
+      Clock::time_point held_arrival;
       int64_t next_model_frame = 0;
+      // A file read in real time is paced by its own clock (a live source paces itself).
+      const bool pace = r.realtime && !reader.live();
+      double first_time = 0;
       auto send = [&](int64_t n) {
         for (int64_t i = 0; i < n; ++i)
-          if (!frames_in.push(SourceFrame{held, sampler.model_time(next_model_frame), next_model_frame++})) return false;
+          if (!frames_in.push(SourceFrame{held, sampler.model_time(next_model_frame), next_model_frame++, held_arrival}))
+            return false;
         return true;
       };
       while (!state.stopping() && reader.read(frame)) {
-        if (!first_read.exchange(true)) t_first_read = Clock::now();
-        ++source_frames;
+        if (!first_read.exchange(true)) {
+          t_first_read = Clock::now();
+          first_time = frame.time;
+        }
+        if (pace)
+          std::this_thread::sleep_until(t_first_read + std::chrono::duration_cast<Clock::duration>(
+                                                           std::chrono::duration<double>(frame.time - first_time)));
+        ++counters.source_frames;
         const int64_t n = sampler.push(frame.time);
         if (!send(n)) break;
         held = at::from_blob(frame.rgb.data(), {frame.height, frame.width, 3}, at::kByte).clone();
+        held_arrival = Clock::now();
         video::AudioPacket p;
         while (reader.read_audio(p)) audio.push(std::move(p));
       }
@@ -317,6 +386,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         if (held.defined()) send(sampler.finish());
         video::AudioPacket p;
         while (reader.read_audio(p)) audio.push(std::move(p));
+        source_lost = reader.lost();
       }
     } catch (...) {
       state.fail();
@@ -328,22 +398,28 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
     try {
       double last_time = -1;
       while (auto chunk = chunks_out.pop()) {
-        for (int64_t i = 0; i < chunk->rgb.size(0); ++i) {
+        for (int64_t i = 0; i < static_cast<int64_t>(chunk->times.size()); ++i) {
           video::Frame f;
           f.width = static_cast<int>(out_size.width);
           f.height = static_cast<int>(out_size.height);
           f.time = chunk->times[i];
-          const at::Tensor img = chunk->rgb[i];
+          const at::Tensor img = chunk->rgb[i % chunk->rgb.size(0)];
           f.rgb.assign(img.data_ptr<uint8_t>(), img.data_ptr<uint8_t>() + img.numel());
           for (auto& p : audio.take(f.time)) writer.write_audio(p);
           writer.write(f);
           last_time = f.time;
           if (!first_written.exchange(true)) t_first_write = Clock::now();
-          ++frames_written;
+          ++counters.frames_written;
+          if (!chunk->arrivals.empty()) {
+            const double ms = ms_since(chunk->arrivals[i]);
+            std::lock_guard<std::mutex> lock(counters.mu);
+            counters.latency_ms.add(ms);
+          }
         }
         if (progress)
-          progress({frames_written.load(), expected,
-                    first_read ? std::chrono::duration<double>(Clock::now() - t_first_read).count() : 0.0});
+          progress({counters.frames_written.load(), expected,
+                    first_read ? std::chrono::duration<double>(Clock::now() - t_first_read).count() : 0.0,
+                    counters.dropped.load()});
       }
       // After an error the output is abandoned (the writer removes OUT.part). The audio after the
       // last frame: all of it at the end, up to one frame beyond it after a Ctrl-C.
@@ -360,6 +436,31 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   std::vector<double> chunk_ms, dit_ms, rss_mib;  // per chunk
   json prompt_log = json::array();
   size_t prompt_index = 0;
+  at::Tensor last_edited;  // [n, h, w, 3] uint8: what --lag-policy repeat shows
+  // Sets the prompt of the chunks from `chunk` on.
+  auto use_prompt = [&](const pipeline::PromptEmbedding& e, const std::string& text, double seconds) {
+    if (engine) engine->set_prompt(e.embeds, e.mask);
+    prompt_log.push_back({{"chunk", counters.stream_chunk.load()}, {"seconds", seconds}, {"prompt", text}});
+    std::lock_guard<std::mutex> lock(counters.mu);
+    counters.prompt = text;
+  };
+  // The control commands received since the last chunk, applied before this one.
+  auto apply_control = [&](double chunk_time) {
+    for (const ControlCommand& c : control->take()) {
+      json reply{{"ok", true}, {"command", command_name(c.kind)}, {"chunk", counters.stream_chunk.load()}};
+      if (c.kind == ControlCommand::Kind::kPrompt) {
+        try {
+          use_prompt(prompts.encode(c.text, pipeline::PromptMode::kStreaming), c.text, chunk_time);
+          reply["prompt"] = c.text;
+        } catch (const Error& e) {
+          reply = {{"ok", false}, {"command", "prompt"}, {"error", e.message()}};
+        }
+      } else {
+        counters.paused = c.kind == ControlCommand::Kind::kPause;
+      }
+      control->reply(c.client, reply);
+    }
+  };
   try {
     std::vector<SourceFrame> pending;
     bool done = false;
@@ -375,33 +476,57 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       const int64_t want_frames = whole_clip ? std::numeric_limits<int64_t>::max() : engine->chunk_frames();
       if (pending.empty() || (!done && static_cast<int64_t>(pending.size()) < want_frames)) continue;
       check_interrupt();
-      // The prompt of this chunk: the last scheduled at or before its first frame's time.
+      std::vector<double> times;
+      std::vector<Clock::time_point> arrivals;
+      for (const auto& sf : pending) {
+        times.push_back(sf.time);
+        arrivals.push_back(sf.arrival);
+      }
+      // Behind the source: a whole chunk already waits behind this one, so this one is dropped
+      // (or shown as the last edited chunk again) to catch up.
+      if (r.realtime && !done && static_cast<int64_t>(frames_in.size()) >= want_frames) {
+        const auto n = static_cast<int64_t>(pending.size());
+        counters.dropped += n;
+        ++counters.stream_chunk;
+        pending.clear();
+        if (r.lag_policy == "repeat" && last_edited.defined()) {
+          counters.repeated += n;
+          if (!chunks_out.push(EditedChunk{last_edited, std::move(times), {}})) break;
+        }
+        continue;
+      }
+      // The prompt of this chunk: the last scheduled at or before its first frame's time, then the
+      // control channel's commands.
       const double chunk_time = static_cast<double>(pending.front().index) / fps;
       size_t want = prompt_index;
       while (want + 1 < schedule.size() && schedule[want + 1].seconds <= chunk_time + 1e-9) ++want;
-      if (chunks == 0 || want != prompt_index) {
-        if (engine) engine->set_prompt(embeddings[want].embeds, embeddings[want].mask);
-        prompt_log.push_back({{"chunk", chunks}, {"seconds", chunk_time}, {"prompt", schedule[want].prompt}});
+      if (prompt_log.empty() || want != prompt_index) {
+        use_prompt(embeddings[want], schedule[want].prompt, chunk_time);
         prompt_index = want;
       }
+      if (control) apply_control(chunk_time);
       const auto t0 = Clock::now();
       std::vector<at::Tensor> rgb;
-      std::vector<double> times;
-      for (auto& s : pending) {
-        rgb.push_back(s.rgb);
-        times.push_back(s.time);
-      }
+      for (auto& sf : pending) rgb.push_back(sf.rgb);
       const at::Tensor x = pipeline::rgb24_to_model(at::stack(rgb), proc, rt.dtype, rt.device);
-      const at::Tensor y = engine ? engine->process(x, done)
-                                  : pipeline::edit_whole_clip(*dit, *vae, x, embeddings[want].embeds,
-                                                              embeddings[want].mask, negative.embeds, negative.mask, wc);
+      at::Tensor y;
+      if (counters.paused)
+        y = x;  // passed through: the same cover-crop and scaling as an edited chunk
+      else
+        y = engine ? engine->process(x, done)
+                   : pipeline::edit_whole_clip(*dit, *vae, x, embeddings[want].embeds, embeddings[want].mask,
+                                               negative.embeds, negative.mask, wc);
       at::Tensor out = pipeline::model_to_rgb24(y, out_size).to(at::kCPU);
-      ++chunks;
-      chunk_ms.push_back(ms_since(t0));
-      if (engine) dit_ms.push_back(engine->last_dit_ms());
-      rss_mib.push_back(ops::current_rss_mib());
+      if (!counters.paused) {
+        ++counters.chunks;
+        chunk_ms.push_back(ms_since(t0));
+        if (engine) dit_ms.push_back(engine->last_dit_ms());
+        rss_mib.push_back(ops::current_rss_mib());
+        last_edited = out;
+      }
       pending.clear();
-      if (!chunks_out.push(EditedChunk{out, std::move(times)})) break;
+      ++counters.stream_chunk;
+      if (!chunks_out.push(EditedChunk{out, std::move(times), std::move(arrivals)})) break;
     }
   } catch (...) {
     state.fail();
@@ -411,6 +536,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   chunks_out.close();
   read_thread.join();
   write_thread.join();
+  control.reset();
   state.rethrow();
   const bool interrupted = state.interrupted();
   if (!r.dump_latents.empty() && engine && engine->chunks_done() > 0) {
@@ -423,31 +549,41 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   const ops::PeakMemory mem = ops::peak_memory(rt);
   std::vector<double> steady(chunk_ms.size() > 3 ? chunk_ms.begin() + 2 : chunk_ms.begin(),
                              chunk_ms.size() > 3 ? chunk_ms.end() - 1 : chunk_ms.end());
+  const int64_t frames_out = counters.frames_written.load();
   json j;
   j["input"] = r.input;
   j["output"] = r.output;
   j["model"] = pkg.dir;
   j["model_source"] = choice.source;
-  j["source"] = {{"size", source.str()}, {"fps", info.fps()}, {"frames_read", source_frames.load()},
-                 {"summary", info.summary()}};
+  j["source"] = {{"size", source.str()}, {"fps", info.fps()}, {"frames_read", counters.source_frames.load()},
+                 {"summary", info.summary()}, {"live", reader.live()}};
   j["processing_size"] = proc.str();
   j["output_size"] = out_size.str();
   j["fps"] = fps;
   j["first_chunk"] = whole_clip ? json(nullptr) : json(first_chunk);
-  j["frames_in"] = source_frames.load();
-  j["frames_out"] = frames_written.load();
-  j["chunks"] = chunks;
+  j["frames_in"] = counters.source_frames.load();
+  j["frames_out"] = frames_out;
+  j["chunks"] = counters.chunks.load();
+  j["stream_chunks"] = counters.stream_chunk.load();
   j["mode"] = r.mode;
-  j["dropped_frames"] = 0;
+  j["realtime"] = r.realtime;
+  j["lag_policy"] = r.lag_policy;
+  j["dropped_frames"] = counters.dropped.load();
+  j["repeated_frames"] = counters.repeated.load();
+  j["reconnects"] = reader.reconnects();
+  j["source_lost"] = source_lost.empty() ? json(nullptr) : json(source_lost);
   j["seconds"] = total_s;
-  j["e2e_fps"] = total_s > 0 ? frames_written.load() / total_s : 0.0;
+  j["e2e_fps"] = total_s > 0 ? frames_out / total_s : 0.0;
   double dit_total = 0;
   for (double v : dit_ms) dit_total += v;
-  j["dit_fps"] = dit_total > 0 ? json(frames_written.load() / (dit_total / 1e3)) : json(nullptr);
+  j["dit_fps"] = dit_total > 0 ? json(frames_out / (dit_total / 1e3)) : json(nullptr);
   j["first_frame_ms"] = first_written ? json(std::chrono::duration<double, std::milli>(t_first_write - t_first_read).count())
                                       : json(nullptr);
   j["chunk_ms_p50"] = chunk_ms.empty() ? json(nullptr) : json(percentile(steady, 0.5));
   j["chunk_ms_p99"] = chunk_ms.empty() ? json(nullptr) : json(percentile(steady, 0.99));
+  const bool measured = counters.latency_ms.count() > 0;
+  j["latency_ms_p50"] = measured ? json(counters.latency_ms.quantile(0.5)) : json(nullptr);
+  j["latency_ms_p99"] = measured ? json(counters.latency_ms.quantile(0.99)) : json(nullptr);
   j["chunks_ms"] = chunk_ms;
   j["peak_host_rss_mib"] = mem.host_rss_mib;
   j["rss_mib_by_chunk"] = rss_mib;

@@ -6,8 +6,17 @@
 // the input and the first edited frames leave once the first chunk is processed.
 //
 // Output timestamps follow the source clock: model-rate frame k is at t₀ + k/fps, t₀ the source's
-// first frame. Every model-rate frame in gives one frame out (a short tail is padded and trimmed).
+// first frame. Every model-rate frame in gives one frame out (a short tail is padded and trimmed),
+// except the frames --realtime drops.
 // A Ctrl-C stops reading, writes what was edited, finalises the output and throws Interrupted.
+//
+// Live sources and sinks (docs/EDIT.md "Live"): rtmp/srt/udp/http/tcp URLs and capture devices in
+// (as caller or, with `listen`, as server), rtmp/srt/udp out; a live source that drops is opened
+// again with back-off while the model's caches stay (video/source_reader.h). With `realtime` the
+// session follows the source clock (a file source is read at its own pace): when the engine falls
+// behind, a whole chunk of input is dropped, or replaced by the last edited chunk (lag_policy
+// "repeat"), and counted. A control channel (edit/control.h) changes the prompt, pauses and resumes
+// at chunk boundaries.
 #pragma once
 
 #include <cstdint>
@@ -41,19 +50,34 @@ struct EditRequest {
   std::string tile = "auto";     // VAE spatial tiling: SIZE[:OVERLAP] | 0 | auto (off on CUDA, the default on CPU)
   std::string dump_latents;      // safetensors file of the golden-named latents (for latent-edit)
   std::string prompt_cache_dir;  // on-disk prompt-embedding cache ("" = memory only)
+  int64_t rope_limit = 0;        // RoPE positions before rebasing (SPEC §3); 0 = the model's table
+
+  // Sources and sinks.
+  std::string input_format;                 // FFmpeg input format (v4l2, flv, …); "" = probed
+  std::vector<std::string> input_options;   // FFmpeg input options, KEY=VALUE
+  bool listen = false;                      // wait for the source to connect (rtmp, srt, tcp, http)
+  double timeout = 5;                       // network: seconds to connect or to stall a read/write
+  int reconnect_attempts = 5;               // after a live source drops; 0 = a drop ends the stream
+  double reconnect_window = 30;             // seconds all the attempts of one drop may take
+  bool realtime = false;                    // follow the source clock; drop when behind
+  std::string lag_policy = "drop";          // realtime, engine behind: drop | repeat (the last edited chunk)
+  std::vector<std::string> control;         // control channel: stdin, tcp:[HOST:]PORT, unix:PATH
 };
 
 struct EditProgress {
   int64_t frames_out = 0;
   int64_t frames_expected = 0;  // 0 when the input's length is unknown
   double seconds = 0;           // since the first frame was read
+  int64_t dropped = 0;          // input frames --realtime did not edit
 };
 using ProgressFn = std::function<void(const EditProgress&)>;
 
 // Runs the edit. Returns the summary: frames in/out, chunks, DiT FPS, end-to-end FPS, first-frame
-// latency, per-chunk latency p50/p99, peak memory, dropped frames, the prompts and their chunks,
-// the geometry and the output plan. Errors are sanastream::Error (one line); OUT and OUT.part are
-// not left behind.
+// latency, per-chunk and per-frame (input → output) latency p50/p99, peak memory, dropped and
+// repeated frames, reconnections, the prompts and their chunks, the geometry and the output plan.
+// Errors are sanastream::Error (one line); OUT and OUT.part are not left behind. A live source that
+// dropped and did not come back is not thrown: the output keeps what was edited and the summary's
+// "source_lost" says why (the CLI exits 1 with that line).
 nlohmann::json run_edit(const EditRequest& request, const ProgressFn& progress = {});
 
 // Lines "SECONDS<TAB>prompt" (blank lines and lines starting with # skipped), sorted by time.

@@ -52,4 +52,17 @@ void StreamCache::commit_chunk(int64_t chunk_frames) {
   ++chunks_;
 }
 
+void StreamCache::rotate_keys(const ops::RopeTable& shift) {
+  SS_CHECK(shift.cos.size(0) == 1, "stream cache: expected a one-row temporal shift, got {} rows", shift.cos.size(0));
+  const int64_t n = cached_ - sink_;  // the previous chunk's tokens
+  for (size_t b = 0; b < k.size(); ++b) {
+    if (k[b].defined() && n > 0) {
+      at::Tensor previous = k[b].narrow(2, sink_, n);  // [B, H, n, D]
+      previous.copy_(ops::apply_rope(previous, shift));
+    }
+    // M_f = g·M_{f−1}·(I − K̂BK̂ᵀ) + VBK̂ᵀ: rotating every K̂ by R turns M into M·Rᵀ (each row rotated).
+    if (gdn_in[b].defined()) gdn_in[b].kv.copy_(ops::apply_rope(gdn_in[b].kv, shift));  // [B, H, D, D]
+  }
+}
+
 }  // namespace sanastream::model

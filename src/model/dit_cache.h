@@ -16,6 +16,7 @@
 
 #include "model/dit_config.h"
 #include "ops/gdn.h"
+#include "ops/rope.h"
 
 namespace sanastream::model {
 
@@ -39,6 +40,12 @@ class StreamCache {
   // Makes the last call's outputs the context of the next chunk: GDN state and FFN frames move to
   // the inputs; the chunk's keys/values become the sink (chunk 0) or the previous chunk.
   void commit_chunk(int64_t chunk_frames);
+
+  // RoPE rebasing between chunks (SPEC §3 "Positions"): rotates every cached key that follows the
+  // sink by `shift` (make_temporal_shift, one row) — the softmax keys of the previous chunk and the
+  // k side of the GDN forward states (gdn_in.kv, rows over k); z holds unrotated keys and the sink's
+  // softmax keys keep their positions. In the table's precision (float64), rounded back in place.
+  void rotate_keys(const ops::RopeTable& shift);
 
  private:
   int64_t S_, sink_ = 0, cached_ = 0, chunks_ = 0;

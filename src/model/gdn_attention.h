@@ -1,6 +1,7 @@
 // GDN self-attention of the hybrid DiT (V2VBiGDNAttention / V2VStateCachedBiGDNAttention):
 // projections, RMSNorm + ReLU feature maps, RoPE on the numerator side, β and per-frame decay
-// gates, the bidirectional frame-wise delta rule (ops::gdn_bidirectional), output gate, proj.
+// gates, then ops::gdn_gated (the delta rule both ways and the SiLU-gated merge; fused kernels on
+// CUDA), proj.
 #pragma once
 
 #include "model/dit_common.h"

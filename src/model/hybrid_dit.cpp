@@ -171,6 +171,10 @@ ops::RopeTable HybridDit::rope_table(int64_t first_frame, int64_t frames, int64_
   return rope_.table(first_frame, frames, height, width);
 }
 
+ops::RopeTable HybridDit::rope_shift(int64_t frame_delta) const {
+  return ops::make_temporal_shift(rope_.dims(), frame_delta, rt_.device);
+}
+
 std::unique_ptr<HybridDit> load_hybrid_dit(const io::TensorMap& weights, const nlohmann::json& overrides,
                                            const Runtime& rt) {
   return std::make_unique<HybridDit>(weights, detect_dit_config(weights, overrides), rt);

@@ -58,6 +58,9 @@ class HybridDit {
 
   // The RoPE rows of a call: frames [first_frame, first_frame + T) of an H × W grid.
   ops::RopeTable rope_table(int64_t first_frame, int64_t frames, int64_t height, int64_t width) const;
+  // The temporal-only rotation by `frame_delta` positions (one row, float64, on the model's device):
+  // rebases cached keys (StreamCache::rotate_keys).
+  ops::RopeTable rope_shift(int64_t frame_delta) const;
 
   // x: [B, Cl, T, H, W] noisy latent; src: [B, Cs, T, H, W] source latent; timestep: [B] (truncated
   // to an integer as the official model does). Returns the velocity [B, Cl, T, H, W] in fp32.

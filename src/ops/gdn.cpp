@@ -1,8 +1,15 @@
 #include "ops/gdn.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "core/compare.h"
 #include "core/error.h"
+#include "ops/norm.h"
 #include "ops/ref/ref.h"
+#ifdef SANASTREAM_HAS_CUDA
+#include "ops/cuda/gdn_cuda.h"
+#endif
 
 namespace sanastream::ops {
 
@@ -64,6 +71,79 @@ GdnOutput gdn_bidirectional_frames(const GdnInputs& in, const GdnState& init, do
   at::Tensor num = at::matmul(in.q_rot, states.transpose(-1, -2)).to(at::kFloat);
   at::Tensor den = at::matmul(in.q.to(at::kFloat), zs);
   return {num / (den + eps), {M[T - 1], z[T - 1]}};
+}
+
+namespace {
+
+#ifdef SANASTREAM_HAS_CUDA
+// SANASTREAM_GDN_KERNEL=0 turns the fused kernels off (the ATen path then runs on CUDA too).
+bool gdn_kernel_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("SANASTREAM_GDN_KERNEL");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+#endif
+
+void set_final_state(GdnState* dst, const GdnState& src) {
+  if (!dst) return;
+  if (dst->kv.defined()) {
+    dst->kv.copy_(src.kv);
+    dst->z.copy_(src.z.view_as(dst->z));
+  } else {
+    *dst = src;
+  }
+}
+
+// The ATen path: the glue kernels (RMSNorm/ReLU/scale, RoPE, layout, β), gdn_bidirectional, then
+// the merge in the model dtype as the official block does (SiLU of the gate in fp32, cast back).
+at::Tensor gdn_gated_aten(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope,
+                          const GdnState& init, GdnState* final_state, double eps) {
+  const int64_t B = p.q.size(0), N = p.q.size(1), C = p.q.size(2), H = fm.heads, D = C / H, T = fm.frames, S = N / T;
+  at::Tensor q = rms_norm(p.q, fm.q_norm, fm.norm_eps, /*relu=*/true);
+  at::Tensor k = rms_norm(p.k, fm.k_norm, fm.norm_eps, /*relu=*/true, fm.k_scale);
+  auto heads = [&](const at::Tensor& t) { return t.view({B, N, H, D}); };
+  at::Tensor q_rot = apply_rope(heads(q), rope);
+  at::Tensor k_rot = apply_rope(heads(k), rope);
+  // [B, N, H, D] → [B, H, T, S, D], the scan's layout (head-dim rows stay contiguous).
+  auto to_scan = [&](const at::Tensor& t) { return t.reshape({B, T, S, H, D}).permute({0, 3, 1, 2, 4}).contiguous(); };
+  GdnInputs in;
+  in.q = to_scan(q);
+  in.k = to_scan(k);
+  in.q_rot = to_scan(q_rot);
+  in.k_rot = to_scan(k_rot);
+  in.v = to_scan(p.v);
+  in.beta = at::sigmoid(p.beta_logits).view({B, T, S, H}).permute({0, 3, 1, 2}).to(at::kFloat).contiguous();
+  in.decay = p.decay.to(at::kFloat).permute({0, 2, 1}).contiguous();
+  GdnOutput r = gdn_bidirectional(in, init, eps);
+  set_final_state(final_state, r.final_state);
+  at::Tensor out = r.out.to(p.q.scalar_type()).permute({0, 2, 3, 1, 4}).reshape({B, N, C});
+  return out * at::silu(p.gate.to(at::kFloat)).to(out.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
+                     GdnState* final_state, double eps, bool fused) {
+  SS_CHECK(p.q.dim() == 3 && fm.heads > 0 && fm.frames > 0 && p.q.size(2) % fm.heads == 0 &&
+               p.q.size(1) % fm.frames == 0,
+           "GDN: q expected [B, T·S, H·D] with H = {}, T = {}, got {}", fm.heads, fm.frames, shape_str(p.q.sizes()));
+  for (const at::Tensor* t : {&p.k, &p.v, &p.gate})
+    SS_CHECK(t->sizes() == p.q.sizes(), "GDN: expected k, v and gate of shape {}, got {}", shape_str(p.q.sizes()),
+             shape_str(t->sizes()));
+  SS_CHECK(p.beta_logits.sizes() == at::IntArrayRef({p.q.size(0), p.q.size(1), fm.heads}),
+           "GDN: beta expected [B, N, H], got {}", shape_str(p.beta_logits.sizes()));
+#ifdef SANASTREAM_HAS_CUDA
+  // The kernels have no backward: under autograd the ATen path runs.
+  if (fused && gdn_kernel_enabled() && !ref::reference_mode() &&
+      !ref::records_grad({p.q, p.k, p.v, p.gate, p.beta_logits, p.decay, fm.q_norm, fm.k_norm, init.kv, init.z}) &&
+      cuda::gdn_fused_applies(p, fm, rope))
+    return cuda::gdn_gated(p, fm, rope, init, final_state, eps);
+#else
+  (void)fused;
+#endif
+  return gdn_gated_aten(p, fm, rope, init, final_state, eps);
 }
 
 }  // namespace sanastream::ops

@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 
+#include "ops/rope.h"
+
 namespace sanastream::ops {
 
 struct GdnState {
@@ -42,5 +44,30 @@ GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double ep
 // with bf16 inputs the per-frame products and the numerator read-out run on bf16 tensor cores
 // (fp32 accumulation) while the scans, the denominator and the division stay fp32.
 GdnOutput gdn_bidirectional_frames(const GdnInputs& in, const GdnState& init, double eps);
+
+// The whole GDN block core from its projections' outputs (token-major, before any glue) to the
+// merged output, ready for `proj`: q = ReLU(RMSNorm_C(q)), k = ReLU(RMSNorm_C(k))·k_scale, RoPE on
+// the numerator side, β = sigmoid(logits), the gated delta rule both ways, then
+// num/(den + eps) ⊙ SiLU(gate).
+struct GdnProjections {
+  at::Tensor q, k, v;       // [B, N, H·D] model dtype (N = T·S); q and k before RMSNorm
+  at::Tensor beta_logits;   // [B, N, H] model dtype, before the sigmoid
+  at::Tensor decay;         // [B, T, H] fp32 g_f
+  at::Tensor gate;          // [B, N, H·D] model dtype, the output gate before SiLU
+};
+struct GdnFeatureMaps {
+  at::Tensor q_norm, k_norm;  // [H·D] RMSNorm weights
+  double norm_eps = 1e-5;
+  double k_scale = 1.0;       // 1/sqrt(D·S)
+  int64_t heads = 0, frames = 0;
+};
+
+// Returns [B, N, H·D] in the model dtype. init: the forward scan's initial state (undefined =
+// zeros); final_state (nullable): receives the forward state after the last frame, in place when
+// its tensors are defined, else assigned. On CUDA the fused kernels (kernels/gdn.h) run where they
+// apply (head dim 112, bf16 or fp32, unless SANASTREAM_REFERENCE=1 or SANASTREAM_GDN_KERNEL=0 or
+// `fused` is false); otherwise the ATen glue + gdn_bidirectional.
+at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
+                     GdnState* final_state, double eps, bool fused = true);
 
 }  // namespace sanastream::ops

@@ -13,7 +13,7 @@ at::Tensor silu_glu(const at::Tensor& x) {
   SS_CHECK(x.dim() >= 2 && x.size(1) % 2 == 0, "silu_glu: expected an even channel dim 1, got {} channels",
            x.dim() >= 2 ? x.size(1) : -1);
 #ifdef SANASTREAM_HAS_CUDA
-  if (x.is_cuda() && !ref::reference_mode()) return cuda::silu_glu(x);
+  if (x.is_cuda() && !ref::reference_mode() && !ref::records_grad({x})) return cuda::silu_glu(x);
 #endif
   return ref::silu_glu(x);
 }
@@ -24,7 +24,8 @@ at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, con
            "depthwise_glu: expected x [BT, H, W, 2F], weight [9, 2F], bias [2F], got {}, {}, {}",
            shape_str(x.sizes()), shape_str(weight_taps.sizes()), shape_str(bias.sizes()));
 #ifdef SANASTREAM_HAS_CUDA
-  if (x.is_cuda() && !ref::reference_mode()) return cuda::depthwise_glu(x, weight_taps, bias);
+  if (x.is_cuda() && !ref::reference_mode() && !ref::records_grad({x, weight_taps, bias}))
+    return cuda::depthwise_glu(x, weight_taps, bias);
 #endif
   return ref::depthwise_glu(x, weight_taps, bias);
 }

@@ -7,13 +7,18 @@
 
 namespace sanastream::ops {
 
+#ifdef SANASTREAM_HAS_CUDA
 namespace {
-bool use_cuda(const at::Tensor& t) { return t.is_cuda() && !ref::reference_mode(); }
+// The kernels have no backward: under autograd the references run.
+bool use_cuda(std::initializer_list<at::Tensor> ts) {
+  return ts.begin()->is_cuda() && !ref::reference_mode() && !ref::records_grad(ts);
+}
 }  // namespace
+#endif
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu, double post_scale) {
 #ifdef SANASTREAM_HAS_CUDA
-  if (use_cuda(x)) return cuda::rms_norm(x, weight, eps, relu, post_scale);
+  if (use_cuda({x, weight})) return cuda::rms_norm(x, weight, eps, relu, post_scale);
 #endif
   return ref::rms_norm(x, weight, eps, relu, post_scale);
 }
@@ -21,14 +26,14 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, b
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
                                at::ScalarType out_dtype) {
 #ifdef SANASTREAM_HAS_CUDA
-  if (use_cuda(x)) return cuda::layer_norm_modulate(x, shift, scale, eps, out_dtype);
+  if (use_cuda({x, shift, scale})) return cuda::layer_norm_modulate(x, shift, scale, eps, out_dtype);
 #endif
   return ref::layer_norm_modulate(x, shift, scale, eps, out_dtype);
 }
 
 void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {
 #ifdef SANASTREAM_HAS_CUDA
-  if (use_cuda(x)) return cuda::gate_residual_(x, gate, branch);
+  if (use_cuda({x, gate, branch})) return cuda::gate_residual_(x, gate, branch);
 #endif
   ref::gate_residual_(x, gate, branch);
 }

@@ -16,7 +16,8 @@ at::Tensor inv_freq(int64_t dim, double theta) {
 }
 }  // namespace
 
-RopeCache::RopeCache(const RopeDims& d, int64_t rows, at::Device device, at::ScalarType precision) : rows_(rows) {
+RopeCache::RopeCache(const RopeDims& d, int64_t rows, at::Device device, at::ScalarType precision)
+    : dims_(d), rows_(rows) {
   const int64_t parts[3] = {d.t, d.h, d.w};
   at::Tensor pos = at::arange(rows, at::kDouble);
   for (int a = 0; a < 3; ++a) {
@@ -77,7 +78,7 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table) {
   SS_CHECK(table.cos.size(0) == 1 || table.cos.size(0) == x.size(-3), "RoPE: {} tokens but a table of {} rows",
            x.size(-3), table.cos.size(0));
 #ifdef SANASTREAM_HAS_CUDA
-  if (x.is_cuda() && !ref::reference_mode()) return cuda::apply_rope(x, table.cos, table.sin);
+  if (x.is_cuda() && !ref::reference_mode() && !ref::records_grad({x})) return cuda::apply_rope(x, table.cos, table.sin);
 #endif
   return ref::apply_rope(x, table.cos, table.sin);
 }

@@ -28,8 +28,10 @@ class RopeCache {
   // Tokens in (t, h, w) raster order for frames [first_frame, first_frame + frames), h and w from 0.
   RopeTable table(int64_t first_frame, int64_t frames, int64_t height, int64_t width) const;
   int64_t rows() const { return rows_; }
+  const RopeDims& dims() const { return dims_; }
 
  private:
+  RopeDims dims_;
   int64_t rows_;
   at::Tensor cos_[3], sin_[3];  // per axis t, h, w: [rows, part/2]
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <cstdio>
 #include <map>
@@ -14,10 +15,18 @@
 #include "model/ltx2_vae.h"
 #include "model/profile.h"
 #include "ops/device.h"
+#include "ops/gdn.h"
+#include "ops/rope.h"
 #include "pipeline/dit_loader.h"
 #include "pipeline/edit_engine.h"
 #include "pipeline/model_package.h"
 #include "pipeline/samplers.h"
+#ifdef SANASTREAM_HAS_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 
 namespace sanastream::pipeline {
@@ -86,8 +95,9 @@ struct BenchSetup {
 };
 
 BenchSetup make_setup(const BenchOptions& opt) {
-  SS_CHECK(opt.part == "dit" || opt.part == "vae-encode" || opt.part == "vae-decode" || opt.part == "e2e",
-           "--part: expected dit, vae-encode, vae-decode or e2e, got '{}'", opt.part);
+  SS_CHECK(opt.part == "dit" || opt.part == "vae-encode" || opt.part == "vae-decode" || opt.part == "e2e" ||
+               opt.part == "gdn",
+           "--part: expected dit, vae-encode, vae-decode, e2e or gdn, got '{}'", opt.part);
   SS_CHECK(opt.width % 32 == 0 && opt.height % 32 == 0 && opt.width > 0 && opt.height > 0,
            "--size: expected multiples of 32, got {}x{}", opt.width, opt.height);
   SS_CHECK(opt.latent_frames >= 1, "--latent-frames: expected at least 1, got {}", opt.latent_frames);
@@ -324,6 +334,96 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   r["config"]["forwards_per_chunk"] = opt.steps + (opt.efficient_cache ? 0 : 1);
 }
 
+// --part gdn: the GDN block core (ops::gdn_gated) at the 2B shapes (20 heads × 112, S tokens per
+// frame from --size), from the q/k/v/β/gate projections' outputs to the merged output, streaming
+// (seeded by a cached state, written back in place), for 3- and 5-frame calls: the fused kernels
+// and the ATen path. On CUDA each timing replays a graph of 10 calls alternating two input sets
+// (each larger than the L2 cache at 880 tokens per frame); per call = median replay / 10.
+void bench_gdn(const BenchOptions& opt, const BenchSetup& b, json& r) {
+  const Runtime& rt = b.rt;
+  const int64_t H = 20, D = 112, C = H * D, S = b.H * b.W;
+  const at::TensorOptions dt = rt.options().dtype(rt.dtype), f32 = rt.f32();
+  const ops::RopeCache rope_cache({40, 36, 36, 10000.0}, 1024, rt.device,
+                                  rt.dtype == at::kFloat ? at::kDouble : at::kFloat);
+  ops::GdnFeatureMaps fm;
+  fm.q_norm = (1 + 0.2 * at::randn({C}, f32)).to(rt.dtype);
+  fm.k_norm = (1 + 0.2 * at::randn({C}, f32)).to(rt.dtype);
+  fm.k_scale = 1.0 / std::sqrt(static_cast<double>(D * S));
+  fm.heads = H;
+  json rows = json::array();
+  std::printf("gdn core, %lld heads x %lld, %lld tokens per frame, %s (per call; floor bytes: q, k, v, gate, beta "
+              "read once, output written once, state in and out)\n",
+              static_cast<long long>(H), static_cast<long long>(D), static_cast<long long>(S), opt.dtype.c_str());
+  for (int64_t T : {3, 5}) {
+    const int64_t N = T * S;
+    fm.frames = T;
+    std::vector<ops::GdnProjections> sets(2);
+    for (auto& p : sets) {
+      p.q = at::randn({1, N, C}, dt);
+      p.k = at::randn({1, N, C}, dt);
+      p.v = at::randn({1, N, C}, dt);
+      p.beta_logits = at::randn({1, N, H}, dt);
+      p.decay = at::exp(-at::rand({1, T, H}, f32));
+      p.gate = at::randn({1, N, C}, dt);
+    }
+    const ops::RopeTable rope = rope_cache.table(5, T, b.H, b.W);
+    ops::GdnState cache{0.1 * at::randn({1, H, D, D}, f32), at::rand({1, H, D, 1}, f32)};
+    const double elem = static_cast<double>(at::elementSize(rt.dtype));
+    const double bytes = (5.0 * N * C + N * H) * elem + 2.0 * (H * D * D + H * D) * 4;
+    const double flops = 8.0 * S * D * D * H * T + 2.0 * D * D * D * H * (2 * T - 1);
+    for (bool fused : {true, false}) {
+      auto call = [&](const ops::GdnProjections& p) { return ops::gdn_gated(p, fm, rope, cache, &cache, 1e-8, fused); };
+      std::vector<double> per_call;
+#ifdef SANASTREAM_HAS_CUDA
+      if (rt.is_cuda()) {
+        auto main = c10::cuda::getCurrentCUDAStream();
+        auto side = c10::cuda::getStreamFromPool();
+        at::cuda::CUDAEvent ready;
+        ready.record(main);
+        ready.block(side);
+        at::cuda::CUDAGraph graph;
+        {
+          c10::cuda::CUDAStreamGuard guard(side);
+          for (int i = 0; i < 3; ++i) call(sets[i % 2]);  // warm-up outside the graph
+          graph.capture_begin();
+          for (int i = 0; i < 10; ++i) call(sets[i % 2]);
+          graph.capture_end();
+        }
+        at::cuda::CUDAEvent done;
+        done.record(side);
+        done.block(main);
+        for (int i = 0; i < 3; ++i) graph.replay();
+        ops::DeviceClock clock(true);
+        clock.mark();
+        for (int i = 0; i < 20; ++i) {
+          graph.replay();
+          clock.mark();
+        }
+        for (double s : clock.intervals()) per_call.push_back(s / 10);
+      }
+#endif
+      if (per_call.empty()) {
+        for (int i = 0; i < 2; ++i) call(sets[i % 2]);
+        ops::DeviceClock clock(rt.is_cuda());
+        clock.mark();
+        for (int i = 0; i < 6; ++i) {
+          call(sets[i % 2]);
+          clock.mark();
+        }
+        per_call = clock.intervals();
+      }
+      const double t = percentile(per_call, 0.5);
+      const char* path = fused ? "fused" : "aten";
+      std::printf("  T=%lld %-5s %8.1f us  (p90 %.1f)  %7.1f GB/s  %6.1f TFLOP/s\n", static_cast<long long>(T), path,
+                  t * 1e6, percentile(per_call, 0.9) * 1e6, bytes / t / 1e9, flops / t / 1e12);
+      rows.push_back({{"frames", T}, {"path", path}, {"us_p50", t * 1e6}, {"us_p90", percentile(per_call, 0.9) * 1e6},
+                      {"gbps", bytes / t / 1e9}, {"tflops", flops / t / 1e12}, {"bytes", bytes}, {"flops", flops}});
+    }
+  }
+  r["gdn"] = rows;
+  r["config"]["model"] = "gdn-2b-shapes-random";
+}
+
 }  // namespace
 
 json run_bench(const BenchOptions& opt) {
@@ -344,6 +444,7 @@ json run_bench(const BenchOptions& opt) {
   if (opt.part == "dit") bench_dit(opt, b, r);
   if (opt.part == "vae-encode" || opt.part == "vae-decode") bench_vae(opt, b, r, opt.part == "vae-encode");
   if (opt.part == "e2e") bench_e2e(opt, b, r);
+  if (opt.part == "gdn") bench_gdn(opt, b, r);
   if (b.rt.is_cuda()) r["gemm_bf16_tflops"] = gemm_tflops(b.rt);
 
   const json& c = r["config"];

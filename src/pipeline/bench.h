@@ -6,6 +6,7 @@
 //   vae-encode  the causal VAE encoder, streamed (1 + 8·(first − 1) frames, then 24 per chunk)
 //   vae-decode  the causal VAE decoder, streamed (the same chunks of latent frames)
 //   e2e         RGB frames in host memory → encode → DiT → decode → RGB frames in host memory
+//   gdn         the GDN block core at the 2B shapes, 3- and 5-frame calls: fused kernels vs ATen path
 #pragma once
 
 #include <cstdint>

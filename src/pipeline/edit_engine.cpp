@@ -160,7 +160,7 @@ at::Tensor EditEngine::process(const at::Tensor& frames, bool last) {
   if (!s.sampler) {
     s.sampler = std::make_unique<StreamingSampler>(
         s.dit, s.caption, 1, src.size(3), src.size(4), t, 3,
-        StreamingOptions{s.opt.steps, s.opt.first_chunk, s.opt.efficient_cache, s.opt.cuda_graphs});
+        StreamingOptions{s.opt.steps, s.opt.first_chunk, s.opt.efficient_cache, s.opt.cuda_graphs, s.opt.rope_limit});
   }
   dit_clock_ = std::make_unique<ops::DeviceClock>(s.dit.runtime().is_cuda());
   dit_clock_->mark();

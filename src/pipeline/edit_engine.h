@@ -45,6 +45,7 @@ struct EditEngineOptions {
   int first_chunk = 3;           // latent frames of the first chunk (3, 4 or 5)
   bool efficient_cache = false;
   bool cuda_graphs = true;
+  int64_t rope_limit = 0;        // temporal RoPE positions before rebasing (0: the model's table, 1024)
   uint64_t seed = 0;
   model::VaeTiling tiling;       // VAE spatial tiling (off: {})
   bool dump = false;             // keep the golden-named tensors for --dump-latents

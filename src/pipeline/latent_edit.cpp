@@ -68,6 +68,7 @@ LatentEditResult latent_edit(const model::HybridDit& dit, const io::TensorMap& i
     so.steps = opt.steps > 0 ? opt.steps : 4;
     so.first_chunk = opt.first_chunk;
     so.efficient_cache = opt.efficient_cache;
+    so.rope_limit = opt.rope_limit;
     r.latents = sample_streaming(dit, noise, src, cond, so, dump);
     r.model_calls = streaming_call_count(noise.size(2), so.first_chunk, so.steps, so.efficient_cache);
   } else {

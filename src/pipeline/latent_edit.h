@@ -20,6 +20,7 @@ struct LatentEditOptions {
   double cfg = -1;        // < 0: 1 (streaming) / 6 (bidirectional)
   int first_chunk = 0;    // 0: the official rule
   bool efficient_cache = false;
+  int64_t rope_limit = 0;  // streaming: temporal RoPE positions before rebasing (0: the model's table)
   bool dump = false;
   std::set<int> dump_calls;  // activation capture
   std::string dump_prefix;

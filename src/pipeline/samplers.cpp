@@ -30,6 +30,20 @@ std::vector<int64_t> chunk_boundaries(int64_t frames, int first_chunk) {
   return b;
 }
 
+int64_t rope_rebase_shift(int64_t sink, int64_t previous, int64_t first, int64_t chunk, int64_t limit) {
+  SS_CHECK(sink >= 0 && previous >= 0 && chunk >= 1 && first >= sink + previous,
+           "RoPE rebase: expected a chunk after the sink ({} frames) and the previous chunk ({}), got position {}",
+           sink, previous, first);
+  if (first + chunk <= limit) return 0;
+  const int64_t oldest = first - previous;  // the oldest non-sink frame
+  const int64_t shift = (oldest - sink) / 3 * 3;
+  SS_CHECK(first - shift + chunk <= limit,
+           "RoPE positions: a chunk of {} latent frames after a sink of {} and a previous chunk of {}: expected a "
+           "limit of at least {} positions, got {}",
+           chunk, sink, previous, first - shift + chunk, limit);
+  return shift;
+}
+
 namespace {
 
 std::string call_name(const DumpSpec& d, int call) { return fmt::format("{}call{:02d}.", d.prefix, call); }
@@ -70,7 +84,11 @@ struct StreamingSampler::State {
         timesteps(streaming_timesteps(o.steps)),
         caption(clone_caption(c)),
         cache(d.config(), B, H, W, first, later, d.runtime().dtype, d.runtime().device),
-        runner(d, caption, o.cuda_graphs && ds.out == nullptr) {}
+        runner(d, caption, o.cuda_graphs && ds.out == nullptr),
+        rope_limit(o.rope_limit == 0 ? d.config().rope_positions : o.rope_limit) {
+    SS_CHECK(rope_limit >= 1 && rope_limit <= d.config().rope_positions,
+             "--rope-limit: expected 1 to the table's {} positions, got {}", d.config().rope_positions, o.rope_limit);
+  }
 
   static model::CaptionState clone_caption(const model::CaptionState& c) {
     model::CaptionState out{c.y.clone(), c.bias.clone(), {}};
@@ -122,6 +140,7 @@ struct StreamingSampler::State {
   model::StreamCache cache;
   DitCallRunner runner;
   std::map<float, model::TimestepState> timesteps_embedded;
+  int64_t rope_limit;  // temporal positions the stream may use
   int calls = 0;
   // The deferred t = 0 pass of the previous chunk: its clean latents, source and RoPE rows.
   struct Pending {
@@ -166,9 +185,18 @@ at::Tensor StreamingSampler::step(const at::Tensor& noise, const at::Tensor& src
     s.commit(s.pending->chunk, s.pending->frames);
     s.pending.reset();
   }
+  // RoPE rebasing: past the limit, every non-sink position moves down (cached keys rotated with it).
+  const int64_t S = s.cache.tokens_per_frame(), sink = s.cache.sink_tokens() / S;
+  const int64_t previous = s.cache.cached_tokens() / S - sink;
+  const int64_t shift = rope_rebase_shift(sink, previous, frames_ - rope_shift_, n, s.rope_limit);
+  if (shift > 0) {
+    s.cache.rotate_keys(s.dit.rope_shift(-shift));
+    rope_shift_ += shift;
+    log_debug("chunk {}: RoPE positions of non-sink frames rebased by -{} (limit {})", c, shift, s.rope_limit);
+  }
   if (s.record() && s.dump.caches && c > 0)
     dump_cache(s.dump, fmt::format("cache_view_chunk{}", c), s.cache, false, 0, s.cache.cached_tokens());
-  const ops::RopeTable rope = s.dit.rope_table(frames_, n, H, W);
+  const ops::RopeTable rope = s.dit.rope_table(frames_ - rope_shift_, n, H, W);
   const at::Tensor src_chunk = src.to(rt.device);
   at::Tensor x = noise.to(rt.device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
   for (size_t i = 0; i < s.timesteps.size(); ++i) {

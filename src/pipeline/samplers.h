@@ -26,11 +26,22 @@ struct DumpSpec {
   bool caches = true;                 // cache_after_chunk{K}.* and cache_view_chunk{K}.*
 };
 
+// RoPE rebasing (SPEC §3 "Positions"): the frames by which every non-sink position moves down before
+// a chunk of `chunk` latent frames starting at position `first` — 0 when the chunk ends within
+// `limit` positions, else the largest multiple of 3 that keeps the oldest non-sink frame (the cached
+// previous chunk of `previous` frames at [first − previous, first), or the chunk itself when
+// previous = 0) at a position ≥ `sink`, the sink's frames (for the sink chunk itself sink = previous =
+// first = 0). An Error naming the limit when the chunk still ends past it.
+int64_t rope_rebase_shift(int64_t sink, int64_t previous, int64_t first, int64_t chunk, int64_t limit);
+
 struct StreamingOptions {
   int steps = 4;
   int first_chunk = 0;
   bool efficient_cache = false;
   bool cuda_graphs = true;  // replay each chunk shape's calls as a CUDA graph (CUDA, no activation dump)
+  // Temporal RoPE positions the stream may use (0: the model's table, 1024 for the official
+  // configuration; at most that). A chunk that would end past it rebases the non-sink positions.
+  int64_t rope_limit = 0;
 };
 
 // Called after each chunk with its index and latent-frame boundaries [begin, end) (benchmarks,
@@ -63,11 +74,14 @@ class StreamingSampler {
 
   int64_t chunks_done() const { return chunks_; }
   int64_t frames_done() const { return frames_; }
+  // Latent frames the non-sink RoPE positions have moved down so far (rope_rebase_shift): the last
+  // chunk's first position was its first frame's index minus this.
+  int64_t rope_shift() const { return rope_shift_; }
 
  private:
   struct State;
   std::unique_ptr<State> s_;
-  int64_t chunks_ = 0, frames_ = 0;
+  int64_t chunks_ = 0, frames_ = 0, rope_shift_ = 0;
 };
 
 // noise: [B, Cl, T, H, W] fp32; src: [B, Cs, T, H, W]. Returns the final latents (fp32; rounded to

@@ -1,5 +1,7 @@
 #include "video/ffmpeg_log.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 
@@ -8,6 +10,7 @@ extern "C" {
 #include <libavformat/avformat.h>
 }
 
+#include "core/error.h"
 #include "core/log.h"
 
 namespace sanastream::video {
@@ -79,6 +82,36 @@ std::string av_error_text(int code) {
 std::string display_name(const std::string& path, bool output) {
   if (path != "-") return path;
   return output ? "stdout" : "stdin";
+}
+
+std::string url_scheme(const std::string& path) {
+  const size_t end = path.find("://");
+  return end == std::string::npos ? std::string() : path.substr(0, end);
+}
+
+void set_network_options(const std::string& url, double timeout, bool listen, double listen_timeout,
+                         AVDictionary** options) {
+  const std::string scheme = url_scheme(url);
+  if (timeout > 0) {
+    av_dict_set_int(options, "rw_timeout", static_cast<int64_t>(timeout * 1e6), 0);  // µs
+    if (scheme == "srt" && !listen) av_dict_set_int(options, "connect_timeout", static_cast<int64_t>(timeout * 1e3), 0);
+    if (scheme == "udp" || scheme == "rtp")  // its receiving thread waits on its own timeout (µs)
+      av_dict_set_int(options, "timeout", static_cast<int64_t>(timeout * 1e6), 0);
+  }
+  if (!listen) return;
+  const bool bounded = listen_timeout > 0;
+  if (scheme == "srt") {
+    av_dict_set(options, "mode", "listener", 0);
+    if (bounded) av_dict_set_int(options, "listen_timeout", static_cast<int64_t>(listen_timeout * 1e6), 0);  // µs
+  } else if (scheme == "rtmp" || scheme == "tcp" || scheme == "http") {
+    av_dict_set(options, "listen", "1", 0);
+    if (bounded && scheme == "rtmp")  // whole seconds
+      av_dict_set_int(options, "timeout", std::max<int64_t>(1, static_cast<int64_t>(std::ceil(listen_timeout))), 0);
+    if (bounded && scheme != "rtmp") av_dict_set_int(options, "listen_timeout", static_cast<int64_t>(listen_timeout * 1e3), 0);  // ms
+  } else {
+    SS_CHECK(scheme == "udp" || scheme == "rtp", "{}: expected an rtmp, srt, tcp, http, udp or rtp URL to listen on, "
+             "got {}", url, scheme.empty() ? "a file" : "'" + scheme + "://'");
+  }
 }
 
 }  // namespace sanastream::video

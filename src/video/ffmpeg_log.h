@@ -7,6 +7,8 @@
 #include <mutex>
 #include <string>
 
+struct AVDictionary;
+
 namespace sanastream::video {
 
 class FfmpegErrors {
@@ -32,5 +34,14 @@ std::string av_error_text(int code);
 
 // "stdin" / "stdout" for "-", else the path: how messages name an input or output.
 std::string display_name(const std::string& path, bool output = false);
+
+// "rtmp" for "rtmp://host/app", "" for a path without a scheme.
+std::string url_scheme(const std::string& path);
+
+// The protocol options of a network URL: timeout (seconds to connect as a caller and to stall a read
+// or write; 0 = none) and listen (be the server: wait for the peer to connect — rtmp, srt, tcp and
+// http; udp and rtp always receive — for at most listen_timeout seconds, 0 = as long as it takes).
+void set_network_options(const std::string& url, double timeout, bool listen, double listen_timeout,
+                         AVDictionary** options);
 
 }  // namespace sanastream::video

@@ -1,6 +1,8 @@
 #include "video/media_writer.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -118,6 +120,7 @@ void MediaWriter::open(const std::string& path, const WriterOptions& options) {
   vs.frame_rate = options.frame_rate;
   vs.threads = options.threads;
   vs.global_header = global_header;
+  vs.live = m.plan.network;
   m.video = std::make_unique<VideoEncoder>(vs, &m.errors);
   m.video_stream = avformat_new_stream(m.oc, nullptr);
   SS_CHECK(m.video_stream != nullptr, "{}: expected memory for a stream, got none", m.name);
@@ -149,12 +152,21 @@ void MediaWriter::open(const std::string& path, const WriterOptions& options) {
     SS_CHECK(ret >= 0, "{}: cannot describe the audio stream ({})", m.name, av_error_text(ret));
   }
 
-  const std::string url = m.plan.to_stdout ? "pipe:1" : path + ".part";
-  if (!m.plan.to_stdout) m.part_path = url;
-  ret = avio_open(&m.oc->pb, url.c_str(), AVIO_FLAG_WRITE);
-  SS_CHECK(ret >= 0, "{}: expected a writable output, got {} creating {}", m.name, av_error_text(ret),
-           m.plan.to_stdout ? "stdout" : url);
-  ret = avformat_write_header(m.oc, nullptr);
+  const std::string url = m.plan.to_stdout ? "pipe:1" : m.plan.network ? path : path + ".part";
+  if (!m.plan.to_stdout && !m.plan.network) m.part_path = url;
+  AVDictionary* io_options = nullptr;
+  if (m.plan.network) set_network_options(path, options.timeout, options.listen, 0, &io_options);
+  if (url_scheme(path) == "srt")  // live mode drops what is unsent at close unless told to linger (s)
+    av_dict_set_int(&io_options, "linger", std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.timeout))), 0);
+  SS_CHECK(m.plan.network || !options.listen, "{}: expected a network URL to listen on, got a file", m.name);
+  ret = avio_open2(&m.oc->pb, url.c_str(), AVIO_FLAG_WRITE, nullptr, &io_options);
+  av_dict_free(&io_options);
+  SS_CHECK(ret >= 0, "{}: expected a writable output, got {} {}", m.name, m.reason(ret),
+           m.plan.to_stdout ? "writing stdout" : m.plan.network ? "connecting" : "creating " + url);
+  AVDictionary* mux_options = nullptr;
+  if (m.plan.format == "flv") av_dict_set(&mux_options, "flvflags", "no_duration_filesize", 0);  // no seek back
+  ret = avformat_write_header(m.oc, &mux_options);
+  av_dict_free(&mux_options);
   SS_CHECK(ret >= 0, "{}: expected the {} header to be written, got {}", m.name, m.plan.format, m.reason(ret));
   log_debug("{}", m.plan.summary());
   impl_ = std::move(impl);

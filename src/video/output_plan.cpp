@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -27,8 +28,18 @@ constexpr Format kFormats[] = {
     {"mp4", "mp4", "h264", "mpeg4", "aac"},       {"mov", "mov", "h264", "mpeg4", "aac"},
     {"mkv", "matroska", "h264", "ffv1", "aac"},   {"webm", "webm", "vp9", "", "libopus"},
     {"nut", "nut", "rawvideo", "", "aac"},        {"y4m", "yuv4mpegpipe", "rawvideo", "", ""},
+    {"flv", "flv", "h264", "", "aac"},            {"ts", "mpegts", "h264", "mpeg4", "aac"},
 };
-constexpr const char* kFormatList = "mp4, mov, mkv, webm, nut, y4m";
+constexpr const char* kFormatList = "mp4, mov, mkv, webm, nut, y4m, flv, ts";
+
+// The container a network output is sent in, by URL scheme (empty: not a URL we send to).
+std::string url_format(const std::string& path) {
+  const std::string scheme = url_scheme(path);
+  if (scheme.empty() || scheme == "file") return "";
+  if (scheme == "rtmp" || scheme == "rtmps") return "flv";
+  if (scheme == "srt" || scheme == "udp" || scheme == "rtp" || scheme == "tcp") return "ts";
+  SS_FAIL("{}: expected an rtmp, rtmps, srt, udp, rtp or tcp URL to send to, got '{}://'", path, scheme);
+}
 
 struct VideoCodec {
   const char* name;
@@ -61,7 +72,13 @@ const VideoCodec& find_codec(const std::string& name) {
 }
 
 // Whether FFmpeg's muxer takes the codec (1 from avformat_query_codec; "don't know" counts as no).
+// MPEG-TS cannot answer the query; it carries these audio codecs (and H.264, MPEG-4 Part 2 video).
 bool muxer_accepts(const char* muxer, AVCodecID id) {
+  if (std::string(muxer) == "mpegts") {
+    constexpr AVCodecID kTs[] = {AV_CODEC_ID_H264, AV_CODEC_ID_MPEG4, AV_CODEC_ID_AAC, AV_CODEC_ID_MP3,
+                                 AV_CODEC_ID_MP2,  AV_CODEC_ID_AC3,   AV_CODEC_ID_EAC3, AV_CODEC_ID_OPUS};
+    return std::find(std::begin(kTs), std::end(kTs), id) != std::end(kTs);
+  }
   const AVOutputFormat* ofmt = av_guess_format(muxer, nullptr, nullptr);
   return ofmt != nullptr && avformat_query_codec(ofmt, id, FF_COMPLIANCE_NORMAL) == 1;
 }
@@ -71,16 +88,21 @@ const Format& choose_format(const std::string& path, const std::string& requeste
   if (!requested.empty()) {
     const Format* f = find_format(lower(requested));
     SS_CHECK(f != nullptr, "{}: expected an output format among {}, got '{}'", who, kFormatList, requested);
-    SS_CHECK(path != "-" || f->name == std::string("y4m") || f->name == std::string("nut"),
-             "stdout: expected format y4m or nut (the others need a seekable file), got {}", f->name);
+    const std::string name = f->name;
+    SS_CHECK(path != "-" || name == "y4m" || name == "nut" || name == "ts",
+             "stdout: expected format y4m, nut or ts (the others need a seekable file), got {}", name);
+    SS_CHECK(url_format(path).empty() || name == "flv" || name == "ts",
+             "{}: expected format flv or ts for a network output (the others need a seekable file), got {}", who, name);
     return *f;
   }
   if (path == "-") return *find_format("y4m");
+  if (const std::string net = url_format(path); !net.empty()) return *find_format(net);
   const size_t slash = path.find_last_of('/');
   const size_t dot = path.find_last_of('.');
   const bool has_ext = dot != std::string::npos && (slash == std::string::npos || dot > slash + 1);
   const Format* f = has_ext ? find_format(lower(path.substr(dot + 1))) : nullptr;
-  SS_CHECK(f != nullptr, "{}: expected an output ending in .mp4, .mov, .mkv, .webm, .nut or .y4m (or '-' for stdout), got {}",
+  SS_CHECK(f != nullptr, "{}: expected an output ending in .mp4, .mov, .mkv, .webm, .nut, .y4m, .flv or .ts (or '-' "
+           "for stdout, or an rtmp/srt/udp URL), got {}",
            path, has_ext ? "'" + path.substr(dot) + "'" : std::string("no extension"));
   return *f;
 }
@@ -107,6 +129,7 @@ OutputPlan plan_output(const std::string& path, const WriterOptions& options, co
   OutputPlan plan;
   plan.path = path;
   plan.to_stdout = path == "-";
+  plan.network = !url_format(path).empty();
   plan.format = f.name;
   plan.muxer = f.muxer;
   const std::string who = display_name(path, true);

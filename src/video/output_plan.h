@@ -7,7 +7,11 @@
 //   file OUT.webm     : VP9 (libvpx-vp9)                                      audio: copy, else Opus
 //   OUT.nut / --format nut (also on stdout) : raw video (yuv420p)             audio: copy, else AAC
 //   OUT.y4m / "-" (stdout, the default there) : raw video (yuv420p)           audio: dropped (warning)
-// "copy" means the container accepts the input's codec (FFmpeg's avformat_query_codec).
+//   OUT.flv, rtmp://… (push)                  : H.264 (libx264), FLV          audio: copy, else AAC
+//   OUT.ts, srt://…, udp://…, rtp://…, tcp:// : H.264 (libx264), else MPEG-4 Part 2, MPEG-TS   audio: copy, else AAC
+// "copy" means the container accepts the input's codec (FFmpeg's avformat_query_codec). A network
+// output is live: written as it comes (no OUT.part), encoded with low delay (x264 zerolatency) and a
+// keyframe every 2 s, so a receiver that joins late starts within 2 s.
 #pragma once
 
 #include <functional>
@@ -28,6 +32,8 @@ struct WriterOptions {
   std::string video_codec;         // h264, mpeg4, ffv1, vp9, rawvideo; "" = the format's default
   std::optional<AudioInfo> audio;  // the input's audio stream to carry (VideoReader::audio()); empty = none
   int threads = 0;                 // encoder threads; 0 = FFmpeg chooses
+  double timeout = 5;              // network outputs: seconds to connect or to stall a write; 0 = no limit
+  bool listen = false;             // network outputs: wait for the receiver to connect (rtmp, srt, tcp)
 };
 
 enum class AudioMode {
@@ -40,8 +46,9 @@ enum class AudioMode {
 struct OutputPlan {
   std::string path;           // as given; "-" = stdout
   bool to_stdout = false;
-  std::string format;         // mp4, mov, mkv, webm, nut, y4m
-  std::string muxer;          // FFmpeg's muxer: mp4, mov, matroska, webm, nut, yuv4mpegpipe
+  bool network = false;       // a URL: live, written in place (no OUT.part)
+  std::string format;         // mp4, mov, mkv, webm, nut, y4m, flv, ts
+  std::string muxer;          // FFmpeg's muxer: mp4, mov, matroska, webm, nut, yuv4mpegpipe, flv, mpegts
   std::string video_codec;    // h264, mpeg4, ffv1, vp9, rawvideo
   std::string video_encoder;  // FFmpeg's encoder: libx264, mpeg4, ffv1, libvpx-vp9, rawvideo, wrapped_avframe
   std::string pixel_format;   // yuv420p; yuv444p for libx264 at odd sizes; bgr0 for FFV1

@@ -1,5 +1,6 @@
 #include "video/video_encoder.h"
 
+#include <algorithm>
 #include <cmath>
 
 extern "C" {
@@ -28,10 +29,15 @@ int ticks_per_frame(const std::string& encoder, Rational rate) {
 }
 
 // The settings each encoder gets: a quality level rather than a bit rate, speed suited to streaming.
-void encoder_options(const std::string& encoder, AVCodecContext* ctx, AVDictionary** opts) {
+// A live output also gets no encoder delay (x264 zerolatency: no B-frames, no look-ahead) and a
+// keyframe every 2 s, where a receiver joining the stream can start.
+void encoder_options(const VideoEncoderSettings& s, AVCodecContext* ctx, AVDictionary** opts) {
+  const std::string& encoder = s.encoder;
+  if (s.live) ctx->gop_size = std::max(1, static_cast<int>(std::lround(2 * s.frame_rate.value())));
   if (encoder == "libx264") {
     av_dict_set(opts, "preset", "veryfast", 0);
     av_dict_set(opts, "crf", "20", 0);
+    if (s.live) av_dict_set(opts, "tune", "zerolatency", 0);
   } else if (encoder == "libvpx-vp9") {
     ctx->bit_rate = 0;  // constant quality
     av_dict_set(opts, "crf", "32", 0);
@@ -113,7 +119,7 @@ VideoEncoder::VideoEncoder(const VideoEncoderSettings& s, FfmpegErrors* errors) 
   }
   if (s.global_header) m.enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   AVDictionary* opts = nullptr;
-  encoder_options(s.encoder, m.enc, &opts);
+  encoder_options(s, m.enc, &opts);
   const int ret = avcodec_open2(m.enc, codec, &opts);
   av_dict_free(&opts);
   SS_CHECK(ret >= 0, "{}: expected it to open for {}×{} {} at {}/{} fps, got {}", m.who, s.width, s.height,

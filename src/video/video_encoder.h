@@ -26,6 +26,7 @@ struct VideoEncoderSettings {
   Rational frame_rate;
   int threads = 0;
   bool global_header = false;  // the container wants codec headers out of band (mp4, mkv, …)
+  bool live = false;           // a network stream: no encoder delay, a keyframe every 2 s
 };
 
 // Receives each packet, timestamps in the encoder's time base; it may take the packet's reference.

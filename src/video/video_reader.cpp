@@ -1,9 +1,13 @@
 #include "video/video_reader.h"
 
+#include <algorithm>
+#include <array>
 #include <deque>
+#include <mutex>
 
 extern "C" {
 #include <libavcodec/avcodec.h>
+#include <libavdevice/avdevice.h>
 #include <libavformat/avformat.h>
 #include <libavutil/channel_layout.h>
 #include <libavutil/imgutils.h>
@@ -22,12 +26,6 @@ namespace {
 
 // FFmpeg polls this during blocking I/O (a read from a pipe or the network interrupted by SIGINT).
 int interrupt_callback(void*) { return interrupt_requested() ? 1 : 0; }
-
-// A URL FFmpeg reaches over the network ("http://…", "rtmp://…"; not "file:" or "pipe:").
-bool is_network_url(const std::string& path) {
-  const size_t scheme = path.find("://");
-  return scheme != std::string::npos && scheme > 0 && path.compare(0, scheme, "file") != 0;
-}
 
 AudioInfo describe_audio(const AVStream* st) {
   const AVCodecParameters* par = st->codecpar;
@@ -75,6 +73,19 @@ bool full_range(const AVFrame* f) {
 
 }  // namespace
 
+bool is_network_url(const std::string& path) {
+  const std::string scheme = url_scheme(path);
+  return !scheme.empty() && scheme != "file";
+}
+
+bool is_live_source(const std::string& path, const std::string& format) {
+  static constexpr std::array<const char*, 7> kLive = {"rtmp", "rtmps", "rtmpt", "srt", "udp", "rtp", "tcp"};
+  const std::string scheme = url_scheme(path);
+  for (const char* s : kLive)
+    if (scheme == s) return true;
+  return format == "v4l2" || format == "video4linux2";
+}
+
 struct VideoReader::Impl {
   VideoInfo info;
   std::optional<AudioInfo> audio;
@@ -94,6 +105,8 @@ struct VideoReader::Impl {
   FfmpegErrors demux_errors;            // FFmpeg error lines of this reader's demuxer
   FfmpegErrors decode_errors;           // and of its decoder
   std::string startup_error;            // a decoder error tolerated before the first frame
+  bool live = false;                    // a live source: damaged data after the first frame is lost packets
+  std::string read_error;               // a live source's read error, thrown once the decoder is drained
 
   ~Impl() {
     sws_freeContext(sws);
@@ -114,8 +127,13 @@ struct VideoReader::Impl {
   // of a stream joined between keyframes (a live stream, a cut transport stream): they are kept
   // aside, and are fatal only when no frame follows.
   void check_logged_errors() {
-    const FfmpegErrors& logged = demux_errors.any() ? demux_errors : decode_errors;
+    FfmpegErrors& logged = demux_errors.any() ? demux_errors : decode_errors;
     if (!logged.any()) return;
+    if (live && next_index > 0) {  // packets lost on the way: the decoder recovers at the next keyframe
+      log_warn("{}: damaged data near frame {} ({}); going on", name, next_index, logged.last());
+      logged.clear();
+      return;
+    }
     if (&logged == &decode_errors && next_index == 0) {
       startup_error = decode_errors.last();
       log_debug("{}: skipping undecodable data before the first frame ({})", name, startup_error);
@@ -209,20 +227,42 @@ void VideoReader::open(const std::string& path, const ReaderOptions& options) {
   Impl& m = *impl;
   m.name = display_name(path);
   m.info.path = path;
+  m.live = is_live_source(path, options.format);
 
   m.fmt = avformat_alloc_context();
   SS_CHECK(m.fmt != nullptr, "{}: out of memory opening the file", m.name);
   m.fmt->opaque = &m.demux_errors;
   m.fmt->interrupt_callback = {&interrupt_callback, nullptr};
   const std::string url = path == "-" ? "pipe:0" : path;
+  const AVInputFormat* input_format = nullptr;
+  if (!options.format.empty()) {
+    static std::once_flag devices;
+    std::call_once(devices, avdevice_register_all);
+    input_format = av_find_input_format(options.format.c_str());
+    SS_CHECK(input_format != nullptr, "{}: expected an input format this FFmpeg has (e.g. v4l2, flv, mpegts), got '{}'",
+             m.name, options.format);
+  }
   AVDictionary* open_options = nullptr;
-  if (is_network_url(path) && options.timeout > 0)  // connecting and every read; FFmpeg's unit is µs
-    av_dict_set_int(&open_options, "rw_timeout", static_cast<int64_t>(options.timeout * 1e6), 0);
-  int ret = avformat_open_input(&m.fmt, url.c_str(), nullptr, &open_options);  // frees fmt on failure
+  const bool network = is_network_url(path);
+  if (network) set_network_options(path, options.timeout, options.listen, options.listen_timeout, &open_options);
+  SS_CHECK(network || !options.listen, "{}: expected a network URL to listen on, got a file", m.name);
+  for (const auto& [key, value] : options.options) av_dict_set(&open_options, key.c_str(), value.c_str(), 0);
+  int ret = avformat_open_input(&m.fmt, url.c_str(), input_format, &open_options);  // frees fmt on failure
+  std::string unknown;
+  for (const AVDictionaryEntry* e = nullptr; (e = av_dict_get(open_options, "", e, AV_DICT_IGNORE_SUFFIX));) {
+    const bool ours = std::any_of(options.options.begin(), options.options.end(),
+                                  [&](const auto& kv) { return kv.first == e->key; });
+    if (ours) unknown += fmt::format("{}{}", unknown.empty() ? "" : ", ", e->key);
+  }
   av_dict_free(&open_options);
   if (ret < 0 && interrupt_requested()) throw Interrupted();
-  SS_CHECK(ret >= 0, "{}: expected a readable video file, got {}", m.name,
-           ret == AVERROR(ENOENT) ? std::string("no such file") : m.reason(ret));
+  const bool silent = network && (ret == AVERROR(EIO) || ret == AVERROR(ETIMEDOUT)) && !m.demux_errors.any();
+  SS_CHECK(ret >= 0, "{}: expected a readable video {}, got {}", m.name, network ? "source" : "file",
+           ret == AVERROR(ENOENT) ? std::string("no such file")
+           : silent ? fmt::format("no stream within {} s ({})", options.timeout, av_error_text(ret))
+                    : m.reason(ret));
+  SS_CHECK(unknown.empty(), "{}: expected options that the {} input knows, got unknown option(s) {}", m.name,
+           m.fmt->iformat->name, unknown);
   // FFmpeg's tty demuxer takes any text file (.txt among others) and renders it as ANSI art.
   SS_CHECK(std::string(m.fmt->iformat->name) != "tty", "{}: expected a video file, got text", m.name);
   ret = avformat_find_stream_info(m.fmt, nullptr);
@@ -329,6 +369,8 @@ bool VideoReader::read(Frame& out) {
       m.finished = true;
       SS_CHECK(m.next_index > 0 || m.startup_error.empty(), "{}: expected decodable frames, got none ({})", m.name,
                m.startup_error);
+      SS_CHECK(m.read_error.empty(), "{}: expected a complete, readable video, got a read error near frame {} ({})",
+               m.name, m.next_index, m.read_error);
       return false;
     }
     SS_CHECK(ret == AVERROR(EAGAIN) && !m.draining, "{}: expected decodable frames, got a decoder error near frame {} ({})",
@@ -336,7 +378,9 @@ bool VideoReader::read(Frame& out) {
     ret = av_read_frame(m.fmt, m.packet);
     if (ret < 0 && interrupt_requested()) throw Interrupted();
     m.check_logged_errors();
-    if (ret == AVERROR_EOF) {
+    // The end, or a live source's connection lost: the frames the decoder holds come out first.
+    if (ret == AVERROR_EOF || (ret < 0 && m.live)) {
+      if (ret != AVERROR_EOF) m.read_error = av_error_text(ret);
       m.draining = true;
       ret = avcodec_send_packet(m.dec, nullptr);
       SS_CHECK(ret >= 0, "{}: cannot flush the decoder ({})", m.name, av_error_text(ret));

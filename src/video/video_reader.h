@@ -8,7 +8,8 @@
 // sanastream::Error with one line naming the input; FFmpeg's own log lines never reach stderr
 // (they go to the debug log, and the errors among them into the thrown message). Decoder errors
 // before the first frame are not failures: they are those of a stream joined between keyframes
-// (a live stream, a cut transport stream), unless no frame follows. A SIGINT (core/interrupt.h)
+// (a live stream, a cut transport stream), unless no frame follows; in a live source (below) damaged
+// data is lost packets at any time: a warning, and decoding goes on. A SIGINT (core/interrupt.h)
 // stops a blocked read and throws Interrupted.
 #pragma once
 
@@ -16,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "video/audio_stream.h"
@@ -53,8 +55,20 @@ struct ReaderOptions {
   int stream = -1;       // index of the video stream to read; -1 = FFmpeg's best video stream
   int threads = 0;       // decoder threads; 0 = FFmpeg chooses
   bool audio = false;    // keep the packets of FFmpeg's best audio stream (read_audio() drains them)
-  double timeout = 10;   // seconds a network URL may take to connect or stall a read; 0 = no limit
+  double timeout = 5;    // seconds a network URL may take to connect or stall a read; 0 = no limit
+  std::string format;    // FFmpeg input format ("v4l2", "flv", …); "" = probed from the data
+  bool listen = false;   // be the server: wait for a sender to connect (rtmp, srt, tcp, http)
+  double listen_timeout = 0;  // seconds to wait for the sender; 0 = as long as it takes
+  // FFmpeg demuxer/protocol options (KEY=VALUE: "video_size=1280x720", "framerate=30", …); an option
+  // neither the format nor the protocol knows is an error.
+  std::vector<std::pair<std::string, std::string>> options;
 };
+
+// Whether path is a network URL ("rtmp://…", "http://…"; not "file:" or "pipe:").
+bool is_network_url(const std::string& path);
+// Whether an input is a live source, whose end is a dropped connection rather than the end of the
+// video: rtmp(s), srt, udp, rtp and tcp URLs, and capture devices (format v4l2).
+bool is_live_source(const std::string& path, const std::string& format);
 
 class VideoReader {
  public:

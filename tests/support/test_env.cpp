@@ -2,14 +2,17 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 extern char** environ;
 
@@ -79,6 +82,47 @@ std::string temp_dir(const std::string& name) {
   remove_tree(p.string());
   fs::create_directories(p);
   return p.string();
+}
+
+Process::Process(const std::vector<std::string>& args, const std::string& stdout_file, const std::string& stderr_file,
+                 const std::string& stdin_file) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, stdin_file.empty() ? "/dev/null" : stdin_file.c_str(), O_RDONLY, 0);
+  const int out_flags = O_WRONLY | O_CREAT | O_TRUNC;
+  posix_spawn_file_actions_addopen(&fa, 1, stdout_file.empty() ? "/dev/null" : stdout_file.c_str(), out_flags, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, stderr_file.empty() ? "/dev/null" : stderr_file.c_str(), out_flags, 0644);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ) == 0) pid_ = pid;
+  posix_spawn_file_actions_destroy(&fa);
+}
+
+Process::~Process() {
+  if (pid_ <= 0 || code_ >= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+}
+
+void Process::signal(int sig) const {
+  if (pid_ > 0 && code_ < 0) ::kill(pid_, sig);
+}
+
+int Process::wait(double seconds) {
+  if (pid_ <= 0 || code_ >= 0) return code_;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (;;) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return code_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 std::string golden_root() {

@@ -19,6 +19,25 @@ struct CliResult {
 // Runs the built `sanastream` binary with args; stdin from /dev/null unless stdin_file is given.
 CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_file = "");
 
+// A program running in the background: args[0] found in PATH, stdin /dev/null (or a file), stdout
+// and stderr to files (or /dev/null). The destructor kills (SIGKILL) and reaps one still running.
+class Process {
+ public:
+  explicit Process(const std::vector<std::string>& args, const std::string& stdout_file = "",
+                   const std::string& stderr_file = "", const std::string& stdin_file = "");
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  bool started() const { return pid_ > 0; }
+  void signal(int sig) const;
+  // The exit code (128 + the signal for a killed one) once it ends; -1 when `seconds` pass first.
+  int wait(double seconds);
+
+ private:
+  int pid_ = -1;
+  int code_ = -1;
+};
+
 // A fresh directory under the build tree's test scratch area, removed at exit of the test program.
 std::string temp_dir(const std::string& name);
 

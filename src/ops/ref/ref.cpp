@@ -3,6 +3,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
+
+#include <ATen/core/grad_mode.h>
 
 namespace sanastream::ops::ref {
 
@@ -14,6 +17,13 @@ bool reference_mode() {
   return on;
 }
 
+bool records_grad(std::initializer_list<at::Tensor> tensors) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor& t : tensors)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu, double post_scale) {
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
@@ -23,10 +33,12 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, b
 }
 
 void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {
-  if (gate.defined()) {
-    x.add_(gate.to(at::kFloat) * branch.to(at::kFloat));
+  at::Tensor update = gate.defined() ? gate.to(at::kFloat) * branch.to(at::kFloat) : branch.to(at::kFloat);
+  // Under autograd x is saved by the LayerNorm that read it: a new tensor instead of an in-place add.
+  if (records_grad({x, update})) {
+    x = x + update;
   } else {
-    x.add_(branch.to(at::kFloat));
+    x.add_(update);
   }
 }
 
@@ -88,6 +100,54 @@ GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double ep
   }
   out.out = at::stack(merged, 2);
   return out;
+}
+
+at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
+                     GdnState* final_state, double eps) {
+  const int64_t B = p.q.size(0), N = p.q.size(1), C = p.q.size(2), H = fm.heads, D = C / H, T = fm.frames, S = N / T;
+  auto f64 = [](const at::Tensor& t) { return t.to(at::kDouble); };
+  // Feature maps: ReLU(w · x / rms(x)) · scale over all C channels, then [B, N, H, D].
+  auto feature = [&](const at::Tensor& x, const at::Tensor& w, double scale) {
+    at::Tensor xd = f64(x);
+    at::Tensor inv = at::rsqrt(xd.pow(2).mean(-1, /*keepdim=*/true) + fm.norm_eps);
+    return (at::relu(f64(w) * xd * inv) * scale).view({B, N, H, D});
+  };
+  at::Tensor q = feature(p.q, fm.q_norm, 1.0), k = feature(p.k, fm.k_norm, fm.k_scale);
+  at::Tensor q_rot = apply_rope(q, f64(rope.cos), f64(rope.sin)), k_rot = apply_rope(k, f64(rope.cos), f64(rope.sin));
+  // [B, N, H, D] → [B, H, T, S, D]
+  auto frames = [&](const at::Tensor& t) { return t.reshape({B, T, S, H, D}).permute({0, 3, 1, 2, 4}); };
+  at::Tensor Q = frames(q), K = frames(k), Qr = frames(q_rot), Kr = frames(k_rot), V = frames(f64(p.v).view({B, N, H, D}));
+  at::Tensor beta = at::sigmoid(f64(p.beta_logits)).view({B, T, S, H}).permute({0, 3, 1, 2}).unsqueeze(-1);  // [B, H, T, S, 1]
+  at::Tensor g = f64(p.decay).permute({0, 2, 1}).view({B, H, T, 1, 1});
+  // Per-frame summaries [B, H, T, D, D]: P = I − K̂ᵀ diag(β) K̂, A = Vᵀ diag(β) K̂, Pz = I − Kᵀ diag(β) K, b = Kᵀ β.
+  at::Tensor eye = at::eye(D, p.q.options().dtype(at::kDouble));
+  at::Tensor P = eye - at::matmul(Kr.transpose(-1, -2), beta * Kr);
+  at::Tensor A = at::matmul(V.transpose(-1, -2), beta * Kr);
+  at::Tensor Pz = eye - at::matmul(K.transpose(-1, -2), beta * K);
+  at::Tensor bz = at::matmul(K.transpose(-1, -2), beta);  // [B, H, T, D, 1]
+  auto opts = eye.options();
+  at::Tensor M = init.defined() ? f64(init.kv) : at::zeros({B, H, D, D}, opts);
+  at::Tensor z = init.defined() ? f64(init.z) : at::zeros({B, H, D, 1}, opts);
+  std::vector<at::Tensor> Ms(T), zs(T), Rs(T), zrs(T);
+  for (int64_t f = 0; f < T; ++f) {
+    M = g.select(2, f) * at::matmul(M, P.select(2, f)) + A.select(2, f);
+    z = g.select(2, f) * at::matmul(Pz.select(2, f), z) + bz.select(2, f);
+    Ms[f] = M;
+    zs[f] = z;
+  }
+  if (final_state) *final_state = {M, z};
+  at::Tensor R = at::zeros({B, H, D, D}, opts), zr = at::zeros({B, H, D, 1}, opts);
+  for (int64_t f = T - 1; f >= 0; --f) {
+    Rs[f] = R;
+    zrs[f] = zr;
+    R = g.select(2, f) * at::matmul(R, P.select(2, f)) + A.select(2, f);
+    zr = g.select(2, f) * at::matmul(Pz.select(2, f), zr) + bz.select(2, f);
+  }
+  at::Tensor states = at::stack(Ms, 2) + at::stack(Rs, 2);  // [B, H, T, D, D] [v, k]
+  at::Tensor zsum = at::stack(zs, 2) + at::stack(zrs, 2);   // [B, H, T, D, 1]
+  at::Tensor o = at::matmul(Qr, states.transpose(-1, -2)) / (at::matmul(Q, zsum) + eps);  // [B, H, T, S, D]
+  o = o.permute({0, 2, 3, 1, 4}).reshape({B, N, C});
+  return o * at::silu(f64(p.gate));
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias) {

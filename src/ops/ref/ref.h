@@ -3,6 +3,8 @@
 // SANASTREAM_REFERENCE=1 in the environment — the path for the whole model, to bisect bugs.
 #pragma once
 
+#include <initializer_list>
+
 #include <ATen/ATen.h>
 
 #include "ops/gdn.h"
@@ -12,6 +14,10 @@ namespace sanastream::ops::ref {
 // True when SANASTREAM_REFERENCE=1 (read once).
 bool reference_mode();
 
+// True when autograd records through one of these tensors (grad mode on and one requires grad). The
+// CUDA kernels have no backward, so the op front ends take these references then (training).
+bool records_grad(std::initializer_list<at::Tensor> tensors);
+
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu, double post_scale);
 void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch);
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
@@ -19,6 +25,10 @@ at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, con
 // x: [..., N, H, D]; cos, sin: [N or 1, D/2] float64
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double eps);
+// ops::gdn_gated in float64 through the frame-matrix form of SPEC §2 (the fused kernels' ground
+// truth): returns [B, N, H·D] float64; final_state (nullable) receives the float64 forward state.
+at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
+                     GdnState* final_state, double eps);
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias);
 at::Tensor silu_glu(const at::Tensor& x);
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);

@@ -1,0 +1,15 @@
+// ATen front end of the fused GDN kernels (kernels/gdn.h); only built with SANASTREAM_CUDA.
+#pragma once
+
+#include "ops/gdn.h"
+
+namespace sanastream::ops::cuda {
+
+// Whether the fused kernels take these inputs (CUDA, bf16 or fp32, head dim 112, ≤ 16 frames,
+// 16-byte rows).
+bool gdn_fused_applies(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope);
+// ops::gdn_gated through the kernels; call only where gdn_fused_applies().
+at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
+                     GdnState* final_state, double eps);
+
+}  // namespace sanastream::ops::cuda

@@ -1,0 +1,95 @@
+#include "train/cache_builder.h"
+
+#include <chrono>
+#include <map>
+
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h of PyTorch 2.x)
+
+#include "core/error.h"
+#include "core/interrupt.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "pipeline/edit_engine.h"
+#include "pipeline/model_package.h"
+#include "pipeline/prompt_encoder.h"
+#include "video/video_reader.h"
+
+namespace sanastream::train {
+
+namespace {
+
+// `count` frames at `fps` by timestamp from the clip's start → RGB24 [count, H, W, 3] at the cache size.
+at::Tensor read_clip(const std::string& path, int64_t count, double fps, const pipeline::FrameSize& size) {
+  video::VideoReader reader;
+  reader.open(path);
+  std::vector<at::Tensor> frames;
+  video::Frame f;
+  double next = -1;
+  while (static_cast<int64_t>(frames.size()) < count && reader.read(f)) {
+    if (next < 0) next = f.time;
+    if (f.time + 1e-6 < next) continue;
+    next += 1.0 / fps;
+    at::Tensor rgb = at::from_blob(f.rgb.data(), {1, f.height, f.width, 3}, at::kByte);
+    frames.push_back(pipeline::model_to_rgb24(pipeline::rgb24_to_model(rgb, size, at::kFloat, at::kCPU), size));
+  }
+  SS_CHECK(!frames.empty(), "{}: no video frames", path);
+  if (static_cast<int64_t>(frames.size()) < count)
+    log_warn("{}: {} frames at {} fps, padded to {} by repeating the last", path, frames.size(), fps, count);
+  while (static_cast<int64_t>(frames.size()) < count) frames.push_back(frames.back());
+  return at::cat(frames, 0);  // [count, H, W, 3] uint8
+}
+
+}  // namespace
+
+nlohmann::json CacheBuildReport::to_json() const {
+  return {{"samples", samples}, {"with_target", with_target}, {"seconds", seconds}};
+}
+
+CacheBuildReport build_data_cache(const CacheBuildOptions& opt) {
+  const auto start = std::chrono::steady_clock::now();
+  SS_CHECK(opt.width % 32 == 0 && opt.height % 32 == 0 && opt.width > 0 && opt.height > 0,
+           "--size: expected multiples of 32, got {}x{}", opt.width, opt.height);
+  const std::vector<ManifestRow> rows = read_manifest(opt.manifest);
+  const pipeline::ModelPackage pkg = pipeline::load_model_package(opt.model);
+  const double fps = opt.fps > 0 ? opt.fps : pkg.fps;
+  const Runtime rt = make_runtime(opt.device, opt.dtype);
+  pipeline::PromptEncoder prompts(pkg.text_encoder.path, rt, model::Gemma2Attention::kEager);
+  std::unique_ptr<model::Ltx2Vae> vae;
+  if (opt.latents) vae = pipeline::load_package_vae(pkg, rt);
+  const pipeline::FrameSize size{opt.width, opt.height};
+
+  DataCacheWriter writer(opt.out_dir,
+                         {opt.latents ? CacheKind::kLatents : CacheKind::kFrames, opt.width, opt.height, opt.frames});
+  const pipeline::PromptEmbedding null = prompts.encode_negative("");
+  writer.set_null_prompt(null.embeds, null.mask);
+  CacheBuildReport r;
+  for (const ManifestRow& row : rows) {
+    check_interrupt();
+    auto clip = [&](const std::string& path) {
+      at::Tensor rgb = read_clip(path, opt.frames, fps, size);
+      if (!vae) return rgb;
+      at::NoGradGuard no_grad;
+      const at::Tensor x = pipeline::rgb24_to_model(rgb, size, rt.dtype, rt.device);  // [1, 3, F, H, W]
+      return vae->normalize(vae->encode(x)).squeeze(0).to(at::kCPU, at::kFloat);      // [Cl, T, h, w]
+    };
+    CacheSample s;
+    s.source = clip(row.source_video);
+    if (!row.target_video.empty()) s.target = clip(row.target_video);
+    const pipeline::PromptEmbedding p = prompts.encode(row.prompt, pipeline::PromptMode::kStreaming);
+    const pipeline::PromptEmbedding q = prompts.encode(row.reverse_prompt, pipeline::PromptMode::kStreaming);
+    s.prompt_embeds = p.embeds;
+    s.prompt_mask = p.mask;
+    s.reverse_embeds = q.embeds;
+    s.reverse_mask = q.mask;
+    s.prompt = row.prompt;
+    s.reverse_prompt = row.reverse_prompt;
+    writer.add(s);
+    ++r.samples;
+    r.with_target += s.target.defined();
+  }
+  writer.finish();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+}  // namespace sanastream::train

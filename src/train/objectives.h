@@ -1,0 +1,73 @@
+// The training objectives of `sanastream train` (SPEC §5, docs/TRAIN.md). Each one calls backward()
+// itself (the self-rollout once per chunk, so the caches of a chunk are detached before the next),
+// accumulating into the gradients of the trainable master weights, and returns its loss value.
+//   (a) flow matching on (source, target) pairs over the whole clip, without caches;
+//   (b) streaming self-rollout: the model edits chunk after chunk with its own caches exactly as at
+//       inference; a grad call on the target's chunk noised at a step of the schedule trains it;
+//   (c) Cycle-Reverse Regularization on those edits: the detached edit conditions the reverse
+//       prompt, the real source chunk is noised at a step of the schedule, v is trained to
+//       (ε − source); a separate cache is refreshed by a t = 0 pass on the model's own x0.
+#pragma once
+
+#include <memory>
+
+#include <ATen/ATen.h>
+
+#include "core/runtime.h"
+#include "io/safetensors.h"
+#include "model/hybrid_dit.h"
+#include "train/train_config.h"
+
+namespace sanastream::train {
+
+// The DiT's fp32 master weights (trainable ones require grad) and how to build the model on them.
+struct DitWeights {
+  io::TensorMap params;  // official keys, fp32, on the device
+  model::DitConfig cfg;
+  Runtime rt;  // compute device and dtype (bf16: casts of the master weights)
+  // A model on the current weights. With grad, the casts and derived layouts are part of the graph,
+  // so gradients reach the master weights; without, nothing is recorded.
+  std::unique_ptr<model::HybridDit> build(bool grad) const;
+};
+
+// One clip on the model's device, normalised latents fp32.
+struct TrainSample {
+  at::Tensor source, target;              // [1, Cl, T, h, w]; target undefined = none
+  at::Tensor prompt_embeds, prompt_mask;  // [1, L, Cc], [1, L]
+  at::Tensor reverse_embeds, reverse_mask;
+  at::Tensor null_embeds, null_mask;  // the empty prompt (CFG dropout)
+};
+
+// The flow-matching loss of one call: x_t = (1 − σ)·x0 + σ·ε, v = dit(x_t, cond, ⌊1000σ⌋),
+// MSE(v, ε − x0). x0, cond, noise: [B, Cl, T, h, w] fp32. `x_t` and `v` are returned for the CRR
+// cache refresh (x0 estimate x_t − σ·v).
+struct FlowLoss {
+  at::Tensor loss;  // [] fp32
+  at::Tensor x_t, v;
+};
+FlowLoss flow_loss(const model::HybridDit& dit, const model::CaptionState& caption, const at::Tensor& x0,
+                   const at::Tensor& cond, double sigma, const at::Tensor& noise,
+                   const model::DitCallOptions& opt = {});
+
+// σ of objective (a): sigmoid(mean + std·N(0, 1)) shifted by flow_shift.
+double sample_logit_normal_sigma(const FlowMatchingConfig& cfg, at::Generator& gen);
+
+// Objective (a) on one sample (no target: 0, nothing computed). The loss is scaled by `scale` before
+// backward (gradient accumulation); the unscaled value is returned.
+double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg, at::Generator& gen,
+                          double scale);
+
+struct RolloutLosses {
+  double rollout = 0, crr = 0;  // mean over the chunks that had the objective
+  int64_t chunks = 0;
+};
+
+// Objectives (b) and (c) on one sample (either may be disabled; (b) needs a target). Gradients flow
+// through the current chunk's grad calls only; every cache is detached.
+RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const RolloutConfig& rollout,
+                           const CrrConfig& crr, at::Generator& gen, double scale);
+
+// Standard normal noise drawn on the CPU from gen (so runs are reproducible on any device), moved to device.
+at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen);
+
+}  // namespace sanastream::train

@@ -1,0 +1,273 @@
+#include "train/train_config.h"
+
+#include <set>
+
+#include "core/error.h"
+#include "core/fs.h"
+
+namespace sanastream::train {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Strict reading of one JSON object: every read key is remembered, finish() rejects the others.
+class ObjectReader {
+ public:
+  ObjectReader(const json& j, std::string file, std::string prefix)
+      : j_(j), file_(std::move(file)), prefix_(std::move(prefix)) {
+    SS_CHECK(j_.is_object(), "{}: {}: expected an object, got {}", file_, prefix_.empty() ? "top level" : where(""),
+             j_.dump());
+  }
+
+  bool has(const std::string& key) const { return j_.contains(key); }
+
+  void number(const std::string& key, double& out, double lo, double hi, const char* range) {
+    if (!take(key)) return;
+    const json& v = j_.at(key);
+    SS_CHECK(v.is_number() && v.get<double>() >= lo && v.get<double>() <= hi, "{}: {}: expected a number {}, got {}",
+             file_, where(key), range, v.dump());
+    out = v.get<double>();
+  }
+  void integer(const std::string& key, int64_t& out, int64_t lo, const char* range) {
+    if (!take(key)) return;
+    const json& v = j_.at(key);
+    SS_CHECK(v.is_number_integer() && v.get<int64_t>() >= lo, "{}: {}: expected an integer {}, got {}", file_,
+             where(key), range, v.dump());
+    out = v.get<int64_t>();
+  }
+  void boolean(const std::string& key, bool& out) {
+    if (!take(key)) return;
+    const json& v = j_.at(key);
+    SS_CHECK(v.is_boolean(), "{}: {}: expected true or false, got {}", file_, where(key), v.dump());
+    out = v.get<bool>();
+  }
+  void string(const std::string& key, std::string& out, const std::set<std::string>& allowed = {}) {
+    if (!take(key)) return;
+    const json& v = j_.at(key);
+    SS_CHECK(v.is_string(), "{}: {}: expected a string, got {}", file_, where(key), v.dump());
+    out = v.get<std::string>();
+    if (!allowed.empty()) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : " or ") + a;
+      SS_CHECK(allowed.count(out), "{}: {}: expected {}, got '{}'", file_, where(key), list, out);
+    }
+  }
+  // A file or directory path, relative to the config's directory unless absolute.
+  void path(const std::string& key, std::string& out, const std::string& base) {
+    std::string s;
+    string(key, s);
+    if (s.empty()) return;
+    out = s[0] == '/' || base.empty() ? s : base + "/" + s;
+  }
+  void strings(const std::string& key, std::vector<std::string>& out) {
+    if (!take(key)) return;
+    const json& v = j_.at(key);
+    bool ok = v.is_array();
+    for (const auto& e : v) ok = ok && e.is_string();
+    SS_CHECK(ok, "{}: {}: expected a list of strings, got {}", file_, where(key), v.dump());
+    out = v.get<std::vector<std::string>>();
+  }
+  ObjectReader child(const std::string& key) {
+    take(key);
+    return ObjectReader(j_.at(key), file_, where(key));
+  }
+  void finish() const {
+    for (const auto& [k, _] : j_.items()) SS_CHECK(used_.count(k), "{}: {}: unknown key", file_, where(k));
+  }
+
+ private:
+  bool take(const std::string& key) {
+    used_.insert(key);
+    return j_.contains(key) && !j_.at(key).is_null();
+  }
+  std::string where(const std::string& key) const {
+    if (key.empty()) return prefix_;
+    return prefix_.empty() ? key : prefix_ + "." + key;
+  }
+  const json& j_;
+  std::string file_, prefix_;
+  std::set<std::string> used_;
+};
+
+constexpr double kInf = 1e300;
+
+void read_dit(ObjectReader r, DitInit& d, const std::string& base, const std::string& file) {
+  r.path("init", d.init, base);
+  if (r.has("random")) {
+    ObjectReader s = r.child("random");
+    model::DitShape shape;
+    std::string variant = "streaming";
+    s.integer("depth", shape.depth, 1, ">= 1");
+    s.integer("hidden", shape.hidden, 6, ">= 6");
+    int64_t heads = 0;
+    s.integer("heads", heads, 1, ">= 1 (default: width / 112)");
+    s.integer("ffn_hidden", shape.ffn_hidden, 1, ">= 1");
+    s.integer("latent_channels", shape.latent_channels, 1, ">= 1");
+    s.integer("source_channels", shape.source_channels, 1, ">= 1");
+    s.integer("caption_channels", shape.caption_channels, 1, ">= 1");
+    s.integer("caption_length", shape.caption_length, 1, ">= 1");
+    s.number("softmax_ratio", shape.softmax_ratio, 0, 1, "in [0, 1]");
+    s.string("variant", variant, {"streaming", "bidirectional"});
+    s.finish();
+    shape.variant = variant == "streaming" ? model::DitVariant::kStreaming : model::DitVariant::kBidirectional;
+    shape.heads = heads ? heads : shape.hidden % 112 == 0 ? shape.hidden / 112 : 1;
+    SS_CHECK(shape.hidden % shape.heads == 0 && (shape.hidden / shape.heads) % 2 == 0 && shape.hidden / shape.heads >= 6,
+             "{}: dit.random: expected a width that splits into {} heads of an even dim >= 6, got {}", file,
+             shape.heads, shape.hidden);
+    d.random = shape;
+  }
+  int64_t seed = 0;
+  r.integer("seed", seed, 0, ">= 0");
+  d.seed = static_cast<uint64_t>(seed);
+  r.strings("trainable", d.trainable);
+  r.finish();
+  SS_CHECK(d.init.empty() != !d.random.has_value(),
+           "{}: dit: expected exactly one of init (weights) and random, got {}", file,
+           d.init.empty() ? "neither" : "both");
+}
+
+}  // namespace
+
+TrainConfig parse_train_config(const json& j, const std::string& path) {
+  TrainConfig c;
+  c.path = path;
+  const size_t slash = path.rfind('/');
+  const std::string base = slash == std::string::npos ? "." : path.substr(0, slash);
+  ObjectReader r(j, path, "");
+  SS_CHECK(r.has("format_version"), "{}: format_version: required key missing", path);
+  int64_t version = 0;
+  r.integer("format_version", version, 1, "1");
+  SS_CHECK(version == 1, "{}: format_version: expected 1, got {}", path, version);
+  r.path("output", c.output, base);
+  SS_CHECK(!c.output.empty(), "{}: output: expected the run directory, got nothing", path);
+  r.string("device", c.device);
+  r.string("dtype", c.dtype, {"fp32", "bf16"});
+  int64_t seed = 0;
+  r.integer("seed", seed, 0, ">= 0");
+  c.seed = static_cast<uint64_t>(seed);
+  r.integer("max_steps", c.max_steps, 1, ">= 1");
+  r.integer("checkpoint_every", c.checkpoint_every, 0, ">= 0");
+  r.integer("keep_checkpoints", c.keep_checkpoints, 1, ">= 1");
+  r.number("time_limit_s", c.time_limit_s, 0, kInf, ">= 0");
+  SS_CHECK(r.has("dit"), "{}: dit: required key missing", path);
+  read_dit(r.child("dit"), c.dit, base, path);
+  if (r.has("optim")) {
+    ObjectReader o = r.child("optim");
+    o.number("lr", c.optim.lr, 0, kInf, ">= 0");
+    o.number("beta1", c.optim.beta1, 0, 0.999999, "in [0, 1)");
+    o.number("beta2", c.optim.beta2, 0, 0.999999999, "in [0, 1)");
+    o.number("eps", c.optim.eps, 1e-30, kInf, "> 0");
+    o.number("weight_decay", c.optim.weight_decay, 0, kInf, ">= 0");
+    o.integer("warmup_steps", c.optim.warmup_steps, 0, ">= 0");
+    o.number("grad_clip", c.optim.grad_clip, 0, kInf, ">= 0 (0 = off)");
+    o.finish();
+  }
+  if (r.has("ema")) {
+    ObjectReader o = r.child("ema");
+    o.boolean("enabled", c.ema.enabled);
+    o.number("decay", c.ema.decay, 0, 1, "in [0, 1]");
+    o.finish();
+  }
+  if (r.has("flow_matching")) {
+    ObjectReader o = r.child("flow_matching");
+    o.boolean("enabled", c.flow_matching.enabled);
+    o.number("weight", c.flow_matching.weight, 0, kInf, ">= 0");
+    o.number("logit_mean", c.flow_matching.logit_mean, -kInf, kInf, "");
+    o.number("logit_std", c.flow_matching.logit_std, 0, kInf, ">= 0");
+    o.number("flow_shift", c.flow_matching.flow_shift, 1e-6, kInf, "> 0");
+    o.number("text_dropout", c.flow_matching.text_dropout, 0, 1, "in [0, 1]");
+    o.finish();
+  }
+  if (r.has("rollout")) {
+    ObjectReader o = r.child("rollout");
+    o.boolean("enabled", c.rollout.enabled);
+    o.number("weight", c.rollout.weight, 0, kInf, ">= 0");
+    int64_t first = c.rollout.first_chunk, steps = c.rollout.steps;
+    o.integer("first_chunk", first, 3, "of 3, 4 or 5");
+    SS_CHECK(first <= 5, "{}: rollout.first_chunk: expected 3, 4 or 5, got {}", path, first);
+    o.integer("steps", steps, 1, ">= 1");
+    c.rollout.first_chunk = static_cast<int>(first);
+    c.rollout.steps = static_cast<int>(steps);
+    o.finish();
+  }
+  if (r.has("crr")) {
+    ObjectReader o = r.child("crr");
+    o.boolean("enabled", c.crr.enabled);
+    o.number("weight", c.crr.weight, 0, kInf, ">= 0");
+    o.finish();
+  }
+  SS_CHECK(r.has("data"), "{}: data: required key missing", path);
+  {
+    ObjectReader o = r.child("data");
+    o.path("cache", c.data.cache, base);
+    o.path("vae", c.data.vae, base);
+    o.integer("width", c.data.width, 0, ">= 0");
+    o.integer("height", c.data.height, 0, ">= 0");
+    o.number("crop_min", c.data.crop_min, 1e-3, 1, "in (0, 1]");
+    o.integer("batch", c.data.batch, 1, ">= 1");
+    o.finish();
+    SS_CHECK(!c.data.cache.empty(), "{}: data.cache: expected a data cache directory, got nothing", path);
+  }
+  r.finish();
+  SS_CHECK(c.flow_matching.enabled || c.rollout.enabled || c.crr.enabled,
+           "{}: expected at least one objective enabled (flow_matching, rollout, crr), got none", path);
+  return c;
+}
+
+TrainConfig load_train_config(const std::string& path) {
+  SS_CHECK(path_exists(path), "training config '{}' does not exist", path);
+  json j;
+  try {
+    j = json::parse(read_text_file(path));
+  } catch (const json::exception& e) {
+    SS_FAIL("{}: not valid JSON: {}", path, e.what());
+  }
+  return parse_train_config(j, path);
+}
+
+json TrainConfig::to_json() const {
+  json j = {
+      {"output", output},
+      {"device", device},
+      {"dtype", dtype},
+      {"seed", seed},
+      {"max_steps", max_steps},
+      {"checkpoint_every", checkpoint_every},
+      {"keep_checkpoints", keep_checkpoints},
+      {"time_limit_s", time_limit_s},
+      {"dit",
+       {{"init", dit.init}, {"random", dit.random.has_value()}, {"seed", dit.seed}, {"trainable", dit.trainable}}},
+      {"optim",
+       {{"lr", optim.lr},
+        {"beta1", optim.beta1},
+        {"beta2", optim.beta2},
+        {"eps", optim.eps},
+        {"weight_decay", optim.weight_decay},
+        {"warmup_steps", optim.warmup_steps},
+        {"grad_clip", optim.grad_clip}}},
+      {"ema", {{"enabled", ema.enabled}, {"decay", ema.decay}}},
+      {"flow_matching",
+       {{"enabled", flow_matching.enabled},
+        {"weight", flow_matching.weight},
+        {"logit_mean", flow_matching.logit_mean},
+        {"logit_std", flow_matching.logit_std},
+        {"flow_shift", flow_matching.flow_shift},
+        {"text_dropout", flow_matching.text_dropout}}},
+      {"rollout",
+       {{"enabled", rollout.enabled},
+        {"weight", rollout.weight},
+        {"first_chunk", rollout.first_chunk},
+        {"steps", rollout.steps}}},
+      {"crr", {{"enabled", crr.enabled}, {"weight", crr.weight}}},
+      {"data",
+       {{"cache", data.cache},
+        {"vae", data.vae},
+        {"width", data.width},
+        {"height", data.height},
+        {"crop_min", data.crop_min},
+        {"batch", data.batch}}}};
+  return j;
+}
+
+}  // namespace sanastream::train

@@ -1,0 +1,90 @@
+// `sanastream train --config train.json`: the configuration of a training run (docs/TRAIN.md has
+// the schema). Parsing is strict: unknown keys, wrong types and out-of-range values are one Error
+// naming the file and the key ("train.json: optim.lr: expected a number > 0, got -1").
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/dit_random.h"
+
+namespace sanastream::train {
+
+// Where the DiT's weights come from: a model package / weights file (init), or seeded random
+// weights of a shape (random) — tests, smoke runs and benchmarks.
+struct DitInit {
+  std::string init;                       // package dir, .safetensors, shard index or .pth ("" = random)
+  std::optional<model::DitShape> random;  // the shape of random weights
+  uint64_t seed = 0;
+  std::vector<std::string> trainable{""};  // key prefixes that train ("" = every tensor); the rest is frozen
+};
+
+struct OptimConfig {
+  double lr = 1e-4;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0.0;
+  int64_t warmup_steps = 0;  // linear warm-up from 0 to lr
+  double grad_clip = 1.0;    // max global L2 norm (0 = off)
+};
+
+struct EmaConfig {
+  bool enabled = true;
+  double decay = 0.999;
+};
+
+// (a) flow matching on (source, target) pairs over whole clips, no caches.
+struct FlowMatchingConfig {
+  bool enabled = true;
+  double weight = 1.0;
+  double logit_mean = 0.0, logit_std = 1.0;  // σ = sigmoid(mean + std·N(0, 1)), then shifted
+  double flow_shift = 8.0;                   // σ ← shift·σ / (1 + (shift − 1)·σ)
+  double text_dropout = 0.1;                 // probability of the null caption (CFG)
+};
+
+// (b) streaming self-rollout and (c) Cycle-Reverse Regularization on its edits.
+struct RolloutConfig {
+  bool enabled = false;
+  double weight = 1.0;
+  int first_chunk = 3;  // latent frames of the first chunk (3, 4 or 5), then 3
+  int steps = 4;        // Euler steps of the rollout (the distilled schedule)
+};
+struct CrrConfig {
+  bool enabled = false;
+  double weight = 0.5;
+};
+
+struct DataConfig {
+  std::string cache;              // a data cache directory (`sanastream train-cache`)
+  std::string vae;                // model package or VAE directory: encodes frame caches (frozen)
+  int64_t width = 0, height = 0;  // training size in pixels (0 = the cache's)
+  double crop_min = 1.0;          // random crops of [crop_min, 1] of the side, resized to the training size
+  int64_t batch = 1;              // samples per optimiser step (gradients accumulated)
+};
+
+struct TrainConfig {
+  std::string path;                            // the config file (errors and relative paths)
+  std::string output;                          // run directory: checkpoints/, log.csv, loss.png
+  std::string device = "cpu", dtype = "fp32";  // bf16: bf16 compute, fp32 master weights and states
+  uint64_t seed = 0;
+  int64_t max_steps = 100;
+  int64_t checkpoint_every = 0;  // steps (0 = only at the end of a command)
+  int64_t keep_checkpoints = 2;  // the newest checkpoints kept (older ones are removed)
+  double time_limit_s = 0;       // stop (with a checkpoint) after this much wall time (0 = no limit)
+  DitInit dit;
+  OptimConfig optim;
+  EmaConfig ema;
+  FlowMatchingConfig flow_matching;
+  RolloutConfig rollout;
+  CrrConfig crr;
+  DataConfig data;
+  nlohmann::json to_json() const;
+};
+
+// Parses a config; `path` names it in errors and anchors relative paths (its directory).
+TrainConfig parse_train_config(const nlohmann::json& j, const std::string& path);
+TrainConfig load_train_config(const std::string& path);
+
+}  // namespace sanastream::train

@@ -1,0 +1,350 @@
+#include "train/trainer.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <sstream>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h of PyTorch 2.x)
+
+#include "core/compare.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/interrupt.h"
+#include "core/log.h"
+#include "io/checkpoint.h"
+#include "ops/device.h"
+#include "pipeline/dit_loader.h"
+#include "pipeline/model_package.h"
+#include "train/png.h"
+
+namespace sanastream::train {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr int64_t kSpatialRatio = 32;  // pixels per latent token (LTX-2)
+const char* const kLogHeader = "step,lr,loss,flow_matching,rollout,crr,grad_norm,step_seconds";
+
+bool trainable_key(const std::vector<std::string>& prefixes, const std::string& key) {
+  for (const auto& p : prefixes)
+    if (key.rfind(p, 0) == 0) return true;
+  return false;
+}
+
+io::TensorMap host_copy(const io::TensorMap& m) {
+  io::TensorMap out;
+  for (const auto& [k, t] : m) out[k] = t.detach().to(at::kCPU).contiguous();
+  return out;
+}
+
+// Copies checkpoint tensors into `dst` in place; the key sets and shapes must agree.
+void copy_into(io::TensorMap& dst, const io::TensorMap& src, const std::string& prefix, const std::string& file) {
+  at::NoGradGuard no_grad;
+  for (auto& [k, t] : dst) {
+    auto it = src.find(prefix + k);
+    SS_CHECK(it != src.end(), "{}: missing tensor '{}' (was the run's config changed?)", file, prefix + k);
+    SS_CHECK(it->second.sizes() == t.sizes(), "{}: '{}' expected shape {}, got {}", file, prefix + k,
+             shape_str(t.sizes()), shape_str(it->second.sizes()));
+    t.copy_(it->second);
+  }
+}
+
+// The training size in pixels: the config's, else the cache's; multiples of the VAE's 32.
+std::pair<int64_t, int64_t> train_size(const DataConfig& d, const CacheHeader& h) {
+  const int64_t W = d.width ? d.width : h.width, H = d.height ? d.height : h.height;
+  SS_CHECK(W % kSpatialRatio == 0 && H % kSpatialRatio == 0 && W <= h.width && H <= h.height,
+           "data: expected a training size of multiples of {} within the cache's {}x{}, got {}x{}", kSpatialRatio,
+           h.width, h.height, W, H);
+  return {W, H};
+}
+
+}  // namespace
+
+json TrainReport::to_json() const {
+  return {{"first_step", first_step},
+          {"last_step", last_step},
+          {"steps", last_step - first_step},
+          {"resumed", resumed},
+          {"finished", finished},
+          {"seconds", seconds},
+          {"steps_per_s", steps_per_s},
+          {"peak_host_mib", peak_host_mib},
+          {"peak_device_mib", peak_device_mib},
+          {"parameters", parameters},
+          {"trainable_parameters", trainable},
+          {"loss", last.loss},
+          {"flow_matching", last.flow_matching},
+          {"rollout", last.rollout},
+          {"crr", last.crr},
+          {"grad_norm", last.grad_norm},
+          {"lr", last.lr},
+          {"checkpoint", checkpoint}};
+}
+
+Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
+  w_.rt = make_runtime(cfg_.device, cfg_.dtype);
+  io::TensorMap weights;
+  json overrides = json::object();
+  if (!cfg_.dit.init.empty()) {
+    const pipeline::DitSource src = pipeline::resolve_dit_source(cfg_.dit.init);
+    weights = io::load_weights(src.weights_path).tensors;
+    overrides = src.overrides;
+  } else {
+    weights = model::random_dit_weights(*cfg_.dit.random, cfg_.dit.seed, at::kFloat, at::kCPU);
+    overrides["num_heads"] = cfg_.dit.random->heads;
+  }
+  w_.cfg = model::detect_dit_config(weights, overrides);
+  for (const auto& [k, t] : weights) {
+    at::Tensor p = t.to(w_.rt.device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    if (trainable_key(cfg_.dit.trainable, k)) {
+      p.set_requires_grad(true);
+      trainable_[k] = p;
+      if (cfg_.ema.enabled) ema_[k] = p.detach().clone();
+    }
+    w_.params[k] = p;
+  }
+  SS_CHECK(!trainable_.empty(), "{}: dit.trainable: no weight starts with any of the prefixes given", cfg_.path);
+  opt_ = std::make_unique<AdamW>(trainable_, cfg_.optim);
+
+  data_ = std::make_unique<DataCache>(cfg_.data.cache);
+  order_ = std::make_unique<DataOrder>(data_->size(), cfg_.seed);
+  train_size(cfg_.data, data_->header());
+  if (data_->header().kind == CacheKind::kFrames) {
+    SS_CHECK(!cfg_.data.vae.empty(),
+             "{}: data.vae: a frame cache needs the VAE that encodes it (a model package or VAE "
+             "directory)",
+             cfg_.path);
+    const Runtime vae_rt{w_.rt.device, w_.rt.dtype};
+    vae_ = path_exists(cfg_.data.vae + "/model.json")
+               ? pipeline::load_package_vae(pipeline::load_model_package(cfg_.data.vae), vae_rt)
+               : model::load_ltx2_vae(model::resolve_ltx2_vae_source(cfg_.data.vae), vae_rt);
+  }
+  gen_ = at::make_generator<at::CPUGeneratorImpl>(cfg_.seed);
+
+  make_directories(cfg_.output);
+  make_directories(cfg_.output + "/checkpoints");
+  resumed_ = resume();
+  // The log keeps the rows of the steps the weights hold (a command cut short may have logged more).
+  const std::string log = cfg_.output + "/log.csv";
+  std::string kept = std::string(kLogHeader) + "\n";
+  if (path_exists(log)) {
+    std::istringstream in(read_text_file(log));
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line))
+      if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= step_) kept += line + "\n";
+  }
+  write_text_file_atomic(log, kept);
+}
+
+Trainer::~Trainer() = default;
+
+TrainSample Trainer::next_sample() {
+  const CacheSample cs = data_->load(order_->next());
+  const CacheHeader& h = data_->header();
+  const std::pair<int64_t, int64_t> size = train_size(cfg_.data, h);
+  const int64_t W = size.first, H = size.second;
+  const at::Device dev = w_.rt.device;
+  TrainSample s;
+  if (h.kind == CacheKind::kFrames) {
+    // A random crop of [crop_min, 1] of each side, resized (bilinear) to the training size.
+    const double scale = cfg_.data.crop_min + (1.0 - cfg_.data.crop_min) * at::rand({1}, gen_).item<double>();
+    const int64_t ch = std::max<int64_t>(H, std::llround(scale * h.height)),
+                  cw = std::max<int64_t>(W, std::llround(scale * h.width));
+    const int64_t y = std::llround(at::rand({1}, gen_).item<double>() * (h.height - ch));
+    const int64_t x = std::llround(at::rand({1}, gen_).item<double>() * (h.width - cw));
+    auto encode = [&](const at::Tensor& frames) {  // [F, Hc, Wc, 3] uint8 → [1, Cl, T, H/32, W/32] fp32
+      at::NoGradGuard no_grad;
+      at::Tensor f = frames.narrow(1, y, ch).narrow(2, x, cw).to(dev).permute({0, 3, 1, 2}).to(at::kFloat);
+      f = at::upsample_bilinear2d(f.div(127.5).sub(1), {H, W}, /*align_corners=*/false);  // [F, 3, H, W]
+      f = f.permute({1, 0, 2, 3}).unsqueeze(0).to(w_.rt.dtype);
+      return vae_->normalize(vae_->encode(f)).to(at::kFloat);
+    };
+    s.source = encode(cs.source);
+    if (cs.target.defined()) s.target = encode(cs.target);
+  } else {
+    // A random window of the training size's latent tokens.
+    const int64_t lh = H / kSpatialRatio, lw = W / kSpatialRatio;
+    const int64_t y = std::llround(at::rand({1}, gen_).item<double>() * (cs.source.size(2) - lh));
+    const int64_t x = std::llround(at::rand({1}, gen_).item<double>() * (cs.source.size(3) - lw));
+    auto crop = [&](const at::Tensor& z) {
+      return z.narrow(2, y, lh).narrow(3, x, lw).unsqueeze(0).to(dev, at::kFloat);
+    };
+    s.source = crop(cs.source);
+    if (cs.target.defined()) s.target = crop(cs.target);
+  }
+  auto dev1 = [&](const at::Tensor& t) { return t.unsqueeze(0).to(dev); };
+  s.prompt_embeds = dev1(cs.prompt_embeds);
+  s.prompt_mask = dev1(cs.prompt_mask);
+  s.reverse_embeds = dev1(cs.reverse_embeds);
+  s.reverse_mask = dev1(cs.reverse_mask);
+  s.null_embeds = dev1(data_->null_embeds());
+  s.null_mask = dev1(data_->null_mask());
+  return s;
+}
+
+StepLosses Trainer::step() {
+  StepLosses l;
+  const double scale = 1.0 / static_cast<double>(cfg_.data.batch);
+  for (int64_t b = 0; b < cfg_.data.batch; ++b) {
+    const TrainSample s = next_sample();
+    if (cfg_.flow_matching.enabled)
+      l.flow_matching += scale * flow_matching_step(w_, s, cfg_.flow_matching, gen_, scale);
+    const RolloutLosses r = rollout_step(w_, s, cfg_.rollout, cfg_.crr, gen_, scale);
+    l.rollout += scale * r.rollout;
+    l.crr += scale * r.crr;
+  }
+  l.loss = cfg_.flow_matching.weight * l.flow_matching + cfg_.rollout.weight * l.rollout + cfg_.crr.weight * l.crr;
+  l.grad_norm = clip_grad_norm(trainable_, cfg_.optim.grad_clip);
+  ++step_;
+  l.lr = learning_rate(cfg_.optim, step_);
+  opt_->step(step_, l.lr);
+  if (cfg_.ema.enabled) update_ema(ema_, trainable_, cfg_.ema.decay);
+  return l;
+}
+
+std::string Trainer::save_checkpoint() {
+  const std::string name = fmt::format("step_{:08d}", step_);
+  const std::string dir = cfg_.output + "/checkpoints/" + name, tmp = dir + ".part";
+  SS_CHECK(remove_tree(tmp).empty() && remove_tree(dir).empty(), "cannot replace '{}'", dir);
+  make_directories(tmp);
+  io::save_safetensors(tmp + "/dit.safetensors", host_copy(w_.params));
+  if (cfg_.ema.enabled) {
+    io::TensorMap ema = w_.params;
+    for (const auto& [k, e] : ema_) ema[k] = e;
+    io::save_safetensors(tmp + "/dit_ema.safetensors", host_copy(ema));
+  }
+  io::TensorMap state;
+  for (const auto& [k, m] : opt_->exp_avg()) state["exp_avg." + k] = m;
+  for (const auto& [k, v] : opt_->exp_avg_sq()) state["exp_avg_sq." + k] = v;
+  {
+    std::lock_guard<std::mutex> lock(gen_.mutex());
+    state["rng"] = gen_.get_state();
+  }
+  io::save_safetensors(tmp + "/state.safetensors", host_copy(state),
+                       {{"format", "sanastream-train-state"},
+                        {"step", std::to_string(step_)},
+                        {"data_epoch", std::to_string(order_->epoch())},
+                        {"data_position", std::to_string(order_->position())}});
+  SS_CHECK(std::rename(tmp.c_str(), dir.c_str()) == 0, "cannot rename '{}' to '{}'", tmp, dir);
+  write_text_file_atomic(cfg_.output + "/checkpoints/latest", name + "\n");
+  checkpoint_ = dir;
+  // Only the newest keep_checkpoints stay (names sort by step).
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir((cfg_.output + "/checkpoints").c_str())) {
+    while (const dirent* e = ::readdir(d)) {
+      const std::string n = e->d_name;
+      if (n.rfind("step_", 0) == 0 && n.find('.') == std::string::npos) names.push_back(n);
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  for (size_t i = 0; i + cfg_.keep_checkpoints < names.size(); ++i)
+    if (names[i] < name) remove_tree(cfg_.output + "/checkpoints/" + names[i]);
+  return dir;
+}
+
+bool Trainer::resume() {
+  const std::string latest = cfg_.output + "/checkpoints/latest";
+  if (!path_exists(latest)) return false;
+  std::string name = read_text_file(latest);
+  name.erase(name.find_last_not_of(" \n\r\t") + 1);
+  const std::string dir = cfg_.output + "/checkpoints/" + name;
+  copy_into(w_.params, io::load_safetensors(dir + "/dit.safetensors"), "", dir + "/dit.safetensors");
+  if (cfg_.ema.enabled)
+    copy_into(ema_, io::load_safetensors(dir + "/dit_ema.safetensors"), "", dir + "/dit_ema.safetensors");
+  const std::string state_path = dir + "/state.safetensors";
+  const io::TensorMap state = io::load_safetensors(state_path);
+  copy_into(opt_->exp_avg(), state, "exp_avg.", state_path);
+  copy_into(opt_->exp_avg_sq(), state, "exp_avg_sq.", state_path);
+  SS_CHECK(state.count("rng"), "{}: missing tensor 'rng'", state_path);
+  {
+    std::lock_guard<std::mutex> lock(gen_.mutex());
+    gen_.set_state(state.at("rng"));
+  }
+  const auto meta = io::SafetensorsFile::open(state_path)->metadata();
+  auto number = [&](const char* key) {
+    auto it = meta.find(key);
+    SS_CHECK(it != meta.end(), "{}: metadata '{}' missing", state_path, key);
+    return std::stoll(it->second);
+  };
+  step_ = number("step");
+  order_->seek(number("data_epoch"), number("data_position"));
+  checkpoint_ = dir;
+  log_info("resumed {} at step {}", dir, step_);
+  return true;
+}
+
+void Trainer::append_log(const StepLosses& l, double seconds) {
+  std::FILE* f = std::fopen((cfg_.output + "/log.csv").c_str(), "a");
+  SS_CHECK(f != nullptr, "cannot append to '{}/log.csv'", cfg_.output);
+  std::fprintf(f, "%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", static_cast<long long>(step_), l.lr, l.loss,
+               l.flow_matching, l.rollout, l.crr, l.grad_norm, seconds);
+  std::fclose(f);
+}
+
+void Trainer::write_plot() const {
+  std::istringstream in(read_text_file(cfg_.output + "/log.csv"));
+  std::string line;
+  std::getline(in, line);
+  std::vector<double> steps, losses;
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    std::string step, lr, loss;
+    std::getline(row, step, ',');
+    std::getline(row, lr, ',');
+    std::getline(row, loss, ',');
+    steps.push_back(std::stod(step));
+    losses.push_back(std::stod(loss));
+  }
+  plot_loss_png(cfg_.output + "/loss.png", steps, losses);
+}
+
+TrainReport Trainer::run() {
+  TrainReport r;
+  r.first_step = step_;
+  r.resumed = resumed_;
+  for (const auto& [k, p] : w_.params) r.parameters += p.numel();
+  for (const auto& [k, p] : trainable_) r.trainable += p.numel();
+  ops::reset_peak_memory(w_.rt);
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  int64_t saved = step_;
+  double slowest = 0;
+  while (step_ < cfg_.max_steps) {
+    if (interrupt_requested()) break;
+    const double t0 = elapsed();
+    r.last = step();
+    const double dt = elapsed() - t0;
+    slowest = std::max(slowest, dt);
+    append_log(r.last, dt);
+    log_info("step {}/{}: loss {:.5g} (fm {:.4g}, rollout {:.4g}, crr {:.4g}), |g| {:.3g}, lr {:.3g}, {:.2f} s", step_,
+             cfg_.max_steps, r.last.loss, r.last.flow_matching, r.last.rollout, r.last.crr, r.last.grad_norm, r.last.lr,
+             dt);
+    if (cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0) {
+      save_checkpoint();
+      saved = step_;
+    }
+    if (cfg_.time_limit_s > 0 && elapsed() + slowest > cfg_.time_limit_s) break;
+  }
+  r.seconds = elapsed();
+  r.last_step = step_;
+  r.steps_per_s = r.seconds > 0 ? static_cast<double>(step_ - r.first_step) / r.seconds : 0;
+  const ops::PeakMemory peak = ops::peak_memory(w_.rt);
+  r.peak_host_mib = peak.host_rss_mib;
+  r.peak_device_mib = peak.device_mib;
+  if (saved != step_) save_checkpoint();
+  r.checkpoint = checkpoint_;
+  write_plot();
+  r.finished = step_ >= cfg_.max_steps;
+  return r;
+}
+
+}  // namespace sanastream::train

@@ -1,0 +1,80 @@
+// The training loop of `sanastream train` (docs/TRAIN.md): fp32 master weights of the DiT, AdamW,
+// EMA, the objectives of objectives.h on samples of a data cache, checkpoints with exact resume,
+// a CSV log and a PNG loss plot. A run lives in one output directory and is split across commands:
+//   OUT/checkpoints/step_NNNNNNNN/dit.safetensors      the weights, official keys, fp32
+//   OUT/checkpoints/step_NNNNNNNN/dit_ema.safetensors  their EMA (when enabled)
+//   OUT/checkpoints/step_NNNNNNNN/state.safetensors    AdamW moments (exp_avg.KEY, exp_avg_sq.KEY),
+//                                                      the generator state (rng); metadata: step,
+//                                                      data epoch and position
+//   OUT/checkpoints/latest                             the newest complete checkpoint's directory name
+//   OUT/log.csv, OUT/loss.png                          one row per step; the loss curve
+// A checkpoint directory is written as NAME.part and renamed when complete; a command resumes from
+// `latest` when there is one.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "model/ltx2_vae.h"
+#include "train/data_cache.h"
+#include "train/objectives.h"
+#include "train/optimizer.h"
+#include "train/train_config.h"
+
+namespace sanastream::train {
+
+struct StepLosses {
+  double loss = 0, flow_matching = 0, rollout = 0, crr = 0, grad_norm = 0, lr = 0;
+};
+
+struct TrainReport {
+  int64_t first_step = 0, last_step = 0;   // steps done by this command: (first_step, last_step]
+  bool resumed = false, finished = false;  // finished: max_steps reached
+  double seconds = 0, steps_per_s = 0;
+  double peak_host_mib = 0, peak_device_mib = 0;
+  int64_t parameters = 0, trainable = 0;
+  StepLosses last;
+  std::string checkpoint;  // the newest checkpoint
+  nlohmann::json to_json() const;
+};
+
+class Trainer {
+ public:
+  // Builds the model from the config, or resumes the newest checkpoint of cfg.output.
+  explicit Trainer(TrainConfig cfg);
+  ~Trainer();
+
+  // One optimiser step over data.batch samples.
+  StepLosses step();
+  // Steps until max_steps or the time limit, checkpointing every checkpoint_every steps and at the end.
+  TrainReport run();
+  // Writes OUT/checkpoints/step_N (N = the current step) and points `latest` at it; returns its path.
+  std::string save_checkpoint();
+
+  int64_t current_step() const { return step_; }
+  const io::TensorMap& params() const { return w_.params; }
+  const io::TensorMap& ema() const { return ema_; }
+  const AdamW& optimizer() const { return *opt_; }
+
+ private:
+  TrainSample next_sample();
+  bool resume();
+  void append_log(const StepLosses& l, double seconds);
+  void write_plot() const;
+
+  TrainConfig cfg_;
+  DitWeights w_;
+  io::TensorMap trainable_, ema_;
+  std::unique_ptr<AdamW> opt_;
+  std::unique_ptr<DataCache> data_;
+  std::unique_ptr<DataOrder> order_;
+  std::unique_ptr<model::Ltx2Vae> vae_;  // frame caches: the frozen encoder
+  at::Generator gen_;
+  int64_t step_ = 0;
+  bool resumed_ = false;
+  std::string checkpoint_;  // the newest checkpoint written or resumed
+};
+
+}  // namespace sanastream::train

@@ -1,0 +1,604 @@
+// `sanastream train` (docs/TRAIN.md): gradients of every DiT block type against finite differences,
+// one optimiser step lowering each objective's loss, the CRR loss against its formula, AdamW against
+// torch.optim.AdamW's update, exact resume, the data cache, the PNG plot and the CLI end to end.
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "model/cross_attention.h"
+#include "model/dit_cache.h"
+#include "model/dit_common.h"
+#include "model/gdn_attention.h"
+#include "model/mix_ffn.h"
+#include "model/softmax_attention.h"
+#include "pipeline/samplers.h"
+#include "pipeline/schedule.h"
+#include "support/test_env.h"
+#include "train/data_cache.h"
+#include "train/objectives.h"
+#include "train/optimizer.h"
+#include "train/png.h"
+#include "train/trainer.h"
+
+namespace {
+
+using namespace sanastream;
+using json = nlohmann::json;
+using sanastream::test::run_cli;
+using sanastream::test::temp_dir;
+
+// A DiT small enough for finite differences: 2 blocks (block 1 softmax), C 24, 2 heads × 12,
+// FFN 16, 4 latent channels, captions 5 × 8.
+model::DitShape tiny_shape(model::DitVariant variant = model::DitVariant::kStreaming) {
+  model::DitShape s;
+  s.depth = 2;
+  s.hidden = 24;
+  s.heads = 2;
+  s.ffn_hidden = 16;
+  s.latent_channels = 4;
+  s.source_channels = 4;
+  s.caption_channels = 8;
+  s.caption_length = 5;
+  s.softmax_ratio = 0.5;
+  s.variant = variant;
+  return s;
+}
+
+json tiny_shape_json() {
+  return {{"depth", 2},
+          {"hidden", 24},
+          {"heads", 4},  // not DitShape's default: the config must carry it
+          {"ffn_hidden", 16},
+          {"latent_channels", 4},
+          {"source_channels", 4},
+          {"caption_channels", 8},
+          {"caption_length", 5},
+          {"softmax_ratio", 0.5}};
+}
+
+train::DitWeights tiny_weights(uint64_t seed = 3) {
+  train::DitWeights w;
+  io::TensorMap m = model::random_dit_weights(tiny_shape(), seed, at::kFloat);
+  w.cfg = model::detect_dit_config(m, {{"num_heads", 2}});
+  for (auto& [k, t] : m) w.params[k] = t.clone().set_requires_grad(true);
+  return w;
+}
+
+at::Tensor randn(at::IntArrayRef shape, uint64_t seed, at::ScalarType dtype = at::kFloat) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randn(shape, g, at::TensorOptions().dtype(dtype));
+}
+
+// A clip of T latent frames on a 2 × 3 grid with prompts of the tiny shape.
+train::TrainSample tiny_sample(int64_t T, bool target, uint64_t seed = 11) {
+  train::TrainSample s;
+  s.source = randn({1, 4, T, 2, 3}, seed);
+  if (target) s.target = randn({1, 4, T, 2, 3}, seed + 1);
+  s.prompt_embeds = randn({1, 5, 8}, seed + 2);
+  s.reverse_embeds = randn({1, 5, 8}, seed + 3);
+  s.null_embeds = randn({1, 5, 8}, seed + 4);
+  s.prompt_mask = at::tensor({1, 1, 1, 0, 0}, at::kLong).view({1, 5});
+  s.reverse_mask = at::tensor({1, 1, 1, 1, 0}, at::kLong).view({1, 5});
+  s.null_mask = at::tensor({1, 0, 0, 0, 0}, at::kLong).view({1, 5});
+  return s;
+}
+
+// Checks autograd against central differences along a random direction, for every tensor of
+// `vars`: f(vars) is a scalar; (f(θ + εd) − f(θ − εd)) / 2ε ≈ ∇f · d within rtol·|·| + 1e-3 (the
+// ops' fp32 parts round f by ≈ 1e-6, which the difference quotient divides by 2ε).
+void expect_gradients_match(const io::TensorMap& vars, const std::function<at::Tensor(const io::TensorMap&)>& f,
+                            double eps, double rtol, const std::string& what) {
+  io::TensorMap leaves;
+  for (const auto& [k, t] : vars) leaves[k] = t.detach().clone().set_requires_grad(true);
+  f(leaves).backward();
+  uint64_t seed = 100;
+  for (const auto& [k, t] : vars) {
+    const at::Tensor d = randn(t.sizes(), seed++, t.scalar_type());
+    ASSERT_TRUE(leaves[k].grad().defined()) << what << ": no gradient reaches " << k;
+    const double analytic = (leaves[k].grad() * d).sum().item<double>();
+    at::NoGradGuard no_grad;
+    io::TensorMap plus = vars, minus = vars;
+    plus[k] = t + eps * d;
+    minus[k] = t - eps * d;
+    const double numeric = (f(plus).item<double>() - f(minus).item<double>()) / (2 * eps);
+    EXPECT_NEAR(analytic, numeric, rtol * std::abs(numeric) + 1e-3) << what << ": " << k;
+  }
+}
+
+// The tensors of `w` under prefix `p`, in fp64, plus extra inputs.
+io::TensorMap block_vars(const io::TensorMap& w, const std::string& p) {
+  io::TensorMap out;
+  for (const auto& [k, t] : w)
+    if (k.rfind(p, 0) == 0) out[k] = t.to(at::kDouble);
+  return out;
+}
+
+// Projection of an output on a fixed random tensor: a scalar whose gradient touches every element.
+at::Tensor project(const at::Tensor& out, uint64_t seed) {
+  return (out.to(at::kDouble) * randn(out.sizes(), seed, at::kDouble)).sum();
+}
+
+// ---- Gradients against finite differences (fp64 inputs and weights; the ops keep their fp32 parts) ----
+
+TEST(TrainGrad, GdnBlockMatchesFiniteDifferences) {
+  const io::TensorMap w = model::random_dit_weights(tiny_shape(), 1, at::kFloat);
+  const model::DitConfig cfg = model::detect_dit_config(w, {{"num_heads", 2}});
+  const model::DitGrid g{3, 2, 2};
+  const ops::RopeCache rope({cfg.rope_t, cfg.rope_h, cfg.rope_w, cfg.rope_theta}, 64, at::kCPU, at::kDouble);
+  const ops::RopeTable table = rope.table(4, g.T, g.H, g.W);  // a later chunk's positions
+  // Positive inputs, projections and norm weights keep the feature maps' ReLU away from its kink
+  // (a difference quotient across it is meaningless).
+  io::TensorMap vars = block_vars(w, "blocks.0.attn.");
+  for (const char* k : {"blocks.0.attn.q.weight", "blocks.0.attn.k.weight"}) vars[k] = vars[k].abs();
+  for (const char* k : {"blocks.0.attn.q_norm.weight", "blocks.0.attn.k_norm.weight"}) vars[k] = vars[k].abs() + 0.5;
+  vars["h"] = randn({1, g.N(), 24}, 5, at::kDouble).abs() + 0.1;
+  const ops::GdnState init{randn({1, 2, 12, 12}, 6).mul(0.1), randn({1, 2, 12, 1}, 7).abs().mul(0.1)};
+  expect_gradients_match(
+      vars,
+      [&](const io::TensorMap& v) {
+        model::GdnAttention gdn(v, "blocks.0.attn.", 2);
+        return project(gdn.forward(v.at("h"), g, table, init, nullptr), 9);
+      },
+      1e-3, 2e-3, "GDN");
+}
+
+TEST(TrainGrad, SoftmaxBlockWithCacheMatchesFiniteDifferences) {
+  const io::TensorMap w = model::random_dit_weights(tiny_shape(), 1, at::kFloat);
+  const model::DitConfig cfg = model::detect_dit_config(w, {{"num_heads", 2}});
+  const ops::RopeCache rope({cfg.rope_t, cfg.rope_h, cfg.rope_w, cfg.rope_theta}, 64, at::kCPU, at::kDouble);
+  const int64_t N = 12, context = 8;
+  const ops::RopeTable table = rope.table(2, 3, 2, 2);
+  io::TensorMap vars = block_vars(w, "blocks.1.attn.");
+  vars["h"] = randn({1, N, 24}, 5, at::kDouble);
+  const at::Tensor k_ctx = randn({1, 2, context + N, 12}, 6, at::kDouble),
+                   v_ctx = randn({1, 2, context + N, 12}, 7, at::kDouble);
+  expect_gradients_match(
+      vars,
+      [&](const io::TensorMap& v) {
+        model::SoftmaxAttention sa(v, "blocks.1.attn.", 2);
+        return project(sa.forward(v.at("h"), table, k_ctx.clone(), v_ctx.clone(), context), 9);
+      },
+      1e-3, 2e-3, "softmax (streaming cache)");
+}
+
+TEST(TrainGrad, BidirectionalSoftmaxBlockMatchesFiniteDifferences) {
+  const io::TensorMap w = model::random_dit_weights(tiny_shape(model::DitVariant::kBidirectional), 1, at::kFloat);
+  const model::DitConfig cfg = model::detect_dit_config(w, {{"num_heads", 2}});
+  const ops::RopeCache rope({cfg.rope_t, cfg.rope_h, cfg.rope_w, cfg.rope_theta}, 64, at::kCPU, at::kDouble);
+  io::TensorMap vars = block_vars(w, "blocks.1.attn.");
+  vars["h"] = randn({1, 12, 24}, 5, at::kDouble);
+  expect_gradients_match(
+      vars,
+      [&](const io::TensorMap& v) {
+        model::SoftmaxAttention sa(v, "blocks.1.attn.", 2);
+        return project(sa.forward(v.at("h"), rope.table(0, 3, 2, 2), {}, {}, 0), 9);
+      },
+      1e-3, 2e-3, "softmax (bidirectional)");
+}
+
+TEST(TrainGrad, CrossAttentionMatchesFiniteDifferences) {
+  const io::TensorMap w = model::random_dit_weights(tiny_shape(), 1, at::kFloat);
+  io::TensorMap vars = block_vars(w, "blocks.0.cross_attn.");
+  vars["x"] = randn({1, 12, 24}, 5, at::kDouble);
+  vars["y"] = randn({1, 5, 24}, 6, at::kDouble);
+  const at::Tensor bias = ((1 - at::tensor({1., 1., 1., 0., 0.}, at::kDouble)) * -10000.0).view({1, 1, 1, 5});
+  expect_gradients_match(
+      vars,
+      [&](const io::TensorMap& v) {
+        model::CrossAttention ca(v, "blocks.0.cross_attn.", 2);
+        return project(ca.forward(v.at("x"), ca.project_caption(v.at("y")), bias), 9);
+      },
+      1e-3, 2e-3, "cross-attention");
+}
+
+TEST(TrainGrad, FfnWithTemporalContextMatchesFiniteDifferences) {
+  const io::TensorMap w = model::random_dit_weights(tiny_shape(), 1, at::kFloat);
+  const model::DitGrid g{3, 2, 2};
+  io::TensorMap vars = block_vars(w, "blocks.0.mlp.");
+  vars["h"] = randn({1, g.N(), 24}, 5, at::kDouble);
+  const at::Tensor left = randn({1, 1, g.S(), 24}, 6, at::kDouble);
+  expect_gradients_match(
+      vars,
+      [&](const io::TensorMap& v) {
+        model::MixFfn ffn(v, "blocks.0.mlp.");
+        return project(ffn.forward(v.at("h"), g, left, nullptr), 9);
+      },
+      1e-3, 2e-3, "FFN");
+}
+
+TEST(TrainGrad, WholeDitMatchesFiniteDifferences) {
+  // Embedders, adaLN modulation, gated residuals and the final layer (fp32 model: looser bounds).
+  train::DitWeights w = tiny_weights(1);
+  const train::TrainSample s = tiny_sample(3, true);
+  io::TensorMap vars;
+  for (const char* k : {"x_embedder.proj.weight", "t_embedder.mlp.0.weight", "t_block.1.weight",
+                        "y_embedder.y_proj.fc1.weight", "attention_y_norm.weight", "blocks.0.scale_shift_table",
+                        "blocks.1.scale_shift_table", "final_layer.scale_shift_table", "final_layer.linear.weight"})
+    vars[k] = w.params.at(k).detach();
+  expect_gradients_match(
+      vars,
+      [&](const io::TensorMap& v) {
+        io::TensorMap p = w.params;
+        for (const auto& [k, t] : v) p[k] = t;
+        model::HybridDit dit(p, w.cfg, Runtime{});
+        const model::CaptionState c = dit.encode_caption(s.prompt_embeds, s.prompt_mask);
+        return project(dit.forward(s.target, s.source, at::full({1}, 500.0), c), 9);
+      },
+      1e-2, 2e-2, "DiT");
+}
+
+// ---- Objectives ----
+
+// Loss before and after one AdamW step, with the same random draws (the generator re-seeded).
+template <typename F>
+std::pair<double, double> loss_before_after(train::DitWeights& w, F objective) {
+  at::Generator g0 = at::make_generator<at::CPUGeneratorImpl>(21);
+  const double before = objective(g0);
+  train::OptimConfig oc;
+  oc.lr = 1e-4;
+  train::AdamW opt(w.params, oc);
+  opt.step(1, oc.lr);
+  at::Generator g1 = at::make_generator<at::CPUGeneratorImpl>(21);
+  const double after = objective(g1);
+  return {before, after};
+}
+
+TEST(TrainObjective, FlowMatchingStepLowersTheLoss) {
+  train::DitWeights w = tiny_weights();
+  const train::TrainSample s = tiny_sample(3, true);
+  train::FlowMatchingConfig cfg;
+  cfg.text_dropout = 0;
+  auto [before, after] =
+      loss_before_after(w, [&](at::Generator& g) { return train::flow_matching_step(w, s, cfg, g, 1.0); });
+  EXPECT_GT(before, 0);
+  EXPECT_LT(after, before);
+}
+
+TEST(TrainObjective, RolloutStepLowersTheLoss) {
+  train::DitWeights w = tiny_weights();
+  const train::TrainSample s = tiny_sample(6, true);  // two chunks of 3
+  train::RolloutConfig rc;
+  rc.enabled = true;
+  train::CrrConfig cc;
+  auto [before, after] = loss_before_after(w, [&](at::Generator& g) {
+    const train::RolloutLosses r = train::rollout_step(w, s, rc, cc, g, 1.0);
+    EXPECT_EQ(r.chunks, 2);
+    return r.rollout;
+  });
+  EXPECT_GT(before, 0);
+  EXPECT_LT(after, before);
+}
+
+TEST(TrainObjective, CrrStepLowersTheLossWithoutATarget) {
+  train::DitWeights w = tiny_weights();
+  const train::TrainSample s = tiny_sample(6, false);
+  train::RolloutConfig rc;
+  train::CrrConfig cc;
+  cc.enabled = true;
+  auto [before, after] =
+      loss_before_after(w, [&](at::Generator& g) { return train::rollout_step(w, s, rc, cc, g, 1.0).crr; });
+  EXPECT_GT(before, 0);
+  EXPECT_LT(after, before);
+}
+
+TEST(TrainObjective, CrrLossEqualsItsFormula) {
+  // Two chunks of 3 latent frames, CRR alone. Independently: the edits from the inference sampler on
+  // the same noise, then per chunk x_t = (1 − σ)·source + σ·ε at a step of [1000, 961, 893, 743],
+  // v = DiT(x_t | edit, reverse prompt, its own cache), loss = mean((v − (ε − source))²), and the
+  // CRR cache refreshed by a t = 0 pass on x0 = x_t − σ·v.
+  train::DitWeights w = tiny_weights();
+  const train::TrainSample s = tiny_sample(6, false);
+  train::RolloutConfig rc;
+  train::CrrConfig cc;
+  cc.enabled = true;
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
+  const double crr = train::rollout_step(w, s, rc, cc, g, 1.0).crr;
+
+  // The same draws in the same order: per chunk the edit's noise, the step index, ε.
+  at::Generator r = at::make_generator<at::CPUGeneratorImpl>(5);
+  const std::vector<float> steps = pipeline::streaming_timesteps(4);
+  std::vector<at::Tensor> edit_noise, eps;
+  std::vector<double> sigma;
+  for (int c = 0; c < 2; ++c) {
+    edit_noise.push_back(at::randn({1, 4, 3, 2, 3}, r, at::TensorOptions().dtype(at::kFloat)));
+    const int64_t i = std::min<int64_t>(
+        3, static_cast<int64_t>(at::rand({1}, r, at::TensorOptions().dtype(at::kFloat)).item<double>() * 4));
+    sigma.push_back(steps[i] / 1000.0);
+    eps.push_back(at::randn({1, 4, 3, 2, 3}, r, at::TensorOptions().dtype(at::kFloat)));
+  }
+  at::NoGradGuard no_grad;
+  model::HybridDit dit(w.params, w.cfg, Runtime{});
+  const model::CaptionState fwd = dit.encode_caption(s.prompt_embeds, s.prompt_mask);
+  const model::CaptionState rev = dit.encode_caption(s.reverse_embeds, s.reverse_mask);
+  pipeline::StreamingOptions so;
+  so.first_chunk = 3;
+  so.cuda_graphs = false;
+  pipeline::StreamingSampler sampler(dit, fwd, 1, 2, 3, 3, 3, so);
+  model::StreamCache cache(w.cfg, 1, 2, 3, 3, 3, at::kFloat, at::kCPU);
+  double expected = 0;
+  for (int c = 0; c < 2; ++c) {
+    const at::Tensor src = s.source.narrow(2, 3 * c, 3);
+    const at::Tensor edit = sampler.step(edit_noise[c], src, c == 1);
+    const at::Tensor x_t = (1 - sigma[c]) * src + sigma[c] * eps[c];
+    model::DitCallOptions opt;
+    opt.frame_offset = 3 * c;
+    opt.cache = &cache;
+    const at::Tensor v = dit.forward(x_t, edit, at::full({1}, sigma[c] * 1000.0), rev, opt);
+    expected += (v - (eps[c] - src)).pow(2).mean().item<double>() / 2;
+    dit.forward(x_t - sigma[c] * v, edit, at::zeros({1}), rev, opt);
+    cache.commit_chunk(3);
+  }
+  EXPECT_NEAR(crr, expected, 1e-6 * expected);
+}
+
+// ---- Optimiser ----
+
+TEST(TrainOptim, AdamWFollowsTorchUpdateWarmupAndClipping) {
+  train::OptimConfig oc;
+  oc.lr = 0.1;
+  oc.weight_decay = 0.01;
+  oc.warmup_steps = 4;
+  EXPECT_DOUBLE_EQ(train::learning_rate(oc, 1), 0.025);
+  EXPECT_DOUBLE_EQ(train::learning_rate(oc, 9), 0.1);
+  at::Tensor p = at::tensor({1.0f, -2.0f}).set_requires_grad(true);
+  io::TensorMap params{{"p", p}};
+  train::AdamW opt(params, oc);
+  const float g1[2] = {0.5f, -1.0f}, g2[2] = {-0.25f, 2.0f};
+  double x[2] = {1.0, -2.0}, m[2] = {0, 0}, v[2] = {0, 0};
+  for (int t = 1; t <= 2; ++t) {
+    const float* g = t == 1 ? g1 : g2;
+    p.mutable_grad() = at::tensor({g[0], g[1]});
+    const double lr = train::learning_rate(oc, t);
+    opt.step(t, lr);
+    for (int i = 0; i < 2; ++i) {  // torch.optim.AdamW, in double
+      x[i] *= 1 - lr * oc.weight_decay;
+      m[i] = 0.9 * m[i] + 0.1 * g[i];
+      v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
+      const double mh = m[i] / (1 - std::pow(0.9, t)),
+                   denom = std::sqrt(v[i]) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8;
+      x[i] -= lr * mh / denom;
+      EXPECT_NEAR(p[i].item<double>(), x[i], 1e-6) << "step " << t << " element " << i;
+    }
+    EXPECT_FALSE(p.grad().defined());
+  }
+  p.mutable_grad() = at::tensor({3.0f, 4.0f});
+  EXPECT_NEAR(train::clip_grad_norm(params, 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(p.grad().norm().item<double>(), 1.0, 1e-5);
+  io::TensorMap ema{{"p", at::tensor({0.0f, 0.0f})}};
+  train::update_ema(ema, params, 0.75);
+  EXPECT_NEAR(ema["p"][0].item<double>(), 0.25 * p[0].item<double>(), 1e-7);
+}
+
+// ---- Config, data cache, plot ----
+
+// A latent cache of `n` clips of 6 latent frames on 64 × 96 pixels (2 × 3 tokens); odd clips lack a target.
+std::string write_latent_cache(const std::string& dir, int n) {
+  train::DataCacheWriter writer(dir, {train::CacheKind::kLatents, 96, 64, 41});
+  writer.set_null_prompt(randn({5, 8}, 1), at::tensor({1, 0, 0, 0, 0}, at::kLong));
+  for (int i = 0; i < n; ++i) {
+    train::CacheSample s;
+    s.source = randn({4, 6, 2, 3}, 10 + i);
+    if (i % 2 == 0) s.target = randn({4, 6, 2, 3}, 50 + i);
+    s.prompt_embeds = randn({5, 8}, 90 + i);
+    s.prompt_mask = at::tensor({1, 1, 1, 0, 0}, at::kLong);
+    s.reverse_embeds = randn({5, 8}, 130 + i);
+    s.reverse_mask = at::tensor({1, 1, 0, 0, 0}, at::kLong);
+    s.prompt = "make it snowy";
+    s.reverse_prompt = "remove the snow";
+    writer.add(s);
+  }
+  writer.finish();
+  return dir;
+}
+
+json smoke_config(const std::string& cache, const std::string& out) {
+  return {{"format_version", 1},
+          {"output", out},
+          {"seed", 4},
+          {"max_steps", 4},
+          {"dit", {{"random", tiny_shape_json()}, {"seed", 2}}},
+          {"optim", {{"lr", 1e-3}, {"warmup_steps", 2}, {"weight_decay", 0.01}, {"grad_clip", 1.0}}},
+          {"ema", {{"decay", 0.9}}},
+          {"flow_matching", {{"enabled", true}}},
+          {"rollout", {{"enabled", true}}},
+          {"crr", {{"enabled", true}}},
+          {"data", {{"cache", cache}, {"batch", 2}}}};
+}
+
+void expect_config_error(json j, const std::string& message) {
+  try {
+    train::parse_train_config(j, "train.json");
+    ADD_FAILURE() << "no error for " << j.dump();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message(), message);
+  }
+}
+
+TEST(TrainConfig, ParsesAndNamesEachProblem) {
+  const json good = smoke_config("cache", "run");
+  const train::TrainConfig c = train::parse_train_config(good, "dir/train.json");
+  EXPECT_EQ(c.output, "dir/run");
+  EXPECT_EQ(c.data.cache, "dir/cache");
+  EXPECT_EQ(c.data.batch, 2);
+  EXPECT_TRUE(c.rollout.enabled && c.crr.enabled);
+  EXPECT_DOUBLE_EQ(c.crr.weight, 0.5);
+  EXPECT_EQ(c.dit.random->depth, 2);
+  EXPECT_EQ(c.dit.random->heads, 4);
+  json j = good;
+  j["optim"]["lr"] = -1;
+  expect_config_error(j, "train.json: optim.lr: expected a number >= 0, got -1");
+  j = good;
+  j["optim"]["lr_max"] = 1;
+  expect_config_error(j, "train.json: optim.lr_max: unknown key");
+  j = good;
+  j.erase("dit");
+  expect_config_error(j, "train.json: dit: required key missing");
+  j = good;
+  j["dit"]["init"] = "pkg";
+  expect_config_error(j, "train.json: dit: expected exactly one of init (weights) and random, got both");
+  j = good;
+  j["rollout"]["first_chunk"] = 7;
+  expect_config_error(j, "train.json: rollout.first_chunk: expected 3, 4 or 5, got 7");
+  j = good;
+  j["dtype"] = "fp16";
+  expect_config_error(j, "train.json: dtype: expected bf16 or fp32, got 'fp16'");
+  j = good;
+  for (const char* o : {"flow_matching", "rollout", "crr"}) j[o]["enabled"] = false;
+  expect_config_error(j, "train.json: expected at least one objective enabled (flow_matching, rollout, crr), got none");
+}
+
+TEST(TrainData, ManifestCacheAndOrder) {
+  const std::string dir = temp_dir("train_data");
+  {
+    std::ofstream m(dir + "/manifest.jsonl");
+    m << R"({"source_video": "a.mp4", "prompt": "make it snowy", "reverse_prompt": "remove the snow"})"
+      << "\n\n"
+      << R"({"source_video": "/v/b.mp4", "target_video": "b_edit.mp4", "prompt": "p", "reverse_prompt": "q"})"
+      << "\n";
+  }
+  const auto rows = train::read_manifest(dir + "/manifest.jsonl");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].source_video, dir + "/a.mp4");
+  EXPECT_EQ(rows[0].target_video, "");
+  EXPECT_EQ(rows[1].source_video, "/v/b.mp4");
+  EXPECT_EQ(rows[1].target_video, dir + "/b_edit.mp4");
+  {
+    std::ofstream m(dir + "/bad.jsonl");
+    m << R"({"source_video": "a.mp4", "prompt": "p"})"
+      << "\n";
+  }
+  try {
+    train::read_manifest(dir + "/bad.jsonl");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message(), dir + "/bad.jsonl:1: reverse_prompt: required key missing");
+  }
+
+  write_latent_cache(dir + "/cache", 3);
+  const train::DataCache cache(dir + "/cache");
+  EXPECT_EQ(cache.size(), 3);
+  EXPECT_EQ(cache.header().frames, 41);
+  const train::CacheSample s = cache.load(1);
+  EXPECT_FALSE(s.target.defined());
+  EXPECT_TRUE(at::equal(s.source, randn({4, 6, 2, 3}, 11)));
+  EXPECT_TRUE(cache.load(0).target.defined());
+
+  train::DataOrder a(3, 9), b(3, 9);
+  std::vector<int64_t> seen;
+  for (int i = 0; i < 7; ++i) seen.push_back(a.next());
+  b.seek(a.epoch(), a.position());
+  EXPECT_EQ(a.next(), b.next());
+  std::vector<int64_t> first(seen.begin(), seen.begin() + 3);
+  std::sort(first.begin(), first.end());
+  EXPECT_EQ(first, (std::vector<int64_t>{0, 1, 2}));  // each epoch visits every sample once
+}
+
+TEST(TrainPlot, PngDecodesToThePixels) {
+  const std::string dir = temp_dir("train_png");
+  at::Tensor img = at::randint(0, 256, {5, 7, 3}, at::kByte);
+  train::write_png(dir + "/a.png", img);
+  const std::string png = read_text_file(dir + "/a.png");
+  ASSERT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  // IHDR at 8 (25 bytes), then IDAT: length, type, zlib data.
+  const size_t at_idat = 8 + 25;
+  EXPECT_EQ(png.substr(at_idat + 4, 4), "IDAT");
+  const uint32_t n = (uint8_t(png[at_idat]) << 24) | (uint8_t(png[at_idat + 1]) << 16) |
+                     (uint8_t(png[at_idat + 2]) << 8) | uint8_t(png[at_idat + 3]);
+  std::string raw(5 * (7 * 3 + 1), '\0');
+  uLongf raw_size = raw.size();
+  ASSERT_EQ(uncompress(reinterpret_cast<Bytef*>(&raw[0]), &raw_size,
+                       reinterpret_cast<const Bytef*>(png.data() + at_idat + 8), n),
+            Z_OK);
+  for (int y = 0; y < 5; ++y) {
+    EXPECT_EQ(raw[y * 22], '\0');
+    EXPECT_EQ(std::memcmp(&raw[y * 22 + 1], img[y].contiguous().data_ptr<uint8_t>(), 21), 0);
+  }
+  train::plot_loss_png(dir + "/loss.png", {1, 2, 3}, {3.0, 2.0, 2.5});
+  EXPECT_TRUE(path_exists(dir + "/loss.png"));
+}
+
+// ---- The trainer: exact resume, the frame cache through the VAE, the CLI ----
+
+TEST(TrainResume, SaveLoadResumeReproducesTheUninterruptedRun) {
+  const std::string dir = temp_dir("train_resume");
+  write_latent_cache(dir + "/cache", 3);
+  auto config = [&](const std::string& out, int64_t steps) {
+    json j = smoke_config(dir + "/cache", dir + "/" + out);
+    j["max_steps"] = steps;
+    return train::parse_train_config(j, dir + "/train.json");
+  };
+  train::Trainer whole(config("whole", 4));
+  const train::TrainReport rw = whole.run();
+  EXPECT_TRUE(rw.finished);
+  EXPECT_EQ(rw.last_step, 4);
+  EXPECT_GT(rw.last.crr, 0);
+  EXPECT_GT(rw.last.flow_matching + rw.last.rollout, 0);
+  {
+    train::Trainer first(config("split", 2));
+    EXPECT_FALSE(first.run().resumed);
+  }
+  train::Trainer second(config("split", 4));
+  EXPECT_EQ(second.current_step(), 2);
+  const train::TrainReport rs = second.run();
+  EXPECT_TRUE(rs.resumed);
+  EXPECT_EQ(rs.first_step, 2);
+  EXPECT_DOUBLE_EQ(rs.last.loss, rw.last.loss);
+  auto same = [](const io::TensorMap& a, const io::TensorMap& b, const char* what) {
+    ASSERT_EQ(a.size(), b.size());
+    for (const auto& [k, t] : a) EXPECT_TRUE(at::equal(t, b.at(k))) << what << " " << k;
+  };
+  same(whole.params(), second.params(), "weights");
+  same(whole.ema(), second.ema(), "EMA");
+  same(whole.optimizer().exp_avg(), second.optimizer().exp_avg(), "exp_avg");
+  same(whole.optimizer().exp_avg_sq(), second.optimizer().exp_avg_sq(), "exp_avg_sq");
+  // The split run's log has each step once; the checkpoint holds official keys.
+  const std::string log = read_text_file(dir + "/split/log.csv");
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 5);
+  const io::TensorMap ckpt = io::load_safetensors(rs.checkpoint + "/dit.safetensors");
+  EXPECT_TRUE(ckpt.count("blocks.1.attn.q.weight") && ckpt.count("final_layer.linear.weight"));
+  EXPECT_TRUE(at::equal(ckpt.at("t_block.1.weight"), second.params().at("t_block.1.weight")));
+}
+
+TEST(TrainCli, SmokeRunResumesAndReports) {
+  const std::string dir = temp_dir("train_cli");
+  write_latent_cache(dir + "/cache", 2);
+  json j = smoke_config("cache", "run");
+  j["max_steps"] = 3;
+  j["data"]["batch"] = 1;
+  write_text_file_atomic(dir + "/train.json", j.dump(1));
+  // A time limit shorter than a step: one step, then a checkpoint.
+  auto r = run_cli({"train", "--config", dir + "/train.json", "--time-limit", "0.001", "--json", dir + "/a.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json a = json::parse(read_text_file(dir + "/a.json"));
+  EXPECT_EQ(a["last_step"], 1);
+  EXPECT_FALSE(a["finished"].get<bool>());
+  EXPECT_GT(a["steps_per_s"].get<double>(), 0);
+  EXPECT_GT(a["peak_host_mib"].get<double>(), 0);
+  r = run_cli({"train", "--config", dir + "/train.json", "--json", dir + "/b.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json b = json::parse(read_text_file(dir + "/b.json"));
+  EXPECT_TRUE(b["resumed"].get<bool>());
+  EXPECT_EQ(b["first_step"], 1);
+  EXPECT_TRUE(b["finished"].get<bool>());
+  EXPECT_TRUE(path_exists(dir + "/run/loss.png"));
+  EXPECT_EQ(read_text_file(dir + "/run/checkpoints/latest"), "step_00000003\n");
+  j["optim"] = {{"lr", "fast"}};
+  write_text_file_atomic(dir + "/bad.json", j.dump(1));
+  r = run_cli({"train", "--config", dir + "/bad.json"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err_lines(), 1);
+  EXPECT_NE(r.err.find("optim.lr: expected a number >= 0, got \"fast\""), std::string::npos) << r.err;
+  EXPECT_EQ(run_cli({"train"}).exit_code, 2);
+}
+
+}  // namespace
