@@ -1,6 +1,7 @@
 // `sanastream train` (docs/TRAIN.md): gradients of every DiT block type against finite differences,
 // one optimiser step lowering each objective's loss, the CRR loss against its formula, AdamW against
-// torch.optim.AdamW's update, exact resume, the data cache, the PNG plot and the CLI end to end.
+// torch.optim.AdamW's update, exact resume, the data cache, the PNG plot and the CLI end to end; the
+// VAE mode's losses against hand computations, its gradients, step, resume and smoke config.
 #include <zlib.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "model/dit_cache.h"
 #include "model/dit_common.h"
 #include "model/gdn_attention.h"
+#include "model/ltx2_vae.h"
 #include "model/mix_ffn.h"
 #include "model/softmax_attention.h"
 #include "pipeline/samplers.h"
@@ -29,6 +31,7 @@
 #include "train/optimizer.h"
 #include "train/png.h"
 #include "train/trainer.h"
+#include "train/vae_objectives.h"
 
 namespace {
 
@@ -599,6 +602,336 @@ TEST(TrainCli, SmokeRunResumesAndReports) {
   EXPECT_EQ(r.err_lines(), 1);
   EXPECT_NE(r.err.find("optim.lr: expected a number >= 0, got \"fast\""), std::string::npos) << r.err;
   EXPECT_EQ(run_cli({"train"}).exit_code, 2);
+}
+
+// ---- The VAE mode ----
+
+// The LTX-2 structure with narrow channels and one resnet per block (32× space, 8× time).
+json tiny_vae_json() {
+  return {{"_class_name", "AutoencoderKLLTX2Video"},
+          {"latent_channels", 16},
+          {"block_out_channels", {8, 8, 16, 16}},
+          {"layers_per_block", {1, 1, 1, 1, 1}},
+          {"downsample_type", {"spatial", "temporal", "spatiotemporal", "spatiotemporal"}},
+          {"decoder_block_out_channels", {8, 16, 32}},
+          {"decoder_layers_per_block", {1, 1, 1, 1}},
+          {"upsample_type", {"spatiotemporal", "spatiotemporal", "spatiotemporal"}},
+          {"upsample_residual", {true, true, true}},
+          {"upsample_factor", {2, 2, 2}},
+          {"timestep_conditioning", false},
+          {"encoder_causal", true},
+          {"decoder_causal", true},
+          {"encoder_spatial_padding_mode", "zeros"},
+          {"decoder_spatial_padding_mode", "reflect"}};
+}
+
+train::VaeWeights tiny_vae(at::ScalarType dtype, uint64_t seed = 5) {
+  train::VaeWeights w;
+  w.cfg = model::parse_ltx2_vae_config(tiny_vae_json());
+  w.rt = Runtime{at::kCPU, dtype};
+  for (auto& [k, t] : model::random_ltx2_vae_weights(w.cfg, seed))
+    w.params[k] = t.to(dtype).clone().set_requires_grad(true);
+  return w;
+}
+
+// Frames in [−1, 1] (uniform).
+at::Tensor uniform_frames(at::IntArrayRef shape, uint64_t seed, at::ScalarType dtype = at::kFloat) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::rand(shape, g, at::TensorOptions().dtype(dtype)) * 2 - 1;
+}
+
+TEST(TrainVaeLoss, SsimHaarAndCharbonnierMatchHandComputations) {
+  const at::Tensor same = uniform_frames({2, 3, 16, 16}, 1, at::kDouble);
+  EXPECT_NEAR(train::mean_ssim(same, same).item<double>(), 1.0, 1e-12);
+  EXPECT_EQ(train::haar_loss(same, same).item<double>(), 0.0);
+
+  // A small random pair, 2 channels of 12 × 14 (2 × 4 window positions), by hand in double.
+  const at::Tensor x = uniform_frames({1, 2, 12, 14}, 2, at::kDouble), y = uniform_frames({1, 2, 12, 14}, 3, at::kDouble);
+  const auto X = x.accessor<double, 4>(), Y = y.accessor<double, 4>();
+  double g[11], gsum = 0;
+  for (int i = 0; i < 11; ++i) gsum += g[i] = std::exp(-(i - 5) * (i - 5) / (2 * 1.5 * 1.5));
+  double ssim = 0;
+  int positions = 0;
+  for (int c = 0; c < 2; ++c)
+    for (int oy = 0; oy + 11 <= 12; ++oy)
+      for (int ox = 0; ox + 11 <= 14; ++ox, ++positions) {
+        double ma = 0, mb = 0, saa = 0, sbb = 0, sab = 0;
+        for (int i = 0; i < 11; ++i)
+          for (int j = 0; j < 11; ++j) {
+            const double wgt = g[i] * g[j] / (gsum * gsum);
+            const double a = (X[0][c][oy + i][ox + j] + 1) / 2, b = (Y[0][c][oy + i][ox + j] + 1) / 2;
+            ma += wgt * a;
+            mb += wgt * b;
+            saa += wgt * a * a;
+            sbb += wgt * b * b;
+            sab += wgt * a * b;
+          }
+        const double c1 = 1e-4, c2 = 9e-4, va = saa - ma * ma, vb = sbb - mb * mb, cov = sab - ma * mb;
+        ssim += (2 * ma * mb + c1) * (2 * cov + c2) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+      }
+  EXPECT_EQ(positions, 16);
+  EXPECT_NEAR(train::mean_ssim(x, y).item<double>(), ssim / positions, 1e-12);
+
+  double haar = 0, charb = 0;
+  for (int c = 0; c < 2; ++c)
+    for (int r = 0; r < 12; r += 2)
+      for (int q = 0; q < 14; q += 2) {
+        auto bands = [&](const decltype(X)& F, double out[3]) {
+          const double a = F[0][c][r][q], b = F[0][c][r][q + 1], d0 = F[0][c][r + 1][q], d1 = F[0][c][r + 1][q + 1];
+          out[0] = (a + b - d0 - d1) / 2;  // LH: rows differ
+          out[1] = (a - b + d0 - d1) / 2;  // HL: columns differ
+          out[2] = (a - b - d0 + d1) / 2;  // HH
+        };
+        double bx[3], by[3];
+        bands(X, bx);
+        bands(Y, by);
+        for (int k = 0; k < 3; ++k) haar += std::abs(bx[k] - by[k]);
+      }
+  EXPECT_NEAR(train::haar_loss(x, y).item<double>(), haar / (3 * 2 * 6 * 7), 1e-12);
+  for (int c = 0; c < 2; ++c)
+    for (int r = 0; r < 12; ++r)
+      for (int q = 0; q < 14; ++q) charb += std::sqrt(std::pow(X[0][c][r][q] - Y[0][c][r][q], 2) + 0.01);
+  EXPECT_NEAR(train::charbonnier_loss(x, y, 0.1).item<double>(), charb / (2 * 12 * 14), 1e-12);
+
+  // Their gradients w.r.t. the output frames against central differences (double, a step far below
+  // the distance of any Haar difference or Charbonnier residual from its kink).
+  const train::VaeLossConfig cfg;
+  auto total = [&](const at::Tensor& out) {
+    return train::reconstruction_losses(out.unsqueeze(2), y.unsqueeze(2), cfg).total;
+  };
+  const at::Tensor xg = x.clone().set_requires_grad(true);
+  total(xg).backward();
+  const at::Tensor dir = randn(x.sizes(), 7, at::kDouble);
+  const double eps = 1e-7, numeric = (total(x + eps * dir).item<double>() - total(x - eps * dir).item<double>()) / (2 * eps);
+  const double analytic = (xg.grad() * dir).sum().item<double>();
+  EXPECT_NEAR(numeric, analytic, 1e-6 * std::abs(analytic) + 1e-7);
+}
+
+// The reconstruction loss through the whole tiny VAE (encoder, causal decoder) in fp64 against
+// central differences along a random direction of a few weights; the VAE's per-pixel norms run in
+// fp32 and bound the agreement.
+TEST(TrainVaeGrad, ReconstructionLossMatchesFiniteDifferences) {
+  train::VaeWeights w = tiny_vae(at::kDouble);
+  const at::Tensor clip = uniform_frames({1, 3, 9, 64, 64}, 4, at::kDouble);
+  // Smooth losses only: the Haar L1's kinks (and Charbonnier's at a small ε) put central differences
+  // off by the crossings a step makes; their gradients are checked on frames below.
+  train::VaeLossConfig cfg;
+  cfg.charbonnier_eps = 0.5;
+  cfg.ssim = 1.0;
+  cfg.haar = 0.0;
+  train::vae_step(w, clip, cfg, 1.0);
+  auto loss = [&] {
+    at::NoGradGuard no_grad;
+    return train::vae_reconstruction(*w.build(), clip, cfg).total.item<double>();
+  };
+  int checked = 0;
+  for (const std::string key : {"encoder.conv_in.conv.weight", "encoder.down_blocks.1.resnets.0.conv1.conv.weight",
+                                "decoder.mid_block.resnets.0.conv2.conv.bias", "decoder.conv_out.conv.weight"}) {
+    ASSERT_TRUE(w.params.count(key)) << key;
+    at::Tensor p = w.params.at(key);
+    ASSERT_TRUE(p.grad().defined()) << key;
+    const at::Tensor dir = randn(p.sizes(), 20 + checked, at::kDouble);
+    const double analytic = (p.grad() * dir).sum().item<double>(), eps = 1e-4;
+    double plus = 0, minus = 0;
+    {
+      at::NoGradGuard no_grad;
+      p.add_(dir, eps);
+      plus = loss();
+      p.add_(dir, -2 * eps);
+      minus = loss();
+      p.add_(dir, eps);
+    }
+    const double numeric = (plus - minus) / (2 * eps);
+    EXPECT_GT(std::abs(analytic), 1e-3) << key;
+    EXPECT_NEAR(numeric, analytic, 2e-3 * std::abs(analytic) + 1e-4) << key;
+    ++checked;
+  }
+}
+
+TEST(TrainVaeObjective, OneStepLowersTheLoss) {
+  train::VaeWeights w = tiny_vae(at::kFloat);
+  const at::Tensor clip = uniform_frames({1, 3, 9, 64, 64}, 6);
+  const train::VaeLossConfig cfg;
+  train::OptimConfig o;
+  o.lr = 1e-3;
+  train::AdamW opt(w.params, o);
+  const train::VaeLosses before = train::vae_step(w, clip, cfg, 1.0);
+  EXPECT_NEAR(before.total.item<double>(), before.charbonnier + 0.2 * before.ssim + 0.5 * before.haar, 1e-5);
+  opt.step(1, o.lr);
+  at::NoGradGuard no_grad;
+  const double after = train::vae_reconstruction(*w.build(), clip, cfg).total.item<double>();
+  EXPECT_LT(after, before.total.item<double>());
+}
+
+// Distillation: the L1 between the student's causal decode and a teacher's of the same latents; a
+// step on it alone lowers it.
+TEST(TrainVaeObjective, DistillationIsTheL1ToTheTeachersDecodeAndAStepLowersIt) {
+  train::VaeWeights w = tiny_vae(at::kFloat);
+  const model::Ltx2Vae teacher(model::random_ltx2_vae_weights(w.cfg, 9), w.cfg, Runtime{});
+  const at::Tensor clip = uniform_frames({1, 3, 9, 64, 64}, 6);
+  train::VaeLossConfig cfg;
+  cfg.teacher = 2.0;
+  {
+    at::NoGradGuard no_grad;
+    const auto student = w.build();
+    const at::Tensor z = student->encode(clip);
+    const double expected = (student->decode(z, model::VaeDecoderKind::kCausal) -
+                             teacher.decode(z, model::VaeDecoderKind::kCausal))
+                                .abs()
+                                .mean()
+                                .item<double>();
+    const train::VaeLosses l = train::vae_reconstruction(*student, clip, cfg, &teacher);
+    EXPECT_NEAR(l.teacher, expected, 1e-6);
+    EXPECT_NEAR(l.total.item<double>(), l.charbonnier + 0.2 * l.ssim + 0.5 * l.haar + 2.0 * expected, 1e-5);
+  }
+  cfg = train::VaeLossConfig{0, 1e-3, 0, 0, 1.0};
+  train::OptimConfig o;
+  o.lr = 1e-3;
+  train::AdamW opt(w.params, o);
+  const double before = train::vae_step(w, clip, cfg, 1.0, &teacher).teacher;
+  opt.step(1, o.lr);
+  at::NoGradGuard no_grad;
+  EXPECT_LT(train::vae_reconstruction(*w.build(), clip, cfg, &teacher).teacher, before);
+}
+
+// A frame cache of `n` clips of 9 frames at 72 × 72 (random pixels, prompts as the latent cache's).
+std::string write_frame_cache(const std::string& dir, int n) {
+  train::DataCacheWriter writer(dir, {train::CacheKind::kFrames, 72, 72, 9});
+  writer.set_null_prompt(randn({5, 8}, 1), at::tensor({1, 0, 0, 0, 0}, at::kLong));
+  for (int i = 0; i < n; ++i) {
+    train::CacheSample s;
+    s.source = (randn({9, 72, 72, 3}, 10 + i) * 50 + 128).clamp(0, 255).to(at::kByte);
+    s.prompt_embeds = randn({5, 8}, 90 + i);
+    s.prompt_mask = at::tensor({1, 1, 1, 0, 0}, at::kLong);
+    s.reverse_embeds = randn({5, 8}, 130 + i);
+    s.reverse_mask = at::tensor({1, 1, 0, 0, 0}, at::kLong);
+    s.prompt = "p";
+    s.reverse_prompt = "q";
+    writer.add(s);
+  }
+  writer.finish();
+  return dir;
+}
+
+json vae_smoke_config(const std::string& cache, const std::string& out) {
+  return {{"format_version", 1},
+          {"output", out},
+          {"seed", 4},
+          {"max_steps", 4},
+          {"optim", {{"lr", 1e-3}, {"warmup_steps", 2}, {"weight_decay", 0.01}, {"grad_clip", 1.0}}},
+          {"ema", {{"decay", 0.9}}},
+          {"vae", {{"enabled", true}, {"random", tiny_vae_json()}, {"seed", 2}}},
+          {"data", {{"cache", cache}, {"width", 64}, {"height", 64}, {"crop_min", 0.8}, {"batch", 2}}}};
+}
+
+TEST(TrainVaeConfig, ParsesAndNamesEachProblem) {
+  const json good = vae_smoke_config("cache", "run");
+  const train::TrainConfig c = train::parse_train_config(good, "dir/train.json");
+  EXPECT_TRUE(c.vae.enabled);
+  EXPECT_EQ(c.vae.random->latent_channels, 16);
+  EXPECT_DOUBLE_EQ(c.vae.losses.ssim, 0.2);
+  json j = good;
+  j["dit"] = {{"random", tiny_shape_json()}};
+  expect_config_error(j, "train.json: dit: not used in the VAE mode (vae.enabled)");
+  j = good;
+  j["vae"]["losses"] = {{"ssim", -1}};
+  expect_config_error(j, "train.json: vae.losses.ssim: expected a number >= 0, got -1");
+  j = good;
+  j["vae"]["losses"] = {{"l2", 1}};
+  expect_config_error(j, "train.json: vae.losses.l2: unknown key");
+  j = good;
+  j["vae"].erase("random");
+  expect_config_error(j, "train.json: vae: expected exactly one of init (weights) and random, got neither");
+  j = good;
+  j["data"]["vae"] = "pkg";
+  expect_config_error(j, "train.json: data.vae: not used in the VAE mode (the trained VAE encodes)");
+  j = good;
+  j["vae"]["teacher"] = {{"weight", 1}};
+  expect_config_error(j, "train.json: vae.teacher.init: expected the teacher's package or VAE directory, got nothing");
+  j = good;
+  j["vae"]["teacher"] = {{"init", "t"}};
+  EXPECT_EQ(train::parse_train_config(j, "dir/train.json").vae.teacher, "dir/t");
+  EXPECT_DOUBLE_EQ(train::parse_train_config(j, "dir/train.json").vae.losses.teacher, 1.0);
+  j = good;
+  j["vae"]["random"]["timestep_conditioning"] = true;
+  try {
+    train::parse_train_config(j, "train.json");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message().rfind("train.json: vae.random: ", 0), 0u) << e.message();
+  }
+}
+
+TEST(TrainVaeResume, SaveLoadResumeReproducesTheUninterruptedRun) {
+  const std::string dir = temp_dir("train_vae_resume");
+  write_frame_cache(dir + "/cache", 3);
+  // A teacher VAE directory (another seed of the same structure).
+  train::make_directories(dir + "/teacher");
+  write_text_file_atomic(dir + "/teacher/config.json", tiny_vae_json().dump());
+  io::save_safetensors(dir + "/teacher/diffusion_pytorch_model.safetensors",
+                       model::random_ltx2_vae_weights(model::parse_ltx2_vae_config(tiny_vae_json()), 9));
+  auto config = [&](const std::string& out, int64_t steps) {
+    json j = vae_smoke_config(dir + "/cache", dir + "/" + out);
+    j["max_steps"] = steps;
+    j["vae"]["teacher"] = {{"init", "teacher"}, {"weight", 0.5}};
+    return train::parse_train_config(j, dir + "/train.json");
+  };
+  train::Trainer whole(config("whole", 4));
+  const train::TrainReport rw = whole.run();
+  EXPECT_TRUE(rw.finished);
+  EXPECT_GT(rw.last.charbonnier, 0);
+  EXPECT_GT(rw.last.ssim, 0);
+  EXPECT_GT(rw.last.haar, 0);
+  EXPECT_GT(rw.last.teacher, 0);
+  {
+    train::Trainer first(config("split", 2));
+    EXPECT_FALSE(first.run().resumed);
+  }
+  train::Trainer second(config("split", 4));
+  EXPECT_EQ(second.current_step(), 2);
+  const train::TrainReport rs = second.run();
+  EXPECT_TRUE(rs.resumed);
+  EXPECT_DOUBLE_EQ(rs.last.loss, rw.last.loss);
+  auto same = [](const io::TensorMap& a, const io::TensorMap& b, const char* what) {
+    ASSERT_EQ(a.size(), b.size());
+    for (const auto& [k, t] : a) EXPECT_TRUE(at::equal(t, b.at(k))) << what << " " << k;
+  };
+  same(whole.params(), second.params(), "weights");
+  same(whole.ema(), second.ema(), "EMA");
+  same(whole.optimizer().exp_avg(), second.optimizer().exp_avg(), "exp_avg");
+  same(whole.optimizer().exp_avg_sq(), second.optimizer().exp_avg_sq(), "exp_avg_sq");
+  const std::string log = read_text_file(dir + "/split/log.csv");
+  EXPECT_EQ(log.substr(0, log.find('\n')), "step,lr,loss,charbonnier,ssim,haar,teacher,grad_norm,step_seconds");
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 5);
+  // The checkpoint's vae/ is a VAE directory: it loads and reconstructs as the trainer's weights do.
+  const auto vae = model::load_ltx2_vae(model::resolve_ltx2_vae_source(rs.checkpoint + "/vae"), Runtime{});
+  const at::Tensor clip = uniform_frames({1, 3, 9, 64, 64}, 8);
+  at::NoGradGuard no_grad;
+  train::VaeWeights trained;
+  trained.params = second.params();
+  trained.cfg = vae->config();
+  EXPECT_TRUE(at::equal(vae->decode(vae->encode(clip), model::VaeDecoderKind::kCausal),
+                        trained.build()->decode(trained.build()->encode(clip), model::VaeDecoderKind::kCausal)));
+  EXPECT_TRUE(path_exists(rs.checkpoint + "/vae_ema/config.json"));
+}
+
+// configs/train/vae_tiny_cpu.json through the CLI on a frame cache written here.
+TEST(TrainVaeCli, TinyCpuConfigRunsEndToEnd) {
+  const std::string dir = temp_dir("train_vae_cli");
+  write_frame_cache(dir + "/cache", 2);
+  json j = json::parse(read_text_file(std::string(SANASTREAM_SOURCE_DIR) + "/configs/train/vae_tiny_cpu.json"));
+  j["output"] = "run";
+  j["data"]["cache"] = "cache";
+  j["max_steps"] = 3;
+  write_text_file_atomic(dir + "/train.json", j.dump(1));
+  const auto r = run_cli({"train", "--config", dir + "/train.json", "--json", dir + "/a.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json a = json::parse(read_text_file(dir + "/a.json"));
+  EXPECT_TRUE(a["finished"].get<bool>());
+  EXPECT_EQ(a["last_step"], 3);
+  EXPECT_GT(a["ssim"].get<double>(), 0);
+  EXPECT_TRUE(path_exists(dir + "/run/loss.png"));
+  EXPECT_TRUE(path_exists(dir + "/run/checkpoints/step_00000003/vae/diffusion_pytorch_model.safetensors"));
 }
 
 }  // namespace

@@ -68,6 +68,11 @@ class ObjectReader {
     SS_CHECK(ok, "{}: {}: expected a list of strings, got {}", file_, where(key), v.dump());
     out = v.get<std::vector<std::string>>();
   }
+  // The value of `key` as it is (parsed elsewhere).
+  const json& raw(const std::string& key) {
+    take(key);
+    return j_.at(key);
+  }
   ObjectReader child(const std::string& key) {
     take(key);
     return ObjectReader(j_.at(key), file_, where(key));
@@ -127,6 +132,44 @@ void read_dit(ObjectReader r, DitInit& d, const std::string& base, const std::st
            d.init.empty() ? "neither" : "both");
 }
 
+void read_vae(ObjectReader r, VaeTrainConfig& v, const std::string& base, const std::string& file) {
+  r.boolean("enabled", v.enabled);
+  r.path("init", v.init, base);
+  if (r.has("random")) {
+    const json& structure = r.raw("random");
+    try {
+      v.random = model::parse_ltx2_vae_config(structure);
+    } catch (const Error& e) {
+      SS_FAIL("{}: vae.random: {}", file, e.message());
+    }
+  }
+  int64_t seed = 0;
+  r.integer("seed", seed, 0, ">= 0");
+  v.seed = static_cast<uint64_t>(seed);
+  r.strings("trainable", v.trainable);
+  if (r.has("losses")) {
+    ObjectReader o = r.child("losses");
+    o.number("charbonnier", v.losses.charbonnier, 0, kInf, ">= 0");
+    o.number("charbonnier_eps", v.losses.charbonnier_eps, 1e-12, kInf, "> 0");
+    o.number("ssim", v.losses.ssim, 0, kInf, ">= 0");
+    o.number("haar", v.losses.haar, 0, kInf, ">= 0");
+    o.finish();
+  }
+  if (r.has("teacher")) {
+    ObjectReader o = r.child("teacher");
+    o.path("init", v.teacher, base);
+    v.losses.teacher = 1.0;
+    o.number("weight", v.losses.teacher, 0, kInf, ">= 0");
+    o.finish();
+    SS_CHECK(!v.teacher.empty(), "{}: vae.teacher.init: expected the teacher's package or VAE directory, got nothing",
+             file);
+  }
+  r.finish();
+  SS_CHECK(!v.enabled || v.init.empty() != !v.random.has_value(),
+           "{}: vae: expected exactly one of init (weights) and random, got {}", file,
+           v.init.empty() ? "neither" : "both");
+}
+
 }  // namespace
 
 TrainConfig parse_train_config(const json& j, const std::string& path) {
@@ -150,8 +193,14 @@ TrainConfig parse_train_config(const json& j, const std::string& path) {
   r.integer("checkpoint_every", c.checkpoint_every, 0, ">= 0");
   r.integer("keep_checkpoints", c.keep_checkpoints, 1, ">= 1");
   r.number("time_limit_s", c.time_limit_s, 0, kInf, ">= 0");
-  SS_CHECK(r.has("dit"), "{}: dit: required key missing", path);
-  read_dit(r.child("dit"), c.dit, base, path);
+  if (r.has("vae")) read_vae(r.child("vae"), c.vae, base, path);
+  if (c.vae.enabled) {
+    for (const char* k : {"dit", "flow_matching", "rollout", "crr"})
+      SS_CHECK(!r.has(k), "{}: {}: not used in the VAE mode (vae.enabled)", path, k);
+  } else {
+    SS_CHECK(r.has("dit"), "{}: dit: required key missing", path);
+    read_dit(r.child("dit"), c.dit, base, path);
+  }
   if (r.has("optim")) {
     ObjectReader o = r.child("optim");
     o.number("lr", c.optim.lr, 0, kInf, ">= 0");
@@ -208,9 +257,11 @@ TrainConfig parse_train_config(const json& j, const std::string& path) {
     o.integer("batch", c.data.batch, 1, ">= 1");
     o.finish();
     SS_CHECK(!c.data.cache.empty(), "{}: data.cache: expected a data cache directory, got nothing", path);
+    SS_CHECK(!c.vae.enabled || c.data.vae.empty(), "{}: data.vae: not used in the VAE mode (the trained VAE encodes)",
+             path);
   }
   r.finish();
-  SS_CHECK(c.flow_matching.enabled || c.rollout.enabled || c.crr.enabled,
+  SS_CHECK(c.vae.enabled || c.flow_matching.enabled || c.rollout.enabled || c.crr.enabled,
            "{}: expected at least one objective enabled (flow_matching, rollout, crr), got none", path);
   return c;
 }
@@ -260,6 +311,18 @@ json TrainConfig::to_json() const {
         {"first_chunk", rollout.first_chunk},
         {"steps", rollout.steps}}},
       {"crr", {{"enabled", crr.enabled}, {"weight", crr.weight}}},
+      {"vae",
+       {{"enabled", vae.enabled},
+        {"init", vae.init},
+        {"random", vae.random.has_value()},
+        {"seed", vae.seed},
+        {"trainable", vae.trainable},
+        {"losses",
+         {{"charbonnier", vae.losses.charbonnier},
+          {"charbonnier_eps", vae.losses.charbonnier_eps},
+          {"ssim", vae.losses.ssim},
+          {"haar", vae.losses.haar}}},
+        {"teacher", {{"init", vae.teacher}, {"weight", vae.losses.teacher}}}}},
       {"data",
        {{"cache", data.cache},
         {"vae", data.vae},

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/dit_random.h"
+#include "model/ltx2_vae_config.h"
 
 namespace sanastream::train {
 
@@ -56,6 +57,24 @@ struct CrrConfig {
   double weight = 0.5;
 };
 
+// The VAE trainer mode: the LTX-2 VAE (encoder + causal decoder) trained on frame reconstruction.
+struct VaeLossConfig {
+  double charbonnier = 1.0;       // weight of mean sqrt((x − y)² + eps²)
+  double charbonnier_eps = 1e-3;
+  double ssim = 0.2;              // weight of 1 − mean SSIM (11×11 Gaussian window, σ 1.5, per frame and channel)
+  double haar = 0.5;              // weight of the L1 between the LH, HL, HH bands of a one-level Haar transform
+  double teacher = 0.0;           // weight of the L1 to the teacher decoder's frames (distillation; 0 = none)
+};
+struct VaeTrainConfig {
+  bool enabled = false;
+  std::string init;                               // package, VAE directory or weights file ("" = random)
+  std::optional<model::Ltx2VaeConfig> random;     // the structure of seeded random weights (diffusers config.json)
+  uint64_t seed = 0;
+  std::vector<std::string> trainable{""};         // key prefixes that train ("" = every tensor)
+  VaeLossConfig losses;
+  std::string teacher;  // package or VAE directory whose frozen causal decoder is distilled ("" = none)
+};
+
 struct DataConfig {
   std::string cache;              // a data cache directory (`sanastream train-cache`)
   std::string vae;                // model package or VAE directory: encodes frame caches (frozen)
@@ -79,6 +98,7 @@ struct TrainConfig {
   FlowMatchingConfig flow_matching;
   RolloutConfig rollout;
   CrrConfig crr;
+  VaeTrainConfig vae;  // enabled: the VAE mode (dit and the DiT objectives are absent)
   DataConfig data;
   nlohmann::json to_json() const;
 };

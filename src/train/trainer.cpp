@@ -31,6 +31,8 @@ namespace {
 
 constexpr int64_t kSpatialRatio = 32;  // pixels per latent token (LTX-2)
 const char* const kLogHeader = "step,lr,loss,flow_matching,rollout,crr,grad_norm,step_seconds";
+const char* const kVaeLogHeader = "step,lr,loss,charbonnier,ssim,haar,teacher,grad_norm,step_seconds";
+const char* const kVaeWeightsFile = "diffusion_pytorch_model.safetensors";
 
 bool trainable_key(const std::vector<std::string>& prefixes, const std::string& key) {
   for (const auto& p : prefixes)
@@ -56,13 +58,27 @@ void copy_into(io::TensorMap& dst, const io::TensorMap& src, const std::string& 
   }
 }
 
-// The training size in pixels: the config's, else the cache's; multiples of the VAE's 32.
-std::pair<int64_t, int64_t> train_size(const DataConfig& d, const CacheHeader& h) {
+// The training size in pixels: the config's, else the cache's; multiples of the VAE's spatial ratio.
+std::pair<int64_t, int64_t> train_size(const DataConfig& d, const CacheHeader& h, int64_t ratio) {
   const int64_t W = d.width ? d.width : h.width, H = d.height ? d.height : h.height;
-  SS_CHECK(W % kSpatialRatio == 0 && H % kSpatialRatio == 0 && W <= h.width && H <= h.height,
-           "data: expected a training size of multiples of {} within the cache's {}x{}, got {}x{}", kSpatialRatio,
-           h.width, h.height, W, H);
+  SS_CHECK(W % ratio == 0 && H % ratio == 0 && W <= h.width && H <= h.height,
+           "data: expected a training size of multiples of {} within the cache's {}x{}, got {}x{}", ratio, h.width,
+           h.height, W, H);
   return {W, H};
+}
+
+// A frozen VAE from a model package or a VAE directory.
+std::unique_ptr<model::Ltx2Vae> load_frozen_vae(const std::string& path, const Runtime& rt) {
+  return path_exists(path + "/model.json")
+             ? pipeline::load_package_vae(pipeline::load_model_package(path), rt)
+             : model::load_ltx2_vae(model::resolve_ltx2_vae_source(path), rt);
+}
+
+// A VAE directory: config.json and the weights in the diffusers layout.
+void save_vae_dir(const std::string& dir, const model::Ltx2VaeConfig& cfg, const io::TensorMap& weights) {
+  make_directories(dir);
+  write_text_file_atomic(dir + "/config.json", cfg.to_json().dump(2) + "\n");
+  io::save_safetensors(dir + "/" + kVaeWeightsFile, host_copy(weights));
 }
 
 }  // namespace
@@ -83,6 +99,10 @@ json TrainReport::to_json() const {
           {"flow_matching", last.flow_matching},
           {"rollout", last.rollout},
           {"crr", last.crr},
+          {"charbonnier", last.charbonnier},
+          {"ssim", last.ssim},
+          {"haar", last.haar},
+          {"teacher", last.teacher},
           {"grad_norm", last.grad_norm},
           {"lr", last.lr},
           {"checkpoint", checkpoint}};
@@ -90,41 +110,64 @@ json TrainReport::to_json() const {
 
 Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
   w_.rt = make_runtime(cfg_.device, cfg_.dtype);
-  io::TensorMap weights;
-  json overrides = json::object();
-  if (!cfg_.dit.init.empty()) {
-    const pipeline::DitSource src = pipeline::resolve_dit_source(cfg_.dit.init);
-    weights = io::load_weights(src.weights_path).tensors;
-    overrides = src.overrides;
-  } else {
-    weights = model::random_dit_weights(*cfg_.dit.random, cfg_.dit.seed, at::kFloat, at::kCPU);
-    overrides["num_heads"] = cfg_.dit.random->heads;
-  }
-  w_.cfg = model::detect_dit_config(weights, overrides);
-  for (const auto& [k, t] : weights) {
-    at::Tensor p = t.to(w_.rt.device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
-    if (trainable_key(cfg_.dit.trainable, k)) {
-      p.set_requires_grad(true);
-      trainable_[k] = p;
-      if (cfg_.ema.enabled) ema_[k] = p.detach().clone();
+  if (cfg_.vae.enabled) {
+    vae_w_.rt = w_.rt;
+    io::TensorMap weights;
+    if (!cfg_.vae.init.empty()) {
+      const std::string dir = path_exists(cfg_.vae.init + "/model.json")
+                                  ? pipeline::load_model_package(cfg_.vae.init).vae.path
+                                  : cfg_.vae.init;
+      const model::Ltx2VaeSource src = model::resolve_ltx2_vae_source(dir);
+      vae_w_.cfg = model::load_ltx2_vae_config(src.config_path);
+      weights = io::load_weights(src.weights_path).tensors;
+    } else {
+      vae_w_.cfg = *cfg_.vae.random;
+      weights = model::random_ltx2_vae_weights(vae_w_.cfg, cfg_.vae.seed);
     }
-    w_.params[k] = p;
+    init_weights(weights, vae_w_.params, cfg_.vae.trainable, "vae");
+    vae_w_.build();  // checks the weights against the config
+    if (!cfg_.vae.teacher.empty()) {
+      teacher_ = load_frozen_vae(cfg_.vae.teacher, w_.rt);
+      const model::Ltx2VaeConfig& t = teacher_->config();
+      SS_CHECK(t.latent_channels == vae_w_.cfg.latent_channels && t.spatial_ratio() == vae_w_.cfg.spatial_ratio() &&
+                   t.temporal_ratio() == vae_w_.cfg.temporal_ratio() && t.out_channels == vae_w_.cfg.out_channels,
+               "{}: vae.teacher: expected a VAE of the same latent space ({} channels, {}x{} compression), got {} "
+               "channels, {}x{}",
+               cfg_.path, vae_w_.cfg.latent_channels, vae_w_.cfg.temporal_ratio(), vae_w_.cfg.spatial_ratio(),
+               t.latent_channels, t.temporal_ratio(), t.spatial_ratio());
+    }
+  } else {
+    io::TensorMap weights;
+    json overrides = json::object();
+    if (!cfg_.dit.init.empty()) {
+      const pipeline::DitSource src = pipeline::resolve_dit_source(cfg_.dit.init);
+      weights = io::load_weights(src.weights_path).tensors;
+      overrides = src.overrides;
+    } else {
+      weights = model::random_dit_weights(*cfg_.dit.random, cfg_.dit.seed, at::kFloat, at::kCPU);
+      overrides["num_heads"] = cfg_.dit.random->heads;
+    }
+    w_.cfg = model::detect_dit_config(weights, overrides);
+    init_weights(weights, w_.params, cfg_.dit.trainable, "dit");
   }
-  SS_CHECK(!trainable_.empty(), "{}: dit.trainable: no weight starts with any of the prefixes given", cfg_.path);
   opt_ = std::make_unique<AdamW>(trainable_, cfg_.optim);
 
   data_ = std::make_unique<DataCache>(cfg_.data.cache);
   order_ = std::make_unique<DataOrder>(data_->size(), cfg_.seed);
-  train_size(cfg_.data, data_->header());
-  if (data_->header().kind == CacheKind::kFrames) {
+  train_size(cfg_.data, data_->header(), cfg_.vae.enabled ? vae_w_.cfg.spatial_ratio() : kSpatialRatio);
+  if (cfg_.vae.enabled) {
+    const CacheHeader& h = data_->header();
+    SS_CHECK(h.kind == CacheKind::kFrames, "{}: data.cache: the VAE mode trains on a frame cache, got a latent cache",
+             cfg_.path);
+    SS_CHECK((h.frames - 1) % vae_w_.cfg.temporal_ratio() == 0,
+             "{}: data.cache: the VAE encodes 1 + {}k frames, the cache's clips have {}", cfg_.path,
+             vae_w_.cfg.temporal_ratio(), h.frames);
+  } else if (data_->header().kind == CacheKind::kFrames) {
     SS_CHECK(!cfg_.data.vae.empty(),
              "{}: data.vae: a frame cache needs the VAE that encodes it (a model package or VAE "
              "directory)",
              cfg_.path);
-    const Runtime vae_rt{w_.rt.device, w_.rt.dtype};
-    vae_ = path_exists(cfg_.data.vae + "/model.json")
-               ? pipeline::load_package_vae(pipeline::load_model_package(cfg_.data.vae), vae_rt)
-               : model::load_ltx2_vae(model::resolve_ltx2_vae_source(cfg_.data.vae), vae_rt);
+    vae_ = load_frozen_vae(cfg_.data.vae, w_.rt);
   }
   gen_ = at::make_generator<at::CPUGeneratorImpl>(cfg_.seed);
 
@@ -133,7 +176,7 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
   resumed_ = resume();
   // The log keeps the rows of the steps the weights hold (a command cut short may have logged more).
   const std::string log = cfg_.output + "/log.csv";
-  std::string kept = std::string(kLogHeader) + "\n";
+  std::string kept = std::string(cfg_.vae.enabled ? kVaeLogHeader : kLogHeader) + "\n";
   if (path_exists(log)) {
     std::istringstream in(read_text_file(log));
     std::string line;
@@ -146,29 +189,51 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
 
 Trainer::~Trainer() = default;
 
+void Trainer::init_weights(const io::TensorMap& weights, io::TensorMap& params,
+                           const std::vector<std::string>& prefixes, const char* section) {
+  for (const auto& [k, t] : weights) {
+    at::Tensor p = t.to(w_.rt.device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    if (trainable_key(prefixes, k)) {
+      p.set_requires_grad(true);
+      trainable_[k] = p;
+      if (cfg_.ema.enabled) ema_[k] = p.detach().clone();
+    }
+    params[k] = p;
+  }
+  SS_CHECK(!trainable_.empty(), "{}: {}.trainable: no weight starts with any of the prefixes given", cfg_.path,
+           section);
+}
+
+std::pair<at::Tensor, at::Tensor> Trainer::next_clips(const CacheSample& cs, int64_t W, int64_t H) {
+  const CacheHeader& h = data_->header();
+  const double scale = cfg_.data.crop_min + (1.0 - cfg_.data.crop_min) * at::rand({1}, gen_).item<double>();
+  const int64_t ch = std::max<int64_t>(H, std::llround(scale * h.height)),
+                cw = std::max<int64_t>(W, std::llround(scale * h.width));
+  const int64_t y = std::llround(at::rand({1}, gen_).item<double>() * (h.height - ch));
+  const int64_t x = std::llround(at::rand({1}, gen_).item<double>() * (h.width - cw));
+  auto crop = [&](const at::Tensor& frames) {  // [F, Hc, Wc, 3] uint8 → [1, 3, F, H, W] fp32
+    at::Tensor f = frames.narrow(1, y, ch).narrow(2, x, cw).to(w_.rt.device).permute({0, 3, 1, 2}).to(at::kFloat);
+    f = at::upsample_bilinear2d(f.div(127.5).sub(1), {H, W}, /*align_corners=*/false);  // [F, 3, H, W]
+    return f.permute({1, 0, 2, 3}).unsqueeze(0);
+  };
+  return {crop(cs.source), cs.target.defined() ? crop(cs.target) : at::Tensor()};
+}
+
 TrainSample Trainer::next_sample() {
   const CacheSample cs = data_->load(order_->next());
   const CacheHeader& h = data_->header();
-  const std::pair<int64_t, int64_t> size = train_size(cfg_.data, h);
+  const std::pair<int64_t, int64_t> size = train_size(cfg_.data, h, kSpatialRatio);
   const int64_t W = size.first, H = size.second;
   const at::Device dev = w_.rt.device;
   TrainSample s;
   if (h.kind == CacheKind::kFrames) {
-    // A random crop of [crop_min, 1] of each side, resized (bilinear) to the training size.
-    const double scale = cfg_.data.crop_min + (1.0 - cfg_.data.crop_min) * at::rand({1}, gen_).item<double>();
-    const int64_t ch = std::max<int64_t>(H, std::llround(scale * h.height)),
-                  cw = std::max<int64_t>(W, std::llround(scale * h.width));
-    const int64_t y = std::llround(at::rand({1}, gen_).item<double>() * (h.height - ch));
-    const int64_t x = std::llround(at::rand({1}, gen_).item<double>() * (h.width - cw));
-    auto encode = [&](const at::Tensor& frames) {  // [F, Hc, Wc, 3] uint8 → [1, Cl, T, H/32, W/32] fp32
-      at::NoGradGuard no_grad;
-      at::Tensor f = frames.narrow(1, y, ch).narrow(2, x, cw).to(dev).permute({0, 3, 1, 2}).to(at::kFloat);
-      f = at::upsample_bilinear2d(f.div(127.5).sub(1), {H, W}, /*align_corners=*/false);  // [F, 3, H, W]
-      f = f.permute({1, 0, 2, 3}).unsqueeze(0).to(w_.rt.dtype);
-      return vae_->normalize(vae_->encode(f)).to(at::kFloat);
+    at::NoGradGuard no_grad;
+    const std::pair<at::Tensor, at::Tensor> clips = next_clips(cs, W, H);
+    auto encode = [&](const at::Tensor& clip) {  // → [1, Cl, T, H/32, W/32] fp32
+      return vae_->normalize(vae_->encode(clip.to(w_.rt.dtype))).to(at::kFloat);
     };
-    s.source = encode(cs.source);
-    if (cs.target.defined()) s.target = encode(cs.target);
+    s.source = encode(clips.first);
+    if (clips.second.defined()) s.target = encode(clips.second);
   } else {
     // A random window of the training size's latent tokens.
     const int64_t lh = H / kSpatialRatio, lw = W / kSpatialRatio;
@@ -193,15 +258,29 @@ TrainSample Trainer::next_sample() {
 StepLosses Trainer::step() {
   StepLosses l;
   const double scale = 1.0 / static_cast<double>(cfg_.data.batch);
-  for (int64_t b = 0; b < cfg_.data.batch; ++b) {
-    const TrainSample s = next_sample();
-    if (cfg_.flow_matching.enabled)
-      l.flow_matching += scale * flow_matching_step(w_, s, cfg_.flow_matching, gen_, scale);
-    const RolloutLosses r = rollout_step(w_, s, cfg_.rollout, cfg_.crr, gen_, scale);
-    l.rollout += scale * r.rollout;
-    l.crr += scale * r.crr;
+  if (cfg_.vae.enabled) {
+    // The VAE mode: the source clip of each sample, reconstructed through the encoder and causal decoder.
+    const std::pair<int64_t, int64_t> size = train_size(cfg_.data, data_->header(), vae_w_.cfg.spatial_ratio());
+    for (int64_t b = 0; b < cfg_.data.batch; ++b) {
+      const at::Tensor clip = next_clips(data_->load(order_->next()), size.first, size.second).first;
+      const VaeLosses v = vae_step(vae_w_, clip, cfg_.vae.losses, scale, teacher_.get());
+      l.loss += scale * v.total.item<double>();
+      l.charbonnier += scale * v.charbonnier;
+      l.ssim += scale * v.ssim;
+      l.haar += scale * v.haar;
+      l.teacher += scale * v.teacher;
+    }
+  } else {
+    for (int64_t b = 0; b < cfg_.data.batch; ++b) {
+      const TrainSample s = next_sample();
+      if (cfg_.flow_matching.enabled)
+        l.flow_matching += scale * flow_matching_step(w_, s, cfg_.flow_matching, gen_, scale);
+      const RolloutLosses r = rollout_step(w_, s, cfg_.rollout, cfg_.crr, gen_, scale);
+      l.rollout += scale * r.rollout;
+      l.crr += scale * r.crr;
+    }
+    l.loss = cfg_.flow_matching.weight * l.flow_matching + cfg_.rollout.weight * l.rollout + cfg_.crr.weight * l.crr;
   }
-  l.loss = cfg_.flow_matching.weight * l.flow_matching + cfg_.rollout.weight * l.rollout + cfg_.crr.weight * l.crr;
   l.grad_norm = clip_grad_norm(trainable_, cfg_.optim.grad_clip);
   ++step_;
   l.lr = learning_rate(cfg_.optim, step_);
@@ -215,11 +294,14 @@ std::string Trainer::save_checkpoint() {
   const std::string dir = cfg_.output + "/checkpoints/" + name, tmp = dir + ".part";
   SS_CHECK(remove_tree(tmp).empty() && remove_tree(dir).empty(), "cannot replace '{}'", dir);
   make_directories(tmp);
-  io::save_safetensors(tmp + "/dit.safetensors", host_copy(w_.params));
-  if (cfg_.ema.enabled) {
-    io::TensorMap ema = w_.params;
-    for (const auto& [k, e] : ema_) ema[k] = e;
-    io::save_safetensors(tmp + "/dit_ema.safetensors", host_copy(ema));
+  io::TensorMap ema = params();
+  for (const auto& [k, e] : ema_) ema[k] = e;
+  if (cfg_.vae.enabled) {
+    save_vae_dir(tmp + "/vae", vae_w_.cfg, vae_w_.params);
+    if (cfg_.ema.enabled) save_vae_dir(tmp + "/vae_ema", vae_w_.cfg, ema);
+  } else {
+    io::save_safetensors(tmp + "/dit.safetensors", host_copy(w_.params));
+    if (cfg_.ema.enabled) io::save_safetensors(tmp + "/dit_ema.safetensors", host_copy(ema));
   }
   io::TensorMap state;
   for (const auto& [k, m] : opt_->exp_avg()) state["exp_avg." + k] = m;
@@ -257,9 +339,10 @@ bool Trainer::resume() {
   std::string name = read_text_file(latest);
   name.erase(name.find_last_not_of(" \n\r\t") + 1);
   const std::string dir = cfg_.output + "/checkpoints/" + name;
-  copy_into(w_.params, io::load_safetensors(dir + "/dit.safetensors"), "", dir + "/dit.safetensors");
-  if (cfg_.ema.enabled)
-    copy_into(ema_, io::load_safetensors(dir + "/dit_ema.safetensors"), "", dir + "/dit_ema.safetensors");
+  const std::string weights = dir + (cfg_.vae.enabled ? std::string("/vae/") + kVaeWeightsFile : "/dit.safetensors");
+  const std::string ema = dir + (cfg_.vae.enabled ? std::string("/vae_ema/") + kVaeWeightsFile : "/dit_ema.safetensors");
+  copy_into(cfg_.vae.enabled ? vae_w_.params : w_.params, io::load_safetensors(weights), "", weights);
+  if (cfg_.ema.enabled) copy_into(ema_, io::load_safetensors(ema), "", ema);
   const std::string state_path = dir + "/state.safetensors";
   const io::TensorMap state = io::load_safetensors(state_path);
   copy_into(opt_->exp_avg(), state, "exp_avg.", state_path);
@@ -285,8 +368,12 @@ bool Trainer::resume() {
 void Trainer::append_log(const StepLosses& l, double seconds) {
   std::FILE* f = std::fopen((cfg_.output + "/log.csv").c_str(), "a");
   SS_CHECK(f != nullptr, "cannot append to '{}/log.csv'", cfg_.output);
-  std::fprintf(f, "%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", static_cast<long long>(step_), l.lr, l.loss,
-               l.flow_matching, l.rollout, l.crr, l.grad_norm, seconds);
+  if (cfg_.vae.enabled)
+    std::fprintf(f, "%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", static_cast<long long>(step_), l.lr, l.loss,
+                 l.charbonnier, l.ssim, l.haar, l.teacher, l.grad_norm, seconds);
+  else
+    std::fprintf(f, "%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", static_cast<long long>(step_), l.lr, l.loss,
+                 l.flow_matching, l.rollout, l.crr, l.grad_norm, seconds);
   std::fclose(f);
 }
 
@@ -311,7 +398,7 @@ TrainReport Trainer::run() {
   TrainReport r;
   r.first_step = step_;
   r.resumed = resumed_;
-  for (const auto& [k, p] : w_.params) r.parameters += p.numel();
+  for (const auto& [k, p] : params()) r.parameters += p.numel();
   for (const auto& [k, p] : trainable_) r.trainable += p.numel();
   ops::reset_peak_memory(w_.rt);
   const auto start = std::chrono::steady_clock::now();
@@ -325,9 +412,16 @@ TrainReport Trainer::run() {
     const double dt = elapsed() - t0;
     slowest = std::max(slowest, dt);
     append_log(r.last, dt);
-    log_info("step {}/{}: loss {:.5g} (fm {:.4g}, rollout {:.4g}, crr {:.4g}), |g| {:.3g}, lr {:.3g}, {:.2f} s", step_,
-             cfg_.max_steps, r.last.loss, r.last.flow_matching, r.last.rollout, r.last.crr, r.last.grad_norm, r.last.lr,
-             dt);
+    if (cfg_.vae.enabled)
+      log_info(
+          "step {}/{}: loss {:.5g} (charbonnier {:.4g}, ssim {:.4g}, haar {:.4g}, teacher {:.4g}), |g| {:.3g}, lr "
+          "{:.3g}, {:.2f} s",
+          step_, cfg_.max_steps, r.last.loss, r.last.charbonnier, r.last.ssim, r.last.haar, r.last.teacher,
+          r.last.grad_norm, r.last.lr, dt);
+    else
+      log_info("step {}/{}: loss {:.5g} (fm {:.4g}, rollout {:.4g}, crr {:.4g}), |g| {:.3g}, lr {:.3g}, {:.2f} s",
+               step_, cfg_.max_steps, r.last.loss, r.last.flow_matching, r.last.rollout, r.last.crr,
+               r.last.grad_norm, r.last.lr, dt);
     if (cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0) {
       save_checkpoint();
       saved = step_;

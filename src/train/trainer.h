@@ -1,6 +1,9 @@
 // The training loop of `sanastream train` (docs/TRAIN.md): fp32 master weights of the DiT, AdamW,
 // EMA, the objectives of objectives.h on samples of a data cache, checkpoints with exact resume,
-// a CSV log and a PNG loss plot. A run lives in one output directory and is split across commands:
+// a CSV log and a PNG loss plot. In the VAE mode (vae.enabled) the weights are the LTX-2 VAE's and the
+// objective is vae_objectives.h's reconstruction on frame-cache clips; checkpoints hold vae/ and vae_ema/
+// (config.json + diffusion_pytorch_model.safetensors, loadable as VAE directories) instead of dit*.
+// A run lives in one output directory and is split across commands:
 //   OUT/checkpoints/step_NNNNNNNN/dit.safetensors      the weights, official keys, fp32
 //   OUT/checkpoints/step_NNNNNNNN/dit_ema.safetensors  their EMA (when enabled)
 //   OUT/checkpoints/step_NNNNNNNN/state.safetensors    AdamW moments (exp_avg.KEY, exp_avg_sq.KEY),
@@ -22,11 +25,13 @@
 #include "train/objectives.h"
 #include "train/optimizer.h"
 #include "train/train_config.h"
+#include "train/vae_objectives.h"
 
 namespace sanastream::train {
 
 struct StepLosses {
   double loss = 0, flow_matching = 0, rollout = 0, crr = 0, grad_norm = 0, lr = 0;
+  double charbonnier = 0, ssim = 0, haar = 0, teacher = 0;  // the VAE mode's (ssim: 1 − mean SSIM)
 };
 
 struct TrainReport {
@@ -54,11 +59,16 @@ class Trainer {
   std::string save_checkpoint();
 
   int64_t current_step() const { return step_; }
-  const io::TensorMap& params() const { return w_.params; }
+  const io::TensorMap& params() const { return cfg_.vae.enabled ? vae_w_.params : w_.params; }
   const io::TensorMap& ema() const { return ema_; }
   const AdamW& optimizer() const { return *opt_; }
 
  private:
+  void init_weights(const io::TensorMap& weights, io::TensorMap& params, const std::vector<std::string>& trainable,
+                    const char* section);
+  // A random crop of [crop_min, 1] of each side of a frame-cache sample, resized (bilinear) to the
+  // training size: [1, 3, F, H, W] fp32 in [−1, 1] on the device (source, and target when present).
+  std::pair<at::Tensor, at::Tensor> next_clips(const CacheSample& cs, int64_t W, int64_t H);
   TrainSample next_sample();
   bool resume();
   void append_log(const StepLosses& l, double seconds);
@@ -66,6 +76,8 @@ class Trainer {
 
   TrainConfig cfg_;
   DitWeights w_;
+  VaeWeights vae_w_;                       // the VAE mode
+  std::unique_ptr<model::Ltx2Vae> teacher_;  // the VAE mode's distillation teacher (frozen)
   io::TensorMap trainable_, ema_;
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<DataCache> data_;
