@@ -32,6 +32,11 @@
 #include "train/png.h"
 #include "train/trainer.h"
 #include "train/vae_objectives.h"
+#ifdef SANASTREAM_HAS_SENTENCEPIECE
+#include "model/sentencepiece_model.h"
+#include "pipeline/prompt_encoder.h"
+#include "train/text_encoder.h"
+#endif
 
 namespace {
 
@@ -39,6 +44,19 @@ using namespace sanastream;
 using json = nlohmann::json;
 using sanastream::test::run_cli;
 using sanastream::test::temp_dir;
+
+void expect_same_tensors(const io::TensorMap& a, const io::TensorMap& b, const char* what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (const auto& [k, t] : a) EXPECT_TRUE(at::equal(t, b.at(k))) << what << " " << k;
+}
+
+// A resumed run against the uninterrupted one: weights, EMA and AdamW moments bit for bit.
+void expect_same_training_state(const train::Trainer& a, const train::Trainer& b) {
+  expect_same_tensors(a.params(), b.params(), "weights");
+  expect_same_tensors(a.ema(), b.ema(), "EMA");
+  expect_same_tensors(a.optimizer().exp_avg(), b.optimizer().exp_avg(), "exp_avg");
+  expect_same_tensors(a.optimizer().exp_avg_sq(), b.optimizer().exp_avg_sq(), "exp_avg_sq");
+}
 
 // A DiT small enough for finite differences: 2 blocks (block 1 softmax), C 24, 2 heads × 12,
 // FFN 16, 4 latent channels, captions 5 × 8.
@@ -556,14 +574,7 @@ TEST(TrainResume, SaveLoadResumeReproducesTheUninterruptedRun) {
   EXPECT_TRUE(rs.resumed);
   EXPECT_EQ(rs.first_step, 2);
   EXPECT_DOUBLE_EQ(rs.last.loss, rw.last.loss);
-  auto same = [](const io::TensorMap& a, const io::TensorMap& b, const char* what) {
-    ASSERT_EQ(a.size(), b.size());
-    for (const auto& [k, t] : a) EXPECT_TRUE(at::equal(t, b.at(k))) << what << " " << k;
-  };
-  same(whole.params(), second.params(), "weights");
-  same(whole.ema(), second.ema(), "EMA");
-  same(whole.optimizer().exp_avg(), second.optimizer().exp_avg(), "exp_avg");
-  same(whole.optimizer().exp_avg_sq(), second.optimizer().exp_avg_sq(), "exp_avg_sq");
+  expect_same_training_state(whole, second);
   // The split run's log has each step once; the checkpoint holds official keys.
   const std::string log = read_text_file(dir + "/split/log.csv");
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 5);
@@ -892,14 +903,7 @@ TEST(TrainVaeResume, SaveLoadResumeReproducesTheUninterruptedRun) {
   const train::TrainReport rs = second.run();
   EXPECT_TRUE(rs.resumed);
   EXPECT_DOUBLE_EQ(rs.last.loss, rw.last.loss);
-  auto same = [](const io::TensorMap& a, const io::TensorMap& b, const char* what) {
-    ASSERT_EQ(a.size(), b.size());
-    for (const auto& [k, t] : a) EXPECT_TRUE(at::equal(t, b.at(k))) << what << " " << k;
-  };
-  same(whole.params(), second.params(), "weights");
-  same(whole.ema(), second.ema(), "EMA");
-  same(whole.optimizer().exp_avg(), second.optimizer().exp_avg(), "exp_avg");
-  same(whole.optimizer().exp_avg_sq(), second.optimizer().exp_avg_sq(), "exp_avg_sq");
+  expect_same_training_state(whole, second);
   const std::string log = read_text_file(dir + "/split/log.csv");
   EXPECT_EQ(log.substr(0, log.find('\n')), "step,lr,loss,charbonnier,ssim,haar,teacher,grad_norm,step_seconds");
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 5);
@@ -935,3 +939,254 @@ TEST(TrainVaeCli, TinyCpuConfigRunsEndToEnd) {
 }
 
 }  // namespace
+
+// ---- A trainable text encoder (text_encoder.trainable) ----
+#ifdef SANASTREAM_HAS_SENTENCEPIECE
+
+namespace {
+
+// A Gemma-2 as wide as the tiny DiT's captions (8): vocab 512, 2 layers (sliding 8, full), 2/1 heads × 4,
+// GeGLU 16, seeded random weights; a tokenizer of Gemma's special pieces, ▁, the letters, "snow" and
+// the bytes. The directory layout of a package's text encoder.
+std::string write_text_encoder(const std::string& dir) {
+    train::make_directories(dir);
+    const json cfg = {{"model_type", "gemma2"},      {"vocab_size", 512},         {"hidden_size", 8},
+                      {"intermediate_size", 16},     {"num_hidden_layers", 2},    {"num_attention_heads", 2},
+                      {"num_key_value_heads", 1},    {"head_dim", 4},             {"rms_norm_eps", 1e-6},
+                      {"query_pre_attn_scalar", 4},  {"sliding_window", 8},       {"attn_logit_softcapping", 50.0},
+                      {"rope_theta", 10000.0},       {"pad_token_id", 0},         {"bos_token_id", 2},
+                      {"eos_token_id", 1}};
+    std::ofstream(dir + "/config.json") << cfg.dump(1);
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(77);
+    io::TensorMap w;
+    auto normal = [&](const std::string& k, std::vector<int64_t> shape, double std) {
+      w[k] = at::randn(shape, g, at::TensorOptions().dtype(at::kFloat)) * std;
+    };
+    normal("embed_tokens.weight", {512, 8}, 0.5);
+    normal("norm.weight", {8}, 0.2);
+    for (int l = 0; l < 2; ++l) {
+      const std::string p = "layers." + std::to_string(l) + ".";
+      normal(p + "self_attn.q_proj.weight", {8, 8}, 0.35);
+      normal(p + "self_attn.k_proj.weight", {4, 8}, 0.35);
+      normal(p + "self_attn.v_proj.weight", {4, 8}, 0.35);
+      normal(p + "self_attn.o_proj.weight", {8, 8}, 0.35);
+      normal(p + "mlp.gate_proj.weight", {16, 8}, 0.35);
+      normal(p + "mlp.up_proj.weight", {16, 8}, 0.35);
+      normal(p + "mlp.down_proj.weight", {8, 16}, 0.25);
+      for (const char* n : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                            "post_feedforward_layernorm"})
+        normal(p + n + ".weight", {8}, 0.2);
+    }
+    io::save_safetensors(dir + "/model.safetensors", w);
+    std::vector<model::SpmPiece> pieces = model::gemma_special_pieces();
+    pieces.push_back({"\xE2\x96\x81", 0, model::SpmType::kUserDefined});
+    for (char c = 'a'; c <= 'z'; ++c) pieces.push_back({std::string(1, c), 0, model::SpmType::kUserDefined});
+    pieces.push_back({"snow", 0, model::SpmType::kUserDefined});
+    for (int b = 0; b < 256; ++b) pieces.push_back(model::byte_piece(b));
+    std::ofstream(dir + "/tokenizer.model", std::ios::binary) << model::serialize_sentencepiece_model(pieces);
+    return dir;
+}
+
+// Written once per test process.
+const std::string& text_encoder_dir() {
+  static const std::string dir = write_text_encoder(temp_dir("train_text_encoder") + "/te");
+  return dir;
+}
+
+// The tiny DiT reading 300 captions of the encoder's width.
+json text_shape_json() {
+  json j = tiny_shape_json();
+  j["caption_length"] = 300;
+  return j;
+}
+
+// A latent cache whose prompts were embedded by the tiny encoder (as `train-cache` does).
+void write_text_cache(const std::string& dir, int n) {
+  pipeline::PromptEncoder enc(text_encoder_dir(), Runtime{}, model::Gemma2Attention::kEager);
+  train::DataCacheWriter writer(dir, {train::CacheKind::kLatents, 96, 64, 41});
+  const pipeline::PromptEmbedding null = enc.encode_negative("");
+  writer.set_null_prompt(null.embeds, null.mask);
+  const char* prompts[][2] = {{"make it snowy", "remove the snow"}, {"paint it red", "paint it back"},
+                              {"add rain", "remove the rain"}};
+  for (int i = 0; i < n; ++i) {
+    train::CacheSample s;
+    s.source = randn({4, 6, 2, 3}, 10 + i);
+    if (i % 2 == 0) s.target = randn({4, 6, 2, 3}, 50 + i);
+    s.prompt = prompts[i % 3][0];
+    s.reverse_prompt = prompts[i % 3][1];
+    const pipeline::PromptEmbedding p = enc.encode(s.prompt, pipeline::PromptMode::kStreaming);
+    const pipeline::PromptEmbedding q = enc.encode(s.reverse_prompt, pipeline::PromptMode::kStreaming);
+    s.prompt_embeds = p.embeds;
+    s.prompt_mask = p.mask;
+    s.reverse_embeds = q.embeds;
+    s.reverse_mask = q.mask;
+    writer.add(s);
+  }
+  writer.finish();
+}
+
+json text_config(const std::string& cache, const std::string& out) {
+  json j = smoke_config(cache, out);
+  j["dit"]["random"] = text_shape_json();
+  j["max_steps"] = 2;
+  j["text_encoder"] = {{"trainable", true}, {"init", text_encoder_dir()}};
+  return j;
+}
+
+train::DitWeights text_dit(uint64_t seed = 3) {
+  model::DitShape shape = tiny_shape();
+  shape.caption_length = 300;
+  train::DitWeights w;
+  io::TensorMap m = model::random_dit_weights(shape, seed, at::kFloat);
+  w.cfg = model::detect_dit_config(m, {{"num_heads", 2}});
+  for (auto& [k, t] : m) w.params[k] = t.clone().set_requires_grad(true);
+  return w;
+}
+
+}  // namespace
+
+TEST(TrainText, EncoderGradientOfADitLossMatchesFiniteDifferences) {
+  // The encoder in fp64 (its RMSNorm statistics are fp32, as in every dtype), the DiT in fp32.
+  Runtime fp64;
+  fp64.dtype = at::kDouble;
+  const train::TextEncoderWeights te = train::load_text_encoder_weights(text_encoder_dir(), fp64);
+  train::DitWeights w = text_dit(5);
+  const train::TrainSample s = tiny_sample(3, true);
+  const at::Tensor noise = randn({1, 4, 3, 2, 3}, 99);
+  io::TensorMap vars;
+  for (const char* k : {"embed_tokens.weight", "layers.0.self_attn.q_proj.weight", "layers.0.self_attn.v_proj.weight",
+                        "layers.1.mlp.down_proj.weight", "layers.1.post_feedforward_layernorm.weight", "norm.weight"})
+    vars[k] = te.params.at(k).to(at::kDouble);
+  expect_gradients_match(
+      vars,
+      [&](const io::TensorMap& v) {
+        train::TextEncoderWeights t = te;
+        for (const auto& [k, x] : v) t.params[k] = x;
+        const std::pair<at::Tensor, at::Tensor> p = t.encode(*t.build(true), "make it snowy", train::PromptKind::kPrompt);
+        model::HybridDit dit(w.params, w.cfg, Runtime{});
+        const train::FlowLoss r = train::flow_loss(dit, dit.encode_caption(p.first, p.second), s.target, s.source, 0.6,
+                                                   noise);
+        return r.loss.to(at::kDouble) * 1e3;
+      },
+      1e-4, 2e-2, "text encoder");
+}
+
+TEST(TrainText, OneStepChangesTheEncoderAndLowersTheLoss) {
+  train::TextEncoderWeights te = train::load_text_encoder_weights(text_encoder_dir(), Runtime{});
+  for (auto& [k, p] : te.params) p.set_requires_grad(true);
+  const io::TensorMap before = [&] {
+    io::TensorMap m;
+    for (const auto& [k, p] : te.params) m[k] = p.detach().clone();
+    return m;
+  }();
+  train::DitWeights w = text_dit();
+  train::TrainSample s = tiny_sample(3, true);
+  s.encode = [&](train::PromptKind kind) { return te.encode(*te.build(true), "make it snowy", kind); };
+  train::FlowMatchingConfig fm;
+  fm.text_dropout = 0;
+  auto objective = [&](at::Generator& g) { return train::flow_matching_step(w, s, fm, g, 1.0); };
+  at::Generator g0 = at::make_generator<at::CPUGeneratorImpl>(21);
+  const double loss0 = objective(g0);
+  train::OptimConfig oc;
+  oc.lr = 1e-3;
+  train::AdamW opt(te.params, oc);  // the encoder alone: its gradient alone lowers the loss
+  for (auto& [k, p] : w.params) p.mutable_grad() = at::Tensor();
+  opt.step(1, oc.lr);
+  for (const auto& [k, p] : te.params) EXPECT_FALSE(at::equal(p, before.at(k))) << k;
+  at::Generator g1 = at::make_generator<at::CPUGeneratorImpl>(21);
+  const double loss1 = objective(g1);
+  EXPECT_LT(loss1, loss0);
+}
+
+TEST(TrainText, SaveLoadResumeIsBitIdenticalWithATrainableEncoder) {
+  const std::string dir = temp_dir("train_text_resume");
+  write_text_cache(dir + "/cache", 3);
+  auto config = [&](const std::string& out, int64_t steps) {
+    json j = text_config(dir + "/cache", dir + "/" + out);
+    j["max_steps"] = steps;
+    return train::parse_train_config(j, dir + "/train.json");
+  };
+  const train::TextEncoderWeights init = train::load_text_encoder_weights(text_encoder_dir(), Runtime{});
+  train::Trainer whole(config("whole", 2));
+  const train::TrainReport rw = whole.run();
+  EXPECT_TRUE(rw.finished);
+  for (const auto& [k, p] : whole.text_encoder_params())
+    EXPECT_FALSE(at::equal(p, init.params.at(k))) << "the encoder did not train: " << k;
+  EXPECT_TRUE(whole.ema().count("text_encoder.layers.1.mlp.up_proj.weight"));
+  {
+    train::Trainer first(config("split", 1));
+    EXPECT_FALSE(first.run().resumed);
+  }
+  train::Trainer second(config("split", 2));
+  EXPECT_EQ(second.current_step(), 1);
+  const train::TrainReport rs = second.run();
+  EXPECT_TRUE(rs.resumed);
+  EXPECT_DOUBLE_EQ(rs.last.loss, rw.last.loss);
+  expect_same_training_state(whole, second);
+  expect_same_tensors(whole.text_encoder_params(), second.text_encoder_params(), "encoder weights");
+  // The encoder's checkpoint: official keys, loadable as a text encoder's weights; DiT files without it.
+  const io::TensorMap te = io::load_safetensors(rs.checkpoint + "/text_encoder.safetensors");
+  EXPECT_TRUE(at::equal(te.at("layers.0.self_attn.q_proj.weight"),
+                        second.text_encoder_params().at("layers.0.self_attn.q_proj.weight")));
+  model::validate_gemma2_weights(init.cfg, io::load_safetensors(rs.checkpoint + "/text_encoder_ema.safetensors"));
+  for (const auto& [k, t] : io::load_safetensors(rs.checkpoint + "/dit_ema.safetensors"))
+    EXPECT_NE(k.rfind("text_encoder.", 0), 0u) << k;
+  EXPECT_TRUE(io::load_safetensors(rs.checkpoint + "/state.safetensors").count("exp_avg.text_encoder.norm.weight"));
+}
+
+TEST(TrainText, FrozenByDefaultMatchesTheCachedEmbeddingPath) {
+  const std::string dir = temp_dir("train_text_frozen");
+  write_text_cache(dir + "/cache", 2);
+  // The trainable encoder's prompt path is the cache builder's: the same embeddings, bit for bit.
+  pipeline::PromptEncoder enc(text_encoder_dir(), Runtime{}, model::Gemma2Attention::kEager);
+  const train::TextEncoderWeights te = train::load_text_encoder_weights(text_encoder_dir(), Runtime{});
+  {
+    at::NoGradGuard no_grad;
+    const std::pair<at::Tensor, at::Tensor> p = te.encode(*te.build(false), "make it snowy", train::PromptKind::kPrompt);
+    EXPECT_TRUE(at::equal(p.first[0], enc.encode("make it snowy", pipeline::PromptMode::kStreaming).embeds));
+    EXPECT_TRUE(at::equal(p.second[0], enc.encode("make it snowy", pipeline::PromptMode::kStreaming).mask));
+    const std::pair<at::Tensor, at::Tensor> n = te.encode(*te.build(false), "", train::PromptKind::kNull);
+    EXPECT_TRUE(at::equal(n.first[0], enc.encode_negative("").embeds));
+    const train::CacheSample cs = train::DataCache(dir + "/cache").load(0);
+    EXPECT_EQ(cs.prompt, "make it snowy");
+    EXPECT_EQ(cs.reverse_prompt, "remove the snow");
+  }
+  // The section: parsed, strict.
+  const train::TrainConfig parsed = train::parse_train_config(text_config("cache", "run"), "train.json");
+  EXPECT_TRUE(parsed.text_encoder.trainable);
+  EXPECT_EQ(parsed.text_encoder.trainable_keys, std::vector<std::string>{""});
+  EXPECT_FALSE(train::parse_train_config(smoke_config("cache", "run"), "train.json").text_encoder.trainable);
+  json bad = text_config("cache", "run");
+  bad["text_encoder"]["lr"] = 1;
+  expect_config_error(bad, "train.json: text_encoder.lr: unknown key");
+  // Frozen (the default, or trainable: false): the cache's embeddings, nothing of the encoder loaded or saved.
+  auto run = [&](const std::string& out, const json& text) {
+    json j = text_config(dir + "/cache", dir + "/" + out);
+    if (text.is_null())
+      j.erase("text_encoder");
+    else
+      j["text_encoder"] = text;
+    auto t = std::make_unique<train::Trainer>(train::parse_train_config(j, dir + "/train.json"));
+    const train::TrainReport r = t->run();
+    EXPECT_TRUE(t->text_encoder_params().empty());
+    EXPECT_FALSE(path_exists(r.checkpoint + "/text_encoder.safetensors"));
+    return std::make_pair(std::move(t), r);
+  };
+  auto a = run("default", json());
+  auto b = run("frozen", {{"trainable", false}, {"init", text_encoder_dir()}});
+  EXPECT_EQ(a.second.last.loss, b.second.last.loss);
+  for (const auto& [k, p] : a.first->params()) EXPECT_TRUE(at::equal(p, b.first->params().at(k))) << k;
+  // A trainable subset: the other encoder weights stay as loaded.
+  auto c = std::make_unique<train::Trainer>(train::parse_train_config(
+      [&] {
+        json j = text_config(dir + "/cache", dir + "/subset");
+        j["text_encoder"]["trainable_keys"] = {"layers.1.mlp."};
+        return j;
+      }(),
+      dir + "/train.json"));
+  c->run();
+  for (const auto& [k, p] : c->text_encoder_params())
+    EXPECT_EQ(at::equal(p, te.params.at(k)), k.rfind("layers.1.mlp.", 0) != 0) << k;
+}
+
+#endif  // SANASTREAM_HAS_SENTENCEPIECE

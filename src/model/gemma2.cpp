@@ -225,7 +225,10 @@ at::Tensor Gemma2Model::attend(const Layer& l, const at::Tensor& x, const at::Te
     // transformers' eager path: logits in the model dtype, soft-capped, masked, softmax in fp32.
     at::Tensor s = at::matmul(q, k.transpose(2, 3)) * scaling;  // [B, H, L, L]
     if (cfg_.attn_softcap > 0) s = at::tanh(s / cfg_.attn_softcap) * cfg_.attn_softcap;
-    o = at::matmul(at::softmax(s + bias, -1, at::kFloat).to(q.scalar_type()), v);
+    // fp64 (gradient checks) keeps its softmax in fp64: its mask value, cast to fp32, would be −inf and a
+    // fully masked row (a padding query past the sliding window) NaN instead of uniform.
+    const at::ScalarType softmax_dtype = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    o = at::matmul(at::softmax(s + bias, -1, softmax_dtype).to(q.scalar_type()), v);
   } else {
     // The sdpa path: no soft-capping. ops::attention scales by 1/sqrt(D); fold the difference into q.
     const double pre = scaling * std::sqrt(static_cast<double>(D));

@@ -180,6 +180,22 @@ std::string PromptEncoder::cache_path(const std::string& key) const {
   return fmt::format("{}/prompt-{:016x}.safetensors", cache_dir_, fnv1a64(key));
 }
 
+TokenEmbedding embed_tokens(const model::Gemma2Model& model, const PromptTokens& t) {
+  const at::Tensor ids = at::tensor(t.ids, at::kLong).unsqueeze(0);  // [1, M]
+  const at::Tensor mask = at::tensor(t.mask, at::kLong);            // [M]
+  const at::Tensor h = model.forward(ids, mask.unsqueeze(0))[0];    // [M, C]
+  TokenEmbedding r;
+  if (t.select.empty()) {
+    r.embeds = h;
+    r.mask = mask;
+  } else {
+    const at::Tensor rows = at::tensor(t.select, at::kLong);  // [300]
+    r.embeds = h.index_select(0, rows.to(h.device()));
+    r.mask = mask.index_select(0, rows).contiguous();
+  }
+  return r;
+}
+
 PromptEmbedding PromptEncoder::embed(const PromptTokens& t) {
   const std::string key = fmt::format("{}\n{}\n{}\n{}", identity_, t.max_length, t.select.empty() ? "all" : "select",
                                       t.text);
@@ -207,17 +223,9 @@ PromptEmbedding PromptEncoder::embed(const PromptTokens& t) {
     }
   }
   if (e.source.empty()) {
-    const at::Tensor ids = at::tensor(t.ids, at::kLong).unsqueeze(0);   // [1, M]
-    const at::Tensor mask = at::tensor(t.mask, at::kLong);             // [M]
-    at::Tensor h = model_->forward(ids, mask.unsqueeze(0))[0].to(at::kCPU);  // [M, C]
-    if (t.select.empty()) {
-      e.embeds = h.contiguous();
-      e.mask = mask;
-    } else {
-      const at::Tensor rows = at::tensor(t.select, at::kLong);  // [300]
-      e.embeds = h.index_select(0, rows).contiguous();
-      e.mask = mask.index_select(0, rows).contiguous();
-    }
+    const TokenEmbedding te = embed_tokens(*model_, t);
+    e.embeds = te.embeds.to(at::kCPU).contiguous();
+    e.mask = te.mask;
     e.source = "encoder";
     ++runs_;
     if (!path.empty()) io::save_safetensors(path, {{"embeds", e.embeds}, {"mask", e.mask}}, {{"key", key}});

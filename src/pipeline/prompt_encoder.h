@@ -56,6 +56,15 @@ PromptTokens assemble_prompt(const model::Tokenizer& tok, const std::string& pro
 // The negative prompt, used verbatim (empty allowed: BOS alone).
 PromptTokens assemble_negative_prompt(const model::Tokenizer& tok, const std::string& text);
 
+// The token → embedding step of PromptEncoder, shared with the trainer (a trainable text encoder,
+// docs/TRAIN.md): the encoder's last hidden state of t.ids, the rows t.select keeps. embeds
+// [rows, C] in the encoder's dtype on its device, mask [rows] int64 on the CPU. Under grad mode the
+// graph reaches the weights the model was built on.
+struct TokenEmbedding {
+  at::Tensor embeds, mask;
+};
+TokenEmbedding embed_tokens(const model::Gemma2Model& model, const PromptTokens& t);
+
 struct PromptEmbedding {
   at::Tensor embeds;   // [300, C] in the encoder's dtype, CPU
   at::Tensor mask;     // [300] int64, CPU

@@ -1,6 +1,7 @@
 #include "train/cache_builder.h"
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h of PyTorch 2.x)
@@ -59,7 +60,8 @@ CacheBuildReport build_data_cache(const CacheBuildOptions& opt) {
   const pipeline::FrameSize size{opt.width, opt.height};
 
   DataCacheWriter writer(opt.out_dir,
-                         {opt.latents ? CacheKind::kLatents : CacheKind::kFrames, opt.width, opt.height, opt.frames});
+                         {opt.latents ? CacheKind::kLatents : CacheKind::kFrames, opt.width, opt.height, opt.frames,
+                          std::filesystem::absolute(opt.model).lexically_normal().string()});
   const pipeline::PromptEmbedding null = prompts.encode_negative("");
   writer.set_null_prompt(null.embeds, null.mask);
   CacheBuildReport r;

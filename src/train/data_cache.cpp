@@ -124,12 +124,13 @@ void DataCacheWriter::add(const CacheSample& s) {
 void DataCacheWriter::finish() {
   SS_CHECK(has_null_, "data cache: the null prompt was not set");
   SS_CHECK(!samples_.empty(), "data cache: no samples");
-  const json index = {{"format_version", kDataCacheVersion},
-                      {"kind", header_.kind == CacheKind::kFrames ? "frames" : "latents"},
-                      {"width", header_.width},
-                      {"height", header_.height},
-                      {"frames", header_.frames},
-                      {"samples", samples_}};
+  json index = {{"format_version", kDataCacheVersion},
+                {"kind", header_.kind == CacheKind::kFrames ? "frames" : "latents"},
+                {"width", header_.width},
+                {"height", header_.height},
+                {"frames", header_.frames},
+                {"samples", samples_}};
+  if (!header_.package.empty()) index["package"] = header_.package;
   write_text_file_atomic(dir_ + "/index.json", index.dump(1) + "\n");
 }
 
@@ -147,7 +148,11 @@ DataCache::DataCache(std::string dir) : dir_(std::move(dir)) {
     header_.width = j.at("width").get<int64_t>();
     header_.height = j.at("height").get<int64_t>();
     header_.frames = j.at("frames").get<int64_t>();
-    for (const auto& s : j.at("samples")) files_.push_back(dir_ + "/" + s.at("file").get<std::string>());
+    if (j.contains("package")) header_.package = j.at("package").get<std::string>();
+    for (const auto& s : j.at("samples")) {
+      files_.push_back(dir_ + "/" + s.at("file").get<std::string>());
+      prompts_.emplace_back(s.value("prompt", std::string()), s.value("reverse_prompt", std::string()));
+    }
   } catch (const json::exception& e) {
     SS_FAIL("{}: malformed index: {}", index, e.what());
   }
@@ -172,6 +177,8 @@ CacheSample DataCache::load(int64_t index) const {
   s.prompt_mask = get("prompt.mask");
   s.reverse_embeds = get("reverse_prompt.embeds");
   s.reverse_mask = get("reverse_prompt.mask");
+  s.prompt = prompts_[index].first;
+  s.reverse_prompt = prompts_[index].second;
   return s;
 }
 

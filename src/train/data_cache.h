@@ -1,7 +1,8 @@
 // Training data on disk (docs/TRAIN.md): a manifest JSONL of {"source_video", "prompt",
 // "reverse_prompt", "target_video"?} is decoded once, on a machine with FFmpeg (cache_builder.h),
 // into a data cache directory that the trainer reads anywhere (the GPU machine has no FFmpeg):
-//   DIR/index.json                 format_version, kind (frames | latents), width, height, frames, samples
+//   DIR/index.json                 format_version, kind (frames | latents), width, height, frames, package?,
+//                                  samples (file, target, prompt, reverse_prompt: the texts)
 //   DIR/null_prompt.safetensors    prompt.embeds [L, Cc], prompt.mask [L]: the empty prompt (CFG dropout)
 //   DIR/NNNNNN.safetensors         source, target? (frames [F, H, W, 3] uint8 RGB, or normalised latents
 //                                  [Cl, T, h, w] fp32), prompt.embeds/.mask, reverse_prompt.embeds/.mask
@@ -42,6 +43,7 @@ struct CacheHeader {
   CacheKind kind = CacheKind::kFrames;
   int64_t width = 0, height = 0;  // pixels of the cached frames (latents: of the frames they encode)
   int64_t frames = 0;             // frames per clip, 1 + 8k
+  std::string package;            // the model package whose text encoder embedded the prompts ("" = not recorded)
 };
 
 // Writes a cache; index.json is written last (atomically), so a cache without it is incomplete.
@@ -73,6 +75,7 @@ class DataCache {
   std::string dir_;
   CacheHeader header_;
   std::vector<std::string> files_;
+  std::vector<std::pair<std::string, std::string>> prompts_;  // (prompt, reverse_prompt) per sample
   at::Tensor null_embeds_, null_mask_;
 };
 

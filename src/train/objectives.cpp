@@ -50,6 +50,19 @@ std::unique_ptr<model::HybridDit> DitWeights::build(bool grad) const {
   return std::make_unique<model::HybridDit>(params, cfg, rt);
 }
 
+model::CaptionState grad_caption(const model::HybridDit& dit, const TrainSample& s, PromptKind kind) {
+  if (s.encode) {
+    const std::pair<at::Tensor, at::Tensor> p = s.encode(kind);
+    return dit.encode_caption(p.first, p.second);
+  }
+  switch (kind) {
+    case PromptKind::kPrompt: return dit.encode_caption(s.prompt_embeds, s.prompt_mask);
+    case PromptKind::kReverse: return dit.encode_caption(s.reverse_embeds, s.reverse_mask);
+    case PromptKind::kNull: break;
+  }
+  return dit.encode_caption(s.null_embeds, s.null_mask);
+}
+
 at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen) {
   return at::randn(like.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(like.device());
 }
@@ -78,8 +91,7 @@ double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowM
   const bool drop = uniform(gen) < cfg.text_dropout;
   at::Tensor noise = randn_like_on(s.target, gen);
   auto dit = w.build(true);
-  const model::CaptionState caption =
-      drop ? dit->encode_caption(s.null_embeds, s.null_mask) : dit->encode_caption(s.prompt_embeds, s.prompt_mask);
+  const model::CaptionState caption = grad_caption(*dit, s, drop ? PromptKind::kNull : PromptKind::kPrompt);
   FlowLoss r = flow_loss(*dit, caption, s.target, s.source, sigma, noise);
   (r.loss * (cfg.weight * scale)).backward();
   return r.loss.item<double>();
@@ -136,7 +148,7 @@ RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const Roll
       const at::Tensor noise = randn_like_on(tgt, gen);
       auto dit = w.build(true);
       opt.cache = &cache;
-      FlowLoss r = flow_loss(*dit, dit->encode_caption(s.prompt_embeds, s.prompt_mask), tgt, src, sigma, noise, opt);
+      FlowLoss r = flow_loss(*dit, grad_caption(*dit, s, PromptKind::kPrompt), tgt, src, sigma, noise, opt);
       (r.loss * (rollout.weight * scale / static_cast<double>(n_chunks))).backward();
       detach_cache(cache);
       out.rollout += r.loss.item<double>() / static_cast<double>(n_chunks);
@@ -148,7 +160,7 @@ RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const Roll
       const at::Tensor noise = randn_like_on(src, gen);
       auto dit = w.build(true);
       opt.cache = &crr_cache;
-      FlowLoss r = flow_loss(*dit, dit->encode_caption(s.reverse_embeds, s.reverse_mask), src, edit, sigma, noise, opt);
+      FlowLoss r = flow_loss(*dit, grad_caption(*dit, s, PromptKind::kReverse), src, edit, sigma, noise, opt);
       (r.loss * (crr.weight * scale / static_cast<double>(n_chunks))).backward();
       detach_cache(crr_cache);
       out.crr += r.loss.item<double>() / static_cast<double>(n_chunks);

@@ -9,7 +9,9 @@
 //       (ε − source); a separate cache is refreshed by a t = 0 pass on the model's own x0.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <utility>
 
 #include <ATen/ATen.h>
 
@@ -30,13 +32,22 @@ struct DitWeights {
   std::unique_ptr<model::HybridDit> build(bool grad) const;
 };
 
+enum class PromptKind { kPrompt, kReverse, kNull };
+
 // One clip on the model's device, normalised latents fp32.
 struct TrainSample {
   at::Tensor source, target;              // [1, Cl, T, h, w]; target undefined = none
   at::Tensor prompt_embeds, prompt_mask;  // [1, L, Cc], [1, L]
   at::Tensor reverse_embeds, reverse_mask;
   at::Tensor null_embeds, null_mask;  // the empty prompt (CFG dropout)
+  // A trainable text encoder (docs/TRAIN.md): every grad call re-encodes its prompt through this, with
+  // autograd (a fresh graph per call, [1, L, Cc] fp32 and [1, L]); the tensors above are then the
+  // current encoder's embeddings without a graph (the rollout's no-grad passes). Unset: the cache's.
+  std::function<std::pair<at::Tensor, at::Tensor>(PromptKind)> encode;
 };
+
+// The caption of a grad call: through s.encode when set, else the sample's embeddings.
+model::CaptionState grad_caption(const model::HybridDit& dit, const TrainSample& s, PromptKind kind);
 
 // The flow-matching loss of one call: x_t = (1 − σ)·x0 + σ·ε, v = dit(x_t, cond, ⌊1000σ⌋),
 // MSE(v, ε − x0). x0, cond, noise: [B, Cl, T, h, w] fp32. `x_t` and `v` are returned for the CRR

@@ -201,6 +201,14 @@ TrainConfig parse_train_config(const json& j, const std::string& path) {
     SS_CHECK(r.has("dit"), "{}: dit: required key missing", path);
     read_dit(r.child("dit"), c.dit, base, path);
   }
+  if (r.has("text_encoder")) {
+    SS_CHECK(!c.vae.enabled, "{}: text_encoder: not used in the VAE mode (vae.enabled)", path);
+    ObjectReader o = r.child("text_encoder");
+    o.boolean("trainable", c.text_encoder.trainable);
+    o.path("init", c.text_encoder.init, base);
+    o.strings("trainable_keys", c.text_encoder.trainable_keys);
+    o.finish();
+  }
   if (r.has("optim")) {
     ObjectReader o = r.child("optim");
     o.number("lr", c.optim.lr, 0, kInf, ">= 0");
@@ -289,6 +297,10 @@ json TrainConfig::to_json() const {
       {"time_limit_s", time_limit_s},
       {"dit",
        {{"init", dit.init}, {"random", dit.random.has_value()}, {"seed", dit.seed}, {"trainable", dit.trainable}}},
+      {"text_encoder",
+       {{"trainable", text_encoder.trainable},
+        {"init", text_encoder.init},
+        {"trainable_keys", text_encoder.trainable_keys}}},
       {"optim",
        {{"lr", optim.lr},
         {"beta1", optim.beta1},

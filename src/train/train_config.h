@@ -23,6 +23,14 @@ struct DitInit {
   std::vector<std::string> trainable{""};  // key prefixes that train ("" = every tensor); the rest is frozen
 };
 
+// The Gemma-2 text encoder (DiT mode): frozen by default (the cache's embeddings are used as they are);
+// trainable, it re-encodes each sample's prompts with autograd and trains with the DiT.
+struct TextEncoderTrainConfig {
+  bool trainable = false;
+  std::string init;                        // model package or text-encoder dir ("" = the data cache's package)
+  std::vector<std::string> trainable_keys{""};  // key prefixes (official Gemma-2 keys) that train ("" = every tensor)
+};
+
 struct OptimConfig {
   double lr = 1e-4;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
@@ -98,6 +106,7 @@ struct TrainConfig {
   FlowMatchingConfig flow_matching;
   RolloutConfig rollout;
   CrrConfig crr;
+  TextEncoderTrainConfig text_encoder;
   VaeTrainConfig vae;  // enabled: the VAE mode (dit and the DiT objectives are absent)
   DataConfig data;
   nlohmann::json to_json() const;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <mutex>
 #include <sstream>
+#include <tuple>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h of PyTorch 2.x)
@@ -33,6 +34,17 @@ constexpr int64_t kSpatialRatio = 32;  // pixels per latent token (LTX-2)
 const char* const kLogHeader = "step,lr,loss,flow_matching,rollout,crr,grad_norm,step_seconds";
 const char* const kVaeLogHeader = "step,lr,loss,charbonnier,ssim,haar,teacher,grad_norm,step_seconds";
 const char* const kVaeWeightsFile = "diffusion_pytorch_model.safetensors";
+const std::string kTextPrefix = "text_encoder.";  // the text encoder's keys in trainable_, ema_ and the state
+
+bool is_text_key(const std::string& key) { return key.rfind(kTextPrefix, 0) == 0; }
+
+// The entries of m under kTextPrefix (text = true, the prefix removed) or the others; same tensors.
+io::TensorMap split_text(const io::TensorMap& m, bool text) {
+  io::TensorMap out;
+  for (const auto& [k, t] : m)
+    if (is_text_key(k) == text) out[text ? k.substr(kTextPrefix.size()) : k] = t;
+  return out;
+}
 
 bool trainable_key(const std::vector<std::string>& prefixes, const std::string& key) {
   for (const auto& p : prefixes)
@@ -150,9 +162,30 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
     w_.cfg = model::detect_dit_config(weights, overrides);
     init_weights(weights, w_.params, cfg_.dit.trainable, "dit");
   }
+  data_ = std::make_unique<DataCache>(cfg_.data.cache);
+  if (cfg_.text_encoder.trainable) {
+    // The encoder that embedded the cache (its package) unless the config names one.
+    const std::string init = !cfg_.text_encoder.init.empty() ? cfg_.text_encoder.init : data_->header().package;
+    SS_CHECK(!init.empty(),
+             "{}: text_encoder.init: expected a model package or text-encoder directory (the data cache records "
+             "none)",
+             cfg_.path);
+    te_ = load_text_encoder_weights(init, w_.rt);
+    SS_CHECK(te_.cfg.hidden == w_.cfg.caption_channels,
+             "{}: text_encoder: expected a width of the DiT's caption_channels {}, got {}", cfg_.path,
+             w_.cfg.caption_channels, te_.cfg.hidden);
+    int64_t n = 0;
+    for (auto& [k, p] : te_.params) {
+      if (!trainable_key(cfg_.text_encoder.trainable_keys, k)) continue;
+      p.set_requires_grad(true);
+      trainable_[kTextPrefix + k] = p;
+      if (cfg_.ema.enabled) ema_[kTextPrefix + k] = p.detach().clone();
+      ++n;
+    }
+    SS_CHECK(n > 0, "{}: text_encoder.trainable_keys: no weight starts with any of the prefixes given", cfg_.path);
+  }
   opt_ = std::make_unique<AdamW>(trainable_, cfg_.optim);
 
-  data_ = std::make_unique<DataCache>(cfg_.data.cache);
   order_ = std::make_unique<DataOrder>(data_->size(), cfg_.seed);
   train_size(cfg_.data, data_->header(), cfg_.vae.enabled ? vae_w_.cfg.spatial_ratio() : kSpatialRatio);
   if (cfg_.vae.enabled) {
@@ -252,6 +285,20 @@ TrainSample Trainer::next_sample() {
   s.reverse_mask = dev1(cs.reverse_mask);
   s.null_embeds = dev1(data_->null_embeds());
   s.null_mask = dev1(data_->null_mask());
+  if (cfg_.text_encoder.trainable) {
+    // The current encoder's embeddings for the no-grad passes; every grad call re-encodes with autograd.
+    {
+      at::NoGradGuard no_grad;
+      const std::unique_ptr<model::Gemma2Model> m = te_.build(false);
+      std::tie(s.prompt_embeds, s.prompt_mask) = te_.encode(*m, cs.prompt, PromptKind::kPrompt);
+      std::tie(s.reverse_embeds, s.reverse_mask) = te_.encode(*m, cs.reverse_prompt, PromptKind::kReverse);
+      std::tie(s.null_embeds, s.null_mask) = te_.encode(*m, "", PromptKind::kNull);
+    }
+    s.encode = [this, prompt = cs.prompt, reverse = cs.reverse_prompt](PromptKind kind) {
+      const std::unique_ptr<model::Gemma2Model> m = te_.build(true);
+      return te_.encode(*m, kind == PromptKind::kReverse ? reverse : prompt, kind);
+    };
+  }
   return s;
 }
 
@@ -295,13 +342,21 @@ std::string Trainer::save_checkpoint() {
   SS_CHECK(remove_tree(tmp).empty() && remove_tree(dir).empty(), "cannot replace '{}'", dir);
   make_directories(tmp);
   io::TensorMap ema = params();
-  for (const auto& [k, e] : ema_) ema[k] = e;
+  for (const auto& [k, e] : split_text(ema_, false)) ema[k] = e;
   if (cfg_.vae.enabled) {
     save_vae_dir(tmp + "/vae", vae_w_.cfg, vae_w_.params);
     if (cfg_.ema.enabled) save_vae_dir(tmp + "/vae_ema", vae_w_.cfg, ema);
   } else {
     io::save_safetensors(tmp + "/dit.safetensors", host_copy(w_.params));
     if (cfg_.ema.enabled) io::save_safetensors(tmp + "/dit_ema.safetensors", host_copy(ema));
+  }
+  if (cfg_.text_encoder.trainable) {
+    io::save_safetensors(tmp + "/text_encoder.safetensors", host_copy(te_.params));
+    if (cfg_.ema.enabled) {
+      io::TensorMap te_ema = te_.params;
+      for (const auto& [k, e] : split_text(ema_, true)) te_ema[k] = e;
+      io::save_safetensors(tmp + "/text_encoder_ema.safetensors", host_copy(te_ema));
+    }
   }
   io::TensorMap state;
   for (const auto& [k, m] : opt_->exp_avg()) state["exp_avg." + k] = m;
@@ -342,7 +397,18 @@ bool Trainer::resume() {
   const std::string weights = dir + (cfg_.vae.enabled ? std::string("/vae/") + kVaeWeightsFile : "/dit.safetensors");
   const std::string ema = dir + (cfg_.vae.enabled ? std::string("/vae_ema/") + kVaeWeightsFile : "/dit_ema.safetensors");
   copy_into(cfg_.vae.enabled ? vae_w_.params : w_.params, io::load_safetensors(weights), "", weights);
-  if (cfg_.ema.enabled) copy_into(ema_, io::load_safetensors(ema), "", ema);
+  if (cfg_.ema.enabled) {
+    io::TensorMap dit_ema = split_text(ema_, false);  // same tensors: copied into in place
+    copy_into(dit_ema, io::load_safetensors(ema), "", ema);
+  }
+  if (cfg_.text_encoder.trainable) {
+    const std::string te = dir + "/text_encoder.safetensors", te_ema = dir + "/text_encoder_ema.safetensors";
+    copy_into(te_.params, io::load_safetensors(te), "", te);
+    if (cfg_.ema.enabled) {
+      io::TensorMap e = split_text(ema_, true);
+      copy_into(e, io::load_safetensors(te_ema), "", te_ema);
+    }
+  }
   const std::string state_path = dir + "/state.safetensors";
   const io::TensorMap state = io::load_safetensors(state_path);
   copy_into(opt_->exp_avg(), state, "exp_avg.", state_path);
@@ -399,6 +465,7 @@ TrainReport Trainer::run() {
   r.first_step = step_;
   r.resumed = resumed_;
   for (const auto& [k, p] : params()) r.parameters += p.numel();
+  for (const auto& [k, p] : te_.params) r.parameters += p.numel();
   for (const auto& [k, p] : trainable_) r.trainable += p.numel();
   ops::reset_peak_memory(w_.rt);
   const auto start = std::chrono::steady_clock::now();

@@ -9,6 +9,9 @@
 //   OUT/checkpoints/step_NNNNNNNN/state.safetensors    AdamW moments (exp_avg.KEY, exp_avg_sq.KEY),
 //                                                      the generator state (rng); metadata: step,
 //                                                      data epoch and position
+//   OUT/checkpoints/step_NNNNNNNN/text_encoder.safetensors      a trainable text encoder's weights (official
+//   OUT/checkpoints/step_NNNNNNNN/text_encoder_ema.safetensors  Gemma-2 keys, fp32) and their EMA; its moments
+//                                                      are in state.safetensors as exp_avg.text_encoder.KEY
 //   OUT/checkpoints/latest                             the newest complete checkpoint's directory name
 //   OUT/log.csv, OUT/loss.png                          one row per step; the loss curve
 // A checkpoint directory is written as NAME.part and renamed when complete; a command resumes from
@@ -24,6 +27,7 @@
 #include "train/data_cache.h"
 #include "train/objectives.h"
 #include "train/optimizer.h"
+#include "train/text_encoder.h"
 #include "train/train_config.h"
 #include "train/vae_objectives.h"
 
@@ -60,7 +64,10 @@ class Trainer {
 
   int64_t current_step() const { return step_; }
   const io::TensorMap& params() const { return cfg_.vae.enabled ? vae_w_.params : w_.params; }
+  // The trainable weights' EMA; a trainable text encoder's under "text_encoder." + its keys.
   const io::TensorMap& ema() const { return ema_; }
+  // The text encoder's master weights (empty unless text_encoder.trainable).
+  const io::TensorMap& text_encoder_params() const { return te_.params; }
   const AdamW& optimizer() const { return *opt_; }
 
  private:
@@ -77,6 +84,8 @@ class Trainer {
   TrainConfig cfg_;
   DitWeights w_;
   VaeWeights vae_w_;                       // the VAE mode
+  TextEncoderWeights te_;                  // text_encoder.trainable: its trainable ones are in trainable_ as
+                                           // "text_encoder." + key
   std::unique_ptr<model::Ltx2Vae> teacher_;  // the VAE mode's distillation teacher (frozen)
   io::TensorMap trainable_, ema_;
   std::unique_ptr<AdamW> opt_;
