@@ -26,6 +26,7 @@
 #include "pipeline/samplers.h"
 #include "pipeline/schedule.h"
 #include "support/test_env.h"
+#include "support/tiny_configs.h"
 #include "train/data_cache.h"
 #include "train/objectives.h"
 #include "train/optimizer.h"
@@ -43,6 +44,7 @@ namespace {
 using namespace sanastream;
 using json = nlohmann::json;
 using sanastream::test::run_cli;
+using sanastream::test::narrow_ltx2_config;
 using sanastream::test::temp_dir;
 
 void expect_same_tensors(const io::TensorMap& a, const io::TensorMap& b, const char* what) {
@@ -402,6 +404,16 @@ TEST(TrainOptim, AdamWFollowsTorchUpdateWarmupAndClipping) {
 
 // ---- Config, data cache, plot ----
 
+// Sample i's prompt and reverse prompt: random 5 × 8 embeddings (seeded by i), 3 and 2 valid tokens.
+void set_test_prompts(train::CacheSample& s, int i, const std::string& prompt, const std::string& reverse) {
+  s.prompt_embeds = randn({5, 8}, 90 + i);
+  s.prompt_mask = at::tensor({1, 1, 1, 0, 0}, at::kLong);
+  s.reverse_embeds = randn({5, 8}, 130 + i);
+  s.reverse_mask = at::tensor({1, 1, 0, 0, 0}, at::kLong);
+  s.prompt = prompt;
+  s.reverse_prompt = reverse;
+}
+
 // A latent cache of `n` clips of 6 latent frames on 64 × 96 pixels (2 × 3 tokens); odd clips lack a target.
 std::string write_latent_cache(const std::string& dir, int n) {
   train::DataCacheWriter writer(dir, {train::CacheKind::kLatents, 96, 64, 41});
@@ -410,12 +422,7 @@ std::string write_latent_cache(const std::string& dir, int n) {
     train::CacheSample s;
     s.source = randn({4, 6, 2, 3}, 10 + i);
     if (i % 2 == 0) s.target = randn({4, 6, 2, 3}, 50 + i);
-    s.prompt_embeds = randn({5, 8}, 90 + i);
-    s.prompt_mask = at::tensor({1, 1, 1, 0, 0}, at::kLong);
-    s.reverse_embeds = randn({5, 8}, 130 + i);
-    s.reverse_mask = at::tensor({1, 1, 0, 0, 0}, at::kLong);
-    s.prompt = "make it snowy";
-    s.reverse_prompt = "remove the snow";
+    set_test_prompts(s, i, "make it snowy", "remove the snow");
     writer.add(s);
   }
   writer.finish();
@@ -617,28 +624,9 @@ TEST(TrainCli, SmokeRunResumesAndReports) {
 
 // ---- The VAE mode ----
 
-// The LTX-2 structure with narrow channels and one resnet per block (32× space, 8× time).
-json tiny_vae_json() {
-  return {{"_class_name", "AutoencoderKLLTX2Video"},
-          {"latent_channels", 16},
-          {"block_out_channels", {8, 8, 16, 16}},
-          {"layers_per_block", {1, 1, 1, 1, 1}},
-          {"downsample_type", {"spatial", "temporal", "spatiotemporal", "spatiotemporal"}},
-          {"decoder_block_out_channels", {8, 16, 32}},
-          {"decoder_layers_per_block", {1, 1, 1, 1}},
-          {"upsample_type", {"spatiotemporal", "spatiotemporal", "spatiotemporal"}},
-          {"upsample_residual", {true, true, true}},
-          {"upsample_factor", {2, 2, 2}},
-          {"timestep_conditioning", false},
-          {"encoder_causal", true},
-          {"decoder_causal", true},
-          {"encoder_spatial_padding_mode", "zeros"},
-          {"decoder_spatial_padding_mode", "reflect"}};
-}
-
 train::VaeWeights tiny_vae(at::ScalarType dtype, uint64_t seed = 5) {
   train::VaeWeights w;
-  w.cfg = model::parse_ltx2_vae_config(tiny_vae_json());
+  w.cfg = model::parse_ltx2_vae_config(narrow_ltx2_config(true));
   w.rt = Runtime{at::kCPU, dtype};
   for (auto& [k, t] : model::random_ltx2_vae_weights(w.cfg, seed))
     w.params[k] = t.to(dtype).clone().set_requires_grad(true);
@@ -812,12 +800,7 @@ std::string write_frame_cache(const std::string& dir, int n) {
   for (int i = 0; i < n; ++i) {
     train::CacheSample s;
     s.source = (randn({9, 72, 72, 3}, 10 + i) * 50 + 128).clamp(0, 255).to(at::kByte);
-    s.prompt_embeds = randn({5, 8}, 90 + i);
-    s.prompt_mask = at::tensor({1, 1, 1, 0, 0}, at::kLong);
-    s.reverse_embeds = randn({5, 8}, 130 + i);
-    s.reverse_mask = at::tensor({1, 1, 0, 0, 0}, at::kLong);
-    s.prompt = "p";
-    s.reverse_prompt = "q";
+    set_test_prompts(s, i, "p", "q");
     writer.add(s);
   }
   writer.finish();
@@ -831,7 +814,7 @@ json vae_smoke_config(const std::string& cache, const std::string& out) {
           {"max_steps", 4},
           {"optim", {{"lr", 1e-3}, {"warmup_steps", 2}, {"weight_decay", 0.01}, {"grad_clip", 1.0}}},
           {"ema", {{"decay", 0.9}}},
-          {"vae", {{"enabled", true}, {"random", tiny_vae_json()}, {"seed", 2}}},
+          {"vae", {{"enabled", true}, {"random", narrow_ltx2_config(true)}, {"seed", 2}}},
           {"data", {{"cache", cache}, {"width", 64}, {"height", 64}, {"crop_min", 0.8}, {"batch", 2}}}};
 }
 
@@ -878,9 +861,9 @@ TEST(TrainVaeResume, SaveLoadResumeReproducesTheUninterruptedRun) {
   write_frame_cache(dir + "/cache", 3);
   // A teacher VAE directory (another seed of the same structure).
   train::make_directories(dir + "/teacher");
-  write_text_file_atomic(dir + "/teacher/config.json", tiny_vae_json().dump());
+  write_text_file_atomic(dir + "/teacher/config.json", narrow_ltx2_config(true).dump());
   io::save_safetensors(dir + "/teacher/diffusion_pytorch_model.safetensors",
-                       model::random_ltx2_vae_weights(model::parse_ltx2_vae_config(tiny_vae_json()), 9));
+                       model::random_ltx2_vae_weights(model::parse_ltx2_vae_config(narrow_ltx2_config(true)), 9));
   auto config = [&](const std::string& out, int64_t steps) {
     json j = vae_smoke_config(dir + "/cache", dir + "/" + out);
     j["max_steps"] = steps;

@@ -13,37 +13,19 @@
 #include "model/ltx2_vae.h"
 #include "model/ltx2_vae_convert.h"
 #include "support/test_env.h"
+#include "support/tiny_configs.h"
 
 using namespace sanastream;
 using nlohmann::json;
 using sanastream::test::file_exists;
 using sanastream::test::golden_root;
+using sanastream::test::narrow_ltx2_config;
 using sanastream::test::run_cli;
 using sanastream::test::temp_dir;
 
 namespace {
 
 double rel_l2(const at::Tensor& a, const at::Tensor& b) { return compare_tensors(a, b).rel_l2; }
-
-// The LTX-2 structure (down/up kinds, residual ×2 upsampling) with narrow channels and one resnet
-// per block.
-json narrow_ltx2_config(bool decoder_causal) {
-  return {{"_class_name", "AutoencoderKLLTX2Video"},
-          {"latent_channels", 16},
-          {"block_out_channels", {8, 8, 16, 16}},
-          {"layers_per_block", {1, 1, 1, 1, 1}},
-          {"downsample_type", {"spatial", "temporal", "spatiotemporal", "spatiotemporal"}},
-          {"decoder_block_out_channels", {8, 16, 32}},
-          {"decoder_layers_per_block", {1, 1, 1, 1}},
-          {"upsample_type", {"spatiotemporal", "spatiotemporal", "spatiotemporal"}},
-          {"upsample_residual", {true, true, true}},
-          {"upsample_factor", {2, 2, 2}},
-          {"timestep_conditioning", false},
-          {"encoder_causal", true},
-          {"decoder_causal", decoder_causal},
-          {"encoder_spatial_padding_mode", "zeros"},
-          {"decoder_spatial_padding_mode", "reflect"}};
-}
 
 // The other structural options: an encoder "conv" downsampler and non-scaling block, replicate /
 // circular padding, decoder blocks with factor 1 whose width changes (LayerNorm + 1×1×1 shortcut
