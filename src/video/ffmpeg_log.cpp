@@ -89,9 +89,11 @@ std::string url_scheme(const std::string& path) {
   return end == std::string::npos ? std::string() : path.substr(0, end);
 }
 
-void set_network_options(const std::string& url, double timeout, bool listen, double listen_timeout,
+void set_network_options(const std::string& url, bool output, double timeout, bool listen, double listen_timeout,
                          AVDictionary** options) {
   const std::string scheme = url_scheme(url);
+  if (scheme == "srt" && output)  // seconds
+    av_dict_set_int(options, "linger", std::max<int64_t>(1, static_cast<int64_t>(std::ceil(timeout))), 0);
   if (timeout > 0) {
     av_dict_set_int(options, "rw_timeout", static_cast<int64_t>(timeout * 1e6), 0);  // µs
     if (scheme == "srt" && !listen) av_dict_set_int(options, "connect_timeout", static_cast<int64_t>(timeout * 1e3), 0);

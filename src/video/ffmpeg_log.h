@@ -41,7 +41,8 @@ std::string url_scheme(const std::string& path);
 // The protocol options of a network URL: timeout (seconds to connect as a caller and to stall a read
 // or write; 0 = none) and listen (be the server: wait for the peer to connect — rtmp, srt, tcp and
 // http; udp and rtp always receive — for at most listen_timeout seconds, 0 = as long as it takes).
-void set_network_options(const std::string& url, double timeout, bool listen, double listen_timeout,
+// An SRT sender (output) lingers at close for the timeout: live mode drops what is unsent otherwise.
+void set_network_options(const std::string& url, bool output, double timeout, bool listen, double listen_timeout,
                          AVDictionary** options);
 
 }  // namespace sanastream::video

@@ -1,8 +1,6 @@
 #include "video/media_writer.h"
 
-#include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -155,9 +153,7 @@ void MediaWriter::open(const std::string& path, const WriterOptions& options) {
   const std::string url = m.plan.to_stdout ? "pipe:1" : m.plan.network ? path : path + ".part";
   if (!m.plan.to_stdout && !m.plan.network) m.part_path = url;
   AVDictionary* io_options = nullptr;
-  if (m.plan.network) set_network_options(path, options.timeout, options.listen, 0, &io_options);
-  if (url_scheme(path) == "srt")  // live mode drops what is unsent at close unless told to linger (s)
-    av_dict_set_int(&io_options, "linger", std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.timeout))), 0);
+  if (m.plan.network) set_network_options(path, true, options.timeout, options.listen, 0, &io_options);
   SS_CHECK(m.plan.network || !options.listen, "{}: expected a network URL to listen on, got a file", m.name);
   ret = avio_open2(&m.oc->pb, url.c_str(), AVIO_FLAG_WRITE, nullptr, &io_options);
   av_dict_free(&io_options);

@@ -244,7 +244,7 @@ void VideoReader::open(const std::string& path, const ReaderOptions& options) {
   }
   AVDictionary* open_options = nullptr;
   const bool network = is_network_url(path);
-  if (network) set_network_options(path, options.timeout, options.listen, options.listen_timeout, &open_options);
+  if (network) set_network_options(path, false, options.timeout, options.listen, options.listen_timeout, &open_options);
   SS_CHECK(network || !options.listen, "{}: expected a network URL to listen on, got a file", m.name);
   for (const auto& [key, value] : options.options) av_dict_set(&open_options, key.c_str(), value.c_str(), 0);
   int ret = avformat_open_input(&m.fmt, url.c_str(), input_format, &open_options);  // frees fmt on failure
