@@ -91,7 +91,15 @@ option(SANASTREAM_SENTENCEPIECE "Tokenizer and prompt encoding through libsenten
 if(SANASTREAM_SENTENCEPIECE AND NOT _sentencepiece_found)
   message(FATAL_ERROR "SANASTREAM_SENTENCEPIECE=ON but libsentencepiece (headers and library) was not found")
 endif()
-message(STATUS "sanastream: SentencePiece ${SANASTREAM_SENTENCEPIECE}")
+# Its trainer (`sanastream train-tokenizer`; Debian's libsentencepiece-dev ships the header and
+# libsentencepiece_train), in a module of its own too: on where SentencePiece is and the trainer found.
+find_path(SENTENCEPIECE_TRAINER_INCLUDE_DIR sentencepiece_trainer.h)
+find_library(SENTENCEPIECE_TRAIN_LIBRARY sentencepiece_train)
+set(SANASTREAM_SPM_TRAINER OFF)
+if(SANASTREAM_SENTENCEPIECE AND SENTENCEPIECE_TRAINER_INCLUDE_DIR AND SENTENCEPIECE_TRAIN_LIBRARY)
+  set(SANASTREAM_SPM_TRAINER ON)
+endif()
+message(STATUS "sanastream: SentencePiece ${SANASTREAM_SENTENCEPIECE} (trainer ${SANASTREAM_SPM_TRAINER})")
 
 # --- ccache, when present, makes rebuilds (CI, the GPU machine) cheap ------------------------------
 find_program(CCACHE_PROGRAM ccache)

@@ -38,17 +38,10 @@ done
 mkdir -p "$dir" || fail "cannot create $dir"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-download() { (cd "$work" && apt-get "$@" download "${packages[@]}") >>"$work/apt.log" 2>&1; }
-if ! download; then
-  # No usable package lists here (container images often delete them): fetch private ones from the
-  # machine's configured sources, which needs no root either.
-  private=(-o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1)
-  mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
-  if ! { apt-get "${private[@]}" update >>"$work/apt.log" 2>&1 && download "${private[@]}"; }; then
-    reason=$(grep '^E:' "$work/apt.log" | tail -n1)
-    fail "expected to download ${packages[*]} with apt-get, got: ${reason:-$(tail -n1 "$work/apt.log")}"
-  fi
-fi
+# shellcheck source=apt-download.sh
+. "$(dirname "$0")/apt-download.sh"
+apt_download "$work" "${packages[@]}" ||
+  fail "expected to download ${packages[*]} with apt-get, got: $apt_download_error"
 for deb in "$work"/*.deb; do
   dpkg-deb -x "$deb" "$work/root" || fail "expected a Debian package, got an unreadable $(basename "$deb")"
 done

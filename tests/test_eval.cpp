@@ -32,6 +32,7 @@
 extern char** environ;
 
 using namespace sanastream;
+using sanastream::test::read_file;
 using sanastream::test::file_exists;
 using sanastream::test::run_cli;
 using sanastream::test::temp_dir;
@@ -64,11 +65,6 @@ int run_tool(const std::vector<std::string>& args, const std::string& out_file =
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
 // A clip of RGB24 frames.

@@ -27,27 +27,14 @@
 
 using namespace sanastream;
 using nlohmann::json;
+using sanastream::test::error_of;
+using sanastream::test::read_file;
+using sanastream::test::write_file;
 using sanastream::test::run_cli;
 using sanastream::test::temp_dir;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "";
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_file(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
 // Every regular file of a package, by relative path → its bytes.
 std::map<std::string, std::string> package_files(const std::string& dir) {

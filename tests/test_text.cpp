@@ -28,6 +28,7 @@
 
 using namespace sanastream;
 using nlohmann::json;
+using sanastream::test::error_of;
 using sanastream::test::golden_root;
 using sanastream::test::run_cli;
 using sanastream::test::temp_dir;
@@ -37,15 +38,6 @@ namespace {
 std::string gemma_set() { return golden_root() + "/gemma2_small"; }
 
 double rel(const at::Tensor& ours, const at::Tensor& ref) { return compare_tensors(ours, ref).rel_l2; }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "";
-}
 
 // A Gemma-2 shaped like the golden set: vocab 512, width 64, layers (sliding 8, full), 4/2 heads × 16.
 json tiny_config() {

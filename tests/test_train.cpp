@@ -28,6 +28,7 @@
 #include "support/test_env.h"
 #include "support/tiny_configs.h"
 #include "train/data_cache.h"
+#include "train/edit_families.h"
 #include "train/objectives.h"
 #include "train/optimizer.h"
 #include "train/png.h"
@@ -485,6 +486,36 @@ TEST(TrainConfig, ParsesAndNamesEachProblem) {
   expect_config_error(j, "train.json: expected at least one objective enabled (flow_matching, rollout, crr), got none");
 }
 
+TEST(TrainConfig, EditsAndLongCacheNameEachProblem) {
+  json j = smoke_config("cache", "run");
+  j["text_encoder"] = {{"trainable", true}, {"init", "te"}};
+  j["data"]["vae"] = "vae";
+  j["data"]["edits"] = {"sepia", "blur"};
+  j["data"]["long_cache"] = "long";
+  j["rollout"]["enabled"] = false;
+  const train::TrainConfig c = train::parse_train_config(j, "dir/train.json");
+  EXPECT_EQ(c.data.edits, (std::vector<std::string>{"sepia", "blur"}));
+  EXPECT_EQ(c.data.long_cache, "dir/long");
+  json bad = j;
+  bad["data"]["edits"] = {"sepia", "neon"};
+  expect_config_error(bad, "train.json: data.edits: unknown edit family 'neon' (train/edit_families.h lists them)");
+  bad = j;
+  bad["data"].erase("vae");
+  expect_config_error(bad,
+                      "train.json: data.edits: expected the DiT mode with data.vae (decodes and encodes the clips) "
+                      "and text_encoder.trainable (encodes the families' prompts)");
+  bad = j;
+  bad["rollout"]["enabled"] = true;
+  expect_config_error(bad,
+                      "train.json: data.edits: its batch is one sample of data.batch clips, for flow matching; "
+                      "expected rollout off and CRR only on data.long_cache");
+  bad = j;
+  bad["crr"]["enabled"] = false;
+  expect_config_error(bad,
+                      "train.json: data.long_cache: expected crr.enabled and data.edits (its clips have no target or "
+                      "prompts)");
+}
+
 TEST(TrainData, ManifestCacheAndOrder) {
   const std::string dir = temp_dir("train_data");
   {
@@ -509,7 +540,7 @@ TEST(TrainData, ManifestCacheAndOrder) {
     train::read_manifest(dir + "/bad.jsonl");
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
-    EXPECT_EQ(e.message(), dir + "/bad.jsonl:1: reverse_prompt: required key missing");
+    EXPECT_EQ(e.message(), dir + "/bad.jsonl:1: expected prompt and reverse_prompt together");
   }
 
   write_latent_cache(dir + "/cache", 3);
@@ -529,6 +560,56 @@ TEST(TrainData, ManifestCacheAndOrder) {
   std::vector<int64_t> first(seen.begin(), seen.begin() + 3);
   std::sort(first.begin(), first.end());
   EXPECT_EQ(first, (std::vector<int64_t>{0, 1, 2}));  // each epoch visits every sample once
+}
+
+TEST(TrainData, StartsClipsWithoutPromptsAndHalfLatents) {
+  const std::string dir = temp_dir("train_data_edits");
+  {
+    std::ofstream m(dir + "/manifest.jsonl");
+    m << R"({"source_video": "a.mp4", "start": 2.5})" << "\n"
+      << R"({"source_video": "b.mp4", "prompt": "p", "reverse_prompt": "q"})" << "\n";
+  }
+  const auto rows = train::read_manifest(dir + "/manifest.jsonl");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_DOUBLE_EQ(rows[0].start, 2.5);
+  EXPECT_EQ(rows[0].prompt, "");
+  EXPECT_DOUBLE_EQ(rows[1].start, 0);
+  auto manifest_error = [&](const std::string& line) {
+    std::ofstream(dir + "/bad.jsonl") << line << "\n";
+    try {
+      train::read_manifest(dir + "/bad.jsonl");
+      return std::string("no error");
+    } catch (const Error& e) {
+      return e.message();
+    }
+  };
+  EXPECT_EQ(manifest_error(R"({"source_video": "a.mp4", "start": -1})"),
+            dir + "/bad.jsonl:1: start: expected seconds >= 0, got -1");
+
+  // fp16 latents of a VAE compressing 4× in time and 8× in space, clips without prompts.
+  {
+    train::DataCacheWriter writer(dir + "/cache", {train::CacheKind::kLatents, 24, 16, 9, "", 8, 4});
+    writer.set_null_prompt(randn({5, 8}, 1), at::tensor({1, 0, 0, 0, 0}, at::kLong));
+    train::CacheSample s;
+    s.source = randn({4, 3, 2, 3}, 5).to(at::kHalf);
+    writer.add(s);
+    s.source = randn({4, 3, 2, 2}, 5).to(at::kHalf);
+    try {
+      writer.add(s);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.message(), "data cache: expected source latents [Cl, 3, 2, 3] fp32 or fp16, got (4, 3, 2, 2) Half");
+    }
+    writer.finish();
+  }
+  const train::DataCache cache(dir + "/cache");
+  EXPECT_EQ(cache.header().spatial_ratio, 8);
+  EXPECT_EQ(cache.header().temporal_ratio, 4);
+  const train::CacheSample s = cache.load(0);
+  EXPECT_EQ(s.source.scalar_type(), at::kHalf);
+  EXPECT_TRUE(at::equal(s.source, randn({4, 3, 2, 3}, 5).to(at::kHalf)));
+  EXPECT_FALSE(s.prompt_embeds.defined());
+  EXPECT_EQ(s.prompt, "");
 }
 
 TEST(TrainPlot, PngDecodesToThePixels) {
@@ -807,6 +888,15 @@ std::string write_frame_cache(const std::string& dir, int n) {
   return dir;
 }
 
+// The narrow LTX-2 VAE (16 latent channels, 8× time, 32× space) as a VAE directory, seeded weights.
+std::string write_vae_dir(const std::string& dir) {
+  train::make_directories(dir);
+  write_text_file_atomic(dir + "/config.json", narrow_ltx2_config(true).dump());
+  io::save_safetensors(dir + "/diffusion_pytorch_model.safetensors",
+                       model::random_ltx2_vae_weights(model::parse_ltx2_vae_config(narrow_ltx2_config(true)), 9));
+  return dir;
+}
+
 json vae_smoke_config(const std::string& cache, const std::string& out) {
   return {{"format_version", 1},
           {"output", out},
@@ -859,11 +949,7 @@ TEST(TrainVaeConfig, ParsesAndNamesEachProblem) {
 TEST(TrainVaeResume, SaveLoadResumeReproducesTheUninterruptedRun) {
   const std::string dir = temp_dir("train_vae_resume");
   write_frame_cache(dir + "/cache", 3);
-  // A teacher VAE directory (another seed of the same structure).
-  train::make_directories(dir + "/teacher");
-  write_text_file_atomic(dir + "/teacher/config.json", narrow_ltx2_config(true).dump());
-  io::save_safetensors(dir + "/teacher/diffusion_pytorch_model.safetensors",
-                       model::random_ltx2_vae_weights(model::parse_ltx2_vae_config(narrow_ltx2_config(true)), 9));
+  write_vae_dir(dir + "/teacher");  // the teacher: another seed of the same structure
   auto config = [&](const std::string& out, int64_t steps) {
     json j = vae_smoke_config(dir + "/cache", dir + "/" + out);
     j["max_steps"] = steps;
@@ -1170,6 +1256,111 @@ TEST(TrainText, FrozenByDefaultMatchesTheCachedEmbeddingPath) {
   c->run();
   for (const auto& [k, p] : c->text_encoder_params())
     EXPECT_EQ(at::equal(p, te.params.at(k)), k.rfind("layers.1.mlp.", 0) != 0) << k;
+}
+
+
+namespace {
+
+// ---- Edit families (data.edits) and CRR's long clips (data.long_cache) ----
+
+// `n` clips of fp16 latents of `frames` frames at 64 × 64 (2 × 2 tokens), no prompts (data.edits gives them).
+std::string write_prompt_free_cache(const std::string& dir, int n, int64_t frames) {
+  train::DataCacheWriter writer(dir, {train::CacheKind::kLatents, 64, 64, frames});
+  writer.set_null_prompt(randn({5, 8}, 1), at::tensor({1, 0, 0, 0, 0}, at::kLong));
+  for (int i = 0; i < n; ++i) {
+    train::CacheSample s;
+    s.source = randn({16, (frames - 1) / 8 + 1, 2, 2}, 20 + i).to(at::kHalf);
+    writer.add(s);
+  }
+  writer.finish();
+  return dir;
+}
+
+json edits_config(const std::string& dir, const std::string& out) {
+  json j = text_config(dir + "/cache", dir + "/" + out);
+  j["dit"]["random"]["latent_channels"] = 16;
+  j["dit"]["random"]["source_channels"] = 16;
+  j["data"]["vae"] = dir + "/vae";
+  j["data"]["edits"] = {"sepia", "blur"};
+  j["rollout"]["enabled"] = false;
+  j["crr"]["enabled"] = false;
+  return j;
+}
+
+}  // namespace
+
+TEST(TrainEdits, TheTargetIsTheFamilyOfTheDecodedSourceWithItsPrompts) {
+  const std::string dir = temp_dir("train_edits_sample");
+  write_vae_dir(dir + "/vae");
+  write_prompt_free_cache(dir + "/cache", 3, 17);
+  json j = edits_config(dir, "run");
+  j["data"]["edits"] = {"sepia"};
+  train::Trainer t(train::parse_train_config(j, dir + "/train.json"));
+  const train::TrainSample s = t.next_sample();
+
+  // Which clips: the first two of the data order (data.batch 2: one sample of two rows); the training
+  // size is the cache's, so each window is the whole clip.
+  train::DataOrder order(3, 4);
+  const train::DataCache cache(dir + "/cache");
+  const int64_t first = order.next(), second = order.next();
+  const at::Tensor z = at::cat({cache.load(first).source, cache.load(second).source}, 0).to(at::kFloat).view({2, 16, 3, 2, 2});
+  EXPECT_TRUE(at::equal(s.source, z));
+  at::NoGradGuard no_grad;
+  const auto vae = model::load_ltx2_vae(model::resolve_ltx2_vae_source(dir + "/vae"), Runtime{});
+  const at::Tensor pixels = vae->decode(vae->denormalize(z), model::VaeDecoderKind::kCausal).clamp(-1, 1);
+  std::vector<at::Tensor> edited;
+  for (int64_t r = 0; r < 2; ++r) {
+    const at::Tensor frames = pixels[r].transpose(0, 1).add(1).div(2);  // [17, 3, 64, 64]
+    edited.push_back(train::apply_edit_family("sepia", frames).mul(2).sub(1).transpose(0, 1).unsqueeze(0));
+  }
+  ASSERT_TRUE(s.target.defined());
+  EXPECT_TRUE(at::allclose(s.target, vae->normalize(vae->encode(at::cat(edited, 0))), 1e-5, 1e-6));
+
+  // Each row's prompt is one of sepia's phrasings, its reverse prompt one of sepia's reverse phrasings.
+  const train::TextEncoderWeights te = train::load_text_encoder_weights(text_encoder_dir(), Runtime{});
+  const std::unique_ptr<model::Gemma2Model> m = te.build(false);
+  auto one_of = [&](const at::Tensor& embeds, const std::vector<std::string>& texts, train::PromptKind kind) {
+    for (const std::string& text : texts)
+      if (at::equal(te.encode(*m, text, kind).first[0], embeds)) return true;
+    return false;
+  };
+  const train::EditFamily& f = train::edit_family("sepia");
+  ASSERT_EQ(s.prompt_embeds.size(0), 2);
+  for (int64_t r = 0; r < 2; ++r) {
+    EXPECT_TRUE(one_of(s.prompt_embeds[r], f.phrasings, train::PromptKind::kPrompt));
+    EXPECT_TRUE(one_of(s.reverse_embeds[r], f.reverse_phrasings, train::PromptKind::kReverse));
+    EXPECT_FALSE(one_of(s.prompt_embeds[r], train::edit_family("blur").phrasings, train::PromptKind::kPrompt));
+  }
+}
+
+TEST(TrainEdits, CrrOnLongClipsResumesBitIdentically) {
+  const std::string dir = temp_dir("train_edits_resume");
+  write_vae_dir(dir + "/vae");
+  write_prompt_free_cache(dir + "/cache", 3, 17);
+  write_prompt_free_cache(dir + "/long", 2, 41);  // 6 latent frames: chunks 3 + 3
+  auto config = [&](const std::string& out, int64_t steps) {
+    json j = edits_config(dir, out);
+    j["max_steps"] = steps;
+    j["crr"]["enabled"] = true;
+    j["data"]["long_cache"] = dir + "/long";
+    return train::parse_train_config(j, dir + "/train.json");
+  };
+  train::Trainer whole(config("whole", 2));
+  const train::TrainReport rw = whole.run();
+  EXPECT_TRUE(rw.finished);
+  EXPECT_GT(rw.last.flow_matching, 0);
+  EXPECT_GT(rw.last.crr, 0);
+  EXPECT_EQ(rw.last.rollout, 0);
+  {
+    train::Trainer first(config("split", 1));
+    EXPECT_FALSE(first.run().resumed);
+  }
+  train::Trainer second(config("split", 2));
+  const train::TrainReport rs = second.run();
+  EXPECT_TRUE(rs.resumed);
+  EXPECT_DOUBLE_EQ(rs.last.loss, rw.last.loss);
+  expect_same_training_state(whole, second);
+  expect_same_tensors(whole.text_encoder_params(), second.text_encoder_params(), "encoder weights");
 }
 
 #endif  // SANASTREAM_HAS_SENTENCEPIECE

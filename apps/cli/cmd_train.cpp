@@ -46,7 +46,7 @@ void run_train(const TrainCli& o) {
 }
 
 struct TrainCacheCli {
-  std::string manifest, model, out, size, json, device = "cpu", dtype = "fp32";
+  std::string manifest, model, out, size, json, device = "cpu", dtype = "fp32", latent_dtype = "fp32";
   int64_t frames = 17, random = 0, latent_channels = 128, caption_channels = 2304, caption_length = 300;
   double fps = 0;
   bool latents = false;
@@ -78,6 +78,7 @@ void run_train_cache(const TrainCacheCli& o) {
     opt.frames = o.frames;
     opt.fps = o.fps;
     opt.latents = o.latents;
+    opt.latent_dtype = o.latent_dtype;
     opt.device = o.device;
     opt.dtype = o.dtype;
     const train::CacheBuildReport r = train::build_data_cache(opt);
@@ -113,13 +114,18 @@ void register_train(CLI::App& app) {
                                    "Decode a manifest JSONL's videos and encode its prompts into a "
                                    "training data cache, or write one of random latents (docs/TRAIN.md)");
   cache->add_option("--out", c->out, "Cache directory to create")->required()->type_name("DIR");
-  cache->add_option("--size", c->size, "Frame size WxH (multiples of 32; at least the training size)")->required();
-  cache->add_option("--frames", c->frames, "Frames per clip (1 + 8k)")->capture_default_str();
-  cache->add_option("--manifest", c->manifest, "JSONL: source_video, prompt, reverse_prompt, target_video?")
+  cache->add_option("--size", c->size,
+                    "Frame size WxH (multiples of the VAE's spatial ratio, 32 for LTX-2; at least the training size)")
+      ->required();
+  cache->add_option("--frames", c->frames, "Frames per clip (1 + k·the VAE's temporal ratio, 8 for LTX-2)")
+      ->capture_default_str();
+  cache->add_option("--manifest", c->manifest,
+                    "JSONL: source_video, start?, prompt?, reverse_prompt?, target_video? (docs/TRAIN.md)")
       ->type_name("FILE");
   cache->add_option("--model", c->model, "Model package (text encoder; the VAE for --latents)");
   cache->add_option("--fps", c->fps, "Frame rate clips are read at (default: the package's)");
   cache->add_flag("--latents", c->latents, "Store VAE latents instead of frames");
+  cache->add_option("--latent-dtype", c->latent_dtype, "fp32 | fp16: how --latents are stored")->capture_default_str();
   cache->add_option("--device", c->device, "cpu | cuda[:N] (text encoder, VAE)")->capture_default_str();
   cache->add_option("--dtype", c->dtype, "fp32 | bf16")->capture_default_str();
   cache->add_option("--random", c->random, "Instead: N clips of seeded random latents and prompts (benchmarks)");

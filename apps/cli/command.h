@@ -27,12 +27,19 @@ void register_bench(CLI::App& app);
 void register_encode_video(CLI::App& app);
 void register_decode_latents(CLI::App& app);
 void register_make_package(CLI::App& app);
+void register_assemble_package(CLI::App& app);  // cmd_make_package.cpp
 void register_train(CLI::App& app);  // train and train-cache
 #ifdef SANASTREAM_HAS_SENTENCEPIECE
 void register_encode_prompt(CLI::App& app);  // needs SentencePiece (the tokenizer)
 #endif
 #ifdef SANASTREAM_WITH_EVAL
 void register_eval(CLI::App& app);  // needs FFmpeg and OpenCV
+#endif
+#ifdef SANASTREAM_WITH_MAKE_TARGET
+void register_make_target(CLI::App& app);  // needs FFmpeg
+#endif
+#ifdef SANASTREAM_HAS_SPM_TRAINER
+void register_train_tokenizer(CLI::App& app);  // needs libsentencepiece_train
 #endif
 #ifdef SANASTREAM_WITH_EDIT
 void register_edit(CLI::App& app);  // needs FFmpeg and SentencePiece

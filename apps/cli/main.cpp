@@ -40,12 +40,19 @@ int main(int argc, char** argv) {
   cli::register_encode_video(app);
   cli::register_decode_latents(app);
   cli::register_make_package(app);
+  cli::register_assemble_package(app);
   cli::register_train(app);
 #ifdef SANASTREAM_HAS_SENTENCEPIECE
   cli::register_encode_prompt(app);
 #endif
 #ifdef SANASTREAM_WITH_EVAL
   cli::register_eval(app);
+#endif
+#ifdef SANASTREAM_WITH_MAKE_TARGET
+  cli::register_make_target(app);
+#endif
+#ifdef SANASTREAM_HAS_SPM_TRAINER
+  cli::register_train_tokenizer(app);
 #endif
 
   try {

@@ -26,6 +26,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "video/rate_sampler.h"
+
 namespace sanastream::edit {
 
 struct EditRequest {
@@ -87,21 +89,8 @@ struct ScheduledPrompt {
 };
 std::vector<ScheduledPrompt> read_prompt_schedule(const std::string& path);
 
-// Source frame times → model-rate frames by timestamp: model frame k (time t₀ + k/fps) takes the
-// source frame nearest to it, and exists while one is within half a source frame interval (the
-// pairing rule of `eval`). push() returns how many model frames the *previous* source frame covers;
-// finish() those of the last one.
-class RateSampler {
- public:
-  explicit RateSampler(double fps) : fps_(fps) {}
-  int64_t push(double time);
-  int64_t finish();
-  double model_time(int64_t k) const { return t0_ + k / fps_; }  // source clock
-
- private:
-  int64_t emit_until(double limit);
-  double fps_, t0_ = 0, last_ = 0, interval_ = 0;
-  int64_t count_ = 0, emitted_ = 0;
-};
+// Source frame times → model-rate frames by timestamp (the rule now lives in the video layer, shared
+// with `sanastream make-target`).
+using video::RateSampler;
 
 }  // namespace sanastream::edit

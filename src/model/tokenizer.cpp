@@ -1,13 +1,10 @@
 #include "model/tokenizer.h"
 
-#include <dlfcn.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdlib>
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/module.h"
 #include "model/sentencepiece_shim.h"
 
 namespace sanastream::model {
@@ -24,42 +21,16 @@ struct SpmModule {
   sanastream_spm_encode_fn encode = nullptr;
 };
 
-std::vector<std::string> module_candidates() {
-  std::vector<std::string> out;
-  if (const char* env = std::getenv("SANASTREAM_SPM_MODULE")) out.push_back(env);
-  char exe[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    std::string dir(exe, n);
-    dir = dir.substr(0, dir.find_last_of('/'));
-    out.push_back(dir + "/" + kModuleName);
-    out.push_back(dir + "/../lib/" + kModuleName);
-  }
-  out.push_back(SANASTREAM_SPM_MODULE_BUILD_PATH);
-  return out;
-}
-
 const SpmModule& spm_module() {
   static const SpmModule module = [] {
-    std::string tried;
-    for (const auto& path : module_candidates()) {
-      if (!path_exists(path)) {
-        tried += (tried.empty() ? "" : ", ") + path;
-        continue;
-      }
-      // Local and deep-bound: libsentencepiece keeps its own protobuf (sentencepiece_shim.h).
-      void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-      SS_CHECK(lib, "SentencePiece module '{}': expected a loadable library, got: {}", path, ::dlerror());
-      SpmModule m;
-      m.load = reinterpret_cast<sanastream_spm_load_fn>(::dlsym(lib, "sanastream_spm_load"));
-      m.free = reinterpret_cast<sanastream_spm_free_fn>(::dlsym(lib, "sanastream_spm_free"));
-      m.info = reinterpret_cast<sanastream_spm_info_fn>(::dlsym(lib, "sanastream_spm_info"));
-      m.encode = reinterpret_cast<sanastream_spm_encode_fn>(::dlsym(lib, "sanastream_spm_encode"));
-      SS_CHECK(m.load && m.free && m.info && m.encode,
-               "SentencePiece module '{}': expected the sanastream_spm_* functions, some are missing", path);
-      return m;
-    }
-    SS_FAIL("SentencePiece module {} not found (looked at {}; set SANASTREAM_SPM_MODULE)", kModuleName, tried);
+    const std::string what = "SentencePiece module";
+    void* lib = open_module(kModuleName, "SANASTREAM_SPM_MODULE", SANASTREAM_SPM_MODULE_BUILD_PATH, what);
+    SpmModule m;
+    m.load = reinterpret_cast<sanastream_spm_load_fn>(module_symbol(lib, "sanastream_spm_load", what));
+    m.free = reinterpret_cast<sanastream_spm_free_fn>(module_symbol(lib, "sanastream_spm_free", what));
+    m.info = reinterpret_cast<sanastream_spm_info_fn>(module_symbol(lib, "sanastream_spm_info", what));
+    m.encode = reinterpret_cast<sanastream_spm_encode_fn>(module_symbol(lib, "sanastream_spm_encode", what));
+    return m;
   }();
   return module;
 }

@@ -366,6 +366,12 @@ std::unique_ptr<model::Ltx2Vae> load_package_vae(const ModelPackage& pkg, const 
   return model::load_ltx2_vae(model::resolve_ltx2_vae_source(pkg.vae.path), rt);
 }
 
+std::unique_ptr<model::Ltx2Vae> load_vae(const std::string& package_or_vae_dir, const Runtime& rt) {
+  return path_exists(package_or_vae_dir + "/model.json")
+             ? load_package_vae(load_model_package(package_or_vae_dir), rt)
+             : model::load_ltx2_vae(model::resolve_ltx2_vae_source(package_or_vae_dir), rt);
+}
+
 // ---- Random-weight packages --------------------------------------------------------------------------
 
 namespace {
@@ -487,18 +493,183 @@ struct PartialDir {
   std::string path;
   bool done = false;
   ~PartialDir() {
-    if (done) return;
+    if (done || path.empty()) return;
     remove_tree(path);
   }
 };
 
+// Writes a package directory: every file under OUT.part, which is opened with load_model_package()
+// and only then renamed to OUT (make-package and assemble-package).
+class PackageWriter {
+ public:
+  PackageWriter(const std::string& out_dir, bool force) : out_(trim_slashes(out_dir)) {
+    SS_CHECK(!out_.empty(), "expected an output directory");
+    if (path_exists(out_)) {
+      SS_CHECK(force, "output '{}' exists (give --force to replace it)", out_);
+      SS_CHECK(is_directory(out_) && (path_exists(out_ + "/model.json") || fs::is_empty(out_)),
+               "output '{}' exists and is not a model package; --force replaces only a package directory", out_);
+    }
+    part_ = out_ + ".part";
+    const std::string stale = remove_tree(part_);  // left by an interrupted run
+    SS_CHECK(stale.empty(), "{}: cannot remove the partial package of an earlier run ({})", part_, stale);
+    partial_.path = part_;
+    std::error_code ec;
+    for (const char* sub : {"dit", "vae", "text_encoder"}) {
+      fs::create_directories(part_ + "/" + sub, ec);
+      SS_CHECK(!ec, "{}/{}: cannot create ({})", part_, sub, ec.message());
+    }
+  }
+
+  const std::string& dir() const { return out_; }
+
+  // Tensors to OUT.part/rel; returns their parameter count.
+  int64_t tensors(const std::string& rel, const io::TensorMap& w, const std::map<std::string, std::string>& meta) {
+    io::save_safetensors(part_ + "/" + rel, w, meta);
+    return parameter_count(w);
+  }
+  void file(const std::string& rel, const std::string& bytes) { write_text_file_atomic(part_ + "/" + rel, bytes); }
+
+  // Writes model.json, opens the package (every file, shape and cross-check), renames it to OUT and
+  // returns the bytes of all its files.
+  int64_t finish(const nlohmann::ordered_json& model_json) {
+    file("model.json", model_json.dump(2) + "\n");
+    check_interrupt();
+    load_model_package(part_);
+    if (path_exists(out_)) {
+      const std::string failed = remove_tree(out_);
+      SS_CHECK(failed.empty(), "{}: cannot remove the package it replaces ({})", out_, failed);
+    }
+    std::error_code ec;
+    fs::rename(part_, out_, ec);
+    SS_CHECK(!ec, "{}: cannot rename to {} ({})", part_, out_, ec.message());
+    partial_.done = true;
+    int64_t bytes = 0;
+    for (const auto& e : fs::recursive_directory_iterator(out_))
+      if (e.is_regular_file()) bytes += static_cast<int64_t>(e.file_size());
+    return bytes;
+  }
+
+ private:
+  std::string out_, part_;
+  PartialDir partial_;
+};
+
+// The DiT's config overrides a package needs: its head count when the detector's default head dim
+// (112) does not give it (the demo's 2 heads of 80); null otherwise.
+json dit_overrides(const model::DitShape& s) {
+  if (s.hidden == 112 * s.heads) return nullptr;
+  return {{"num_heads", s.heads}};
+}
+
+// Protocol-buffer wire format: the few reads a ModelProto's pieces need.
+class WireReader {
+ public:
+  WireReader(const std::string& bytes, size_t begin, size_t end, const std::string& origin)
+      : b_(bytes), pos_(begin), end_(end), origin_(origin) {}
+  bool done() const { return pos_ >= end_; }
+  size_t pos() const { return pos_; }
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      check(pos_ < end_);
+      const auto c = static_cast<uint8_t>(b_[pos_++]);
+      v |= static_cast<uint64_t>(c & 0x7F) << shift;
+      if (!(c & 0x80)) return v;
+    }
+    check(false);
+    return 0;
+  }
+  // The field's [begin, end) for a length-delimited field (wire type 2); skips other wire types.
+  std::pair<size_t, size_t> skip(int wire_type) {
+    size_t n = 0;
+    switch (wire_type) {
+      case 0: varint(); return {pos_, pos_};
+      case 1: n = 8; break;
+      case 2: n = varint(); break;
+      case 5: n = 4; break;
+      default: check(false);
+    }
+    check(n <= end_ - pos_);
+    pos_ += n;
+    return {pos_ - n, pos_};
+  }
+  void check(bool ok) const {
+    SS_CHECK(ok, "{}: expected a SentencePiece model (a serialised ModelProto), got bytes that are not one", origin_);
+  }
+
+ private:
+  const std::string& b_;
+  size_t pos_, end_;
+  const std::string& origin_;
+};
+
+// The tokenizer of a random-weight package: the file given, or the built-in test pieces.
+std::string package_tokenizer_bytes(const std::string& tokenizer) {
+  if (tokenizer.empty()) return model::serialize_sentencepiece_model(tokenizer_pieces());
+  SS_CHECK(path_exists(tokenizer) && !is_directory(tokenizer), "--tokenizer '{}': expected a tokenizer.model file{}",
+           tokenizer, path_exists(tokenizer) ? ", got a directory" : " (it does not exist)");
+  return read_text_file(tokenizer);
+}
+
+// Gemma's special pieces at ids 0 … 3, as the Gemma-2 config (pad 0, eos 1, bos 2) and the tokenizer
+// (unk 3) expect; returns the piece count.
+int64_t check_gemma_tokenizer(const std::string& bytes, const std::string& origin) {
+  const std::vector<model::SpmPiece> pieces = read_sentencepiece_pieces(bytes, origin);
+  const std::vector<model::SpmPiece> special = model::gemma_special_pieces();
+  std::string got;
+  for (size_t i = 0; i < special.size() && i < pieces.size(); ++i) got += (i ? ", " : "") + pieces[i].piece;
+  bool ok = pieces.size() > special.size();
+  for (size_t i = 0; ok && i < special.size(); ++i)
+    ok = pieces[i].piece == special[i].piece && pieces[i].type == special[i].type;
+  SS_CHECK(ok, "{}: expected Gemma's special pieces <pad>, <eos>, <bos>, <unk> at ids 0-3 (`sanastream "
+           "train-tokenizer` makes such a model), got {}", origin, got.empty() ? "no pieces" : got);
+  return static_cast<int64_t>(pieces.size());
+}
+
+io::TensorMap cast_floating(const io::TensorMap& w, at::ScalarType dtype) {
+  io::TensorMap out;
+  for (const auto& [k, t] : w) out[k] = t.is_floating_point() ? t.to(dtype) : t;
+  return out;
+}
+
 }  // namespace
 
-RandomPackagePreset random_package_preset(const std::string& name) {
+std::vector<model::SpmPiece> read_sentencepiece_pieces(const std::string& bytes, const std::string& origin) {
+  std::vector<model::SpmPiece> out;
+  WireReader top(bytes, 0, bytes.size(), origin);
+  top.check(!bytes.empty());
+  while (!top.done()) {
+    const uint64_t tag = top.varint();
+    const auto [begin, end] = top.skip(static_cast<int>(tag & 7));
+    if (tag != ((1u << 3) | 2)) continue;  // ModelProto.pieces = 1
+    model::SpmPiece p;                     // SentencePiece: piece = 1, score = 2, type = 3 (NORMAL by default)
+    WireReader r(bytes, begin, end, origin);
+    while (!r.done()) {
+      const uint64_t t = r.varint();
+      const size_t at = r.pos();
+      const auto [b, e] = r.skip(static_cast<int>(t & 7));
+      if (t == ((1u << 3) | 2)) p.piece = bytes.substr(b, e - b);
+      if (t == ((2u << 3) | 5)) std::memcpy(&p.score, bytes.data() + b, 4);
+      if (t == ((3u << 3) | 0)) {
+        WireReader v(bytes, at, e, origin);
+        p.type = static_cast<model::SpmType>(v.varint());
+      }
+    }
+    out.push_back(std::move(p));
+  }
+  top.check(!out.empty());
+  return out;
+}
+
+int64_t gemma_vocab_rows(int64_t pieces) { return (pieces + 63) / 64 * 64; }
+
+RandomPackagePreset random_package_preset(const std::string& name, const std::string& tokenizer) {
   RandomPackagePreset p;
   p.name = name;
-  const int64_t pieces = static_cast<int64_t>(tokenizer_pieces().size());
-  const int64_t small_vocab = (pieces + 63) / 64 * 64;
+  const int64_t pieces = tokenizer.empty() ? static_cast<int64_t>(tokenizer_pieces().size())
+                                           : check_gemma_tokenizer(package_tokenizer_bytes(tokenizer),
+                                                                   "--tokenizer '" + tokenizer + "'");
+  const int64_t small_vocab = gemma_vocab_rows(pieces);
   if (name == "tiny") {
     p.dit.depth = 2;
     p.dit.hidden = 224;
@@ -526,16 +697,42 @@ RandomPackagePreset random_package_preset(const std::string& name) {
   } else if (name == "2b") {
     p.dit = model::dit_shape_2b();
     p.vae = model::Ltx2VaeConfig{};  // LTX-2's own widths and depths
+    SS_CHECK(pieces <= 256000, "--tokenizer '{}': {} pieces do not fit gemma-2's vocabulary of 256000", tokenizer, pieces);
     p.text_encoder = gemma2_config(256000, 2304, 9216, 26, 8, 4, 256, 4096);  // gemma-2-2b-it
     p.resolutions = {{1280, 704}, {704, 1280}};
+  } else if (name == "demo") {
+    // The embedded demo model (docs/MODELS.md): 2 softmax blocks of 8 (3, 7), 2 heads of 80.
+    p.dit.depth = 8;
+    p.dit.hidden = 160;
+    p.dit.heads = 2;
+    p.dit.ffn_hidden = 400;
+    p.dit.caption_channels = 128;
+    p.dit.latent_channels = p.dit.source_channels = 32;
+    // Encoder widths 32 (conv_in) → 64 → 64, 4× time and 2× space, then the 4×4 patches: 8× space. The
+    // decoder mirrors its samplers: upsample_factor 2 halves the width at each level, 128 → 64 → 32 (as
+    // LTX-2's). The encoder stays at 64 (not 128) to keep the package within 16 MB in bf16, as the VAE
+    // training config configs/train/demo_vae.json.
+    using model::VaeResample;
+    p.vae.latent_channels = 32;
+    p.vae.patch_size = 4;
+    p.vae.enc_channels = {64, 64};
+    p.vae.enc_layers = {1, 1, 1};
+    p.vae.enc_down = {VaeResample::kSpatioTemporal, VaeResample::kTemporal};
+    p.vae.dec_channels = {64, 128};
+    p.vae.dec_layers = {1, 1, 1};
+    p.vae.dec_up = {VaeResample::kTemporal, VaeResample::kSpatioTemporal};  // decode order
+    p.vae.dec_residual = {true, true};
+    p.vae.dec_factor = {2, 2};
+    p.text_encoder = gemma2_config(small_vocab, 128, 256, 2, 4, 2, 32, 128);
+    p.resolutions = {{448, 256}, {344, 256}, {256, 256}, {256, 448}, {256, 344}};
   } else {
-    SS_FAIL("--preset: expected tiny, small or 2b, got '{}'", name);
+    SS_FAIL("--preset: expected demo, tiny, small or 2b, got '{}'", name);
   }
   p.vae.decoder_causal = true;  // decoded chunk by chunk ("causal" in model.json)
   return p;
 }
 
-json RandomPackageReport::to_json() const {
+json PackageReport::to_json() const {
   return {{"dir", dir},
           {"parameters",
            {{"dit", dit_parameters},
@@ -546,29 +743,15 @@ json RandomPackageReport::to_json() const {
           {"bytes", bytes}};
 }
 
-RandomPackageReport write_random_package(const RandomPackageOptions& opt, const std::string& out_dir) {
-  const RandomPackagePreset preset = random_package_preset(opt.preset);
+PackageReport write_random_package(const RandomPackageOptions& opt, const std::string& out_dir) {
+  const RandomPackagePreset preset = random_package_preset(opt.preset, opt.tokenizer);
   SS_CHECK(opt.dtype == at::kBFloat16 || opt.dtype == at::kFloat, "--dtype: expected bf16 or fp32, got {}",
            dtype_label(opt.dtype));
-  const std::string out = trim_slashes(out_dir);
-  SS_CHECK(!out.empty(), "expected an output directory");
-  if (path_exists(out)) {
-    SS_CHECK(opt.force, "output '{}' exists (give --force to replace it)", out);
-    SS_CHECK(is_directory(out) && (path_exists(out + "/model.json") || fs::is_empty(out)),
-             "output '{}' exists and is not a model package; --force replaces only a package directory", out);
-  }
-  const std::string part = out + ".part";
-  const std::string stale = remove_tree(part);  // left by an interrupted run
-  SS_CHECK(stale.empty(), "{}: cannot remove the partial package of an earlier run ({})", part, stale);
-  std::error_code ec;
-  for (const char* sub : {"dit", "vae", "text_encoder"}) {
-    fs::create_directories(part + "/" + sub, ec);
-    SS_CHECK(!ec, "{}/{}: cannot create ({})", part, sub, ec.message());
-  }
-  PartialDir partial{part};
+  const std::string tokenizer = package_tokenizer_bytes(opt.tokenizer);
+  PackageWriter out(out_dir, opt.force);
 
-  RandomPackageReport rep;
-  rep.dir = out;
+  PackageReport rep;
+  rep.dir = out.dir();
   const std::string what = fmt::format("seeded random weights (preset {}, seed {}, {})", preset.name, opt.seed,
                                        dtype_label(opt.dtype));
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"sanastream", what + ": the outputs are noise"}};
@@ -580,55 +763,161 @@ RandomPackageReport write_random_package(const RandomPackageOptions& opt, const 
   m["random_weights"] = true;
 
   model::DitShape shape = preset.dit;
+  const json overrides = dit_overrides(shape);
+  if (!overrides.is_null()) out.file("dit/config.json", overrides.dump(1) + "\n");
+  auto dit_entry = [&](const std::string& weights, const char* variant) {
+    nlohmann::ordered_json d;
+    d["weights"] = weights;
+    if (!overrides.is_null()) d["config"] = "dit/config.json";
+    d["variant"] = variant;
+    return d;
+  };
   shape.variant = model::DitVariant::kStreaming;
-  {
-    io::TensorMap w = model::random_dit_weights(shape, component_seed(opt.seed, 0), opt.dtype);
-    rep.dit_parameters = parameter_count(w);
-    io::save_safetensors(part + "/dit/streaming.safetensors", w, meta);
-  }
-  m["dit"] = {{"weights", "dit/streaming.safetensors"}, {"variant", "streaming"}};
+  rep.dit_parameters = out.tensors("dit/streaming.safetensors",
+                                   model::random_dit_weights(shape, component_seed(opt.seed, 0), opt.dtype), meta);
+  m["dit"] = dit_entry("dit/streaming.safetensors", "streaming");
   check_interrupt();
   if (opt.bidirectional) {
     shape.variant = model::DitVariant::kBidirectional;
-    io::TensorMap w = model::random_dit_weights(shape, component_seed(opt.seed, 1), opt.dtype);
-    rep.dit_bidirectional_parameters = parameter_count(w);
-    io::save_safetensors(part + "/dit/bidirectional.safetensors", w, meta);
-    m["dit_bidirectional"] = {{"weights", "dit/bidirectional.safetensors"}, {"variant", "bidirectional"}};
+    rep.dit_bidirectional_parameters = out.tensors(
+        "dit/bidirectional.safetensors", model::random_dit_weights(shape, component_seed(opt.seed, 1), opt.dtype), meta);
+    m["dit_bidirectional"] = dit_entry("dit/bidirectional.safetensors", "bidirectional");
     check_interrupt();
   }
-  {
-    io::TensorMap w = model::random_ltx2_vae_weights(preset.vae, component_seed(opt.seed, 2), opt.dtype);
-    rep.vae_parameters = parameter_count(w);
-    write_text_file_atomic(part + "/vae/config.json", preset.vae.to_json().dump(1) + "\n");
-    io::save_safetensors(part + "/vae/diffusion_pytorch_model.safetensors", w, meta);
-  }
+  out.file("vae/config.json", preset.vae.to_json().dump(1) + "\n");
+  rep.vae_parameters =
+      out.tensors("vae/diffusion_pytorch_model.safetensors",
+                  model::random_ltx2_vae_weights(preset.vae, component_seed(opt.seed, 2), opt.dtype), meta);
   m["vae"] = {{"path", "vae"}, {"decoder", "causal"}};
   check_interrupt();
   {
     const model::Gemma2Config cfg = model::parse_gemma2_config(preset.text_encoder, "preset " + preset.name);
-    io::TensorMap w = random_gemma2_weights(cfg, component_seed(opt.seed, 3), opt.dtype);
-    rep.text_encoder_parameters = parameter_count(w);
-    write_text_file_atomic(part + "/text_encoder/config.json", preset.text_encoder.dump(1) + "\n");
-    io::save_safetensors(part + "/text_encoder/model.safetensors", w, meta);
-    write_text_file_atomic(part + "/text_encoder/tokenizer.model", model::serialize_sentencepiece_model(tokenizer_pieces()));
+    out.file("text_encoder/config.json", preset.text_encoder.dump(1) + "\n");
+    rep.text_encoder_parameters =
+        out.tensors("text_encoder/model.safetensors", random_gemma2_weights(cfg, component_seed(opt.seed, 3), opt.dtype),
+                    meta);
+    out.file("text_encoder/tokenizer.model", tokenizer);
   }
   m["text_encoder"] = {{"path", "text_encoder"}};
   m["fps"] = preset.fps;
   m["resolutions"] = preset.resolutions;
   if (opt.bidirectional) m["max_frames"] = preset.max_frames;
-  write_text_file_atomic(part + "/model.json", m.dump(2) + "\n");
+  rep.bytes = out.finish(m);
+  return rep;
+}
+
+// ---- Packages from trained parts -----------------------------------------------------------------------
+
+namespace {
+
+// Runs f; an Error it throws becomes "OPTION 'PATH': message".
+template <typename F>
+auto for_option(const std::string& option, const std::string& path, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    SS_FAIL("{} '{}': {}", option, path, e.message());
+  }
+}
+
+// A safetensors weights file given on the command line, read whole (wrapper prefixes stripped).
+io::TensorMap read_part(const std::string& option, const std::string& path, const char* what) {
+  SS_CHECK(!path.empty(), "{}: expected {}", option, what);
+  return for_option(option, path, [&] {
+    SS_CHECK(path_exists(path), "does not exist");
+    const std::string file = io::resolve_weights_path(path, what);
+    SS_CHECK(is_safetensors(file), "expected safetensors weights, got '{}'", file);
+    return io::load_weights(file).tensors;
+  });
+}
+
+}  // namespace
+
+PackageReport assemble_package(const AssembleOptions& opt, const std::string& out_dir) {
+  SS_CHECK(opt.dtype == at::kBFloat16 || opt.dtype == at::kFloat, "--dtype: expected bf16 or fp32, got {}",
+           dtype_label(opt.dtype));
+  SS_CHECK(!opt.base.empty(), "--base: expected a model package (its model.json fields, DiT config, text encoder config "
+           "and tokenizer)");
+  const ModelPackage base = for_option("--base", opt.base, [&] { return load_model_package(opt.base); });
+
+  // The VAE: a directory, its config and every tensor checked (on the meta device: shapes only).
+  SS_CHECK(!opt.vae.empty(), "--vae: expected a VAE directory (config.json + diffusion_pytorch_model.safetensors, "
+           "a checkpoint's vae_ema/)");
+  SS_CHECK(is_directory(opt.vae), "--vae '{}': expected a VAE directory (config.json + "
+           "diffusion_pytorch_model.safetensors){}", opt.vae, path_exists(opt.vae) ? ", got a file" : ", it does not exist");
+  const model::Ltx2VaeSource vae_src = for_option("--vae", opt.vae, [&] { return model::resolve_ltx2_vae_source(opt.vae); });
+  const model::Ltx2VaeConfig vae_cfg = for_option("--vae", opt.vae, [&] { return model::load_ltx2_vae_config(vae_src.config_path); });
+  const io::TensorMap vae = read_part("--vae", vae_src.weights_path, "VAE");
+  for_option("--vae", opt.vae, [&] {
+    io::TensorMap meta;
+    for (const auto& [k, t] : vae) meta[k] = at::empty(t.sizes(), t.options().device(at::kMeta));
+    const model::Ltx2Vae shapes_only(meta, vae_cfg, Runtime{at::Device(at::kMeta), at::kFloat});
+  });
+
+  // The text encoder: the base's config and tokenizer, these weights.
+  const std::string te_path =
+      opt.text_encoder.empty() ? io::resolve_weights_path(base.text_encoder.path, "text encoder") : opt.text_encoder;
+  const std::string te_option = opt.text_encoder.empty() ? "--base text encoder" : "--text-encoder";
+  const io::TensorMap te = read_part(te_option, te_path, "text encoder");
+  for_option(te_option, te_path, [&] { model::validate_gemma2_weights(base.text_encoder.config, te); });
+
+  // The DiT: detected with the base's config overrides, and it must fit the VAE and the text encoder.
+  const io::TensorMap dit = read_part("--dit", opt.dit, "DiT (a checkpoint's dit_ema.safetensors)");
+  const json overrides = base.dit.config.empty() ? json::object() : model::load_model_config_overrides(base.dit.config);
+  const model::DitConfig dc = for_option("--dit", opt.dit, [&] { return model::detect_dit_config(dit, overrides); });
+  SS_CHECK(dc.latent_channels == vae_cfg.latent_channels && dc.source_channels == vae_cfg.latent_channels,
+           "--dit '{}': the DiT takes {} + {} latent channels and writes {}, the --vae has {} latent channels", opt.dit,
+           dc.latent_channels, dc.source_channels, dc.latent_channels, vae_cfg.latent_channels);
+  SS_CHECK(dc.caption_channels == base.text_encoder.config.hidden,
+           "--dit '{}': the DiT reads captions {} wide, the text encoder's hidden_size is {}", opt.dit,
+           dc.caption_channels, base.text_encoder.config.hidden);
+  const bool bidirectional = dc.variant == model::DitVariant::kBidirectional;
+  SS_CHECK(!bidirectional || base.max_frames > 0,
+           "--dit '{}': a bidirectional DiT needs max_frames, and the --base package has no bidirectional DiT to take "
+           "it from", opt.dit);
+
+  PackageWriter out(out_dir, opt.force);
+  PackageReport rep;
+  rep.dir = out.dir();
+  const std::string te_from = opt.text_encoder.empty() ? "the base's text encoder" : "text encoder " + opt.text_encoder;
+  const std::string what = fmt::format("DiT {}, VAE {}, {}, base package {}", opt.dit, opt.vae, te_from, base.dir);
+  const std::map<std::string, std::string> meta = {{"format", "pt"},
+                                                   {"sanastream", "assembled by sanastream assemble-package: " + what}};
+  nlohmann::ordered_json m;
+  m["format_version"] = kPackageFormatVersion;
+  m["name"] = opt.name.empty() ? base.name : opt.name;
+  m["description"] = opt.description.empty()
+                         ? fmt::format("Made by `sanastream assemble-package` from trained parts ({}; {}).", what,
+                                       dtype_label(opt.dtype))
+                         : opt.description;
+  m["random_weights"] = false;
+
+  const std::string variant = model::variant_name(dc.variant);
+  const std::string dit_file = "dit/" + variant + ".safetensors";
+  rep.dit_parameters = out.tensors(dit_file, cast_floating(dit, opt.dtype), meta);
+  nlohmann::ordered_json d;
+  d["weights"] = dit_file;
+  if (!base.dit.config.empty()) {
+    out.file("dit/config.json", read_text_file(base.dit.config));
+    d["config"] = "dit/config.json";
+  }
+  d["variant"] = variant;
+  m["dit"] = d;
   check_interrupt();
 
-  load_model_package(part);  // the package opens: every file, shape and cross-check
-  if (path_exists(out)) {
-    const std::string failed = remove_tree(out);
-    SS_CHECK(failed.empty(), "{}: cannot remove the package it replaces ({})", out, failed);
-  }
-  fs::rename(part, out, ec);
-  SS_CHECK(!ec, "{}: cannot rename to {} ({})", part, out, ec.message());
-  partial.done = true;
-  for (const auto& e : fs::recursive_directory_iterator(out))
-    if (e.is_regular_file()) rep.bytes += static_cast<int64_t>(e.file_size());
+  out.file("vae/config.json", read_text_file(vae_src.config_path));
+  rep.vae_parameters = out.tensors("vae/diffusion_pytorch_model.safetensors", cast_floating(vae, opt.dtype), meta);
+  m["vae"] = {{"path", "vae"}, {"decoder", vae_cfg.decoder_causal ? "causal" : "chunk_tile"}};
+  check_interrupt();
+
+  out.file("text_encoder/config.json", read_text_file(base.text_encoder.path + "/config.json"));
+  rep.text_encoder_parameters = out.tensors("text_encoder/model.safetensors", cast_floating(te, opt.dtype), meta);
+  out.file("text_encoder/tokenizer.model", read_text_file(base.text_encoder.path + "/tokenizer.model"));
+  m["text_encoder"] = {{"path", "text_encoder"}};
+  m["fps"] = base.fps;
+  m["resolutions"] = base.resolutions;
+  if (bidirectional) m["max_frames"] = base.max_frames;
+  rep.bytes = out.finish(m);
   return rep;
 }
 

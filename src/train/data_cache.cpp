@@ -62,14 +62,22 @@ std::vector<ManifestRow> read_manifest(const std::string& path) {
       return j[key].get<std::string>();
     };
     for (const auto& [k, _] : j.items())
-      SS_CHECK(k == "source_video" || k == "target_video" || k == "prompt" || k == "reverse_prompt",
-               "{}:{}: {}: unknown key (expected source_video, prompt, reverse_prompt, target_video)", path, line, k);
+      SS_CHECK(k == "source_video" || k == "target_video" || k == "prompt" || k == "reverse_prompt" || k == "start",
+               "{}:{}: {}: unknown key (expected source_video, start, prompt, reverse_prompt, target_video)", path,
+               line, k);
     auto resolve = [&](const std::string& p) { return p.empty() || p[0] == '/' ? p : base + "/" + p; };
     ManifestRow r;
     r.source_video = resolve(text_of("source_video", true));
     r.target_video = resolve(text_of("target_video", false));
-    r.prompt = text_of("prompt", true);
-    r.reverse_prompt = text_of("reverse_prompt", true);
+    r.prompt = text_of("prompt", false);
+    r.reverse_prompt = text_of("reverse_prompt", false);
+    SS_CHECK(r.prompt.empty() == r.reverse_prompt.empty(), "{}:{}: expected prompt and reverse_prompt together", path,
+             line);
+    if (j.contains("start")) {
+      SS_CHECK(j["start"].is_number() && j["start"].get<double>() >= 0,
+               "{}:{}: start: expected seconds >= 0, got {}", path, line, j["start"].dump());
+      r.start = j["start"].get<double>();
+    }
     rows.push_back(std::move(r));
   }
   SS_CHECK(!rows.empty(), "{}: expected at least one row, got none", path);
@@ -77,8 +85,8 @@ std::vector<ManifestRow> read_manifest(const std::string& path) {
 }
 
 DataCacheWriter::DataCacheWriter(std::string dir, CacheHeader header) : dir_(std::move(dir)), header_(header) {
-  SS_CHECK(header_.frames >= 1 && (header_.frames - 1) % 8 == 0, "data cache: expected 1 + 8k frames, got {}",
-           header_.frames);
+  SS_CHECK(header_.frames >= 1 && (header_.kind == CacheKind::kFrames || (header_.frames - 1) % header_.temporal_ratio == 0),
+           "data cache: expected 1 + {}k frames, got {}", header_.temporal_ratio, header_.frames);
   SS_CHECK(header_.width > 0 && header_.height > 0, "data cache: expected a frame size, got {}x{}", header_.width,
            header_.height);
   SS_CHECK(!path_exists(dir_ + "/index.json"), "data cache '{}' exists already (remove it first)", dir_);
@@ -99,22 +107,28 @@ void DataCacheWriter::add(const CacheSample& s) {
     SS_CHECK(s.source.sizes().vec() == want && s.source.scalar_type() == at::kByte,
              "data cache: expected source frames {} uint8, got {}", shape_str(want), shape_str(s.source.sizes()));
   } else {
-    SS_CHECK(s.source.dim() == 4, "data cache: expected source latents [Cl, T, h, w], got {}",
-             shape_str(s.source.sizes()));
+    const std::vector<int64_t> want{(header_.frames - 1) / header_.temporal_ratio + 1,
+                                    header_.height / header_.spatial_ratio, header_.width / header_.spatial_ratio};
+    SS_CHECK(s.source.dim() == 4 && s.source.sizes().slice(1).vec() == want &&
+                 (s.source.scalar_type() == at::kFloat || s.source.scalar_type() == at::kHalf),
+             "data cache: expected source latents [Cl, {}, {}, {}] fp32 or fp16, got {} {}", want[0], want[1], want[2],
+             shape_str(s.source.sizes()), c10::toString(s.source.scalar_type()));
   }
   SS_CHECK(!s.target.defined() || s.target.sizes() == s.source.sizes(), "data cache: target {} differs from source {}",
            shape_str(s.target.sizes()), shape_str(s.source.sizes()));
-  check_prompt(s.prompt_embeds, s.prompt_mask, "prompt");
-  check_prompt(s.reverse_embeds, s.reverse_mask, "reverse prompt");
-  auto data = [&](const at::Tensor& t) {
-    return header_.kind == CacheKind::kFrames ? t.to(at::kCPU).contiguous() : t.to(at::kCPU, at::kFloat).contiguous();
-  };
-  io::TensorMap m{{"source", data(s.source)},
-                  {"prompt.embeds", s.prompt_embeds.to(at::kCPU, at::kFloat).contiguous()},
-                  {"prompt.mask", s.prompt_mask.to(at::kCPU, at::kLong).contiguous()},
-                  {"reverse_prompt.embeds", s.reverse_embeds.to(at::kCPU, at::kFloat).contiguous()},
-                  {"reverse_prompt.mask", s.reverse_mask.to(at::kCPU, at::kLong).contiguous()}};
-  if (s.target.defined()) m["target"] = data(s.target);
+  SS_CHECK(s.prompt_embeds.defined() == !s.prompt.empty() && s.reverse_embeds.defined() == !s.reverse_prompt.empty() &&
+               s.prompt.empty() == s.reverse_prompt.empty(),
+           "data cache: expected a prompt and a reverse prompt with their embeddings, or neither");
+  io::TensorMap m{{"source", s.source.to(at::kCPU).contiguous()}};
+  if (s.target.defined()) m["target"] = s.target.to(at::kCPU, s.source.scalar_type()).contiguous();
+  if (!s.prompt.empty()) {
+    check_prompt(s.prompt_embeds, s.prompt_mask, "prompt");
+    check_prompt(s.reverse_embeds, s.reverse_mask, "reverse prompt");
+    m["prompt.embeds"] = s.prompt_embeds.to(at::kCPU, at::kFloat).contiguous();
+    m["prompt.mask"] = s.prompt_mask.to(at::kCPU, at::kLong).contiguous();
+    m["reverse_prompt.embeds"] = s.reverse_embeds.to(at::kCPU, at::kFloat).contiguous();
+    m["reverse_prompt.mask"] = s.reverse_mask.to(at::kCPU, at::kLong).contiguous();
+  }
   const std::string file = fmt::format("{:06d}.safetensors", samples_.size());
   io::save_safetensors(dir_ + "/" + file, m);
   samples_.push_back(
@@ -131,6 +145,10 @@ void DataCacheWriter::finish() {
                 {"frames", header_.frames},
                 {"samples", samples_}};
   if (!header_.package.empty()) index["package"] = header_.package;
+  if (header_.kind == CacheKind::kLatents) {
+    index["spatial_ratio"] = header_.spatial_ratio;
+    index["temporal_ratio"] = header_.temporal_ratio;
+  }
   write_text_file_atomic(dir_ + "/index.json", index.dump(1) + "\n");
 }
 
@@ -149,6 +167,10 @@ DataCache::DataCache(std::string dir) : dir_(std::move(dir)) {
     header_.height = j.at("height").get<int64_t>();
     header_.frames = j.at("frames").get<int64_t>();
     if (j.contains("package")) header_.package = j.at("package").get<std::string>();
+    header_.spatial_ratio = j.value("spatial_ratio", header_.spatial_ratio);
+    header_.temporal_ratio = j.value("temporal_ratio", header_.temporal_ratio);
+    SS_CHECK(header_.spatial_ratio >= 1 && header_.temporal_ratio >= 1, "{}: expected ratios >= 1, got {} and {}",
+             index, header_.spatial_ratio, header_.temporal_ratio);
     for (const auto& s : j.at("samples")) {
       files_.push_back(dir_ + "/" + s.at("file").get<std::string>());
       prompts_.emplace_back(s.value("prompt", std::string()), s.value("reverse_prompt", std::string()));
@@ -173,28 +195,31 @@ CacheSample DataCache::load(int64_t index) const {
   CacheSample s;
   s.source = get("source");
   if (m.count("target")) s.target = m.at("target");
-  s.prompt_embeds = get("prompt.embeds");
-  s.prompt_mask = get("prompt.mask");
-  s.reverse_embeds = get("reverse_prompt.embeds");
-  s.reverse_mask = get("reverse_prompt.mask");
   s.prompt = prompts_[index].first;
   s.reverse_prompt = prompts_[index].second;
+  if (!s.prompt.empty()) {
+    s.prompt_embeds = get("prompt.embeds");
+    s.prompt_mask = get("prompt.mask");
+    s.reverse_embeds = get("reverse_prompt.embeds");
+    s.reverse_mask = get("reverse_prompt.mask");
+  }
   return s;
 }
 
 void write_random_latent_cache(const std::string& dir, const CacheHeader& header, int64_t samples,
                                int64_t latent_channels, int64_t caption_channels, int64_t caption_length,
                                uint64_t seed) {
-  SS_CHECK(header.kind == CacheKind::kLatents && header.width % 32 == 0 && header.height % 32 == 0,
-           "random cache: expected latents of a size of multiples of 32, got {}x{}", header.width, header.height);
+  const int64_t sr = header.spatial_ratio;
+  SS_CHECK(header.kind == CacheKind::kLatents && header.width % sr == 0 && header.height % sr == 0,
+           "random cache: expected latents of a size of multiples of {}, got {}x{}", sr, header.width, header.height);
   SS_CHECK(samples >= 1 && latent_channels >= 1 && caption_channels >= 1 && caption_length >= 1,
            "random cache: expected positive counts, got {} samples, {} latent and {} caption channels, {} tokens",
            samples, latent_channels, caption_channels, caption_length);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   const at::Tensor mask = (at::arange(caption_length, at::kLong) < (caption_length + 1) / 2).to(at::kLong);
-  const std::vector<int64_t> latents{latent_channels, (header.frames - 1) / 8 + 1, header.height / 32,
-                                     header.width / 32};
+  const std::vector<int64_t> latents{latent_channels, (header.frames - 1) / header.temporal_ratio + 1,
+                                     header.height / sr, header.width / sr};
   DataCacheWriter writer(dir, header);
   writer.set_null_prompt(at::randn({caption_length, caption_channels}, gen, f32), mask);
   for (int64_t i = 0; i < samples; ++i) {

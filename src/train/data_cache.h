@@ -1,11 +1,13 @@
-// Training data on disk (docs/TRAIN.md): a manifest JSONL of {"source_video", "prompt",
-// "reverse_prompt", "target_video"?} is decoded once, on a machine with FFmpeg (cache_builder.h),
+// Training data on disk (docs/TRAIN.md): a manifest JSONL of {"source_video", "start"?, "prompt"?,
+// "reverse_prompt"?, "target_video"?} is decoded once, on a machine with FFmpeg (cache_builder.h),
 // into a data cache directory that the trainer reads anywhere (the GPU machine has no FFmpeg):
 //   DIR/index.json                 format_version, kind (frames | latents), width, height, frames, package?,
-//                                  samples (file, target, prompt, reverse_prompt: the texts)
+//                                  spatial_ratio/temporal_ratio (latents), samples (file, target, prompt,
+//                                  reverse_prompt: the texts, "" = none)
 //   DIR/null_prompt.safetensors    prompt.embeds [L, Cc], prompt.mask [L]: the empty prompt (CFG dropout)
 //   DIR/NNNNNN.safetensors         source, target? (frames [F, H, W, 3] uint8 RGB, or normalised latents
-//                                  [Cl, T, h, w] fp32), prompt.embeds/.mask, reverse_prompt.embeds/.mask
+//                                  [Cl, T, h, w] fp32 or fp16), prompt.embeds/.mask, reverse_prompt.embeds/.mask
+//                                  (absent for a clip without prompts: the trainer's edit families give them)
 #pragma once
 
 #include <string>
@@ -25,7 +27,8 @@ enum class CacheKind { kFrames, kLatents };
 
 struct ManifestRow {
   std::string source_video, target_video;  // resolved paths; target "" = none
-  std::string prompt, reverse_prompt;
+  double start = 0;                        // seconds from the clip's first frame
+  std::string prompt, reverse_prompt;      // both or neither ("" = a clip without prompts)
 };
 
 // Reads a manifest JSONL (one object per line, blank lines skipped); video paths are relative to the
@@ -33,17 +36,18 @@ struct ManifestRow {
 std::vector<ManifestRow> read_manifest(const std::string& path);
 
 struct CacheSample {
-  at::Tensor source, target;  // frames [F, H, W, 3] uint8 or latents [Cl, T, h, w] fp32; target may be undefined
-  at::Tensor prompt_embeds, prompt_mask;    // [L, Cc] fp32, [L] int64
-  at::Tensor reverse_embeds, reverse_mask;  // [L, Cc] fp32, [L] int64
+  at::Tensor source, target;  // frames [F, H, W, 3] uint8 or latents [Cl, T, h, w] fp32/fp16; target may be undefined
+  at::Tensor prompt_embeds, prompt_mask;    // [L, Cc] fp32, [L] int64; undefined for a clip without prompts
+  at::Tensor reverse_embeds, reverse_mask;  // [L, Cc] fp32, [L] int64; likewise
   std::string prompt, reverse_prompt;
 };
 
 struct CacheHeader {
   CacheKind kind = CacheKind::kFrames;
   int64_t width = 0, height = 0;  // pixels of the cached frames (latents: of the frames they encode)
-  int64_t frames = 0;             // frames per clip, 1 + 8k
+  int64_t frames = 0;             // frames per clip, 1 + k·(the VAE's temporal ratio)
   std::string package;            // the model package whose text encoder embedded the prompts ("" = not recorded)
+  int64_t spatial_ratio = 32, temporal_ratio = 8;  // latents: the VAE's compression (LTX-2's by default)
 };
 
 // Writes a cache; index.json is written last (atomically), so a cache without it is incomplete.
@@ -80,7 +84,8 @@ class DataCache {
 };
 
 // A latent cache of seeded random clips and prompts (benchmarks, smoke runs; the data is noise):
-// `samples` clips of header.frames frames at header.width × header.height (latents [Cl, T, h/32, w/32]),
+// `samples` clips of header.frames frames at header.width × header.height (latents [Cl, T, h/s, w/s] for
+// the header's ratios),
 // every other one without a target, prompts [caption_length, caption_channels] with half their mask set.
 void write_random_latent_cache(const std::string& dir, const CacheHeader& header, int64_t samples,
                                int64_t latent_channels, int64_t caption_channels, int64_t caption_length,

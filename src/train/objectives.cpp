@@ -6,6 +6,7 @@
 
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h of PyTorch 2.x)
 
+#include "core/compare.h"
 #include "core/error.h"
 #include "model/dit_cache.h"
 #include "pipeline/samplers.h"
@@ -13,13 +14,13 @@
 
 namespace sanastream::train {
 
-namespace {
-
 double uniform(at::Generator& gen) { return at::rand({1}, gen, at::TensorOptions().dtype(at::kFloat)).item<double>(); }
 
 int64_t uniform_index(int64_t n, at::Generator& gen) {
   return std::min<int64_t>(n - 1, static_cast<int64_t>(uniform(gen) * static_cast<double>(n)));
 }
+
+namespace {
 
 // After a grad call the caches hold tensors of its graph: cut them loose (same storage).
 void detach_cache(model::StreamCache& c) {
@@ -68,14 +69,22 @@ at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen) {
 }
 
 FlowLoss flow_loss(const model::HybridDit& dit, const model::CaptionState& caption, const at::Tensor& x0,
-                   const at::Tensor& cond, double sigma, const at::Tensor& noise, const model::DitCallOptions& opt) {
-  SS_CHECK(sigma >= 0 && sigma <= 1, "flow loss: expected sigma in [0, 1], got {}", sigma);
+                   const at::Tensor& cond, const at::Tensor& sigma, const at::Tensor& noise,
+                   const model::DitCallOptions& opt) {
+  SS_CHECK(sigma.dim() == 1 && sigma.size(0) == x0.size(0) && sigma.min().item<double>() >= 0 &&
+               sigma.max().item<double>() <= 1,
+           "flow loss: expected one sigma in [0, 1] per row, got {}", shape_str(sigma.sizes()));
   FlowLoss r;
-  r.x_t = (1.0 - sigma) * x0 + sigma * noise;
-  at::Tensor t = timestep_of(sigma * 1000.0, dit.runtime()).expand({x0.size(0)});
-  r.v = dit.forward(r.x_t, cond, t, caption, opt);  // [B, Cl, T, h, w] fp32
+  const at::Tensor s = sigma.to(x0.device(), at::kFloat).view({-1, 1, 1, 1, 1});
+  r.x_t = (1 - s) * x0 + s * noise;
+  r.v = dit.forward(r.x_t, cond, sigma.to(x0.device(), at::kFloat) * 1000, caption, opt);  // [B, Cl, T, h, w] fp32
   r.loss = (r.v - (noise - x0)).pow(2).mean();
   return r;
+}
+
+FlowLoss flow_loss(const model::HybridDit& dit, const model::CaptionState& caption, const at::Tensor& x0,
+                   const at::Tensor& cond, double sigma, const at::Tensor& noise, const model::DitCallOptions& opt) {
+  return flow_loss(dit, caption, x0, cond, at::full({x0.size(0)}, sigma, at::kFloat), noise, opt);
 }
 
 double sample_logit_normal_sigma(const FlowMatchingConfig& cfg, at::Generator& gen) {
@@ -87,12 +96,31 @@ double sample_logit_normal_sigma(const FlowMatchingConfig& cfg, at::Generator& g
 double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg, at::Generator& gen,
                           double scale) {
   if (!s.target.defined()) return 0.0;
-  const double sigma = sample_logit_normal_sigma(cfg, gen);
-  const bool drop = uniform(gen) < cfg.text_dropout;
+  // Per row: σ, then whether its caption is dropped (CFG).
+  const int64_t B = s.target.size(0);
+  std::vector<float> sigmas;
+  std::vector<uint8_t> drops;
+  for (int64_t b = 0; b < B; ++b) {
+    sigmas.push_back(static_cast<float>(sample_logit_normal_sigma(cfg, gen)));
+    drops.push_back(uniform(gen) < cfg.text_dropout);
+  }
   at::Tensor noise = randn_like_on(s.target, gen);
   auto dit = w.build(true);
-  const model::CaptionState caption = grad_caption(*dit, s, drop ? PromptKind::kNull : PromptKind::kPrompt);
-  FlowLoss r = flow_loss(*dit, caption, s.target, s.source, sigma, noise);
+  const int64_t dropped = std::count(drops.begin(), drops.end(), uint8_t{1});
+  model::CaptionState caption;
+  if (dropped == 0 || dropped == B) {
+    caption = grad_caption(*dit, s, dropped ? PromptKind::kNull : PromptKind::kPrompt);
+  } else {
+    // Rows of the prompt's and the null caption's embeddings (the masks likewise).
+    const auto prompt = s.encode ? s.encode(PromptKind::kPrompt) : std::make_pair(s.prompt_embeds, s.prompt_mask);
+    const auto null = s.encode ? s.encode(PromptKind::kNull) : std::make_pair(s.null_embeds, s.null_mask);
+    const at::Tensor drop = at::tensor(std::vector<int64_t>(drops.begin(), drops.end()), at::kLong)
+                                .to(prompt.first.device())
+                                .to(at::kBool);
+    caption = dit->encode_caption(at::where(drop.view({B, 1, 1}), null.first.expand_as(prompt.first), prompt.first),
+                                  at::where(drop.view({B, 1}), null.second.expand_as(prompt.second), prompt.second));
+  }
+  FlowLoss r = flow_loss(*dit, caption, s.target, s.source, at::tensor(sigmas, at::kFloat), noise);
   (r.loss * (cfg.weight * scale)).backward();
   return r.loss.item<double>();
 }
@@ -102,6 +130,7 @@ RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const Roll
   RolloutLosses out;
   const bool train_rollout = rollout.enabled && s.target.defined();
   if (!train_rollout && !crr.enabled) return out;
+  SS_CHECK(s.source.size(0) == 1, "the rollout and CRR take one clip at a time, got {}", s.source.size(0));
   const int64_t T = s.source.size(2), H = s.source.size(3), W = s.source.size(4);
   const std::vector<int64_t> bounds = pipeline::chunk_boundaries(T, rollout.first_chunk);
   const int64_t n_chunks = static_cast<int64_t>(bounds.size()) - 1;

@@ -34,28 +34,36 @@ struct DitWeights {
 
 enum class PromptKind { kPrompt, kReverse, kNull };
 
-// One clip on the model's device, normalised latents fp32.
+// B clips on the model's device, normalised latents fp32 (B = 1 but for data.edits' batches, which
+// only flow matching takes; the rollout and CRR take B = 1).
 struct TrainSample {
-  at::Tensor source, target;              // [1, Cl, T, h, w]; target undefined = none
-  at::Tensor prompt_embeds, prompt_mask;  // [1, L, Cc], [1, L]
+  at::Tensor source, target;              // [B, Cl, T, h, w]; target undefined = none
+  at::Tensor prompt_embeds, prompt_mask;  // [B, L, Cc], [B, L]
   at::Tensor reverse_embeds, reverse_mask;
   at::Tensor null_embeds, null_mask;  // the empty prompt (CFG dropout)
   // A trainable text encoder (docs/TRAIN.md): every grad call re-encodes its prompt through this, with
-  // autograd (a fresh graph per call, [1, L, Cc] fp32 and [1, L]); the tensors above are then the
+  // autograd (a fresh graph per call, [B, L, Cc] fp32 and [B, L]); the tensors above are then the
   // current encoder's embeddings without a graph (the rollout's no-grad passes). Unset: the cache's.
   std::function<std::pair<at::Tensor, at::Tensor>(PromptKind)> encode;
 };
 
+// Draws of the run's one CPU generator: uniform in [0, 1), and an index in [0, n).
+double uniform(at::Generator& gen);
+int64_t uniform_index(int64_t n, at::Generator& gen);
+
 // The caption of a grad call: through s.encode when set, else the sample's embeddings.
 model::CaptionState grad_caption(const model::HybridDit& dit, const TrainSample& s, PromptKind kind);
 
-// The flow-matching loss of one call: x_t = (1 − σ)·x0 + σ·ε, v = dit(x_t, cond, ⌊1000σ⌋),
-// MSE(v, ε − x0). x0, cond, noise: [B, Cl, T, h, w] fp32. `x_t` and `v` are returned for the CRR
-// cache refresh (x0 estimate x_t − σ·v).
+// The flow-matching loss of one call: x_t = (1 − σ)·x0 + σ·ε, v = dit(x_t, cond, 1000σ),
+// MSE(v, ε − x0) over every row. x0, cond, noise: [B, Cl, T, h, w] fp32; σ: one per row ([B] fp32), or
+// one for all. `x_t` and `v` are returned for the CRR cache refresh (x0 estimate x_t − σ·v).
 struct FlowLoss {
   at::Tensor loss;  // [] fp32
   at::Tensor x_t, v;
 };
+FlowLoss flow_loss(const model::HybridDit& dit, const model::CaptionState& caption, const at::Tensor& x0,
+                   const at::Tensor& cond, const at::Tensor& sigma, const at::Tensor& noise,
+                   const model::DitCallOptions& opt = {});
 FlowLoss flow_loss(const model::HybridDit& dit, const model::CaptionState& caption, const at::Tensor& x0,
                    const at::Tensor& cond, double sigma, const at::Tensor& noise,
                    const model::DitCallOptions& opt = {});

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "train/edit_families.h"
 
 namespace sanastream::train {
 
@@ -263,7 +264,24 @@ TrainConfig parse_train_config(const json& j, const std::string& path) {
     o.integer("height", c.data.height, 0, ">= 0");
     o.number("crop_min", c.data.crop_min, 1e-3, 1, "in (0, 1]");
     o.integer("batch", c.data.batch, 1, ">= 1");
+    o.strings("edits", c.data.edits);
+    o.path("long_cache", c.data.long_cache, base);
     o.finish();
+    for (const std::string& e : c.data.edits) {
+      bool known = false;
+      for (const EditFamily& f : edit_families()) known = known || f.name == e;
+      SS_CHECK(known, "{}: data.edits: unknown edit family '{}' (train/edit_families.h lists them)", path, e);
+    }
+    SS_CHECK(c.data.edits.empty() || (!c.vae.enabled && c.text_encoder.trainable && !c.data.vae.empty()),
+             "{}: data.edits: expected the DiT mode with data.vae (decodes and encodes the clips) and "
+             "text_encoder.trainable (encodes the families' prompts)",
+             path);
+    SS_CHECK(c.data.long_cache.empty() || (c.crr.enabled && !c.data.edits.empty()),
+             "{}: data.long_cache: expected crr.enabled and data.edits (its clips have no target or prompts)", path);
+    SS_CHECK(c.data.edits.empty() || (!c.rollout.enabled && (!c.crr.enabled || !c.data.long_cache.empty())),
+             "{}: data.edits: its batch is one sample of data.batch clips, for flow matching; expected rollout off "
+             "and CRR only on data.long_cache",
+             path);
     SS_CHECK(!c.data.cache.empty(), "{}: data.cache: expected a data cache directory, got nothing", path);
     SS_CHECK(!c.vae.enabled || c.data.vae.empty(), "{}: data.vae: not used in the VAE mode (the trained VAE encodes)",
              path);
@@ -341,7 +359,9 @@ json TrainConfig::to_json() const {
         {"width", data.width},
         {"height", data.height},
         {"crop_min", data.crop_min},
-        {"batch", data.batch}}}};
+        {"batch", data.batch},
+        {"edits", data.edits},
+        {"long_cache", data.long_cache}}}};
   return j;
 }
 

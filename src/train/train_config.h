@@ -89,6 +89,11 @@ struct DataConfig {
   int64_t width = 0, height = 0;  // training size in pixels (0 = the cache's)
   double crop_min = 1.0;          // random crops of [crop_min, 1] of the side, resized to the training size
   int64_t batch = 1;              // samples per optimiser step (gradients accumulated)
+  // Edit families (train/edit_families.h) whose target and prompts the trainer makes from each clip
+  // (empty: the cache's own targets and prompts). Needs data.vae and a trainable text encoder.
+  std::vector<std::string> edits;
+  // Target-free long clips (a data cache) for CRR: one per step, its prompts from `edits`.
+  std::string long_cache;
 };
 
 struct TrainConfig {

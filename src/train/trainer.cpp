@@ -22,6 +22,7 @@
 #include "ops/device.h"
 #include "pipeline/dit_loader.h"
 #include "pipeline/model_package.h"
+#include "train/edit_families.h"
 #include "train/png.h"
 
 namespace sanastream::train {
@@ -30,7 +31,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr int64_t kSpatialRatio = 32;  // pixels per latent token (LTX-2)
 const char* const kLogHeader = "step,lr,loss,flow_matching,rollout,crr,grad_norm,step_seconds";
 const char* const kVaeLogHeader = "step,lr,loss,charbonnier,ssim,haar,teacher,grad_norm,step_seconds";
 const char* const kVaeWeightsFile = "diffusion_pytorch_model.safetensors";
@@ -77,13 +77,6 @@ std::pair<int64_t, int64_t> train_size(const DataConfig& d, const CacheHeader& h
            "data: expected a training size of multiples of {} within the cache's {}x{}, got {}x{}", ratio, h.width,
            h.height, W, H);
   return {W, H};
-}
-
-// A frozen VAE from a model package or a VAE directory.
-std::unique_ptr<model::Ltx2Vae> load_frozen_vae(const std::string& path, const Runtime& rt) {
-  return path_exists(path + "/model.json")
-             ? pipeline::load_package_vae(pipeline::load_model_package(path), rt)
-             : model::load_ltx2_vae(model::resolve_ltx2_vae_source(path), rt);
 }
 
 // A VAE directory: config.json and the weights in the diffusers layout.
@@ -139,7 +132,7 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
     init_weights(weights, vae_w_.params, cfg_.vae.trainable, "vae");
     vae_w_.build();  // checks the weights against the config
     if (!cfg_.vae.teacher.empty()) {
-      teacher_ = load_frozen_vae(cfg_.vae.teacher, w_.rt);
+      teacher_ = pipeline::load_vae(cfg_.vae.teacher, w_.rt);
       const model::Ltx2VaeConfig& t = teacher_->config();
       SS_CHECK(t.latent_channels == vae_w_.cfg.latent_channels && t.spatial_ratio() == vae_w_.cfg.spatial_ratio() &&
                    t.temporal_ratio() == vae_w_.cfg.temporal_ratio() && t.out_channels == vae_w_.cfg.out_channels,
@@ -187,7 +180,10 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
   opt_ = std::make_unique<AdamW>(trainable_, cfg_.optim);
 
   order_ = std::make_unique<DataOrder>(data_->size(), cfg_.seed);
-  train_size(cfg_.data, data_->header(), cfg_.vae.enabled ? vae_w_.cfg.spatial_ratio() : kSpatialRatio);
+  if (!cfg_.data.long_cache.empty()) {
+    long_data_ = std::make_unique<DataCache>(cfg_.data.long_cache);
+    long_order_ = std::make_unique<DataOrder>(long_data_->size(), cfg_.seed + 1);
+  }
   if (cfg_.vae.enabled) {
     const CacheHeader& h = data_->header();
     SS_CHECK(h.kind == CacheKind::kFrames, "{}: data.cache: the VAE mode trains on a frame cache, got a latent cache",
@@ -195,12 +191,26 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
     SS_CHECK((h.frames - 1) % vae_w_.cfg.temporal_ratio() == 0,
              "{}: data.cache: the VAE encodes 1 + {}k frames, the cache's clips have {}", cfg_.path,
              vae_w_.cfg.temporal_ratio(), h.frames);
-  } else if (data_->header().kind == CacheKind::kFrames) {
-    SS_CHECK(!cfg_.data.vae.empty(),
+    train_size(cfg_.data, h, vae_w_.cfg.spatial_ratio());
+  } else {
+    const bool frames = data_->header().kind == CacheKind::kFrames ||
+                        (long_data_ && long_data_->header().kind == CacheKind::kFrames);
+    SS_CHECK(!frames || !cfg_.data.vae.empty(),
              "{}: data.vae: a frame cache needs the VAE that encodes it (a model package or VAE "
              "directory)",
              cfg_.path);
-    vae_ = load_frozen_vae(cfg_.data.vae, w_.rt);
+    if (!cfg_.data.vae.empty()) vae_ = pipeline::load_vae(cfg_.data.vae, w_.rt);
+    for (const DataCache* d : {data_.get(), long_data_.get()}) {
+      if (d == nullptr) continue;
+      const CacheHeader& h = d->header();
+      SS_CHECK(!vae_ || h.kind == CacheKind::kFrames ||
+                   (h.spatial_ratio == vae_->config().spatial_ratio() &&
+                    h.temporal_ratio == vae_->config().temporal_ratio()),
+               "{}: data.vae: compresses {}x{} (time x space), the latents of '{}' {}x{}", cfg_.path,
+               vae_->config().temporal_ratio(), vae_->config().spatial_ratio(), d->dir(), h.temporal_ratio,
+               h.spatial_ratio);
+      train_size(cfg_.data, h, spatial_ratio(h));
+    }
   }
   gen_ = at::make_generator<at::CPUGeneratorImpl>(cfg_.seed);
 
@@ -237,8 +247,8 @@ void Trainer::init_weights(const io::TensorMap& weights, io::TensorMap& params,
            section);
 }
 
-std::pair<at::Tensor, at::Tensor> Trainer::next_clips(const CacheSample& cs, int64_t W, int64_t H) {
-  const CacheHeader& h = data_->header();
+std::pair<at::Tensor, at::Tensor> Trainer::next_clips(const CacheHeader& h, const CacheSample& cs, int64_t W,
+                                                     int64_t H) {
   const double scale = cfg_.data.crop_min + (1.0 - cfg_.data.crop_min) * at::rand({1}, gen_).item<double>();
   const int64_t ch = std::max<int64_t>(H, std::llround(scale * h.height)),
                 cw = std::max<int64_t>(W, std::llround(scale * h.width));
@@ -252,52 +262,119 @@ std::pair<at::Tensor, at::Tensor> Trainer::next_clips(const CacheSample& cs, int
   return {crop(cs.source), cs.target.defined() ? crop(cs.target) : at::Tensor()};
 }
 
+int64_t Trainer::spatial_ratio(const CacheHeader& h) const {
+  return h.kind == CacheKind::kLatents ? h.spatial_ratio : vae_->config().spatial_ratio();
+}
+
 TrainSample Trainer::next_sample() {
-  const CacheSample cs = data_->load(order_->next());
-  const CacheHeader& h = data_->header();
-  const std::pair<int64_t, int64_t> size = train_size(cfg_.data, h, kSpatialRatio);
+  return make_sample(*data_, *order_, true, cfg_.data.edits.empty() ? 1 : cfg_.data.batch);
+}
+
+TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows) {
+  const CacheHeader& h = data.header();
+  const std::pair<int64_t, int64_t> size = train_size(cfg_.data, h, spatial_ratio(h));
   const int64_t W = size.first, H = size.second;
   const at::Device dev = w_.rt.device;
+  auto encode = [&](const at::Tensor& clip) {  // [B, 3, F, H, W] in [−1, 1] → [B, Cl, T, h, w] fp32
+    return vae_->normalize(vae_->encode(clip.to(w_.rt.dtype))).to(at::kFloat);
+  };
   TrainSample s;
-  if (h.kind == CacheKind::kFrames) {
+  std::vector<at::Tensor> sources, targets, pixels;  // per row
+  std::vector<std::string> prompts, reverses, families;
+  CacheSample cs;
+  {
     at::NoGradGuard no_grad;
-    const std::pair<at::Tensor, at::Tensor> clips = next_clips(cs, W, H);
-    auto encode = [&](const at::Tensor& clip) {  // → [1, Cl, T, H/32, W/32] fp32
-      return vae_->normalize(vae_->encode(clip.to(w_.rt.dtype))).to(at::kFloat);
-    };
-    s.source = encode(clips.first);
-    if (clips.second.defined()) s.target = encode(clips.second);
-  } else {
-    // A random window of the training size's latent tokens.
-    const int64_t lh = H / kSpatialRatio, lw = W / kSpatialRatio;
-    const int64_t y = std::llround(at::rand({1}, gen_).item<double>() * (cs.source.size(2) - lh));
-    const int64_t x = std::llround(at::rand({1}, gen_).item<double>() * (cs.source.size(3) - lw));
-    auto crop = [&](const at::Tensor& z) {
-      return z.narrow(2, y, lh).narrow(3, x, lw).unsqueeze(0).to(dev, at::kFloat);
-    };
-    s.source = crop(cs.source);
-    if (cs.target.defined()) s.target = crop(cs.target);
+    for (int64_t r = 0; r < rows; ++r) {
+      cs = data.load(order.next());
+      // The source clip: pixels (frame caches) or latents (a random window of the training size's tokens).
+      if (h.kind == CacheKind::kFrames) {
+        const std::pair<at::Tensor, at::Tensor> clips = next_clips(h, cs, W, H);
+        pixels.push_back(clips.first);
+        if (clips.second.defined()) targets.push_back(clips.second);
+      } else {
+        const int64_t lh = H / h.spatial_ratio, lw = W / h.spatial_ratio;
+        const int64_t y = std::llround(at::rand({1}, gen_).item<double>() * (cs.source.size(2) - lh));
+        const int64_t x = std::llround(at::rand({1}, gen_).item<double>() * (cs.source.size(3) - lw));
+        auto crop = [&](const at::Tensor& z) {
+          return z.narrow(2, y, lh).narrow(3, x, lw).unsqueeze(0).to(dev, at::kFloat);
+        };
+        sources.push_back(crop(cs.source));
+        if (cs.target.defined()) targets.push_back(crop(cs.target));
+      }
+      prompts.push_back(cs.prompt);
+      reverses.push_back(cs.reverse_prompt);
+      if (!cfg_.data.edits.empty()) {
+        // An edit family, a phrasing of its instruction and one of the reverse.
+        const EditFamily& f =
+            edit_family(cfg_.data.edits[uniform_index(static_cast<int64_t>(cfg_.data.edits.size()), gen_)]);
+        families.push_back(f.name);
+        prompts.back() = f.phrasings[uniform_index(static_cast<int64_t>(f.phrasings.size()), gen_)];
+        reverses.back() = f.reverse_phrasings[uniform_index(static_cast<int64_t>(f.reverse_phrasings.size()), gen_)];
+      }
+    }
+    if (h.kind == CacheKind::kFrames) {
+      s.source = encode(at::cat(pixels, 0));
+      if (static_cast<int64_t>(targets.size()) == rows) s.target = encode(at::cat(targets, 0));
+    } else {
+      s.source = at::cat(sources, 0);
+      if (static_cast<int64_t>(targets.size()) == rows) s.target = at::cat(targets, 0);
+    }
+    SS_CHECK(rows == 1 || targets.empty() || static_cast<int64_t>(targets.size()) == rows,
+             "{}: a batch of clips with and without targets", data.dir());
+    if (!families.empty()) {
+      // Each row's family applied to the clip's pixels (latents: as the frozen VAE decodes them).
+      s.target = at::Tensor();
+      if (with_target) {
+        const at::Tensor x = !pixels.empty() ? at::cat(pixels, 0)
+                                             : vae_->decode(vae_->denormalize(s.source.to(w_.rt.dtype)),
+                                                            model::VaeDecoderKind::kCausal)
+                                                   .to(at::kFloat)
+                                                   .clamp(-1, 1);
+        std::vector<at::Tensor> edited;
+        for (int64_t r = 0; r < rows; ++r) {
+          const at::Tensor frames = x[r].transpose(0, 1).add(1).div(2);  // [F, 3, H, W] in [0, 1]
+          edited.push_back(apply_edit_family(families[r], frames).mul(2).sub(1).transpose(0, 1).unsqueeze(0));
+        }
+        s.target = encode(at::cat(edited, 0));
+      }
+    }
   }
-  auto dev1 = [&](const at::Tensor& t) { return t.unsqueeze(0).to(dev); };
-  s.prompt_embeds = dev1(cs.prompt_embeds);
-  s.prompt_mask = dev1(cs.prompt_mask);
-  s.reverse_embeds = dev1(cs.reverse_embeds);
-  s.reverse_mask = dev1(cs.reverse_mask);
-  s.null_embeds = dev1(data_->null_embeds());
-  s.null_mask = dev1(data_->null_mask());
+  if (!with_target) s.target = at::Tensor();
   if (cfg_.text_encoder.trainable) {
-    // The current encoder's embeddings for the no-grad passes; every grad call re-encodes with autograd.
+    // The current encoder's embeddings for the no-grad passes; every grad call re-encodes with autograd
+    // (one row per clip; the null caption's row repeated).
+    auto encode_rows = [this, prompts, reverses](const model::Gemma2Model& m, PromptKind kind) {
+      if (kind == PromptKind::kNull) {
+        const std::pair<at::Tensor, at::Tensor> e = te_.encode(m, "", kind);
+        const int64_t n = static_cast<int64_t>(prompts.size());
+        return std::make_pair(e.first.expand({n, -1, -1}), e.second.expand({n, -1}));
+      }
+      std::vector<at::Tensor> embeds, masks;
+      for (size_t r = 0; r < prompts.size(); ++r) {
+        const std::pair<at::Tensor, at::Tensor> e = te_.encode(m, kind == PromptKind::kReverse ? reverses[r] : prompts[r], kind);
+        embeds.push_back(e.first);
+        masks.push_back(e.second);
+      }
+      return std::make_pair(at::cat(embeds, 0), at::cat(masks, 0));
+    };
     {
       at::NoGradGuard no_grad;
       const std::unique_ptr<model::Gemma2Model> m = te_.build(false);
-      std::tie(s.prompt_embeds, s.prompt_mask) = te_.encode(*m, cs.prompt, PromptKind::kPrompt);
-      std::tie(s.reverse_embeds, s.reverse_mask) = te_.encode(*m, cs.reverse_prompt, PromptKind::kReverse);
-      std::tie(s.null_embeds, s.null_mask) = te_.encode(*m, "", PromptKind::kNull);
+      std::tie(s.prompt_embeds, s.prompt_mask) = encode_rows(*m, PromptKind::kPrompt);
+      std::tie(s.reverse_embeds, s.reverse_mask) = encode_rows(*m, PromptKind::kReverse);
+      std::tie(s.null_embeds, s.null_mask) = encode_rows(*m, PromptKind::kNull);
     }
-    s.encode = [this, prompt = cs.prompt, reverse = cs.reverse_prompt](PromptKind kind) {
-      const std::unique_ptr<model::Gemma2Model> m = te_.build(true);
-      return te_.encode(*m, kind == PromptKind::kReverse ? reverse : prompt, kind);
-    };
+    s.encode = [this, encode_rows](PromptKind kind) { return encode_rows(*te_.build(true), kind); };
+  } else {
+    SS_CHECK(rows == 1, "data.batch rows in one sample need the trainable text encoder");
+    SS_CHECK(cs.prompt_embeds.defined(), "{}: a clip without prompts (data.edits gives them)", data.dir());
+    auto dev1 = [&](const at::Tensor& t) { return t.unsqueeze(0).to(dev); };
+    s.prompt_embeds = dev1(cs.prompt_embeds);
+    s.prompt_mask = dev1(cs.prompt_mask);
+    s.reverse_embeds = dev1(cs.reverse_embeds);
+    s.reverse_mask = dev1(cs.reverse_mask);
+    s.null_embeds = dev1(data.null_embeds());
+    s.null_mask = dev1(data.null_mask());
   }
   return s;
 }
@@ -306,25 +383,34 @@ StepLosses Trainer::step() {
   StepLosses l;
   const double scale = 1.0 / static_cast<double>(cfg_.data.batch);
   if (cfg_.vae.enabled) {
-    // The VAE mode: the source clip of each sample, reconstructed through the encoder and causal decoder.
+    // The VAE mode: the source clips of the batch's samples, reconstructed together (one batch through
+    // the encoder and causal decoder: the losses are means over every frame, as the mean of per-sample means).
     const std::pair<int64_t, int64_t> size = train_size(cfg_.data, data_->header(), vae_w_.cfg.spatial_ratio());
-    for (int64_t b = 0; b < cfg_.data.batch; ++b) {
-      const at::Tensor clip = next_clips(data_->load(order_->next()), size.first, size.second).first;
-      const VaeLosses v = vae_step(vae_w_, clip, cfg_.vae.losses, scale, teacher_.get());
-      l.loss += scale * v.total.item<double>();
-      l.charbonnier += scale * v.charbonnier;
-      l.ssim += scale * v.ssim;
-      l.haar += scale * v.haar;
-      l.teacher += scale * v.teacher;
-    }
+    std::vector<at::Tensor> clips;
+    for (int64_t b = 0; b < cfg_.data.batch; ++b)
+      clips.push_back(next_clips(data_->header(), data_->load(order_->next()), size.first, size.second).first);
+    const VaeLosses v = vae_step(vae_w_, at::cat(clips, 0), cfg_.vae.losses, 1.0, teacher_.get());
+    l.loss = v.total.item<double>();
+    l.charbonnier = v.charbonnier;
+    l.ssim = v.ssim;
+    l.haar = v.haar;
+    l.teacher = v.teacher;
   } else {
-    for (int64_t b = 0; b < cfg_.data.batch; ++b) {
+    // With data.long_cache, CRR runs on one long target-free clip per step instead of the batch's clips.
+    // With data.edits the batch is one sample of data.batch rows (flow matching only).
+    const CrrConfig batch_crr{cfg_.crr.enabled && !long_data_, cfg_.crr.weight};
+    const bool rows = !cfg_.data.edits.empty();
+    for (int64_t b = 0; b < (rows ? 1 : cfg_.data.batch); ++b) {
       const TrainSample s = next_sample();
-      if (cfg_.flow_matching.enabled)
-        l.flow_matching += scale * flow_matching_step(w_, s, cfg_.flow_matching, gen_, scale);
-      const RolloutLosses r = rollout_step(w_, s, cfg_.rollout, cfg_.crr, gen_, scale);
-      l.rollout += scale * r.rollout;
-      l.crr += scale * r.crr;
+      const double w = rows ? 1.0 : scale;
+      if (cfg_.flow_matching.enabled) l.flow_matching += w * flow_matching_step(w_, s, cfg_.flow_matching, gen_, w);
+      const RolloutLosses r = rollout_step(w_, s, cfg_.rollout, batch_crr, gen_, w);
+      l.rollout += w * r.rollout;
+      l.crr += w * r.crr;
+    }
+    if (long_data_) {
+      const TrainSample s = make_sample(*long_data_, *long_order_, false, 1);
+      l.crr += rollout_step(w_, s, cfg_.rollout, cfg_.crr, gen_, 1.0).crr;
     }
     l.loss = cfg_.flow_matching.weight * l.flow_matching + cfg_.rollout.weight * l.rollout + cfg_.crr.weight * l.crr;
   }
@@ -369,7 +455,9 @@ std::string Trainer::save_checkpoint() {
                        {{"format", "sanastream-train-state"},
                         {"step", std::to_string(step_)},
                         {"data_epoch", std::to_string(order_->epoch())},
-                        {"data_position", std::to_string(order_->position())}});
+                        {"data_position", std::to_string(order_->position())},
+                        {"long_data_epoch", std::to_string(long_order_ ? long_order_->epoch() : 0)},
+                        {"long_data_position", std::to_string(long_order_ ? long_order_->position() : 0)}});
   SS_CHECK(std::rename(tmp.c_str(), dir.c_str()) == 0, "cannot rename '{}' to '{}'", tmp, dir);
   write_text_file_atomic(cfg_.output + "/checkpoints/latest", name + "\n");
   checkpoint_ = dir;
@@ -426,6 +514,7 @@ bool Trainer::resume() {
   };
   step_ = number("step");
   order_->seek(number("data_epoch"), number("data_position"));
+  if (long_order_) long_order_->seek(number("long_data_epoch"), number("long_data_position"));
   checkpoint_ = dir;
   log_info("resumed {} at step {}", dir, step_);
   return true;

@@ -69,14 +69,22 @@ class Trainer {
   // The text encoder's master weights (empty unless text_encoder.trainable).
   const io::TensorMap& text_encoder_params() const { return te_.params; }
   const AdamW& optimizer() const { return *opt_; }
+  // The next sample of data.cache on the device (advances the data order and the generator, as a
+  // step does): latents of the source and target, the prompts' embeddings; with data.edits, data.batch
+  // clips as rows of one sample, each with an edit family's target — the family of the source's pixels
+  // (latent caches: as data.vae decodes them), encoded by data.vae — and a phrasing of its instruction
+  // and of its reverse.
+  TrainSample next_sample();
 
  private:
   void init_weights(const io::TensorMap& weights, io::TensorMap& params, const std::vector<std::string>& trainable,
                     const char* section);
   // A random crop of [crop_min, 1] of each side of a frame-cache sample, resized (bilinear) to the
   // training size: [1, 3, F, H, W] fp32 in [−1, 1] on the device (source, and target when present).
-  std::pair<at::Tensor, at::Tensor> next_clips(const CacheSample& cs, int64_t W, int64_t H);
-  TrainSample next_sample();
+  std::pair<at::Tensor, at::Tensor> next_clips(const CacheHeader& h, const CacheSample& cs, int64_t W, int64_t H);
+  // `rows` clips of `data` in `order` as one sample (rows > 1: data.edits and a trainable encoder).
+  TrainSample make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows);
+  int64_t spatial_ratio(const CacheHeader& h) const;  // pixels per latent token of a cache's clips
   bool resume();
   void append_log(const StepLosses& l, double seconds);
   void write_plot() const;
@@ -91,6 +99,8 @@ class Trainer {
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<DataCache> data_;
   std::unique_ptr<DataOrder> order_;
+  std::unique_ptr<DataCache> long_data_;  // data.long_cache: CRR's target-free clips
+  std::unique_ptr<DataOrder> long_order_;
   std::unique_ptr<model::Ltx2Vae> vae_;  // frame caches: the frozen encoder
   at::Generator gen_;
   int64_t step_ = 0;

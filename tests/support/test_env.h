@@ -1,6 +1,7 @@
 // Shared test helpers: the CLI runner (exit code, stdout, stderr), temp dirs and the golden root.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,12 @@ std::string temp_dir(const std::string& name);
 std::string golden_root();
 bool ci_mode();
 bool file_exists(const std::string& path);
+
+// The message of the sanastream::Error that f throws ("" when it throws none).
+std::string error_of(const std::function<void()>& f);
+// A file's bytes; writing one (not atomically: test inputs).
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& bytes);
 
 }  // namespace sanastream::test
 
