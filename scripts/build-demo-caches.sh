@@ -37,11 +37,12 @@ videos=$(for f in "$data"/footage/train/*; do
   echo "$d $f"
 done | sort -k1,1gr -k2)
 
-# manifest FILE CLIP_SECONDS MAX_PER_VIDEO SPACING: windows of CLIP_SECONDS at most every SPACING
-# seconds of each video (at least one window per video that holds one, a short video from 0).
+# manifest FILE CLIP_SECONDS MAX_PER_VIDEO SPACING [MIN_SECONDS]: windows of CLIP_SECONDS at most every
+# SPACING seconds of each video of at least MIN_SECONDS (default 0): one window per video at least, a
+# video shorter than a window from 0 (its last frame repeated).
 manifest() {
-  local out=$1 clip=$2 max=$3 spacing=$4
-  awk -v clip="$clip" -v max="$max" -v spacing="$spacing" '{
+  local out=$1 clip=$2 max=$3 spacing=$4 min=${5:-0}
+  awk -v clip="$clip" -v max="$max" -v spacing="$spacing" -v min="$min" '$1 >= min {
       d = $1; n = split($2, parts, "/"); path = "../footage/train/" parts[n]; room = d - clip - 0.25
       n = room <= 0 ? 1 : int(room / spacing) + 1
       if (n > max) n = max
@@ -71,10 +72,8 @@ if [ "$stage" = vae ]; then
   cache vae 256x256 9
 else
   manifest "$data/caches/dit.jsonl" 2.5625 6 2.6
-  manifest "$data/caches/long.jsonl" 6.0625 2 6
   # Videos shorter than a long clip would only repeat their last frame: not long clips.
-  grep -v -F -f <(awk '$1 < 6.0625 { print $2 }' <<<"$videos") "$data/caches/long.jsonl" >"$data/caches/long.jsonl.part" || true
-  mv -f "$data/caches/long.jsonl.part" "$data/caches/long.jsonl"
+  manifest "$data/caches/long.jsonl" 6.0625 2 6 6.3125
   cache dit 320x256 41 --latents --latent-dtype fp16
   cache long 320x256 97 --latents --latent-dtype fp16
 fi
