@@ -130,6 +130,19 @@ TEST(Attention, MatchesExplicitSoftmaxWithBias) {
   EXPECT_TRUE(at::allclose(ops::attention(q, k, v), at::matmul(at::softmax(at::matmul(q, k.transpose(-1, -2)) / 4.0, -1), v), 1e-5, 1e-5));
 }
 
+// More queries than one block of the CPU path (600 = 2 × 256 + 88), with a per-query bias and a
+// broadcast one: the blocks give the whole softmax's rows.
+TEST(Attention, QueryBlocksMatchTheWholeSoftmax) {
+  at::Tensor q = at::randn({1, 2, 600, 16}), k = at::randn({1, 2, 300, 16}), v = at::randn({1, 2, 300, 16});
+  at::Tensor per_query = (at::rand({1, 2, 600, 300}) > 0.7).to(at::kFloat) * -10000.0;
+  at::Tensor broadcast = (at::rand({1, 1, 1, 300}) > 0.5).to(at::kFloat) * -10000.0;
+  for (const at::Tensor& bias : {per_query, broadcast, at::Tensor()}) {
+    at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) / 4.0;
+    if (bias.defined()) scores = scores + bias;
+    EXPECT_TRUE(at::allclose(ops::attention(q, k, v, bias), at::matmul(at::softmax(scores, -1), v), 1e-5, 1e-5));
+  }
+}
+
 TEST(Norms, RmsNormAndModulatedLayerNorm) {
   at::Tensor x = at::randn({2, 5, 32}), w = at::randn({32});
   at::Tensor want = w * x / at::sqrt(x.pow(2).mean(-1, true) + 1e-5);
