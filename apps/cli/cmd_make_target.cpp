@@ -36,7 +36,7 @@
 #include "pipeline/model_package.h"
 #include "train/edit_families.h"
 #include "video/media_writer.h"
-#include "video/rate_sampler.h"
+#include "train/model_frames.h"
 #include "video/video_reader.h"
 
 namespace sanastream::cli {
@@ -150,7 +150,7 @@ void make_target(const MakeTargetCli& o) {
   // The window: model frames k (time t₀ + k/fps) with k/fps ≥ --start, --frames of them (0: all).
   const auto first = static_cast<int64_t>(std::ceil(o.start * o.fps - 1e-6));
   std::vector<at::Tensor> batch;  // RGB24 [H, W, 3] at the processing size, the window's next frames
-  int64_t next = 0, written = 0;
+  int64_t written = 0;
   auto full = [&] { return o.frames > 0 && written + static_cast<int64_t>(batch.size()) >= o.frames; };
   auto flush = [&] {
     if (batch.empty()) return;
@@ -180,28 +180,13 @@ void make_target(const MakeTargetCli& o) {
     target.finish();
   };
 
+  int64_t next = 0;  // model frames passed
   try {
-    video::RateSampler sampler(o.fps);
-    video::Frame f;
-    at::Tensor held, held_small;  // the last source frame: RGB24 as decoded, and at the processing size
-    // The held frame covers n model frames: those in the window join the batch.
-    auto take = [&](int64_t n) {
-      for (int64_t i = 0; i < n && !full(); ++i, ++next) {
-        if (next < first) continue;
-        if (!held_small.defined())
-          held_small = pipeline::model_to_rgb24(pipeline::rgb24_to_model(held.unsqueeze(0), proc, at::kFloat, at::kCPU),
-                                                proc)[0];
-        batch.push_back(held_small);
-        if (!vae && static_cast<int64_t>(batch.size()) == kBatch) flush();
-      }
-    };
-    while (!full() && reader.read(f)) {
-      check_interrupt();
-      take(sampler.push(f.time));
-      held = at::from_blob(f.rgb.data(), {f.height, f.width, 3}, at::kByte).clone();
-      held_small = at::Tensor();
-    }
-    if (!full() && held.defined()) take(sampler.finish());
+    next = train::read_model_frames(reader, o.fps, proc, first, [&](const at::Tensor& frame) {
+      batch.push_back(frame);
+      if (!vae && static_cast<int64_t>(batch.size()) == kBatch) flush();
+      return !full();
+    });
   } catch (const Interrupted&) {
     finish();
     throw;

@@ -14,39 +14,24 @@
 #include "pipeline/edit_engine.h"
 #include "pipeline/model_package.h"
 #include "pipeline/prompt_encoder.h"
-#include "video/rate_sampler.h"
+#include "train/model_frames.h"
 #include "video/video_reader.h"
 
 namespace sanastream::train {
 
 namespace {
 
-// `count` frames at `fps` by timestamp (video::RateSampler, the rule of `edit`), from the first model
-// frame at or after `start` seconds after the clip's first frame → RGB24 [count, H, W, 3] at the cache size.
+// `count` frames at `fps` from the first model frame at or after `start` seconds after the clip's first
+// frame (read_model_frames) → RGB24 [count, H, W, 3] at the cache size.
 at::Tensor read_clip(const std::string& path, double start, int64_t count, double fps,
                      const pipeline::FrameSize& size) {
   video::VideoReader reader;
   reader.open(path);
-  video::RateSampler sampler(fps);
-  const auto first = static_cast<int64_t>(std::ceil(start * fps - 1e-6));
   std::vector<at::Tensor> frames;
-  at::Tensor held, held_small;  // the last source frame, as decoded and at the cache size
-  int64_t next = 0;
-  auto take = [&](int64_t n) {  // the held frame covers n model frames
-    for (int64_t i = 0; i < n && static_cast<int64_t>(frames.size()) < count; ++i, ++next) {
-      if (next < first) continue;
-      if (!held_small.defined())
-        held_small = pipeline::model_to_rgb24(pipeline::rgb24_to_model(held, size, at::kFloat, at::kCPU), size);
-      frames.push_back(held_small);
-    }
-  };
-  video::Frame f;
-  while (static_cast<int64_t>(frames.size()) < count && reader.read(f)) {
-    take(sampler.push(f.time));
-    held = at::from_blob(f.rgb.data(), {1, f.height, f.width, 3}, at::kByte).clone();
-    held_small = at::Tensor();
-  }
-  if (held.defined()) take(sampler.finish());
+  read_model_frames(reader, fps, size, static_cast<int64_t>(std::ceil(start * fps - 1e-6)), [&](const at::Tensor& f) {
+    frames.push_back(f.unsqueeze(0));
+    return static_cast<int64_t>(frames.size()) < count;
+  });
   SS_CHECK(!frames.empty(), "{}: no video frames{}", path, start > 0 ? fmt::format(" after {} s", start) : "");
   if (static_cast<int64_t>(frames.size()) < count)
     log_warn("{}: {} frames at {} fps, padded to {} by repeating the last", path, frames.size(), fps, count);
