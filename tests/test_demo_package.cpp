@@ -248,7 +248,7 @@ TEST(DemoPackage, PresetHasTheDemoShapesAndOpens) {
   const pipeline::ModelPackage pkg = pipeline::load_model_package(rep.dir);
   EXPECT_EQ(pkg.fps, 16);
   EXPECT_EQ(pkg.resolutions,
-            (std::vector<std::array<int64_t, 2>>{{448, 256}, {344, 256}, {256, 256}, {256, 448}, {256, 344}}));
+            (std::vector<std::array<int64_t, 2>>{{448, 256}, {352, 256}, {256, 256}, {256, 448}, {256, 352}}));
 
   const model::DitConfig& dc = pkg.dit.detected;
   EXPECT_EQ(dc.depth, 8);

@@ -187,6 +187,67 @@ TEST(DitStreaming, OtherShapesAndChunkingsRunAndAgree) {
   }
 }
 
+// A patch of 2: the embedding is the official strided 1×2×2 Conv3d, each token's output row
+// (row, column, channel) lands on its 2×2 latent pixels, and streaming runs on the token grid.
+TEST(DitPatch, EmbeddingIsTheStridedConvAndTheOutputUnpatchifies) {
+  auto shape = small_shape(4, model::DitVariant::kStreaming);
+  shape.patch = 2;
+  auto w = model::random_dit_weights(shape, 11);
+  EXPECT_EQ(w.at("x_embedder.proj.weight").sizes(), (at::IntArrayRef{336, 32, 1, 2, 2}));
+  Runtime rt = make_runtime("cpu", "fp32");
+  auto dit = model::load_hybrid_dit(w, nlohmann::json::object(), rt);
+  EXPECT_EQ(dit->config().patch, 2);
+  EXPECT_EQ(dit->config().latent_channels, 16);
+  EXPECT_NE(dit->config().summary().find("2x2 patches"), std::string::npos);
+
+  const int64_t T = 2, H = 4, W = 6, Cl = 16;
+  auto in = small_inputs(shape, T, H, W, 5);
+  const at::Tensor x = in.at("inputs.noise"), src = in.at("inputs.src_latents").to(at::kFloat);
+  const model::CaptionState cap = dit->encode_caption(in.at("inputs.prompt_embeds"), in.at("inputs.prompt_mask"));
+  io::TensorMap acts;
+  model::DitCallOptions o;
+  o.capture.out = &acts;
+  const at::Tensor v = dit->forward(x, src, at::full({1}, 700.0), cap, o);
+  ASSERT_EQ(v.sizes(), x.sizes());
+
+  const at::Tensor conv = at::conv3d(at::cat({x, src}, 1), w.at("x_embedder.proj.weight").to(at::kFloat),
+                                     w.at("x_embedder.proj.bias").to(at::kFloat), {1, 2, 2});
+  EXPECT_TRUE(at::allclose(acts.at("x_embedder"), conv.flatten(2).transpose(1, 2), 1e-4, 1e-5));
+
+  const at::Tensor rows = acts.at("final_layer");  // [1, T·2·3, 2·2·Cl]
+  ASSERT_EQ(rows.sizes(), (at::IntArrayRef{1, T * 2 * 3, 4 * Cl}));
+  auto r = rows.accessor<float, 3>();
+  auto out = v.accessor<float, 5>();
+  int64_t mismatches = 0;
+  for (int64_t c = 0; c < Cl; ++c)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t x_ = 0; x_ < W; ++x_) {
+          const int64_t token = (t * 2 + h / 2) * 3 + x_ / 2, col = ((h % 2) * 2 + x_ % 2) * Cl + c;
+          mismatches += out[0][c][t][h][x_] != r[0][token][col];
+        }
+  EXPECT_EQ(mismatches, 0);
+
+  pipeline::LatentEditOptions eo;
+  auto stream = small_inputs(shape, 10, 4, 6, 6);
+  auto res = pipeline::latent_edit(*dit, stream, eo);
+  EXPECT_EQ(res.latents.sizes(), stream["inputs.noise"].sizes());
+  EXPECT_TRUE(at::isfinite(res.latents).all().item<bool>());
+
+  auto odd = small_inputs(shape, 10, 3, 6, 6);
+  try {
+    pipeline::latent_edit(*dit, odd, eo);
+    ADD_FAILURE() << "a latent height of 3 with 2x2 patches ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("latent height 3: not a positive multiple of the DiT's 2x2 patch"),
+              std::string::npos)
+        << e.what();
+  }
+  io::TensorMap bad = w;
+  bad["final_layer.linear.weight"] = at::zeros({63, 336});
+  EXPECT_THROW(model::detect_dit_config(bad), Error);
+}
+
 TEST(DitBidirectional, DpmSamplerRunsWithAndWithoutCfg) {
   auto shape = small_shape(4, model::DitVariant::kBidirectional);
   auto w = model::random_dit_weights(shape, 3);

@@ -34,7 +34,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--part", c->o.part, "dit | vae-encode | vae-decode | e2e | gdn (the GDN kernels vs the ATen path)")->capture_default_str();
   sub->add_option("--model", c->o.model,
                   "A model package; or DiT weights (dit) or a VAE directory (vae-*) (default: the 2B DiT and the LTX-2 VAE with seeded random weights)");
-  sub->add_option("--size", c->size, "Frame size WxH (multiples of 32)")->capture_default_str();
+  sub->add_option("--size", c->size, "Frame size WxH (multiples of 32, or of a package's VAE ratio x DiT patch)")->capture_default_str();
   sub->add_option("--steps", c->o.steps, "Denoising steps per chunk")->capture_default_str();
   sub->add_flag("--efficient-cache", c->o.efficient_cache, "No t=0 cache pass (4 forwards per chunk)");
   sub->add_option("--dtype", c->o.dtype, "bf16 | fp32")->capture_default_str();

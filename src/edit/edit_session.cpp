@@ -220,12 +220,12 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   const double fps = r.fps > 0 ? r.fps : pkg.fps;
   const video::VideoInfo info = reader.info();
   const FrameSize source{info.width, info.height};
-  const int64_t sr = pkg.vae.config.spatial_ratio();
+  const int64_t multiple = pkg.pixel_multiple();
   FrameSize proc;
   if (size_override) {
-    proc = pipeline::floor_to_multiple(*size_override, sr, "--size");
+    proc = pipeline::floor_to_multiple(*size_override, multiple, "--size");
     if (!(proc == *size_override))
-      log_warn("--size {}: floored to {} (multiples of {})", size_override->str(), proc.str(), sr);
+      log_warn("--size {}: floored to {} (multiples of {})", size_override->str(), proc.str(), multiple);
   } else {
     std::vector<FrameSize> res;
     for (const auto& wh : pkg.resolutions) res.push_back({wh[0], wh[1]});

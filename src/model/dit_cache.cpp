@@ -6,7 +6,7 @@ namespace sanastream::model {
 
 StreamCache::StreamCache(const DitConfig& cfg, int64_t batch, int64_t height, int64_t width, int64_t sink_frames,
                          int64_t max_frames, at::ScalarType dtype, at::Device device)
-    : S_(height * width) {
+    : S_(cfg.tokens_along(height, "height") * cfg.tokens_along(width, "width")) {
   const int64_t B = batch, H = cfg.heads, D = cfg.head_dim, C = cfg.hidden, P = (cfg.t_kernel - 1) / 2;
   const int64_t capacity = (sink_frames + 2 * max_frames) * S_;
   const auto opts = at::TensorOptions().dtype(dtype).device(device);

@@ -22,7 +22,7 @@ namespace sanastream::model {
 
 class StreamCache {
  public:
-  // batch B, grid H × W; sink_frames: the first chunk's frames; max_frames: the largest later chunk.
+  // batch B, latent grid H × W (cfg.patch divides both); sink_frames: the first chunk's frames; max_frames: the largest later chunk.
   StreamCache(const DitConfig& cfg, int64_t batch, int64_t height, int64_t width, int64_t sink_frames,
               int64_t max_frames, at::ScalarType dtype, at::Device device);
 

@@ -9,7 +9,8 @@
 
 namespace sanastream::model {
 
-// The latent grid of one model call: T frames of H × W tokens, in (t, h, w) raster order.
+// The token grid of one model call: T frames of H × W tokens, in (t, h, w) raster order (a token
+// covers patch × patch latent pixels).
 struct DitGrid {
   int64_t T = 0, H = 0, W = 0;
   int64_t S() const { return H * W; }  // tokens per latent frame

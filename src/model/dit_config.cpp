@@ -58,11 +58,19 @@ DitConfig detect_dit_config(const io::TensorMap& w, const json& ov) {
   DitConfig c;
   SS_CHECK(looks_like_dit(w), "not DiT weights (expected x_embedder.proj.weight and final_layer.linear.weight)");
   const at::Tensor& xe = need(w, "x_embedder.proj.weight");
-  SS_CHECK(xe.dim() == 5 && xe.size(2) == 1 && xe.size(3) == 1 && xe.size(4) == 1,
-           "x_embedder.proj.weight: expected a 1x1x1 patch embedding [C, Cin, 1, 1, 1], got {}", shape_str(xe.sizes()));
+  SS_CHECK(xe.dim() == 5 && xe.size(2) == 1 && xe.size(3) == xe.size(4),
+           "x_embedder.proj.weight: expected a 1 x p x p patch embedding [C, Cin, 1, p, p], got {}",
+           shape_str(xe.sizes()));
   c.hidden = xe.size(0);
+  c.patch = xe.size(3);
+  if (auto v = opt_int(ov, "patch_size"))
+    SS_CHECK(*v == c.patch, "config: patch_size {} but the weights embed {}x{} patches", *v, c.patch, c.patch);
   const at::Tensor& fl = need(w, "final_layer.linear.weight");
-  c.latent_channels = fl.size(0);
+  const int64_t pp = c.patch * c.patch;
+  SS_CHECK(fl.dim() == 2 && fl.size(0) % pp == 0,
+           "final_layer.linear.weight: expected [{} x latent channels, C] for {}x{} patches, got {}", pp, c.patch,
+           c.patch, shape_str(fl.sizes()));
+  c.latent_channels = fl.size(0) / pp;
   c.source_channels = xe.size(1) - c.latent_channels;
   SS_CHECK(c.source_channels >= 0, "x_embedder takes {} channels but the model outputs {}", xe.size(1),
            c.latent_channels);
@@ -136,7 +144,8 @@ void validate_dit_weights(const DitConfig& c, const io::TensorMap& w) {
     SS_CHECK(t.sizes().vec() == shape, "DiT weights: '{}' expected shape {}, got {}", key, shape_str(shape),
              shape_str(t.sizes()));
   };
-  expect("x_embedder.proj.weight", {C, c.latent_channels + c.source_channels, 1, 1, 1});
+  const int64_t p = c.patch;
+  expect("x_embedder.proj.weight", {C, c.latent_channels + c.source_channels, 1, p, p});
   expect("x_embedder.proj.bias", {C});
   expect("t_embedder.mlp.0.weight", {C, c.freq_dim});
   expect("t_embedder.mlp.0.bias", {C});
@@ -150,48 +159,48 @@ void validate_dit_weights(const DitConfig& c, const io::TensorMap& w) {
   expect("y_embedder.y_proj.fc2.bias", {C});
   expect("attention_y_norm.weight", {C});
   expect("final_layer.scale_shift_table", {2, C});
-  expect("final_layer.linear.weight", {c.latent_channels, C});
-  expect("final_layer.linear.bias", {c.latent_channels});
+  expect("final_layer.linear.weight", {p * p * c.latent_channels, C});
+  expect("final_layer.linear.bias", {p * p * c.latent_channels});
   for (int64_t b = 0; b < c.depth; ++b) {
-    const std::string p = fmt::format("blocks.{}.", b);
-    expect(p + "scale_shift_table", {6, C});
-    expect(p + "cross_attn.q_linear.weight", {C, C});
-    expect(p + "cross_attn.q_linear.bias", {C});
-    expect(p + "cross_attn.kv_linear.weight", {2 * C, C});
-    expect(p + "cross_attn.kv_linear.bias", {2 * C});
-    expect(p + "cross_attn.proj.weight", {C, C});
-    expect(p + "cross_attn.proj.bias", {C});
-    expect(p + "cross_attn.q_norm.weight", {C});
-    expect(p + "cross_attn.k_norm.weight", {C});
-    expect(p + "mlp.inverted_conv.conv.weight", {2 * F, C, 1, 1});
-    expect(p + "mlp.inverted_conv.conv.bias", {2 * F});
-    expect(p + "mlp.depth_conv.conv.weight", {2 * F, 1, 3, 3});
-    expect(p + "mlp.depth_conv.conv.bias", {2 * F});
-    expect(p + "mlp.point_conv.conv.weight", {C, F, 1, 1});
-    expect(p + "mlp.t_conv.weight", {C, C, c.t_kernel, 1});
-    expect(p + "attn.q_norm.weight", {C});
-    expect(p + "attn.k_norm.weight", {C});
-    expect(p + "attn.v.weight", {C, C});
-    expect(p + "attn.output_gate.weight", {C, C});
-    expect(p + "attn.output_gate.bias", {C});
-    expect(p + "attn.proj.weight", {C, C});
-    expect(p + "attn.proj.bias", {C});
+    const std::string pre = fmt::format("blocks.{}.", b);
+    expect(pre + "scale_shift_table", {6, C});
+    expect(pre + "cross_attn.q_linear.weight", {C, C});
+    expect(pre + "cross_attn.q_linear.bias", {C});
+    expect(pre + "cross_attn.kv_linear.weight", {2 * C, C});
+    expect(pre + "cross_attn.kv_linear.bias", {2 * C});
+    expect(pre + "cross_attn.proj.weight", {C, C});
+    expect(pre + "cross_attn.proj.bias", {C});
+    expect(pre + "cross_attn.q_norm.weight", {C});
+    expect(pre + "cross_attn.k_norm.weight", {C});
+    expect(pre + "mlp.inverted_conv.conv.weight", {2 * F, C, 1, 1});
+    expect(pre + "mlp.inverted_conv.conv.bias", {2 * F});
+    expect(pre + "mlp.depth_conv.conv.weight", {2 * F, 1, 3, 3});
+    expect(pre + "mlp.depth_conv.conv.bias", {2 * F});
+    expect(pre + "mlp.point_conv.conv.weight", {C, F, 1, 1});
+    expect(pre + "mlp.t_conv.weight", {C, C, c.t_kernel, 1});
+    expect(pre + "attn.q_norm.weight", {C});
+    expect(pre + "attn.k_norm.weight", {C});
+    expect(pre + "attn.v.weight", {C, C});
+    expect(pre + "attn.output_gate.weight", {C, C});
+    expect(pre + "attn.output_gate.bias", {C});
+    expect(pre + "attn.proj.weight", {C, C});
+    expect(pre + "attn.proj.bias", {C});
     if (c.is_softmax(b)) {
-      const at::Tensor& q = need(w, p + "attn.q.weight");
+      const at::Tensor& q = need(w, pre + "attn.q.weight");
       SS_CHECK((q.dim() == 3 && q.size(0) == C && q.size(1) == C && q.size(2) % 2 == 1) ||
                    (q.dim() == 2 && q.size(0) == C && q.size(1) == C),
-               "DiT weights: '{}' expected [C, C] or [C, C, odd k] with C = {}, got {}", p + "attn.q.weight", C,
+               "DiT weights: '{}' expected [C, C] or [C, C, odd k] with C = {}, got {}", pre + "attn.q.weight", C,
                shape_str(q.sizes()));
-      expect(p + "attn.k.weight", q.sizes().vec());
+      expect(pre + "attn.k.weight", q.sizes().vec());
     } else {
-      expect(p + "attn.q.weight", {C, C, 1});
-      expect(p + "attn.k.weight", {C, C, 1});
-      expect(p + "attn.A_log", {H});
-      expect(p + "attn.dt_bias", {H});
-      expect(p + "attn.beta_proj.weight", {H, C});
-      expect(p + "attn.beta_proj.bias", {H});
-      expect(p + "attn.gate_proj.weight", {H, C});
-      expect(p + "attn.gate_proj.bias", {H});
+      expect(pre + "attn.q.weight", {C, C, 1});
+      expect(pre + "attn.k.weight", {C, C, 1});
+      expect(pre + "attn.A_log", {H});
+      expect(pre + "attn.dt_bias", {H});
+      expect(pre + "attn.beta_proj.weight", {H, C});
+      expect(pre + "attn.beta_proj.bias", {H});
+      expect(pre + "attn.gate_proj.weight", {H, C});
+      expect(pre + "attn.gate_proj.bias", {H});
     }
   }
 }
@@ -199,17 +208,24 @@ void validate_dit_weights(const DitConfig& c, const io::TensorMap& w) {
 json DitConfig::to_json() const {
   return {{"kind", "dit"},          {"variant", variant_name(variant)}, {"depth", depth},
           {"hidden", hidden},       {"heads", heads},                   {"head_dim", head_dim},
-          {"ffn_hidden", ffn_hidden}, {"latent_channels", latent_channels}, {"source_channels", source_channels},
+          {"ffn_hidden", ffn_hidden}, {"patch", patch}, {"latent_channels", latent_channels}, {"source_channels", source_channels},
           {"caption_channels", caption_channels}, {"caption_length", caption_length},
           {"softmax_layers", softmax_layers}, {"rope_thw", {rope_t, rope_h, rope_w}}};
+}
+
+int64_t DitConfig::tokens_along(int64_t latent_extent, const char* axis) const {
+  SS_CHECK(latent_extent > 0 && latent_extent % patch == 0,
+           "latent {} {}: not a positive multiple of the DiT's {}x{} patch", axis, latent_extent, patch, patch);
+  return latent_extent / patch;
 }
 
 std::string DitConfig::summary() const {
   std::string sm;
   for (auto i : softmax_layers) sm += fmt::format("{}{}", sm.empty() ? "" : ",", i);
-  return fmt::format("hybrid DiT ({}), depth {}, width {}, {} heads x {}, FFN {}, softmax blocks [{}], caption {}x{}",
-                     variant_name(variant), depth, hidden, heads, head_dim, ffn_hidden, sm, caption_length,
-                     caption_channels);
+  return fmt::format(
+      "hybrid DiT ({}), depth {}, width {}, {} heads x {}, FFN {}, softmax blocks [{}], caption {}x{}{}",
+      variant_name(variant), depth, hidden, heads, head_dim, ffn_hidden, sm, caption_length, caption_channels,
+      patch > 1 ? fmt::format(", {}x{} patches", patch, patch) : "");
 }
 
 }  // namespace sanastream::model

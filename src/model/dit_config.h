@@ -28,6 +28,7 @@ struct DitConfig {
   int64_t caption_length = 0;    // tokens (300)
   int64_t freq_dim = 256;        // timestep sinusoid width
   int64_t t_kernel = 3;          // temporal conv taps
+  int64_t patch = 1;             // spatial patch: a token covers patch × patch latent pixels
   std::vector<int64_t> softmax_layers;
   DitVariant variant = DitVariant::kStreaming;
   // RoPE split of the head dim (t, h, w), Wan style: h = w = 2·(D/6), t = D − h − w.
@@ -36,7 +37,8 @@ struct DitConfig {
   double rope_theta = 10000.0;
 
   bool is_softmax(int64_t block) const;
-  int64_t tokens_per_frame_multiple() const { return 1; }
+  // Tokens along a latent extent; throws unless the patch divides it.
+  int64_t tokens_along(int64_t latent_extent, const char* axis) const;
   nlohmann::json to_json() const;
   std::string summary() const;
 };

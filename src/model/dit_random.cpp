@@ -36,7 +36,8 @@ io::TensorMap random_dit_weights(const DitShape& s, uint64_t seed, at::ScalarTyp
   auto bias = [&](const std::string& key, int64_t n) { w[key] = normal({n}, 0.0, 0.02); };
   auto norm = [&](const std::string& key, int64_t n) { w[key] = normal({n}, 1.0, 0.1); };
 
-  mat("x_embedder.proj.weight", {C, s.latent_channels + s.source_channels, 1, 1, 1}, s.latent_channels + s.source_channels);
+  const int64_t cin = s.latent_channels + s.source_channels, p = s.patch;
+  mat("x_embedder.proj.weight", {C, cin, 1, p, p}, cin * p * p);
   bias("x_embedder.proj.bias", C);
   mat("t_embedder.mlp.0.weight", {C, 256}, 256);
   bias("t_embedder.mlp.0.bias", C);
@@ -96,8 +97,8 @@ io::TensorMap random_dit_weights(const DitShape& s, uint64_t seed, at::ScalarTyp
     }
   }
   w["final_layer.scale_shift_table"] = normal({2, C}, 0.0, 1.0 / std::sqrt(static_cast<double>(C)));
-  mat("final_layer.linear.weight", {s.latent_channels, C}, C);
-  bias("final_layer.linear.bias", s.latent_channels);
+  mat("final_layer.linear.weight", {p * p * s.latent_channels, C}, C);
+  bias("final_layer.linear.bias", p * p * s.latent_channels);
   for (auto& [k, t] : w) t = t.to(dtype);
   return w;
 }

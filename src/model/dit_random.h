@@ -20,6 +20,7 @@ struct DitShape {
   int64_t source_channels = 128;
   int64_t caption_channels = 2304;
   int64_t caption_length = 300;
+  int64_t patch = 1;  // spatial patch of the embedding (tokens of patch × patch latent pixels)
   double softmax_ratio = 0.25;
   DitVariant variant = DitVariant::kStreaming;
 };

@@ -91,16 +91,18 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
            "source latent: expected [{}, {}, {}, {}, {}], got {}", x_in.size(0), cfg_.source_channels, x_in.size(2),
            x_in.size(3), x_in.size(4), shape_str(src_in.sizes()));
   SS_CHECK(caption.y.size(0) == x_in.size(0), "caption batch {} != latent batch {}", caption.y.size(0), x_in.size(0));
-  const int64_t B = x_in.size(0), C = cfg_.hidden;
-  const DitGrid g{x_in.size(2), x_in.size(3), x_in.size(4)};
+  const int64_t B = x_in.size(0), C = cfg_.hidden, p = cfg_.patch;
+  const DitGrid g = token_grid(x_in.size(2), x_in.size(3), x_in.size(4));
   mark_region("outside_forward");
   const Capture& cap = opt.capture;
 
-  // Patch embedding (1×1×1 conv) on cat[x, src] → tokens in (t, h, w) order.
+  // Patch embedding (a 1×p×p conv of stride p) on cat[x, src] → tokens in (t, h, w) order, each the
+  // (channel, row, column) vector of its patch.
   at::Tensor xin = at::cat({x_in.to(rt_.device, rt_.dtype), src_in.to(rt_.device, rt_.dtype)}, 1);
+  const int64_t Cin = xin.size(1);
+  xin = xin.view({B, Cin, g.T, g.H, p, g.W, p}).permute({0, 2, 3, 5, 1, 4, 6}).reshape({B, g.N(), Cin * p * p});
   // The residual stream is kept in fp32 whatever the compute dtype; branches run in rt_.dtype.
-  at::Tensor x = dense(xin.flatten(2).transpose(1, 2), weight(w_, "x_embedder.proj.weight").flatten(1),
-                       weight(w_, "x_embedder.proj.bias"))
+  at::Tensor x = dense(xin, weight(w_, "x_embedder.proj.weight").flatten(1), weight(w_, "x_embedder.proj.bias"))
                      .to(at::kFloat);  // [B, N, C]
   cap.put("x_embedder", x);
   const at::ScalarType dt = rt_.dtype;
@@ -114,7 +116,7 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   const at::Tensor& t = ts.t;
   const at::Tensor& t0 = ts.t0;
 
-  const ops::RopeTable rope = opt.rope ? *opt.rope : rope_table(opt.frame_offset, g.T, g.H, g.W);
+  const ops::RopeTable rope = opt.rope ? *opt.rope : rope_.table(opt.frame_offset, g.T, g.H, g.W);
   mark_region("embed");
   SS_CHECK(rope.cos.size(0) == g.N(), "RoPE rows: {} for a call of {} tokens", rope.cos.size(0), g.N());
   StreamCache* cache = opt.cache;
@@ -160,15 +162,23 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   auto fmod = (weight(w_, "final_layer.scale_shift_table").unsqueeze(0) + t.unsqueeze(1)).chunk(2, 1);
   at::Tensor out = ops::layer_norm_modulate(x, fmod[0], fmod[1], kLayerNormEps, at::kFloat);
   out = dense(out, weight(w_, "final_layer.linear.weight").to(at::kFloat),
-              weight(w_, "final_layer.linear.bias").to(at::kFloat));  // [B, N, Cl] fp32
+              weight(w_, "final_layer.linear.bias").to(at::kFloat));  // [B, N, p·p·Cl] fp32
   cap.put("final_layer", out);
-  out = out.view({B, g.T, g.H, g.W, cfg_.latent_channels}).permute({0, 4, 1, 2, 3}).contiguous();
+  // Each token's (row, column, channel) values back to their latent pixels.
+  out = out.view({B, g.T, g.H, g.W, p, p, cfg_.latent_channels})
+            .permute({0, 6, 1, 2, 4, 3, 5})
+            .reshape({B, cfg_.latent_channels, g.T, g.H * p, g.W * p});
   mark_region("final");
   return out;
 }
 
+DitGrid HybridDit::token_grid(int64_t frames, int64_t height, int64_t width) const {
+  return {frames, cfg_.tokens_along(height, "height"), cfg_.tokens_along(width, "width")};
+}
+
 ops::RopeTable HybridDit::rope_table(int64_t first_frame, int64_t frames, int64_t height, int64_t width) const {
-  return rope_.table(first_frame, frames, height, width);
+  const DitGrid g = token_grid(frames, height, width);
+  return rope_.table(first_frame, g.T, g.H, g.W);
 }
 
 ops::RopeTable HybridDit::rope_shift(int64_t frame_delta) const {

@@ -56,7 +56,10 @@ class HybridDit {
   // timestep: [B] → its conditioning (captures t_embedder and t_block).
   TimestepState embed_timestep(const at::Tensor& timestep, const Capture& capture = {}) const;
 
-  // The RoPE rows of a call: frames [first_frame, first_frame + T) of an H × W grid.
+  // The token grid of a call on T latent frames of H × W (throws unless the patch divides H and W).
+  DitGrid token_grid(int64_t frames, int64_t height, int64_t width) const;
+  // The RoPE rows of a call: frames [first_frame, first_frame + T) of an H × W latent grid, one row per
+  // token.
   ops::RopeTable rope_table(int64_t first_frame, int64_t frames, int64_t height, int64_t width) const;
   // The temporal-only rotation by `frame_delta` positions (one row, float64, on the model's device):
   // rebases cached keys (StreamCache::rotate_keys).

@@ -86,9 +86,14 @@ double gemm_tflops(const Runtime& rt) {
 
 namespace {
 
+bool is_package(const std::string& path) {
+  return !path.empty() && std::filesystem::exists(std::filesystem::path(path) / "model.json");
+}
+
 // What every part shares: the runtime, the chunking and the latent grid.
 struct BenchSetup {
   Runtime rt;
+  int64_t spatial = 32;          // pixels per latent pixel (the VAE's spatial ratio)
   int64_t H = 0, W = 0, T = 0;   // latent grid and frames
   std::vector<int64_t> bounds;   // chunk boundaries in latent frames
   int64_t n_chunks = 0;
@@ -98,23 +103,26 @@ BenchSetup make_setup(const BenchOptions& opt) {
   SS_CHECK(opt.part == "dit" || opt.part == "vae-encode" || opt.part == "vae-decode" || opt.part == "e2e" ||
                opt.part == "gdn",
            "--part: expected dit, vae-encode, vae-decode, e2e or gdn, got '{}'", opt.part);
-  SS_CHECK(opt.width % 32 == 0 && opt.height % 32 == 0 && opt.width > 0 && opt.height > 0,
-           "--size: expected multiples of 32, got {}x{}", opt.width, opt.height);
-  SS_CHECK(opt.latent_frames >= 1, "--latent-frames: expected at least 1, got {}", opt.latent_frames);
   BenchSetup b;
+  // A package's own compression (the VAE's ratio × the DiT's patch); LTX-2's 32 otherwise.
+  int64_t multiple = b.spatial;
+  if (is_package(opt.model)) {
+    const ModelPackage pkg = load_model_package(opt.model);
+    b.spatial = pkg.vae.config.spatial_ratio();
+    multiple = pkg.pixel_multiple();
+  }
+  SS_CHECK(opt.width % multiple == 0 && opt.height % multiple == 0 && opt.width > 0 && opt.height > 0,
+           "--size: expected multiples of {}, got {}x{}", multiple, opt.width, opt.height);
+  SS_CHECK(opt.latent_frames >= 1, "--latent-frames: expected at least 1, got {}", opt.latent_frames);
   b.rt = make_runtime(opt.device, opt.dtype);
-  b.H = opt.height / 32;
-  b.W = opt.width / 32;
+  b.H = opt.height / b.spatial;
+  b.W = opt.width / b.spatial;
   b.T = opt.latent_frames;
   b.bounds = chunk_boundaries(b.T, opt.first_chunk);
   b.n_chunks = static_cast<int64_t>(b.bounds.size()) - 1;
   SS_CHECK(b.n_chunks >= 4, "--latent-frames {}: the benchmark needs at least 4 chunks (chunks 2 … last−1 are timed)",
            b.T);
   return b;
-}
-
-bool is_package(const std::string& path) {
-  return !path.empty() && std::filesystem::exists(std::filesystem::path(path) / "model.json");
 }
 
 std::unique_ptr<model::HybridDit> bench_dit_model(const BenchOptions& opt, const Runtime& rt, std::string* name) {
@@ -245,7 +253,7 @@ void bench_dit(const BenchOptions& opt, const BenchSetup& b, json& r) {
 // Random frames in [−1, 1] of latent chunk c, [1, 3, n, H, W] in the model dtype on the device.
 at::Tensor random_frames(const BenchSetup& b, int64_t c, int64_t tr) {
   const int64_t n = chunk_video_frames(b.bounds[c], b.bounds[c + 1], tr);
-  return at::rand({1, 3, n, b.H * 32, b.W * 32}, b.rt.f32()).mul_(2).sub_(1).to(b.rt.dtype);
+  return at::rand({1, 3, n, b.H * b.spatial, b.W * b.spatial}, b.rt.f32()).mul_(2).sub_(1).to(b.rt.dtype);
 }
 
 void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encode) {

@@ -99,9 +99,10 @@ struct EditEngine::State {
 EditEngine::EditEngine(const model::HybridDit& dit, const model::Ltx2Vae& vae, const FrameSize& size,
                        const EditEngineOptions& opt)
     : s_(std::make_unique<State>(dit, vae, size, opt)) {
-  const int64_t sr = vae.config().spatial_ratio();
-  SS_CHECK(size.width % sr == 0 && size.height % sr == 0, "processing size {}: not a multiple of the VAE's {} pixels",
-           size.str(), sr);
+  const int64_t multiple = vae.config().spatial_ratio() * dit.config().patch;
+  SS_CHECK(size.width % multiple == 0 && size.height % multiple == 0,
+           "processing size {}: not a multiple of {} pixels (the VAE's {} x the DiT's patch {})", size.str(), multiple,
+           vae.config().spatial_ratio(), dit.config().patch);
   const auto& dc = dit.config();
   const auto& vc = vae.config();
   SS_CHECK(vc.latent_channels == dc.latent_channels && vc.latent_channels == dc.source_channels,

@@ -197,6 +197,11 @@ bool ModelPackage::has_variant(model::DitVariant variant) const {
   return dit.detected.variant == variant || (variant == model::DitVariant::kBidirectional && dit_bidirectional);
 }
 
+int64_t ModelPackage::pixel_multiple() const {
+  const int64_t patch = std::max(dit.detected.patch, dit_bidirectional ? dit_bidirectional->detected.patch : 1);
+  return vae.config.spatial_ratio() * patch;
+}
+
 const PackageDit& ModelPackage::dit_for(model::DitVariant variant) const {
   if (dit.detected.variant == variant) return dit;
   if (variant == model::DitVariant::kBidirectional && dit_bidirectional) return *dit_bidirectional;
@@ -284,16 +289,17 @@ ModelPackage load_model_package(const std::string& dir_in) {
 
   const json& res = r.required(j, "", "resolutions");
   r.check(res.is_array() && !res.empty(), "resolutions", "expected a non-empty list of [width, height], got " + res.dump());
-  const int64_t sr = p.vae.config.spatial_ratio();
+  const int64_t multiple = p.pixel_multiple();
   for (size_t i = 0; i < res.size(); ++i) {
     const json& wh = res[i];
     const std::string key = fmt::format("resolutions[{}]", i);
     r.check(wh.is_array() && wh.size() == 2 && wh[0].is_number_integer() && wh[1].is_number_integer() &&
                 wh[0].get<int64_t>() > 0 && wh[1].get<int64_t>() > 0,
             key, "expected [width, height] as two positive integers, got " + wh.dump());
-    r.check(wh[0].get<int64_t>() % sr == 0 && wh[1].get<int64_t>() % sr == 0, key,
-            fmt::format("expected a width and height that are multiples of {} (the VAE's spatial compression), got {}",
-                        sr, wh.dump()));
+    r.check(wh[0].get<int64_t>() % multiple == 0 && wh[1].get<int64_t>() % multiple == 0, key,
+            fmt::format("expected a width and height that are multiples of {} (the VAE's spatial compression {} x "
+                        "the DiT's patch {}), got {}",
+                        multiple, p.vae.config.spatial_ratio(), multiple / p.vae.config.spatial_ratio(), wh.dump()));
     p.resolutions.push_back({wh[0].get<int64_t>(), wh[1].get<int64_t>()});
   }
 
@@ -701,13 +707,14 @@ RandomPackagePreset random_package_preset(const std::string& name, const std::st
     p.text_encoder = gemma2_config(256000, 2304, 9216, 26, 8, 4, 256, 4096);  // gemma-2-2b-it
     p.resolutions = {{1280, 704}, {704, 1280}};
   } else if (name == "demo") {
-    // The embedded demo model (docs/MODELS.md): 2 softmax blocks of 8 (3, 7), 2 heads of 80.
+    // The embedded demo model (docs/MODELS.md): 2 softmax blocks of 8 (3, 7), 2 heads of 80, 2×2 patches.
     p.dit.depth = 8;
     p.dit.hidden = 160;
     p.dit.heads = 2;
     p.dit.ffn_hidden = 400;
     p.dit.caption_channels = 128;
     p.dit.latent_channels = p.dit.source_channels = 32;
+    p.dit.patch = 2;  // 2×2 latent pixels per token: 448×256 is 28×16 tokens a frame
     // Encoder widths 32 (conv_in) → 64 → 64, 4× time and 2× space, then the 4×4 patches: 8× space. The
     // decoder mirrors its samplers: upsample_factor 2 halves the width at each level, 128 → 64 → 32 (as
     // LTX-2's). The encoder stays at 64 (not 128) to keep the package within 16 MB in bf16, as the VAE
@@ -724,7 +731,7 @@ RandomPackagePreset random_package_preset(const std::string& name, const std::st
     p.vae.dec_residual = {true, true};
     p.vae.dec_factor = {2, 2};
     p.text_encoder = gemma2_config(small_vocab, 128, 256, 2, 4, 2, 32, 128);
-    p.resolutions = {{448, 256}, {344, 256}, {256, 256}, {256, 448}, {256, 344}};
+    p.resolutions = {{448, 256}, {352, 256}, {256, 256}, {256, 448}, {256, 352}};
   } else {
     SS_FAIL("--preset: expected demo, tiny, small or 2b, got '{}'", name);
   }

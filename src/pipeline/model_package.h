@@ -62,12 +62,15 @@ struct ModelPackage {
   PackageVae vae;
   PackageTextEncoder text_encoder;
   double fps = 16;
-  std::vector<std::array<int64_t, 2>> resolutions;  // [W, H], multiples of the VAE's spatial ratio
+  std::vector<std::array<int64_t, 2>> resolutions;  // [W, H], multiples of pixel_multiple()
   int64_t max_frames = 0;                           // bidirectional clip limit (0: no bidirectional DiT)
 
   // The DiT for a sampler mode; an Error names the missing model.json entry.
   const PackageDit& dit_for(model::DitVariant variant) const;
   bool has_variant(model::DitVariant variant) const;
+  // The pixels per DiT token along each axis: the VAE's spatial ratio × the DiT's patch (every
+  // DiT of the package). Processing sizes are multiples of it.
+  int64_t pixel_multiple() const;
   nlohmann::json to_json() const;  // a summary for --json reports
 };
 

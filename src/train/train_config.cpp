@@ -113,6 +113,7 @@ void read_dit(ObjectReader r, DitInit& d, const std::string& base, const std::st
     s.integer("source_channels", shape.source_channels, 1, ">= 1");
     s.integer("caption_channels", shape.caption_channels, 1, ">= 1");
     s.integer("caption_length", shape.caption_length, 1, ">= 1");
+    s.integer("patch", shape.patch, 1, ">= 1");
     s.number("softmax_ratio", shape.softmax_ratio, 0, 1, "in [0, 1]");
     s.string("variant", variant, {"streaming", "bidirectional"});
     s.finish();

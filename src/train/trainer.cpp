@@ -209,7 +209,7 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
                "{}: data.vae: compresses {}x{} (time x space), the latents of '{}' {}x{}", cfg_.path,
                vae_->config().temporal_ratio(), vae_->config().spatial_ratio(), d->dir(), h.temporal_ratio,
                h.spatial_ratio);
-      train_size(cfg_.data, h, spatial_ratio(h));
+      train_size(cfg_.data, h, pixel_multiple(h));
     }
   }
   gen_ = at::make_generator<at::CPUGeneratorImpl>(cfg_.seed);
@@ -262,8 +262,8 @@ std::pair<at::Tensor, at::Tensor> Trainer::next_clips(const CacheHeader& h, cons
   return {crop(cs.source), cs.target.defined() ? crop(cs.target) : at::Tensor()};
 }
 
-int64_t Trainer::spatial_ratio(const CacheHeader& h) const {
-  return h.kind == CacheKind::kLatents ? h.spatial_ratio : vae_->config().spatial_ratio();
+int64_t Trainer::pixel_multiple(const CacheHeader& h) const {
+  return (h.kind == CacheKind::kLatents ? h.spatial_ratio : vae_->config().spatial_ratio()) * w_.cfg.patch;
 }
 
 TrainSample Trainer::next_sample() {
@@ -272,7 +272,7 @@ TrainSample Trainer::next_sample() {
 
 TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows) {
   const CacheHeader& h = data.header();
-  const std::pair<int64_t, int64_t> size = train_size(cfg_.data, h, spatial_ratio(h));
+  const std::pair<int64_t, int64_t> size = train_size(cfg_.data, h, pixel_multiple(h));
   const int64_t W = size.first, H = size.second;
   const at::Device dev = w_.rt.device;
   auto encode = [&](const at::Tensor& clip) {  // [B, 3, F, H, W] in [−1, 1] → [B, Cl, T, h, w] fp32

@@ -84,7 +84,7 @@ class Trainer {
   std::pair<at::Tensor, at::Tensor> next_clips(const CacheHeader& h, const CacheSample& cs, int64_t W, int64_t H);
   // `rows` clips of `data` in `order` as one sample (rows > 1: data.edits and a trainable encoder).
   TrainSample make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows);
-  int64_t spatial_ratio(const CacheHeader& h) const;  // pixels per latent token of a cache's clips
+  int64_t pixel_multiple(const CacheHeader& h) const;  // pixels per DiT token of a cache's clips (VAE ratio x patch)
   bool resume();
   void append_log(const StepLosses& l, double seconds);
   void write_plot() const;
