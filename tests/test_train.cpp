@@ -1307,14 +1307,16 @@ TEST(TrainEdits, TheTargetIsTheFamilyOfTheDecodedSourceWithItsPrompts) {
   EXPECT_TRUE(at::equal(s.source, z));
   at::NoGradGuard no_grad;
   const auto vae = model::load_ltx2_vae(model::resolve_ltx2_vae_source(dir + "/vae"), Runtime{});
-  const at::Tensor pixels = vae->decode(vae->denormalize(z), model::VaeDecoderKind::kCausal).clamp(-1, 1);
-  std::vector<at::Tensor> edited;
-  for (int64_t r = 0; r < 2; ++r) {
-    const at::Tensor frames = pixels[r].transpose(0, 1).add(1).div(2);  // [17, 3, 64, 64]
-    edited.push_back(train::apply_edit_family("sepia", frames).mul(2).sub(1).transpose(0, 1).unsqueeze(0));
+  std::vector<at::Tensor> targets;
+  for (int64_t r = 0; r < 2; ++r) {  // each whole clip decoded, edited and re-encoded (here the window)
+    const at::Tensor pixels = vae->decode(vae->denormalize(z.narrow(0, r, 1)), model::VaeDecoderKind::kCausal).clamp(-1, 1);
+    const at::Tensor frames = pixels[0].transpose(0, 1).add(1).div(2);  // [17, 3, 64, 64]
+    const at::Tensor edited = train::apply_edit_family("sepia", frames).mul(2).sub(1).transpose(0, 1).unsqueeze(0);
+    targets.push_back(vae->normalize(vae->encode(edited)));
   }
   ASSERT_TRUE(s.target.defined());
-  EXPECT_TRUE(at::allclose(s.target, vae->normalize(vae->encode(at::cat(edited, 0))), 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(s.target, at::cat(targets, 0), 1e-5, 1e-6))
+      << (s.target - at::cat(targets, 0)).abs().max().item<double>();
 
   // Each row's prompt is one of sepia's phrasings, its reverse prompt one of sepia's reverse phrasings.
   const train::TextEncoderWeights te = train::load_text_encoder_weights(text_encoder_dir(), Runtime{});
@@ -1330,6 +1332,22 @@ TEST(TrainEdits, TheTargetIsTheFamilyOfTheDecodedSourceWithItsPrompts) {
     EXPECT_TRUE(one_of(s.prompt_embeds[r], f.phrasings, train::PromptKind::kPrompt));
     EXPECT_TRUE(one_of(s.reverse_embeds[r], f.reverse_phrasings, train::PromptKind::kReverse));
     EXPECT_FALSE(one_of(s.prompt_embeds[r], train::edit_family("blur").phrasings, train::PromptKind::kPrompt));
+  }
+
+  // A smaller training size: each row is a window of its clip (the same two clips), and its target the
+  // same window of the whole clip's edit.
+  j["data"]["width"] = j["data"]["height"] = 32;
+  j["output"] = dir + "/run_window";
+  train::Trainer tw(train::parse_train_config(j, dir + "/train.json"));
+  const train::TrainSample w = tw.next_sample();
+  ASSERT_EQ(w.target.sizes(), (at::IntArrayRef{2, 16, 3, 1, 1}));
+  for (int64_t r = 0; r < 2; ++r) {
+    int64_t found = 0;
+    for (int64_t y = 0; y < 2; ++y)
+      for (int64_t x = 0; x < 2; ++x)
+        found += at::equal(w.source[r], z[r].narrow(2, y, 1).narrow(3, x, 1)) &&
+                 at::allclose(w.target[r], targets[r][0].narrow(2, y, 1).narrow(3, x, 1), 1e-5, 1e-6);
+    EXPECT_GE(found, 1) << "row " << r;
   }
 }
 

@@ -262,6 +262,32 @@ std::pair<at::Tensor, at::Tensor> Trainer::next_clips(const CacheHeader& h, cons
   return {crop(cs.source), cs.target.defined() ? crop(cs.target) : at::Tensor()};
 }
 
+at::Tensor Trainer::edit_family_pixels(const std::vector<std::string>& families, const at::Tensor& clips) const {
+  std::vector<at::Tensor> edited;
+  for (size_t r = 0; r < families.size(); ++r) {
+    const at::Tensor frames = clips[static_cast<int64_t>(r)].transpose(0, 1).add(1).div(2);  // [F, 3, H, W] in [0, 1]
+    edited.push_back(apply_edit_family(families[r], frames).mul(2).sub(1).transpose(0, 1).unsqueeze(0));
+  }
+  return at::cat(edited, 0);
+}
+
+at::Tensor Trainer::edited_clip(const DataCache& data, int64_t index, const std::string& family) {
+  const std::string key = fmt::format("{}#{}#{}", data.dir(), index, family);
+  auto it = edited_.find(key);
+  if (it != edited_.end()) return it->second;
+  const at::Tensor z = data.load(index).source.unsqueeze(0).to(w_.rt.device, w_.rt.dtype);
+  const at::Tensor pixels =
+      vae_->decode(vae_->denormalize(z), model::VaeDecoderKind::kCausal).to(at::kFloat).clamp(-1, 1);
+  const at::Tensor edited = edit_family_pixels({family}, pixels);
+  at::Tensor target = vae_->normalize(vae_->encode(edited.to(w_.rt.dtype))).to(at::kFloat)[0];  // [Cl, T, h, w]
+  const int64_t bytes = target.numel() * 4;
+  if (edited_bytes_ + bytes <= kEditedClipBytes) {
+    edited_.emplace(key, target);
+    edited_bytes_ += bytes;
+  }
+  return target;
+}
+
 int64_t Trainer::pixel_multiple(const CacheHeader& h) const {
   return (h.kind == CacheKind::kLatents ? h.spatial_ratio : vae_->config().spatial_ratio()) * w_.cfg.patch;
 }
@@ -281,11 +307,13 @@ TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool w
   TrainSample s;
   std::vector<at::Tensor> sources, targets, pixels;  // per row
   std::vector<std::string> prompts, reverses, families;
+  std::vector<std::array<int64_t, 3>> windows;  // latent caches: (clip index, y, x) of each row's window
   CacheSample cs;
   {
     at::NoGradGuard no_grad;
     for (int64_t r = 0; r < rows; ++r) {
-      cs = data.load(order.next());
+      const int64_t index = order.next();
+      cs = data.load(index);
       // The source clip: pixels (frame caches) or latents (a random window of the training size's tokens).
       if (h.kind == CacheKind::kFrames) {
         const std::pair<at::Tensor, at::Tensor> clips = next_clips(h, cs, W, H);
@@ -298,6 +326,7 @@ TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool w
         auto crop = [&](const at::Tensor& z) {
           return z.narrow(2, y, lh).narrow(3, x, lw).unsqueeze(0).to(dev, at::kFloat);
         };
+        windows.push_back({index, y, x});
         sources.push_back(crop(cs.source));
         if (cs.target.defined()) targets.push_back(crop(cs.target));
       }
@@ -322,20 +351,20 @@ TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool w
     SS_CHECK(rows == 1 || targets.empty() || static_cast<int64_t>(targets.size()) == rows,
              "{}: a batch of clips with and without targets", data.dir());
     if (!families.empty()) {
-      // Each row's family applied to the clip's pixels (latents: as the frozen VAE decodes them).
+      // Each row's family applied to the clip's pixels: frame caches the crop's, latent caches the whole
+      // clip's as the frozen VAE decodes it, re-encoded and cut to the source's window.
       s.target = at::Tensor();
-      if (with_target) {
-        const at::Tensor x = !pixels.empty() ? at::cat(pixels, 0)
-                                             : vae_->decode(vae_->denormalize(s.source.to(w_.rt.dtype)),
-                                                            model::VaeDecoderKind::kCausal)
-                                                   .to(at::kFloat)
-                                                   .clamp(-1, 1);
-        std::vector<at::Tensor> edited;
+      if (with_target && !pixels.empty()) {
+        s.target = encode(edit_family_pixels(families, at::cat(pixels, 0)));
+      } else if (with_target) {
+        const int64_t lh = s.source.size(3), lw = s.source.size(4);
+        std::vector<at::Tensor> rows_target;
         for (int64_t r = 0; r < rows; ++r) {
-          const at::Tensor frames = x[r].transpose(0, 1).add(1).div(2);  // [F, 3, H, W] in [0, 1]
-          edited.push_back(apply_edit_family(families[r], frames).mul(2).sub(1).transpose(0, 1).unsqueeze(0));
+          const auto& [index, y, x] = windows[r];
+          rows_target.push_back(
+              edited_clip(data, index, families[r]).narrow(2, y, lh).narrow(3, x, lw).unsqueeze(0));
         }
-        s.target = encode(at::cat(edited, 0));
+        s.target = at::cat(rows_target, 0);
       }
     }
   }

@@ -18,6 +18,8 @@
 // `latest` when there is one.
 #pragma once
 
+#include <array>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -84,6 +86,12 @@ class Trainer {
   std::pair<at::Tensor, at::Tensor> next_clips(const CacheHeader& h, const CacheSample& cs, int64_t W, int64_t H);
   // `rows` clips of `data` in `order` as one sample (rows > 1: data.edits and a trainable encoder).
   TrainSample make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows);
+  // Each clip's edit family of its pixels [B, 3, F, H, W] in [−1, 1].
+  at::Tensor edit_family_pixels(const std::vector<std::string>& families, const at::Tensor& clips) const;
+  // A latent cache's clip `index` (the whole clip), decoded by data.vae, edited by `family` and
+  // re-encoded: normalised latents [Cl, T, h, w] fp32 on the device. Kept for later steps up to
+  // kEditedClipBytes in all (the demo's 41 clips x 8 families: 0.6 GB), recomputed beyond.
+  at::Tensor edited_clip(const DataCache& data, int64_t index, const std::string& family);
   int64_t pixel_multiple(const CacheHeader& h) const;  // pixels per DiT token of a cache's clips (VAE ratio x patch)
   bool resume();
   void append_log(const StepLosses& l, double seconds);
@@ -106,6 +114,9 @@ class Trainer {
   int64_t step_ = 0;
   bool resumed_ = false;
   std::string checkpoint_;  // the newest checkpoint written or resumed
+  static constexpr int64_t kEditedClipBytes = int64_t{2} << 30;
+  std::map<std::string, at::Tensor> edited_;  // edited_clip's results by "cache#index#family"
+  int64_t edited_bytes_ = 0;
 };
 
 }  // namespace sanastream::train
