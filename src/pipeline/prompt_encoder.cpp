@@ -181,19 +181,24 @@ std::string PromptEncoder::cache_path(const std::string& key) const {
 }
 
 TokenEmbedding embed_tokens(const model::Gemma2Model& model, const PromptTokens& t) {
-  const at::Tensor ids = at::tensor(t.ids, at::kLong).unsqueeze(0);  // [1, M]
-  const at::Tensor mask = at::tensor(t.mask, at::kLong);            // [M]
-  const at::Tensor h = model.forward(ids, mask.unsqueeze(0))[0];    // [M, C]
-  TokenEmbedding r;
-  if (t.select.empty()) {
-    r.embeds = h;
-    r.mask = mask;
-  } else {
-    const at::Tensor rows = at::tensor(t.select, at::kLong);  // [300]
-    r.embeds = h.index_select(0, rows.to(h.device()));
-    r.mask = mask.index_select(0, rows).contiguous();
+  TokenEmbedding r = embed_tokens(model, std::vector<PromptTokens>{t});
+  return {r.embeds[0], r.mask[0]};
+}
+
+TokenEmbedding embed_tokens(const model::Gemma2Model& model, const std::vector<PromptTokens>& batch) {
+  SS_CHECK(!batch.empty(), "embed_tokens: no prompts");
+  std::vector<at::Tensor> ids, masks;
+  for (const PromptTokens& t : batch) {
+    SS_CHECK(t.max_length == batch[0].max_length && t.select == batch[0].select,
+             "embed_tokens: one batch holds assemblies of one length and row selection");
+    ids.push_back(at::tensor(t.ids, at::kLong));
+    masks.push_back(at::tensor(t.mask, at::kLong));
   }
-  return r;
+  const at::Tensor mask = at::stack(masks);              // [B, M]
+  const at::Tensor h = model.forward(at::stack(ids), mask);  // [B, M, C]
+  if (batch[0].select.empty()) return {h, mask};
+  const at::Tensor rows = at::tensor(batch[0].select, at::kLong);  // [300]
+  return {h.index_select(1, rows.to(h.device())), mask.index_select(1, rows).contiguous()};
 }
 
 PromptEmbedding PromptEncoder::embed(const PromptTokens& t) {

@@ -64,6 +64,8 @@ struct TokenEmbedding {
   at::Tensor embeds, mask;
 };
 TokenEmbedding embed_tokens(const model::Gemma2Model& model, const PromptTokens& t);
+// Several assemblies of one max_length in one encoder call: embeds [B, rows, C], mask [B, rows].
+TokenEmbedding embed_tokens(const model::Gemma2Model& model, const std::vector<PromptTokens>& batch);
 
 struct PromptEmbedding {
   at::Tensor embeds;   // [300, C] in the encoder's dtype, CPU

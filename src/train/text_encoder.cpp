@@ -22,15 +22,22 @@ std::unique_ptr<model::Gemma2Model> TextEncoderWeights::build(bool grad) const {
   return std::make_unique<model::Gemma2Model>(params, cfg, rt, model::Gemma2Attention::kEager);
 }
 
-#ifdef SANASTREAM_HAS_SENTENCEPIECE
-
 std::pair<at::Tensor, at::Tensor> TextEncoderWeights::encode(const model::Gemma2Model& m, const std::string& text,
                                                              PromptKind kind) const {
-  const pipeline::PromptTokens t = kind == PromptKind::kNull
-                                       ? pipeline::assemble_negative_prompt(*tok, "")
-                                       : pipeline::assemble_prompt(*tok, text, pipeline::PromptMode::kStreaming);
-  const pipeline::TokenEmbedding e = pipeline::embed_tokens(m, t);
-  return {e.embeds.to(at::kFloat).unsqueeze(0), e.mask.to(rt.device).unsqueeze(0)};
+  return encode(m, std::vector<std::string>{text}, kind);
+}
+
+#ifdef SANASTREAM_HAS_SENTENCEPIECE
+
+std::pair<at::Tensor, at::Tensor> TextEncoderWeights::encode(const model::Gemma2Model& m,
+                                                             const std::vector<std::string>& texts,
+                                                             PromptKind kind) const {
+  std::vector<pipeline::PromptTokens> batch;
+  for (const std::string& text : texts)
+    batch.push_back(kind == PromptKind::kNull ? pipeline::assemble_negative_prompt(*tok, "")
+                                              : pipeline::assemble_prompt(*tok, text, pipeline::PromptMode::kStreaming));
+  const pipeline::TokenEmbedding e = pipeline::embed_tokens(m, batch);
+  return {e.embeds.to(at::kFloat), e.mask.to(rt.device)};
 }
 
 TextEncoderWeights load_text_encoder_weights(const std::string& path, const Runtime& rt) {
@@ -51,7 +58,7 @@ TextEncoderWeights load_text_encoder_weights(const std::string& path, const Runt
 
 #else
 
-std::pair<at::Tensor, at::Tensor> TextEncoderWeights::encode(const model::Gemma2Model&, const std::string&,
+std::pair<at::Tensor, at::Tensor> TextEncoderWeights::encode(const model::Gemma2Model&, const std::vector<std::string>&,
                                                              PromptKind) const {
   SS_FAIL("text encoder: this build has no SentencePiece (needed to tokenize prompts)");
 }

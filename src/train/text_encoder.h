@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/runtime.h"
 #include "io/safetensors.h"
@@ -32,6 +33,9 @@ struct TextEncoderWeights {
   // kNull the negative assembly of "" (the CFG null caption) → [1, 300, C] fp32, [1, 300] int64 on
   // the device, with a graph when m was built with grad and grad mode is on.
   std::pair<at::Tensor, at::Tensor> encode(const model::Gemma2Model& m, const std::string& text,
+                                           PromptKind kind) const;
+  // Several prompts of one kind in one encoder call: [B, 300, C] fp32, [B, 300] int64.
+  std::pair<at::Tensor, at::Tensor> encode(const model::Gemma2Model& m, const std::vector<std::string>& texts,
                                            PromptKind kind) const;
 };
 

@@ -371,20 +371,14 @@ TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool w
   if (!with_target) s.target = at::Tensor();
   if (cfg_.text_encoder.trainable) {
     // The current encoder's embeddings for the no-grad passes; every grad call re-encodes with autograd
-    // (one row per clip; the null caption's row repeated).
+    // (one row per clip, all rows in one encoder call; the null caption's row repeated).
     auto encode_rows = [this, prompts, reverses](const model::Gemma2Model& m, PromptKind kind) {
       if (kind == PromptKind::kNull) {
         const std::pair<at::Tensor, at::Tensor> e = te_.encode(m, "", kind);
         const int64_t n = static_cast<int64_t>(prompts.size());
         return std::make_pair(e.first.expand({n, -1, -1}), e.second.expand({n, -1}));
       }
-      std::vector<at::Tensor> embeds, masks;
-      for (size_t r = 0; r < prompts.size(); ++r) {
-        const std::pair<at::Tensor, at::Tensor> e = te_.encode(m, kind == PromptKind::kReverse ? reverses[r] : prompts[r], kind);
-        embeds.push_back(e.first);
-        masks.push_back(e.second);
-      }
-      return std::make_pair(at::cat(embeds, 0), at::cat(masks, 0));
+      return te_.encode(m, kind == PromptKind::kReverse ? reverses : prompts, kind);
     };
     {
       at::NoGradGuard no_grad;
