@@ -579,6 +579,30 @@ TEST(Eval, PsnrAndSsimOfVideosMatchHandComputedValues) {
   }
 }
 
+// Colour statistics: a constant frame against another (means differ by 26/255 in each channel, both
+// σ = 0) is 26·√3 apart; an edit that darkens by one level per frame against a constant target
+// drifts by the difference of its last and first quarters' errors; source PSNR is the source's.
+TEST(Eval, ColourErrorAndDriftFollowTheirDefinitions) {
+  const double a = 51 / 255.0, b = 77 / 255.0;
+  EXPECT_NEAR(eval::colour_distance(constant_image(16, 12, a), constant_image(16, 12, b)), 26 * std::sqrt(3.0), 1e-4);
+  const cv::Mat r = random_image(23, 17, 1);
+  EXPECT_NEAR(eval::colour_distance(r, r), 0.0, 1e-12);
+  EXPECT_NEAR(eval::colour_distance(r, r + cv::Scalar(0.1, 0, 0)), 25.5, 1e-3);  // σ unchanged
+
+  const std::string dir = temp_dir("eval_colour");
+  const int frames = 8;
+  write_video(dir + "/src.mkv", make_clip(24, 16, frames, [&](int, double, double, int) { return b; }), "10");
+  write_video(dir + "/edit.mkv",
+              make_clip(24, 16, frames, [&](int f, double, double, int) { return (128.0 - f) / 255.0; }), "10");
+  write_video(dir + "/tgt.mkv", make_clip(24, 16, frames, [&](int, double, double, int) { return 128 / 255.0; }), "10");
+  const json j = measure(dir + "/src.mkv", dir + "/edit.mkv", dir + "/tgt.mkv");
+  // Frame f is f levels off in each channel: error f·√3; quarters of 8 pairs: frames 6, 7 vs 0, 1.
+  EXPECT_NEAR(j["edited"]["colour_error"].get<double>(), 3.5 * std::sqrt(3.0), 1e-3);
+  EXPECT_NEAR(j["edited"]["colour_drift"].get<double>(), 6 * std::sqrt(3.0), 1e-3);
+  EXPECT_NEAR(j["edited"]["source_psnr"].get<double>(), 20 * std::log10(255.0 / 51.0), 1e-4);
+  EXPECT_NEAR(j["edited"]["frames"][3]["colour_error"].get<double>(), 3 * std::sqrt(3.0), 1e-3);
+}
+
 TEST(Eval, SixteenFpsEditOfAThirtyFpsSourcePairsByTime) {
   const std::string dir = temp_dir("eval_fps");
   const Clip src = translating(48, 32, 60, 1.0, 0.25);  // 2 s at 30 fps, every frame different

@@ -401,6 +401,15 @@ TEST(TrainOptim, AdamWFollowsTorchUpdateWarmupAndClipping) {
   io::TensorMap ema{{"p", at::tensor({0.0f, 0.0f})}};
   train::update_ema(ema, params, 0.75);
   EXPECT_NEAR(ema["p"][0].item<double>(), 0.25 * p[0].item<double>(), 1e-7);
+  // The warm-up: (1 + t) / (10 + t) until it reaches the configured decay; what stays of the
+  // initial weights after 800 steps of 0.999.
+  EXPECT_DOUBLE_EQ(train::ema_decay(0.999, 1), 2.0 / 11.0);
+  EXPECT_DOUBLE_EQ(train::ema_decay(0.999, 100), 101.0 / 110.0);
+  EXPECT_DOUBLE_EQ(train::ema_decay(0.999, 9000), 0.999);
+  double kept = 1;
+  for (int64_t t = 1; t <= 800; ++t) kept *= train::ema_decay(0.999, t);
+  EXPECT_LT(kept, 1e-19);
+  EXPECT_NEAR(std::pow(0.999, 800), 0.449, 1e-3);
 }
 
 // ---- Config, data cache, plot ----

@@ -72,7 +72,8 @@ void run_suite(const EvalCli& o) {
 
   const fs::path work = fs::temp_directory_path() / ("sanastream-suite-" + std::to_string(::getpid()));
   fs::create_directories(work);
-  const char* const keys[] = {"warp_error", "flicker_index", "edge_ssim", "psnr", "ssim", "dit_fps", "e2e_fps"};
+  const char* const keys[] = {"warp_error", "target_warp_error", "flicker_index", "edge_ssim", "psnr", "source_psnr",
+                              "ssim",       "colour_error",      "colour_drift",  "dit_fps",   "e2e_fps"};
   nlohmann::json out_rows = nlohmann::json::array();
   std::map<std::string, std::map<std::string, std::vector<double>>> by_family;
   try {
@@ -86,9 +87,16 @@ void run_suite(const EvalCli& o) {
       log_info("suite row {}/{}: {} ({})", i + 1, rows.size(), row.source, row.family);
       const nlohmann::json run = edit::run_edit(req);
       const eval::EvalResult r = eval::evaluate({row.source, req.output, row.target, ""});
-      const nlohmann::json m = {{"warp_error", r.edited.warp_error}, {"flicker_index", r.edited.flicker_index},
-                                {"edge_ssim", r.edge_ssim},         {"psnr", r.psnr},
-                                {"ssim", r.ssim},                   {"dit_fps", run["dit_fps"]},
+      const nlohmann::json m = {{"warp_error", r.edited.warp_error},
+                                {"target_warp_error", r.target ? r.target->warp_error : eval::kNaN},
+                                {"flicker_index", r.edited.flicker_index},
+                                {"edge_ssim", r.edge_ssim},
+                                {"psnr", r.psnr},
+                                {"source_psnr", r.source_psnr},
+                                {"ssim", r.ssim},
+                                {"colour_error", r.colour_error},
+                                {"colour_drift", r.colour_drift},
+                                {"dit_fps", run["dit_fps"]},
                                 {"e2e_fps", run["e2e_fps"]}};
       out_rows.push_back({{"source", row.source}, {"prompt", row.prompt}, {"family", row.family}, {"figures", m}});
       for (const char* k : keys)
@@ -123,8 +131,9 @@ void run_suite(const EvalCli& o) {
     *table += fmt::format("{:<16} {:>5}{}\n", family, counts[family], cells);
     return f;
   };
-  std::string table = fmt::format("{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "family", "rows",
-                                  "warp_err", "flicker", "edge_ssim", "psnr", "ssim", "dit_fps", "e2e_fps");
+  std::string table = fmt::format("{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+                                  "family", "rows", "warp_err", "tgt_warp", "flicker", "edge_ssim", "psnr", "src_psnr",
+                                  "ssim", "colour", "drift", "dit_fps", "e2e_fps");
   nlohmann::json report = {{"model", o.model}, {"rows", out_rows}, {"families", nlohmann::json::object()}};
   for (const auto& [family, n] : counts)
     if (family != "overall") report["families"][family] = summarise(family, &table);

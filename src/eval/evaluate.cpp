@@ -184,6 +184,8 @@ EvalResult evaluate(const EvalInputs& in, const EvalOptions& options) {
       rec.target_time = tf.time - target->origin();
       rec.psnr = psnr(cur.edited, cur.target);
       rec.ssim = ssim(cur.edited, cur.target);
+      rec.source_psnr = psnr(cur.source, cur.target);
+      rec.colour_error = colour_distance(cur.edited, cur.target);
     }
 
     if (i > 0) {
@@ -244,6 +246,14 @@ EvalResult evaluate(const EvalInputs& in, const EvalOptions& options) {
     r.target->flicker_index = mean_defined(r.pairs, &PairRecord::target_flicker);
     r.psnr = mean_defined(r.pairs, &PairRecord::psnr);
     r.ssim = mean_defined(r.pairs, &PairRecord::ssim);
+    r.source_psnr = mean_defined(r.pairs, &PairRecord::source_psnr);
+    r.colour_error = mean_defined(r.pairs, &PairRecord::colour_error);
+    const size_t quarter = r.pairs.size() / 4;
+    if (quarter > 0) {
+      const std::vector<PairRecord> first(r.pairs.begin(), r.pairs.begin() + quarter);
+      const std::vector<PairRecord> last(r.pairs.end() - quarter, r.pairs.end());
+      r.colour_drift = mean_defined(last, &PairRecord::colour_error) - mean_defined(first, &PairRecord::colour_error);
+    }
   }
   r.edge_ssim = mean_defined(r.pairs, &PairRecord::edge_ssim);
   return r;

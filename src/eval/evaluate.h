@@ -43,6 +43,8 @@ struct PairRecord {
   double target_time = kNaN;
   double edge_ssim = kNaN;       // edge-map SSIM, source vs edited
   double psnr = kNaN;            // edited vs target (dB)
+  double source_psnr = kNaN;     // source vs target (dB): what doing nothing scores
+  double colour_error = kNaN;    // colour_distance, edited vs target
   double ssim = kNaN;            // edited vs target
   double warp_error = kNaN;      // edited, this pair → next
   double source_warp_error = kNaN;
@@ -73,6 +75,11 @@ struct EvalResult {
   double edge_ssim = kNaN;  // mean over pairs
   double psnr = kNaN;       // mean over pairs (target only)
   double ssim = kNaN;       // mean over pairs (target only)
+  double source_psnr = kNaN;   // mean over pairs (target only)
+  double colour_error = kNaN;  // mean over pairs (target only)
+  // How the colour error grows over the video: its mean over the last quarter of the pairs minus
+  // its mean over the first quarter (target only; 8-bit units).
+  double colour_drift = kNaN;
   std::string flow;         // "dis" or the flow file's path
   bool flow_backward = true;  // whether the occlusion check ran (DIS, or a file with flow_bwd)
   std::vector<PairRecord> pairs;

@@ -55,6 +55,18 @@ double psnr(const cv::Mat& a, const cv::Mat& b) {
   return 10.0 * std::log10(1.0 / std::max(mse(a, b), 1e-10));
 }
 
+double colour_distance(const cv::Mat& a, const cv::Mat& b) {
+  cv::Scalar mean_a, std_a, mean_b, std_b;
+  cv::meanStdDev(a, mean_a, std_a);
+  cv::meanStdDev(b, mean_b, std_b);
+  double sq = 0;
+  for (int c = 0; c < 3; ++c) {
+    sq += (mean_a[c] - mean_b[c]) * (mean_a[c] - mean_b[c]);
+    sq += (std_a[c] - std_b[c]) * (std_a[c] - std_b[c]);
+  }
+  return 255.0 * std::sqrt(sq);
+}
+
 namespace {
 
 cv::Mat gaussian_window(const cv::Mat& x) {

@@ -33,6 +33,9 @@ double mse(const cv::Mat& a, const cv::Mat& b);
 double psnr(const cv::Mat& a, const cv::Mat& b);
 // The smallest side SSIM accepts (its window).
 constexpr int kSsimWindow = 11;
+// Distance of two frames' colour statistics, in 8-bit units: the L2 norm over the three channels
+// of (mean_a − mean_b) and (std_a − std_b), × 255.
+double colour_distance(const cv::Mat& a, const cv::Mat& b);
 // SSIM (Wang et al. 2004): 11×11 Gaussian window σ = 1.5, C1 = 0.01², C2 = 0.03² (data range 1),
 // averaged over the window positions that lie inside the image, then over channels.
 double ssim(const cv::Mat& a, const cv::Mat& b);

@@ -32,6 +32,8 @@ nlohmann::json pair_json(const PairRecord& p, bool last, bool has_target) {
     j["target_time"] = p.target_time;
     j["psnr"] = p.psnr;
     j["ssim"] = p.ssim;
+    j["source_psnr"] = p.source_psnr;
+    j["colour_error"] = p.colour_error;
   }
   if (!last) {  // the transition to the next pair
     j["warp_error"] = p.warp_error;
@@ -212,6 +214,9 @@ nlohmann::json to_json(const EvalResult& r, const nlohmann::json& run) {
   if (has_target) {
     edited["psnr"] = r.psnr;
     edited["ssim"] = r.ssim;
+    edited["source_psnr"] = r.source_psnr;
+    edited["colour_error"] = r.colour_error;
+    edited["colour_drift"] = r.colour_drift;
   }
   nlohmann::json frames = nlohmann::json::array();
   for (size_t i = 0; i < r.pairs.size(); ++i) frames.push_back(pair_json(r.pairs[i], i + 1 == r.pairs.size(), has_target));
@@ -245,6 +250,9 @@ std::string format_table(const EvalResult& r, const nlohmann::json& run) {
   if (t) {
     s += fmt::format("  {:<16}{:>12}\n", "PSNR (dB)", fixed(r.psnr, 2));
     s += fmt::format("  {:<16}{:>12}\n", "SSIM", fixed(r.ssim, 4));
+    s += fmt::format("  {:<16}{:>12}{:>12}\n", "PSNR vs source", "", fixed(r.source_psnr, 2));
+    s += fmt::format("  {:<16}{:>12}\n", "colour error", fixed(r.colour_error, 3));
+    s += fmt::format("  {:<16}{:>12}\n", "colour drift", fixed(r.colour_drift, 3));
   }
   if (!run.is_null()) {
     s += "\n  speed (run)\n";

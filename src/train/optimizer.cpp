@@ -70,6 +70,10 @@ void AdamW::step(int64_t step, double lr) {
   for (auto& [k, w] : params_) w.mutable_grad() = at::Tensor();
 }
 
+double ema_decay(double decay, int64_t step) {
+  return std::min(decay, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
+}
+
 void update_ema(io::TensorMap& ema, const io::TensorMap& params, double decay) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> e, p;

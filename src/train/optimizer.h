@@ -35,6 +35,11 @@ class AdamW {
   OptimConfig cfg_;
 };
 
+// The EMA's decay at step `step` (1-based): min(decay, (1 + step) / (10 + step)), diffusers'
+// EMAModel warm-up. A constant decay d keeps d^t of the initial weights in the average after t steps
+// (0.999: 45 % after 800 steps); with the warm-up, less than 1e-19.
+double ema_decay(double decay, int64_t step);
+
 // ema ← decay·ema + (1 − decay)·params for every tensor of `ema` (fp32).
 void update_ema(io::TensorMap& ema, const io::TensorMap& params, double decay);
 

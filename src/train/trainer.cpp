@@ -441,7 +441,7 @@ StepLosses Trainer::step() {
   ++step_;
   l.lr = learning_rate(cfg_.optim, step_);
   opt_->step(step_, l.lr);
-  if (cfg_.ema.enabled) update_ema(ema_, trainable_, cfg_.ema.decay);
+  if (cfg_.ema.enabled) update_ema(ema_, trainable_, ema_decay(cfg_.ema.decay, step_));
   return l;
 }
 
