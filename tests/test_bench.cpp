@@ -44,3 +44,19 @@ TEST(Bench, BadOptionsAreOneLine) {
     EXPECT_EQ(r.err_lines(), 1) << r.err;
   }
 }
+
+// A package's own compression sizes the latents: the demo preset (8× VAE, 2×2 DiT patches) takes
+// multiples of 16 pixels, its 64×48 frames are 8×6 latents (a multiple of 32 is no longer required).
+TEST(Bench, SizesLatentsByThePackagesVaeAndPatch) {
+  const std::string dir = temp_dir("bench_demo");
+  auto pkg = run_cli({"make-package", "--random-weights", "--preset", "demo", dir + "/pkg"});
+  ASSERT_EQ(pkg.exit_code, 0) << pkg.err;
+  const std::string out = dir + "/dit.json";
+  auto r = run_cli({"bench", "--part", "dit", "--model", dir + "/pkg", "--device", "cpu", "--dtype", "fp32", "--size",
+                    "64x48", "--latent-frames", "12", "--steps", "2", "--json", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GT(json::parse(std::ifstream(out))["dit_fps"].get<double>(), 0);
+  auto bad = run_cli({"bench", "--part", "dit", "--model", dir + "/pkg", "--device", "cpu", "--size", "64x40"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("--size: expected multiples of 16, got 64x40"), std::string::npos) << bad.err;
+}
