@@ -12,6 +12,7 @@
 #include "ops/rope.h"
 #include "ops/ref/ref.h"
 #include "support/test_env.h"
+#include "train/objectives.h"
 
 using namespace sanastream;
 
@@ -158,4 +159,19 @@ TEST(GpuKernels, DepthwiseGluMatchesItsReference) {
       EXPECT_LE(compare_tensors(got, want).rel_l2, limit) << c10::toString(dt) << " F=" << F;
     }
   }
+}
+
+// Training noise on the GPU: drawn there by the device generator reseeded from the run's generator,
+// so the same run state gives the same noise; standard normal.
+TEST(GpuTrain, NoiseIsDrawnOnTheDeviceFromTheRunsGenerator) {
+  REQUIRE_CUDA();
+  const at::Tensor like = at::zeros({4, 32, 11, 32, 32}, at::TensorOptions().device(at::kCUDA));
+  at::Generator g1 = at::detail::createCPUGenerator(7), g2 = at::detail::createCPUGenerator(7);
+  const at::Tensor a = train::randn_like_on(like, g1), b = train::randn_like_on(like, g2);
+  EXPECT_TRUE(a.is_cuda());
+  EXPECT_EQ(a.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_FALSE(at::equal(a, train::randn_like_on(like, g1)));
+  EXPECT_NEAR(a.mean().item<double>(), 0.0, 0.01);
+  EXPECT_NEAR(a.std().item<double>(), 1.0, 0.01);
 }

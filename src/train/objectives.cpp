@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <mutex>
 #include <optional>
 
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h of PyTorch 2.x)
@@ -65,7 +67,15 @@ model::CaptionState grad_caption(const model::HybridDit& dit, const TrainSample&
 }
 
 at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen) {
-  return at::randn(like.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(like.device());
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  if (like.device().is_cpu()) return at::randn(like.sizes(), gen, f32);
+  const int64_t seed = at::randint(std::numeric_limits<int64_t>::max(), {1}, gen, f32.dtype(at::kLong)).item<int64_t>();
+  at::Generator device_gen = at::globalContext().defaultGenerator(like.device());
+  {
+    std::lock_guard<std::mutex> lock(device_gen.mutex());
+    device_gen.set_current_seed(static_cast<uint64_t>(seed));
+  }
+  return at::randn(like.sizes(), device_gen, f32.device(like.device()));
 }
 
 FlowLoss flow_loss(const model::HybridDit& dit, const model::CaptionState& caption, const at::Tensor& x0,

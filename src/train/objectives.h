@@ -86,7 +86,9 @@ struct RolloutLosses {
 RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const RolloutConfig& rollout,
                            const CrrConfig& crr, at::Generator& gen, double scale);
 
-// Standard normal noise drawn on the CPU from gen (so runs are reproducible on any device), moved to device.
+// Standard normal noise shaped like `like`, fp32 on its device. CPU tensors: drawn from gen. GPU
+// tensors: drawn on the GPU by its generator, reseeded with one draw of gen (drawing on the host cost
+// ~0.2 s a step at the demo's batch of 32 × 360 k latents); a run reproduces on the same device type.
 at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen);
 
 }  // namespace sanastream::train
