@@ -271,11 +271,11 @@ at::Tensor Trainer::edit_family_pixels(const std::vector<std::string>& families,
   return at::cat(edited, 0);
 }
 
-at::Tensor Trainer::edited_clip(const DataCache& data, int64_t index, const std::string& family) {
+at::Tensor Trainer::edited_clip(const DataCache& data, int64_t index, const at::Tensor& clip, const std::string& family) {
   const std::string key = fmt::format("{}#{}#{}", data.dir(), index, family);
   auto it = edited_.find(key);
   if (it != edited_.end()) return it->second;
-  const at::Tensor z = data.load(index).source.unsqueeze(0).to(w_.rt.device, w_.rt.dtype);
+  const at::Tensor z = clip.unsqueeze(0).to(w_.rt.device, w_.rt.dtype);
   const at::Tensor pixels =
       vae_->decode(vae_->denormalize(z), model::VaeDecoderKind::kCausal).to(at::kFloat).clamp(-1, 1);
   const at::Tensor edited = edit_family_pixels({family}, pixels);
@@ -307,7 +307,11 @@ TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool w
   TrainSample s;
   std::vector<at::Tensor> sources, targets, pixels;  // per row
   std::vector<std::string> prompts, reverses, families;
-  std::vector<std::array<int64_t, 3>> windows;  // latent caches: (clip index, y, x) of each row's window
+  struct Window {
+    int64_t index, y, x;
+    at::Tensor clip;  // the whole clip's latents as loaded
+  };
+  std::vector<Window> windows;  // latent caches: each row's clip and window
   CacheSample cs;
   {
     at::NoGradGuard no_grad;
@@ -326,7 +330,7 @@ TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool w
         auto crop = [&](const at::Tensor& z) {
           return z.narrow(2, y, lh).narrow(3, x, lw).unsqueeze(0).to(dev, at::kFloat);
         };
-        windows.push_back({index, y, x});
+        windows.push_back({index, y, x, cs.source});
         sources.push_back(crop(cs.source));
         if (cs.target.defined()) targets.push_back(crop(cs.target));
       }
@@ -360,9 +364,9 @@ TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool w
         const int64_t lh = s.source.size(3), lw = s.source.size(4);
         std::vector<at::Tensor> rows_target;
         for (int64_t r = 0; r < rows; ++r) {
-          const auto& [index, y, x] = windows[r];
+          const Window& w = windows[r];
           rows_target.push_back(
-              edited_clip(data, index, families[r]).narrow(2, y, lh).narrow(3, x, lw).unsqueeze(0));
+              edited_clip(data, w.index, w.clip, families[r]).narrow(2, w.y, lh).narrow(3, w.x, lw).unsqueeze(0));
         }
         s.target = at::cat(rows_target, 0);
       }

@@ -18,7 +18,6 @@
 // `latest` when there is one.
 #pragma once
 
-#include <array>
 #include <map>
 #include <memory>
 #include <string>
@@ -88,10 +87,10 @@ class Trainer {
   TrainSample make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows);
   // Each clip's edit family of its pixels [B, 3, F, H, W] in [−1, 1].
   at::Tensor edit_family_pixels(const std::vector<std::string>& families, const at::Tensor& clips) const;
-  // A latent cache's clip `index` (the whole clip), decoded by data.vae, edited by `family` and
-  // re-encoded: normalised latents [Cl, T, h, w] fp32 on the device. Kept for later steps up to
-  // kEditedClipBytes in all (the demo's 41 clips x 8 families: 0.6 GB), recomputed beyond.
-  at::Tensor edited_clip(const DataCache& data, int64_t index, const std::string& family);
+  // A latent cache's clip `index` (`clip`: its whole latents as loaded), decoded by data.vae, edited
+  // by `family` and re-encoded: normalised latents [Cl, T, h, w] fp32 on the device. Kept for later
+  // steps up to kEditedClipBytes in all (the demo's 41 clips x 8 families: 0.6 GB), recomputed beyond.
+  at::Tensor edited_clip(const DataCache& data, int64_t index, const at::Tensor& clip, const std::string& family);
   int64_t pixel_multiple(const CacheHeader& h) const;  // pixels per DiT token of a cache's clips (VAE ratio x patch)
   bool resume();
   void append_log(const StepLosses& l, double seconds);
