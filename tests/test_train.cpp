@@ -695,8 +695,12 @@ TEST(TrainCli, SmokeRunResumesAndReports) {
   EXPECT_FALSE(a["finished"].get<bool>());
   EXPECT_GT(a["steps_per_s"].get<double>(), 0);
   EXPECT_GT(a["peak_host_mib"].get<double>(), 0);
-  r = run_cli({"train", "--config", dir + "/train.json", "--json", dir + "/b.json"});
+  // Steps 2..3, the last recorded by the op profiler: its table has the phases and ATen operators.
+  r = run_cli({"train", "--config", dir + "/train.json", "--profile", "1", "--json", dir + "/b.json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string table = read_text_file(dir + "/run/profile.txt");
+  for (const char* row : {"train::sample", "train::flow_matching", "train::optimizer", "aten::mm"})
+    EXPECT_NE(table.find(row), std::string::npos) << row << " missing from\n" << table;
   json b = json::parse(read_text_file(dir + "/b.json"));
   EXPECT_TRUE(b["resumed"].get<bool>());
   EXPECT_EQ(b["first_step"], 1);

@@ -20,7 +20,7 @@ namespace {
 
 struct TrainCli {
   std::string config, json;
-  int64_t max_steps = 0;
+  int64_t max_steps = 0, profile = 0;
   double time_limit = -1;
 };
 
@@ -29,7 +29,7 @@ void run_train(const TrainCli& o) {
   if (o.max_steps > 0) cfg.max_steps = o.max_steps;
   if (o.time_limit >= 0) cfg.time_limit_s = o.time_limit;
   train::Trainer trainer(cfg);
-  const train::TrainReport r = trainer.run();
+  const train::TrainReport r = trainer.run(o.profile);
   std::printf(
       "%s: steps %lld..%lld of %lld%s, loss %.5g, %.3f steps/s, peak %.0f MiB host / %.0f MiB device; "
       "checkpoint %s\n",
@@ -106,6 +106,11 @@ void register_train(CLI::App& app) {
   sub->add_option("--max-steps", o->max_steps, "Override max_steps (the run's total step count)");
   sub->add_option("--time-limit", o->time_limit,
                   "Override time_limit_s: stop with a checkpoint after this many seconds");
+  sub->add_option("--profile", o->profile,
+                  "Record the last N steps before max_steps with the op profiler (never the first, which warms up): "
+                  "OUTPUT/profile.txt gets the time per phase (train::*), operator and CUDA kernel")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber);
   add_json_option(sub, &o->json);
   sub->callback([o] { set_runner([o] { run_train(*o); }); });
 

@@ -64,6 +64,14 @@ PeakMemory peak_memory(const Runtime& rt) {
 
 double current_rss_mib() { return status_mib("VmRSS"); }
 
+void synchronize(const Runtime& rt) {
+#ifdef SANASTREAM_HAS_CUDA
+  if (rt.device.is_cuda()) c10::cuda::device_synchronize();
+#else
+  (void)rt;
+#endif
+}
+
 struct DeviceClock::Events {
 #ifdef SANASTREAM_HAS_CUDA
   std::vector<std::unique_ptr<at::cuda::CUDAEvent>> marks;

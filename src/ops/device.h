@@ -21,6 +21,8 @@ void reset_peak_memory(const Runtime& rt);
 PeakMemory peak_memory(const Runtime& rt);
 // The resident set now (MiB, Linux VmRSS).
 double current_rss_mib();
+// Waits until the runtime's device has finished all work queued on it (a no-op on the CPU).
+void synchronize(const Runtime& rt);
 
 // Elapsed seconds between marks, without waiting for the device: CUDA events recorded on the
 // current stream (cuda), else the host clock. intervals() waits for the last mark's event.

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h of PyTorch 2.x)
+#include <ATen/record_function.h>
 
 #include "core/compare.h"
 #include "core/error.h"
@@ -105,6 +106,7 @@ double sample_logit_normal_sigma(const FlowMatchingConfig& cfg, at::Generator& g
 
 double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg, at::Generator& gen,
                           double scale) {
+  RECORD_USER_SCOPE("train::flow_matching");
   if (!s.target.defined()) return 0.0;
   // Per row: σ, then whether its caption is dropped (CFG).
   const int64_t B = s.target.size(0);
@@ -137,6 +139,7 @@ double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowM
 
 RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const RolloutConfig& rollout,
                            const CrrConfig& crr, at::Generator& gen, double scale) {
+  RECORD_USER_SCOPE("train::rollout");
   RolloutLosses out;
   const bool train_rollout = rollout.enabled && s.target.defined();
   if (!train_rollout && !crr.enabled) return out;

@@ -12,12 +12,14 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h of PyTorch 2.x)
+#include <ATen/record_function.h>
 
 #include "core/compare.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/interrupt.h"
 #include "core/log.h"
+#include "core/op_profile.h"
 #include "io/checkpoint.h"
 #include "ops/device.h"
 #include "pipeline/dit_loader.h"
@@ -297,6 +299,7 @@ TrainSample Trainer::next_sample() {
 }
 
 TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows) {
+  RECORD_USER_SCOPE("train::sample");
   const CacheHeader& h = data.header();
   const std::pair<int64_t, int64_t> size = train_size(cfg_.data, h, pixel_multiple(h));
   const int64_t W = size.first, H = size.second;
@@ -441,6 +444,7 @@ StepLosses Trainer::step() {
     }
     l.loss = cfg_.flow_matching.weight * l.flow_matching + cfg_.rollout.weight * l.rollout + cfg_.crr.weight * l.crr;
   }
+  RECORD_USER_SCOPE("train::optimizer");
   l.grad_norm = clip_grad_norm(trainable_, cfg_.optim.grad_clip);
   ++step_;
   l.lr = learning_rate(cfg_.optim, step_);
@@ -559,6 +563,14 @@ void Trainer::append_log(const StepLosses& l, double seconds) {
   std::fclose(f);
 }
 
+void Trainer::write_profile(std::unique_ptr<OpProfile>& profile, double seconds) {
+  ops::synchronize(w_.rt);
+  const std::string table = format_op_table(profile->stop(), seconds * 1e3, 25, "train::");
+  profile.reset();
+  write_text_file_atomic(cfg_.output + "/profile.txt", table);
+  log_info("op profile of the steps up to step {} ({}/profile.txt):\n{}", step_, cfg_.output, table);
+}
+
 void Trainer::write_plot() const {
   std::istringstream in(read_text_file(cfg_.output + "/log.csv"));
   std::string line;
@@ -576,7 +588,7 @@ void Trainer::write_plot() const {
   plot_loss_png(cfg_.output + "/loss.png", steps, losses);
 }
 
-TrainReport Trainer::run() {
+TrainReport Trainer::run(int64_t profile_steps) {
   TrainReport r;
   r.first_step = step_;
   r.resumed = resumed_;
@@ -588,8 +600,14 @@ TrainReport Trainer::run() {
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   int64_t saved = step_;
   double slowest = 0;
+  std::unique_ptr<OpProfile> profile;
+  double profile_start = 0;
   while (step_ < cfg_.max_steps) {
     if (interrupt_requested()) break;
+    if (profile_steps > 0 && !profile && step_ >= std::max(r.first_step + 1, cfg_.max_steps - profile_steps)) {
+      profile = std::make_unique<OpProfile>(w_.rt.device.is_cuda());
+      profile_start = elapsed();
+    }
     const double t0 = elapsed();
     r.last = step();
     const double dt = elapsed() - t0;
@@ -611,6 +629,7 @@ TrainReport Trainer::run() {
     }
     if (cfg_.time_limit_s > 0 && elapsed() + slowest > cfg_.time_limit_s) break;
   }
+  if (profile) write_profile(profile, elapsed() - profile_start);
   r.seconds = elapsed();
   r.last_step = step_;
   r.steps_per_s = r.seconds > 0 ? static_cast<double>(step_ - r.first_step) / r.seconds : 0;

@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/op_profile.h"
 #include "model/ltx2_vae.h"
 #include "train/data_cache.h"
 #include "train/objectives.h"
@@ -59,7 +60,10 @@ class Trainer {
   // One optimiser step over data.batch samples.
   StepLosses step();
   // Steps until max_steps or the time limit, checkpointing every checkpoint_every steps and at the end.
-  TrainReport run();
+  // profile_steps > 0: the last profile_steps steps before max_steps (never this command's first, which
+  // warms up) are recorded by the op profiler; OUT/profile.txt gets its table (core/op_profile.h), with
+  // the phases as rows named train::*.
+  TrainReport run(int64_t profile_steps = 0);
   // Writes OUT/checkpoints/step_N (N = the current step) and points `latest` at it; returns its path.
   std::string save_checkpoint();
 
@@ -95,6 +99,8 @@ class Trainer {
   bool resume();
   void append_log(const StepLosses& l, double seconds);
   void write_plot() const;
+  // Stops and drops the profile; its table (`seconds` recorded) to OUT/profile.txt and the log.
+  void write_profile(std::unique_ptr<OpProfile>& profile, double seconds);
 
   TrainConfig cfg_;
   DitWeights w_;
