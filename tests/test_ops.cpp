@@ -80,6 +80,38 @@ TEST(Gdn, BothFormsMatchTheMatrixFormInFp64) {
   }
 }
 
+// Training runs the frame form under autograd on CUDA: its gradients are the recurrence's (fp32, the
+// form's compute type, so up to rounding).
+TEST(Gdn, FramesFormHasTheRecurrencesGradients) {
+  const ops::GdnInputs base = random_gdn(2, 2, 4, 8, 6, 11);
+  const at::Tensor w_out = at::randn({2, 2, 4, 6, 8}), w_kv = at::randn({2, 2, 8, 8});
+  const ops::GdnState init0{0.1 * at::randn({2, 2, 8, 8}), at::rand({2, 2, 8, 1})};
+  auto grads = [&](bool frames) {
+    ops::GdnInputs in;
+    std::vector<at::Tensor> leaves;
+    for (auto [dst, src] : std::vector<std::pair<at::Tensor*, const at::Tensor*>>{
+             {&in.q, &base.q}, {&in.k, &base.k}, {&in.q_rot, &base.q_rot}, {&in.k_rot, &base.k_rot},
+             {&in.v, &base.v}, {&in.beta, &base.beta}, {&in.decay, &base.decay}}) {
+      *dst = src->detach().clone().requires_grad_(true);
+      leaves.push_back(*dst);
+    }
+    ops::GdnState init{init0.kv.clone().requires_grad_(true), init0.z.clone().requires_grad_(true)};
+    leaves.push_back(init.kv);
+    leaves.push_back(init.z);
+    const ops::GdnOutput r =
+        frames ? ops::gdn_bidirectional_frames(in, init, 1e-8) : ops::ref::gdn_bidirectional(in, init, 1e-8);
+    ((r.out * w_out).sum() + (r.final_state.kv * w_kv).sum()).backward();
+    std::vector<at::Tensor> g;
+    for (const at::Tensor& t : leaves) g.push_back(t.grad());
+    return g;
+  };
+  const std::vector<at::Tensor> want = grads(false), got = grads(true);
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_TRUE(got[i].defined()) << "input " << i;
+    EXPECT_LT((got[i] - want[i]).norm().item<double>() / want[i].norm().item<double>(), 1e-5) << "input " << i;
+  }
+}
+
 TEST(Gdn, ForwardStateCarriesAcrossCalls) {
   auto in = random_gdn(1, 2, 6, 16, 20, 7);
   auto whole = ops::gdn_bidirectional(in, {}, 1e-8);

@@ -56,11 +56,12 @@ std::string format_op_table(const std::vector<OpTime>& rows, double span_ms, siz
   auto line = [span_ms](double ms, const std::string& calls, const std::string& name) {
     return fmt::format("{:>10.2f} {:>6.1f} {:>8}  {}\n", ms, 100.0 * ms / span_ms, calls, name.substr(0, 120));
   };
-  auto is_phase = [&](const OpTime& t) { return !t.cuda && t.name.rfind(phase_prefix, 0) == 0; };
+  // A scope shows twice: its host span, and (CUDA) the device span of the work it queued.
+  auto is_phase = [&](const OpTime& t) { return t.name.rfind(phase_prefix, 0) == 0; };
   std::string out =
       fmt::format("{:>10} {:>6} {:>8}  {}   (of {:.1f} ms recorded)\n", "total ms", "%", "calls", "name", span_ms);
   for (const OpTime& t : rows)
-    if (is_phase(t)) out += line(t.total_ms, std::to_string(t.calls), t.name);
+    if (is_phase(t)) out += line(t.total_ms, std::to_string(t.calls), (t.cuda ? "[cuda] " : "") + t.name);
   for (const bool cuda : {true, false}) {
     double sum = 0;
     size_t shown = 0;

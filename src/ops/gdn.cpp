@@ -50,20 +50,24 @@ GdnOutput gdn_bidirectional_frames(const GdnInputs& in, const GdnState& init, do
 
   // Forward: M_f = g_f·M_{f−1}·P_f + A_f, z_f = g_f·Pz_f·z_{f−1} + b_f. Reverse: frame f reads
   // frames f+1 … T−1 (zero for the last frame).
+  // The frames as views, taken once: under autograd one unbind costs one stack in the backward pass,
+  // where a select per frame would cost a zero-filled tensor of all frames each.
+  const std::vector<at::Tensor> gf = g.unbind(2), Pf = P.unbind(2), Af = A.unbind(2), Pzf = Pz.unbind(2),
+                                bzf = bz.unbind(2);
   std::vector<at::Tensor> M(T), z(T), R(T), zr(T);
   at::Tensor m = init.defined() ? init.kv.to(at::kFloat) : at::zeros({B, H, D, D}, f32);
   at::Tensor zz = init.defined() ? init.z.to(at::kFloat) : at::zeros({B, H, D, 1}, f32);
   for (int64_t f = 0; f < T; ++f) {
-    m = g.select(2, f) * at::matmul(m, P.select(2, f)) + A.select(2, f);
-    zz = g.select(2, f) * at::matmul(Pz.select(2, f), zz) + bz.select(2, f);
+    m = gf[f] * at::matmul(m, Pf[f]) + Af[f];
+    zz = gf[f] * at::matmul(Pzf[f], zz) + bzf[f];
     M[f] = m;
     z[f] = zz;
   }
   R[T - 1] = at::zeros({B, H, D, D}, f32);
   zr[T - 1] = at::zeros({B, H, D, 1}, f32);
   for (int64_t f = T - 2; f >= 0; --f) {
-    R[f] = g.select(2, f + 1) * at::matmul(R[f + 1], P.select(2, f + 1)) + A.select(2, f + 1);
-    zr[f] = g.select(2, f + 1) * at::matmul(Pz.select(2, f + 1), zr[f + 1]) + bz.select(2, f + 1);
+    R[f] = gf[f + 1] * at::matmul(R[f + 1], Pf[f + 1]) + Af[f + 1];
+    zr[f] = gf[f + 1] * at::matmul(Pzf[f + 1], zr[f + 1]) + bzf[f + 1];
   }
   // Read-out of both directions at once: num = Q̂ (M + R)ᵀ, den = Q (z + z_r).   [B, H, T, S, ·]
   at::Tensor states = (at::stack(M, 2) + at::stack(R, 2)).to(cdt);
