@@ -2,6 +2,8 @@
 // one optimiser step lowering each objective's loss, the CRR loss against its formula, AdamW against
 // torch.optim.AdamW's update, exact resume, the data cache, the PNG plot and the CLI end to end; the
 // VAE mode's losses against hand computations, its gradients, step, resume and smoke config.
+#include <dirent.h>
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -283,8 +285,64 @@ TEST(TrainObjective, FlowMatchingStepLowersTheLoss) {
   train::FlowMatchingConfig cfg;
   cfg.text_dropout = 0;
   auto [before, after] =
-      loss_before_after(w, [&](at::Generator& g) { return train::flow_matching_step(w, s, cfg, g, 1.0); });
+      loss_before_after(w, [&](at::Generator& g) { return train::flow_matching_step(w, s, cfg, {}, g, 1.0); });
   EXPECT_GT(before, 0);
+  EXPECT_LT(after, before);
+}
+
+// The streaming regime of flow matching, two rows of two chunks: chunk 0 against an empty cache is the
+// cache-free call; chunk 1 runs against the caches that a t = 0 pass on the target's chunk 0 wrote; the
+// value is the chunks' mean, with the rows' σ and noise drawn as the whole-window objective draws them.
+// A step lowers it.
+TEST(TrainObjective, ChunkedFlowMatchingEqualsItsFormulaAndLearns) {
+  train::DitWeights w = tiny_weights();
+  const train::TrainSample a = tiny_sample(6, true, 11), b = tiny_sample(6, true, 31);
+  train::TrainSample s = a;
+  for (auto [dst, x, y] : std::vector<std::tuple<at::Tensor*, at::Tensor, at::Tensor>>{
+           {&s.source, a.source, b.source}, {&s.target, a.target, b.target},
+           {&s.prompt_embeds, a.prompt_embeds, b.prompt_embeds}, {&s.prompt_mask, a.prompt_mask, b.prompt_mask}})
+    *dst = at::cat({x, y}, 0);
+  train::FlowMatchingConfig cfg;
+  cfg.text_dropout = 0;
+  cfg.chunked = true;
+  train::RolloutConfig chunks;  // first chunk 3, then 3
+
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
+  const double got = train::flow_matching_step(w, s, cfg, chunks, g, 1.0);
+
+  at::Generator d = at::make_generator<at::CPUGeneratorImpl>(5);
+  std::vector<float> sigmas;
+  for (int r = 0; r < 2; ++r) {
+    sigmas.push_back(static_cast<float>(train::sample_logit_normal_sigma(cfg, d)));
+    train::uniform(d);  // the caption-dropout draw
+  }
+  const at::Tensor sigma = at::tensor(sigmas), noise = train::randn_like_on(s.target, d);
+  double l0 = 0, l1 = 0, l1_alone = 0;
+  {
+    at::NoGradGuard no_grad;
+    const auto dit = w.build(false);
+    const model::CaptionState caption = dit->encode_caption(s.prompt_embeds, s.prompt_mask);
+    auto chunk = [&](const at::Tensor& t, int64_t c) { return t.narrow(2, 3 * c, 3); };
+    auto loss = [&](int64_t c, const model::DitCallOptions& opt) {
+      return train::flow_loss(*dit, caption, chunk(s.target, c), chunk(s.source, c), sigma, chunk(noise, c), opt)
+          .loss.item<double>();
+    };
+    l0 = loss(0, {});
+    model::StreamCache cache(w.cfg, 2, 2, 3, 3, 3, at::kFloat, at::kCPU);
+    model::DitCallOptions opt;
+    opt.cache = &cache;
+    dit->forward(chunk(s.target, 0), chunk(s.source, 0), at::zeros({2}), caption, opt);
+    cache.commit_chunk(3);
+    opt.frame_offset = 3;
+    l1 = loss(1, opt);
+    model::DitCallOptions no_cache;
+    no_cache.frame_offset = 3;
+    l1_alone = loss(1, no_cache);
+  }
+  EXPECT_NEAR(got, (l0 + l1) / 2, 1e-6 * (l0 + l1));
+  EXPECT_GT(std::abs(l1 - l1_alone), 1e-4 * l1) << "chunk 1 does not read the cache";
+  auto [before, after] =
+      loss_before_after(w, [&](at::Generator& gen) { return train::flow_matching_step(w, s, cfg, chunks, gen, 1.0); });
   EXPECT_LT(after, before);
 }
 
@@ -472,7 +530,14 @@ TEST(TrainConfig, ParsesAndNamesEachProblem) {
   EXPECT_DOUBLE_EQ(c.crr.weight, 0.5);
   EXPECT_EQ(c.dit.random->depth, 2);
   EXPECT_EQ(c.dit.random->heads, 4);
+  EXPECT_FALSE(c.flow_matching.chunked);
   json j = good;
+  j["flow_matching"]["chunked"] = true;
+  EXPECT_TRUE(train::parse_train_config(j, "dir/train.json").flow_matching.chunked);
+  EXPECT_TRUE(train::parse_train_config(j, "dir/train.json").to_json()["flow_matching"]["chunked"].get<bool>());
+  j["flow_matching"]["chunked"] = "yes";
+  expect_config_error(j, "train.json: flow_matching.chunked: expected true or false, got \"yes\"");
+  j = good;
   j["optim"]["lr"] = -1;
   expect_config_error(j, "train.json: optim.lr: expected a number >= 0, got -1");
   j = good;
@@ -493,6 +558,23 @@ TEST(TrainConfig, ParsesAndNamesEachProblem) {
   j = good;
   for (const char* o : {"flow_matching", "rollout", "crr"}) j[o]["enabled"] = false;
   expect_config_error(j, "train.json: expected at least one objective enabled (flow_matching, rollout, crr), got none");
+}
+
+// The committed configs (the demo model's recipe among them) are valid configs.
+TEST(TrainConfig, EveryCommittedConfigParses) {
+  const std::string dir = std::string(SANASTREAM_SOURCE_DIR) + "/configs/train";
+  DIR* d = opendir(dir.c_str());
+  ASSERT_NE(d, nullptr) << dir;
+  int parsed = 0;
+  while (const dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() < 5 || name.substr(name.size() - 5) != ".json") continue;
+    const std::string path = dir + "/" + name;
+    EXPECT_NO_THROW(train::parse_train_config(json::parse(read_text_file(path)), path)) << name;
+    ++parsed;
+  }
+  closedir(d);
+  EXPECT_GE(parsed, 10);
 }
 
 TEST(TrainConfig, EditsAndLongCacheNameEachProblem) {
@@ -1166,7 +1248,7 @@ TEST(TrainText, OneStepChangesTheEncoderAndLowersTheLoss) {
   s.encode = [&](train::PromptKind kind) { return te.encode(*te.build(true), "make it snowy", kind); };
   train::FlowMatchingConfig fm;
   fm.text_dropout = 0;
-  auto objective = [&](at::Generator& g) { return train::flow_matching_step(w, s, fm, g, 1.0); };
+  auto objective = [&](at::Generator& g) { return train::flow_matching_step(w, s, fm, {}, g, 1.0); };
   at::Generator g0 = at::make_generator<at::CPUGeneratorImpl>(21);
   const double loss0 = objective(g0);
   train::OptimConfig oc;

@@ -104,8 +104,8 @@ double sample_logit_normal_sigma(const FlowMatchingConfig& cfg, at::Generator& g
   return cfg.flow_shift * s / (1.0 + (cfg.flow_shift - 1.0) * s);
 }
 
-double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg, at::Generator& gen,
-                          double scale) {
+double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg,
+                          const RolloutConfig& rollout, at::Generator& gen, double scale) {
   RECORD_USER_SCOPE("train::flow_matching");
   if (!s.target.defined()) return 0.0;
   // Per row: σ, then whether its caption is dropped (CFG).
@@ -116,25 +116,67 @@ double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowM
     sigmas.push_back(static_cast<float>(sample_logit_normal_sigma(cfg, gen)));
     drops.push_back(uniform(gen) < cfg.text_dropout);
   }
-  at::Tensor noise = randn_like_on(s.target, gen);
-  auto dit = w.build(true);
+  const at::Tensor noise = randn_like_on(s.target, gen), sigma = at::tensor(sigmas, at::kFloat);
   const int64_t dropped = std::count(drops.begin(), drops.end(), uint8_t{1});
-  model::CaptionState caption;
-  if (dropped == 0 || dropped == B) {
-    caption = grad_caption(*dit, s, dropped ? PromptKind::kNull : PromptKind::kPrompt);
-  } else {
-    // Rows of the prompt's and the null caption's embeddings (the masks likewise).
-    const auto prompt = s.encode ? s.encode(PromptKind::kPrompt) : std::make_pair(s.prompt_embeds, s.prompt_mask);
-    const auto null = s.encode ? s.encode(PromptKind::kNull) : std::make_pair(s.null_embeds, s.null_mask);
+  // The rows' captions: the prompt's, the null caption's where dropped. `grad`: through s.encode with
+  // autograd; else the sample's embeddings without a graph (the cache-writing passes).
+  auto caption_rows = [&](const model::HybridDit& dit, bool grad) {
+    auto embeds = [&](PromptKind kind) {
+      if (grad && s.encode) return s.encode(kind);
+      return kind == PromptKind::kNull ? std::make_pair(s.null_embeds, s.null_mask)
+                                       : std::make_pair(s.prompt_embeds, s.prompt_mask);
+    };
+    if (dropped == 0 || dropped == B) {
+      const auto e = embeds(dropped ? PromptKind::kNull : PromptKind::kPrompt);
+      return dit.encode_caption(e.first, e.second);
+    }
+    const auto prompt = embeds(PromptKind::kPrompt), null = embeds(PromptKind::kNull);
     const at::Tensor drop = at::tensor(std::vector<int64_t>(drops.begin(), drops.end()), at::kLong)
                                 .to(prompt.first.device())
                                 .to(at::kBool);
-    caption = dit->encode_caption(at::where(drop.view({B, 1, 1}), null.first.expand_as(prompt.first), prompt.first),
-                                  at::where(drop.view({B, 1}), null.second.expand_as(prompt.second), prompt.second));
+    return dit.encode_caption(at::where(drop.view({B, 1, 1}), null.first.expand_as(prompt.first), prompt.first),
+                              at::where(drop.view({B, 1}), null.second.expand_as(prompt.second), prompt.second));
+  };
+  if (!cfg.chunked) {
+    auto dit = w.build(true);
+    FlowLoss r = flow_loss(*dit, caption_rows(*dit, true), s.target, s.source, sigma, noise);
+    (r.loss * (cfg.weight * scale)).backward();
+    return r.loss.item<double>();
   }
-  FlowLoss r = flow_loss(*dit, caption, s.target, s.source, at::tensor(sigmas, at::kFloat), noise);
-  (r.loss * (cfg.weight * scale)).backward();
-  return r.loss.item<double>();
+  // The streaming regime: chunk by chunk against caches that a t = 0 pass on the target's earlier
+  // chunks wrote (teacher forcing), as the streaming sampler's t = 0 pass on its edits writes them.
+  const int64_t T = s.target.size(2), H = s.target.size(3), W = s.target.size(4);
+  const std::vector<int64_t> bounds = pipeline::chunk_boundaries(T, rollout.first_chunk);
+  const int64_t n_chunks = static_cast<int64_t>(bounds.size()) - 1;
+  int64_t longest_later = 1;
+  for (int64_t c = 1; c < n_chunks; ++c) longest_later = std::max(longest_later, bounds[c + 1] - bounds[c]);
+  model::StreamCache cache(w.cfg, B, H, W, bounds[1], longest_later, w.rt.dtype, w.rt.device);
+  auto frozen = w.build(false);
+  model::CaptionState frozen_caption;
+  {
+    at::NoGradGuard no_grad;
+    frozen_caption = caption_rows(*frozen, false);
+  }
+  const at::Tensor zero_t = at::zeros({B}, at::TensorOptions().dtype(at::kFloat).device(w.rt.device));
+  double loss = 0;
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const int64_t begin = bounds[c], n = bounds[c + 1] - begin;
+    const at::Tensor tgt = s.target.narrow(2, begin, n), src = s.source.narrow(2, begin, n);
+    model::DitCallOptions opt;
+    opt.frame_offset = begin;
+    opt.cache = &cache;
+    auto dit = w.build(true);
+    FlowLoss r = flow_loss(*dit, caption_rows(*dit, true), tgt, src, sigma, noise.narrow(2, begin, n), opt);
+    (r.loss * (cfg.weight * scale / static_cast<double>(n_chunks))).backward();
+    detach_cache(cache);
+    loss += r.loss.item<double>() / static_cast<double>(n_chunks);
+    if (c + 1 < n_chunks) {
+      at::NoGradGuard no_grad;
+      frozen->forward(tgt, src, zero_t, frozen_caption, opt);
+      cache.commit_chunk(n);
+    }
+  }
+  return loss;
 }
 
 RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const RolloutConfig& rollout,

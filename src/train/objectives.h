@@ -1,7 +1,8 @@
 // The training objectives of `sanastream train` (SPEC §5, docs/TRAIN.md). Each one calls backward()
 // itself (the self-rollout once per chunk, so the caches of a chunk are detached before the next),
 // accumulating into the gradients of the trainable master weights, and returns its loss value.
-//   (a) flow matching on (source, target) pairs over the whole clip, without caches;
+//   (a) flow matching on (source, target) pairs over the whole clip, without caches, or (chunked)
+//       chunk by chunk against the caches of the target's earlier chunks, as the streaming sampler runs;
 //   (b) streaming self-rollout: the model edits chunk after chunk with its own caches exactly as at
 //       inference; a grad call on the target's chunk noised at a step of the schedule trains it;
 //   (c) Cycle-Reverse Regularization on those edits: the detached edit conditions the reverse
@@ -72,9 +73,12 @@ FlowLoss flow_loss(const model::HybridDit& dit, const model::CaptionState& capti
 double sample_logit_normal_sigma(const FlowMatchingConfig& cfg, at::Generator& gen);
 
 // Objective (a) on one sample (no target: 0, nothing computed). The loss is scaled by `scale` before
-// backward (gradient accumulation); the unscaled value is returned.
-double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg, at::Generator& gen,
-                          double scale);
+// backward (gradient accumulation); the unscaled value is returned. With cfg.chunked, the streaming
+// regime: the window in chunks (rollout.first_chunk frames, then 3), each chunk's loss against the
+// caches that t = 0 passes on the target's earlier chunks wrote (one backward per chunk); the value is
+// the mean over chunks.
+double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg,
+                          const RolloutConfig& rollout, at::Generator& gen, double scale);
 
 struct RolloutLosses {
   double rollout = 0, crr = 0;  // mean over the chunks that had the objective

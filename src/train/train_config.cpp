@@ -236,6 +236,7 @@ TrainConfig parse_train_config(const json& j, const std::string& path) {
     o.number("logit_std", c.flow_matching.logit_std, 0, kInf, ">= 0");
     o.number("flow_shift", c.flow_matching.flow_shift, 1e-6, kInf, "> 0");
     o.number("text_dropout", c.flow_matching.text_dropout, 0, 1, "in [0, 1]");
+    o.boolean("chunked", c.flow_matching.chunked);
     o.finish();
   }
   if (r.has("rollout")) {
@@ -335,7 +336,8 @@ json TrainConfig::to_json() const {
         {"logit_mean", flow_matching.logit_mean},
         {"logit_std", flow_matching.logit_std},
         {"flow_shift", flow_matching.flow_shift},
-        {"text_dropout", flow_matching.text_dropout}}},
+        {"text_dropout", flow_matching.text_dropout},
+        {"chunked", flow_matching.chunked}}},
       {"rollout",
        {{"enabled", rollout.enabled},
         {"weight", rollout.weight},

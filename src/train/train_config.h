@@ -51,6 +51,7 @@ struct FlowMatchingConfig {
   double logit_mean = 0.0, logit_std = 1.0;  // σ = sigmoid(mean + std·N(0, 1)), then shifted
   double flow_shift = 8.0;                   // σ ← shift·σ / (1 + (shift − 1)·σ)
   double text_dropout = 0.1;                 // probability of the null caption (CFG)
+  bool chunked = false;                      // the streaming regime: chunks against the target's caches
 };
 
 // (b) streaming self-rollout and (c) Cycle-Reverse Regularization on its edits.

@@ -433,7 +433,7 @@ StepLosses Trainer::step() {
     for (int64_t b = 0; b < (rows ? 1 : cfg_.data.batch); ++b) {
       const TrainSample s = next_sample();
       const double w = rows ? 1.0 : scale;
-      if (cfg_.flow_matching.enabled) l.flow_matching += w * flow_matching_step(w_, s, cfg_.flow_matching, gen_, w);
+      if (cfg_.flow_matching.enabled) l.flow_matching += w * flow_matching_step(w_, s, cfg_.flow_matching, cfg_.rollout, gen_, w);
       const RolloutLosses r = rollout_step(w_, s, cfg_.rollout, batch_crr, gen_, w);
       l.rollout += w * r.rollout;
       l.crr += w * r.crr;
