@@ -293,7 +293,8 @@ TEST(TrainObjective, FlowMatchingStepLowersTheLoss) {
 // The streaming regime of flow matching, two rows of two chunks: chunk 0 against an empty cache is the
 // cache-free call; chunk 1 runs against the caches that a t = 0 pass on the target's chunk 0 wrote; the
 // value is the chunks' mean, with the rows' σ and noise drawn as the whole-window objective draws them.
-// A step lowers it.
+// With sink_gap, chunk 1 starts a drawn gap later (its loss then differs from the gap-free one). A step
+// lowers it.
 TEST(TrainObjective, ChunkedFlowMatchingEqualsItsFormulaAndLearns) {
   train::DitWeights w = tiny_weights();
   const train::TrainSample a = tiny_sample(6, true, 11), b = tiny_sample(6, true, 31);
@@ -306,41 +307,49 @@ TEST(TrainObjective, ChunkedFlowMatchingEqualsItsFormulaAndLearns) {
   cfg.text_dropout = 0;
   cfg.chunked = true;
   train::RolloutConfig chunks;  // first chunk 3, then 3
+  double l1_no_gap = 0;
+  for (const int64_t sink_gap : {0, 500}) {
+    cfg.sink_gap = sink_gap;
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
+    const double got = train::flow_matching_step(w, s, cfg, chunks, g, 1.0);
 
-  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
-  const double got = train::flow_matching_step(w, s, cfg, chunks, g, 1.0);
-
-  at::Generator d = at::make_generator<at::CPUGeneratorImpl>(5);
-  std::vector<float> sigmas;
-  for (int r = 0; r < 2; ++r) {
-    sigmas.push_back(static_cast<float>(train::sample_logit_normal_sigma(cfg, d)));
-    train::uniform(d);  // the caption-dropout draw
+    at::Generator d = at::make_generator<at::CPUGeneratorImpl>(5);
+    std::vector<float> sigmas;
+    for (int r = 0; r < 2; ++r) {
+      sigmas.push_back(static_cast<float>(train::sample_logit_normal_sigma(cfg, d)));
+      train::uniform(d);  // the caption-dropout draw
+    }
+    const at::Tensor sigma = at::tensor(sigmas), noise = train::randn_like_on(s.target, d);
+    const int64_t gap = sink_gap > 0 ? train::uniform_index(sink_gap + 1, d) : 0;
+    if (sink_gap > 0) EXPECT_GT(gap, 0);
+    double l0 = 0, l1 = 0, l1_alone = 0;
+    {
+      at::NoGradGuard no_grad;
+      const auto dit = w.build(false);
+      const model::CaptionState caption = dit->encode_caption(s.prompt_embeds, s.prompt_mask);
+      auto chunk = [&](const at::Tensor& t, int64_t c) { return t.narrow(2, 3 * c, 3); };
+      auto loss = [&](int64_t c, const model::DitCallOptions& opt) {
+        return train::flow_loss(*dit, caption, chunk(s.target, c), chunk(s.source, c), sigma, chunk(noise, c), opt)
+            .loss.item<double>();
+      };
+      l0 = loss(0, {});
+      model::StreamCache cache(w.cfg, 2, 2, 3, 3, 3, at::kFloat, at::kCPU);
+      model::DitCallOptions opt;
+      opt.cache = &cache;
+      dit->forward(chunk(s.target, 0), chunk(s.source, 0), at::zeros({2}), caption, opt);
+      cache.commit_chunk(3);
+      opt.frame_offset = 3 + gap;
+      l1 = loss(1, opt);
+      model::DitCallOptions no_cache;
+      no_cache.frame_offset = 3 + gap;
+      l1_alone = loss(1, no_cache);
+    }
+    EXPECT_NEAR(got, (l0 + l1) / 2, 1e-6 * (l0 + l1)) << "sink_gap " << sink_gap;
+    EXPECT_GT(std::abs(l1 - l1_alone), 1e-4 * l1) << "chunk 1 does not read the cache";
+    if (sink_gap == 0) l1_no_gap = l1;
+    else EXPECT_GT(std::abs(l1 - l1_no_gap), 1e-5 * l1) << "the gap does not reach chunk 1's positions";
   }
-  const at::Tensor sigma = at::tensor(sigmas), noise = train::randn_like_on(s.target, d);
-  double l0 = 0, l1 = 0, l1_alone = 0;
-  {
-    at::NoGradGuard no_grad;
-    const auto dit = w.build(false);
-    const model::CaptionState caption = dit->encode_caption(s.prompt_embeds, s.prompt_mask);
-    auto chunk = [&](const at::Tensor& t, int64_t c) { return t.narrow(2, 3 * c, 3); };
-    auto loss = [&](int64_t c, const model::DitCallOptions& opt) {
-      return train::flow_loss(*dit, caption, chunk(s.target, c), chunk(s.source, c), sigma, chunk(noise, c), opt)
-          .loss.item<double>();
-    };
-    l0 = loss(0, {});
-    model::StreamCache cache(w.cfg, 2, 2, 3, 3, 3, at::kFloat, at::kCPU);
-    model::DitCallOptions opt;
-    opt.cache = &cache;
-    dit->forward(chunk(s.target, 0), chunk(s.source, 0), at::zeros({2}), caption, opt);
-    cache.commit_chunk(3);
-    opt.frame_offset = 3;
-    l1 = loss(1, opt);
-    model::DitCallOptions no_cache;
-    no_cache.frame_offset = 3;
-    l1_alone = loss(1, no_cache);
-  }
-  EXPECT_NEAR(got, (l0 + l1) / 2, 1e-6 * (l0 + l1));
-  EXPECT_GT(std::abs(l1 - l1_alone), 1e-4 * l1) << "chunk 1 does not read the cache";
+  cfg.sink_gap = 0;
   auto [before, after] =
       loss_before_after(w, [&](at::Generator& gen) { return train::flow_matching_step(w, s, cfg, chunks, gen, 1.0); });
   EXPECT_LT(after, before);
@@ -537,6 +546,13 @@ TEST(TrainConfig, ParsesAndNamesEachProblem) {
   EXPECT_TRUE(train::parse_train_config(j, "dir/train.json").to_json()["flow_matching"]["chunked"].get<bool>());
   j["flow_matching"]["chunked"] = "yes";
   expect_config_error(j, "train.json: flow_matching.chunked: expected true or false, got \"yes\"");
+  j["flow_matching"]["chunked"] = false;
+  j["flow_matching"]["sink_gap"] = 40;
+  expect_config_error(j, "train.json: flow_matching.sink_gap: needs chunked: true");
+  j["flow_matching"]["chunked"] = true;
+  EXPECT_EQ(train::parse_train_config(j, "dir/train.json").flow_matching.sink_gap, 40);
+  j["flow_matching"]["sink_gap"] = 1001;
+  expect_config_error(j, "train.json: flow_matching.sink_gap: expected at most 1000, got 1001");
   j = good;
   j["optim"]["lr"] = -1;
   expect_config_error(j, "train.json: optim.lr: expected a number >= 0, got -1");

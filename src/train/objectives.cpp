@@ -145,6 +145,9 @@ double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowM
   }
   // The streaming regime: chunk by chunk against caches that a t = 0 pass on the target's earlier
   // chunks wrote (teacher forcing), as the streaming sampler's t = 0 pass on its edits writes them.
+  // With sink_gap, the chunks after the first start `gap` positions later: the first chunk (the sink of
+  // the softmax caches) as far behind as in a long stream.
+  const int64_t gap = cfg.sink_gap > 0 ? uniform_index(cfg.sink_gap + 1, gen) : 0;
   const int64_t T = s.target.size(2), H = s.target.size(3), W = s.target.size(4);
   const std::vector<int64_t> bounds = pipeline::chunk_boundaries(T, rollout.first_chunk);
   const int64_t n_chunks = static_cast<int64_t>(bounds.size()) - 1;
@@ -163,7 +166,7 @@ double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowM
     const int64_t begin = bounds[c], n = bounds[c + 1] - begin;
     const at::Tensor tgt = s.target.narrow(2, begin, n), src = s.source.narrow(2, begin, n);
     model::DitCallOptions opt;
-    opt.frame_offset = begin;
+    opt.frame_offset = begin + (c > 0 ? gap : 0);
     opt.cache = &cache;
     auto dit = w.build(true);
     FlowLoss r = flow_loss(*dit, caption_rows(*dit, true), tgt, src, sigma, noise.narrow(2, begin, n), opt);

@@ -76,7 +76,8 @@ double sample_logit_normal_sigma(const FlowMatchingConfig& cfg, at::Generator& g
 // backward (gradient accumulation); the unscaled value is returned. With cfg.chunked, the streaming
 // regime: the window in chunks (rollout.first_chunk frames, then 3), each chunk's loss against the
 // caches that t = 0 passes on the target's earlier chunks wrote (one backward per chunk); the value is
-// the mean over chunks.
+// the mean over chunks. cfg.sink_gap > 0: the chunks after the first start a random 0 … sink_gap
+// positions later (one draw per call, after the noise).
 double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg,
                           const RolloutConfig& rollout, at::Generator& gen, double scale);
 

@@ -237,6 +237,11 @@ TrainConfig parse_train_config(const json& j, const std::string& path) {
     o.number("flow_shift", c.flow_matching.flow_shift, 1e-6, kInf, "> 0");
     o.number("text_dropout", c.flow_matching.text_dropout, 0, 1, "in [0, 1]");
     o.boolean("chunked", c.flow_matching.chunked);
+    o.integer("sink_gap", c.flow_matching.sink_gap, 0, ">= 0");
+    SS_CHECK(c.flow_matching.sink_gap <= 1000, "{}: flow_matching.sink_gap: expected at most 1000, got {}", path,
+             c.flow_matching.sink_gap);
+    SS_CHECK(c.flow_matching.sink_gap == 0 || c.flow_matching.chunked,
+             "{}: flow_matching.sink_gap: needs chunked: true", path);
     o.finish();
   }
   if (r.has("rollout")) {
@@ -337,7 +342,8 @@ json TrainConfig::to_json() const {
         {"logit_std", flow_matching.logit_std},
         {"flow_shift", flow_matching.flow_shift},
         {"text_dropout", flow_matching.text_dropout},
-        {"chunked", flow_matching.chunked}}},
+        {"chunked", flow_matching.chunked},
+        {"sink_gap", flow_matching.sink_gap}}},
       {"rollout",
        {{"enabled", rollout.enabled},
         {"weight", rollout.weight},

@@ -52,6 +52,9 @@ struct FlowMatchingConfig {
   double flow_shift = 8.0;                   // σ ← shift·σ / (1 + (shift − 1)·σ)
   double text_dropout = 0.1;                 // probability of the null caption (CFG)
   bool chunked = false;                      // the streaming regime: chunks against the target's caches
+  int64_t sink_gap = 0;                      // chunked: a random gap of 0 … sink_gap latent positions per step
+                                             // between the first chunk and the rest (the first chunk is the
+                                             // softmax sink, far behind in a long stream)
 };
 
 // (b) streaming self-rollout and (c) Cycle-Reverse Regularization on its edits.
