@@ -82,6 +82,8 @@ TEST(DitSchedules, OfficialTimesteps) {
   EXPECT_EQ(pipeline::chunk_boundaries(10, 3), (std::vector<int64_t>{0, 3, 6, 9, 10}));
   EXPECT_EQ(pipeline::chunk_boundaries(10, 5), (std::vector<int64_t>{0, 5, 8, 10}));
   EXPECT_THROW(pipeline::chunk_boundaries(10, 6), Error);
+  EXPECT_EQ(pipeline::longest_later_chunk({0, 5, 8, 10}), 3);
+  EXPECT_EQ(pipeline::longest_later_chunk({0, 3}), 0);
 }
 
 TEST(GoldenCheck, DitSetsPassInFp32OnCpu) {

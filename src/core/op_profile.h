@@ -32,8 +32,9 @@ class OpProfile {
 };
 
 // The table: every row whose name starts with `phase_prefix` (scopes the caller recorded with
-// RECORD_USER_SCOPE: their host spans, and on CUDA their device spans), then the `top` longest CUDA rows and their sum (the device's busy time), then the
-// `top` longest other host rows; each with its share of `span_ms`, the wall time recorded.
+// RECORD_USER_SCOPE: their host spans, and on CUDA their device spans), then the `top` longest CUDA
+// rows and their sum (the device's busy time), then the `top` longest other host rows; each with its
+// share of `span_ms`, the wall time recorded.
 std::string format_op_table(const std::vector<OpTime>& rows, double span_ms, size_t top,
                             const std::string& phase_prefix);
 

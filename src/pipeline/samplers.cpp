@@ -30,6 +30,12 @@ std::vector<int64_t> chunk_boundaries(int64_t frames, int first_chunk) {
   return b;
 }
 
+int64_t longest_later_chunk(const std::vector<int64_t>& bounds) {
+  int64_t longest = 0;
+  for (size_t c = 2; c < bounds.size(); ++c) longest = std::max(longest, bounds[c] - bounds[c - 1]);
+  return longest;
+}
+
 int64_t rope_rebase_shift(int64_t sink, int64_t previous, int64_t first, int64_t chunk, int64_t limit) {
   SS_CHECK(sink >= 0 && previous >= 0 && chunk >= 1 && first >= sink + previous,
            "RoPE rebase: expected a chunk after the sink ({} frames) and the previous chunk ({}), got position {}",
@@ -220,9 +226,7 @@ at::Tensor sample_streaming(const model::HybridDit& dit, const at::Tensor& noise
   const int64_t B = noise.size(0), T = noise.size(2), H = noise.size(3), W = noise.size(4);
   const std::vector<int64_t> bounds = chunk_boundaries(T, opt.first_chunk);
   const int64_t n_chunks = static_cast<int64_t>(bounds.size()) - 1;
-  int64_t longest_later = 0;
-  for (int64_t c = 1; c < n_chunks; ++c) longest_later = std::max(longest_later, bounds[c + 1] - bounds[c]);
-  StreamingSampler sampler(dit, caption, B, H, W, bounds[1], longest_later, opt, dump);
+  StreamingSampler sampler(dit, caption, B, H, W, bounds[1], longest_later_chunk(bounds), opt, dump);
   at::Tensor latents = at::empty(noise.sizes(), noise.options().dtype(at::kFloat).device(dit.runtime().device));
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t s = bounds[c], n = bounds[c + 1] - s;

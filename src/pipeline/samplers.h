@@ -17,6 +17,9 @@ namespace sanastream::pipeline {
 // (3 + T mod 3, then 3; one chunk when T ≤ 3); else first_chunk frames (3, 4 or 5), then 3, and a
 // shorter last chunk if T does not fill it.
 std::vector<int64_t> chunk_boundaries(int64_t frames, int first_chunk);
+// The longest chunk after the first of those boundaries, in latent frames (0 for a single chunk): with
+// the first chunk's frames, what a StreamCache must hold.
+int64_t longest_later_chunk(const std::vector<int64_t>& bounds);
 
 // What to record while sampling (names as in the golden sets).
 struct DumpSpec {

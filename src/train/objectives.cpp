@@ -46,6 +46,25 @@ at::Tensor timestep_of(double t, const Runtime& rt) {
   return at::full({1}, t, at::TensorOptions().dtype(at::kFloat).device(rt.device));
 }
 
+// A prompt's embeddings and mask: with `grad` and a trainable encoder, through s.encode with autograd;
+// else the sample's embeddings (no graph).
+std::pair<at::Tensor, at::Tensor> prompt_embeddings(const TrainSample& s, PromptKind kind, bool grad) {
+  if (grad && s.encode) return s.encode(kind);
+  switch (kind) {
+    case PromptKind::kPrompt: return {s.prompt_embeds, s.prompt_mask};
+    case PromptKind::kReverse: return {s.reverse_embeds, s.reverse_mask};
+    case PromptKind::kNull: break;
+  }
+  return {s.null_embeds, s.null_mask};
+}
+
+// The caches of a streaming pass over B clips of an H × W latent grid in chunks `bounds`.
+model::StreamCache chunk_cache(const DitWeights& w, int64_t B, int64_t H, int64_t W,
+                               const std::vector<int64_t>& bounds) {
+  return model::StreamCache(w.cfg, B, H, W, bounds[1], pipeline::longest_later_chunk(bounds), w.rt.dtype,
+                            w.rt.device);
+}
+
 }  // namespace
 
 std::unique_ptr<model::HybridDit> DitWeights::build(bool grad) const {
@@ -55,16 +74,8 @@ std::unique_ptr<model::HybridDit> DitWeights::build(bool grad) const {
 }
 
 model::CaptionState grad_caption(const model::HybridDit& dit, const TrainSample& s, PromptKind kind) {
-  if (s.encode) {
-    const std::pair<at::Tensor, at::Tensor> p = s.encode(kind);
-    return dit.encode_caption(p.first, p.second);
-  }
-  switch (kind) {
-    case PromptKind::kPrompt: return dit.encode_caption(s.prompt_embeds, s.prompt_mask);
-    case PromptKind::kReverse: return dit.encode_caption(s.reverse_embeds, s.reverse_mask);
-    case PromptKind::kNull: break;
-  }
-  return dit.encode_caption(s.null_embeds, s.null_mask);
+  const std::pair<at::Tensor, at::Tensor> p = prompt_embeddings(s, kind, true);
+  return dit.encode_caption(p.first, p.second);
 }
 
 at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen) {
@@ -121,16 +132,12 @@ double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowM
   // The rows' captions: the prompt's, the null caption's where dropped. `grad`: through s.encode with
   // autograd; else the sample's embeddings without a graph (the cache-writing passes).
   auto caption_rows = [&](const model::HybridDit& dit, bool grad) {
-    auto embeds = [&](PromptKind kind) {
-      if (grad && s.encode) return s.encode(kind);
-      return kind == PromptKind::kNull ? std::make_pair(s.null_embeds, s.null_mask)
-                                       : std::make_pair(s.prompt_embeds, s.prompt_mask);
-    };
     if (dropped == 0 || dropped == B) {
-      const auto e = embeds(dropped ? PromptKind::kNull : PromptKind::kPrompt);
+      const auto e = prompt_embeddings(s, dropped ? PromptKind::kNull : PromptKind::kPrompt, grad);
       return dit.encode_caption(e.first, e.second);
     }
-    const auto prompt = embeds(PromptKind::kPrompt), null = embeds(PromptKind::kNull);
+    const auto prompt = prompt_embeddings(s, PromptKind::kPrompt, grad),
+               null = prompt_embeddings(s, PromptKind::kNull, grad);
     const at::Tensor drop = at::tensor(std::vector<int64_t>(drops.begin(), drops.end()), at::kLong)
                                 .to(prompt.first.device())
                                 .to(at::kBool);
@@ -151,9 +158,7 @@ double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowM
   const int64_t T = s.target.size(2), H = s.target.size(3), W = s.target.size(4);
   const std::vector<int64_t> bounds = pipeline::chunk_boundaries(T, rollout.first_chunk);
   const int64_t n_chunks = static_cast<int64_t>(bounds.size()) - 1;
-  int64_t longest_later = 1;
-  for (int64_t c = 1; c < n_chunks; ++c) longest_later = std::max(longest_later, bounds[c + 1] - bounds[c]);
-  model::StreamCache cache(w.cfg, B, H, W, bounds[1], longest_later, w.rt.dtype, w.rt.device);
+  model::StreamCache cache = chunk_cache(w, B, H, W, bounds);
   auto frozen = w.build(false);
   model::CaptionState frozen_caption;
   {
@@ -192,8 +197,6 @@ RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const Roll
   const int64_t T = s.source.size(2), H = s.source.size(3), W = s.source.size(4);
   const std::vector<int64_t> bounds = pipeline::chunk_boundaries(T, rollout.first_chunk);
   const int64_t n_chunks = static_cast<int64_t>(bounds.size()) - 1;
-  int64_t longest_later = 1;
-  for (int64_t c = 1; c < n_chunks; ++c) longest_later = std::max(longest_later, bounds[c + 1] - bounds[c]);
   const std::vector<float> schedule = pipeline::streaming_timesteps(rollout.steps);
   const Runtime& rt = w.rt;
 
@@ -205,8 +208,7 @@ RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const Roll
     fwd_caption = frozen->encode_caption(s.prompt_embeds, s.prompt_mask);
     rev_caption = frozen->encode_caption(s.reverse_embeds, s.reverse_mask);
   }
-  model::StreamCache cache(w.cfg, 1, H, W, bounds[1], longest_later, rt.dtype, rt.device);
-  model::StreamCache crr_cache(w.cfg, 1, H, W, bounds[1], longest_later, rt.dtype, rt.device);
+  model::StreamCache cache = chunk_cache(w, 1, H, W, bounds), crr_cache = chunk_cache(w, 1, H, W, bounds);
 
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t begin = bounds[c], n = bounds[c + 1] - begin;

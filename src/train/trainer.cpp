@@ -273,7 +273,8 @@ at::Tensor Trainer::edit_family_pixels(const std::vector<std::string>& families,
   return at::cat(edited, 0);
 }
 
-at::Tensor Trainer::edited_clip(const DataCache& data, int64_t index, const at::Tensor& clip, const std::string& family) {
+at::Tensor Trainer::edited_clip(const DataCache& data, int64_t index, const at::Tensor& clip,
+                                const std::string& family) {
   const std::string key = fmt::format("{}#{}#{}", data.dir(), index, family);
   auto it = edited_.find(key);
   if (it != edited_.end()) return it->second;
@@ -433,7 +434,8 @@ StepLosses Trainer::step() {
     for (int64_t b = 0; b < (rows ? 1 : cfg_.data.batch); ++b) {
       const TrainSample s = next_sample();
       const double w = rows ? 1.0 : scale;
-      if (cfg_.flow_matching.enabled) l.flow_matching += w * flow_matching_step(w_, s, cfg_.flow_matching, cfg_.rollout, gen_, w);
+      if (cfg_.flow_matching.enabled)
+        l.flow_matching += w * flow_matching_step(w_, s, cfg_.flow_matching, cfg_.rollout, gen_, w);
       const RolloutLosses r = rollout_step(w_, s, cfg_.rollout, batch_crr, gen_, w);
       l.rollout += w * r.rollout;
       l.crr += w * r.crr;
