@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
   libtorch-dev libopenblas0-pthread
+  libgloo-dev  # c10d's Gloo process group: data-parallel ranks on the CPU (train --gpus N, tests)
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libswresample-dev ffmpeg
   libavdevice-dev  # capture devices (V4L2 cameras) as inputs
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev

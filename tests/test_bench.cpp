@@ -34,11 +34,44 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
   }
 }
 
+// The e2e part split over two devices (both the CPU here: the stages' threads and queues) and as two
+// streams at once: the same frames as one session alone.
+TEST(Bench, SplitAndParallelStreamsGiveTheOneSessionFrames) {
+  const std::string dir = temp_dir("bench_multi");
+  auto pkg = run_cli({"make-package", "--random-weights", "--preset", "tiny", dir + "/pkg"});
+  ASSERT_EQ(pkg.exit_code, 0) << pkg.err;
+  auto bench = [&](const std::string& flag) {
+    const std::string out = dir + "/" + flag + ".json";
+    auto r = run_cli({"bench", "--part", "e2e", "--model", dir + "/pkg", "--device", "cpu", "--dtype", "fp32", "--size",
+                      "96x64", "--latent-frames", "14", "--first-chunk", "5", "--" + flag, "2", "--json", out});
+    EXPECT_EQ(r.exit_code, 0) << flag << ": " << r.err;
+    return json::parse(std::ifstream(out));
+  };
+  const json g = bench("gpus");
+  EXPECT_EQ(g["config"]["gpus"], 2);
+  EXPECT_TRUE(g["gpus"]["frames_identical"].get<bool>());
+  EXPECT_EQ(g["gpus"]["max_abs_diff"], 0);
+  EXPECT_GT(g["gpus"]["speedup"].get<double>(), 0);
+  EXPECT_GT(g["gpus"]["one_gpu_e2e_fps"].get<double>(), 0);
+  EXPECT_EQ(g["chunks_ms"].size(), 4u);
+  const json s = bench("streams");
+  ASSERT_EQ(s["streams"]["per_stream"].size(), 2u);
+  for (const json& one : s["streams"]["per_stream"]) {
+    EXPECT_TRUE(one["frames_identical"].get<bool>());
+    EXPECT_GT(one["e2e_fps"].get<double>(), 0);
+  }
+  EXPECT_NEAR(s["streams"]["total_e2e_fps"].get<double>(),
+              s["streams"]["per_stream"][0]["e2e_fps"].get<double>() + s["streams"]["per_stream"][1]["e2e_fps"].get<double>(),
+              1e-9);
+  EXPECT_GT(s["streams"]["throughput_ratio"].get<double>(), 0);
+}
+
 TEST(Bench, BadOptionsAreOneLine) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"bench", "--part", "vae", "--device", "cpu"},
         std::vector<std::string>{"bench", "--part", "dit", "--device", "cpu", "--size", "100x64"},
-        std::vector<std::string>{"bench", "--part", "dit", "--device", "cpu", "--latent-frames", "8"}}) {
+        std::vector<std::string>{"bench", "--part", "dit", "--device", "cpu", "--latent-frames", "8"},
+        std::vector<std::string>{"bench", "--part", "dit", "--device", "cpu", "--gpus", "2"}}) {
     auto r = run_cli(args);
     EXPECT_EQ(r.exit_code, 1) << args[2] << ": " << r.err;
     EXPECT_EQ(r.err_lines(), 1) << r.err;

@@ -1,5 +1,6 @@
 // GPU tests: skipped cleanly on machines without a CUDA device, run on the H200.
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 
 #include "core/compare.h"
 #include "core/runtime.h"
@@ -174,4 +175,28 @@ TEST(GpuTrain, NoiseIsDrawnOnTheDeviceFromTheRunsGenerator) {
   EXPECT_FALSE(at::equal(a, train::randn_like_on(like, g1)));
   EXPECT_NEAR(a.mean().item<double>(), 0.0, 0.01);
   EXPECT_NEAR(a.std().item<double>(), 1.0, 0.01);
+}
+
+// Two GPUs (docs/MULTI_GPU.md): the VAE on cuda:1 and the DiT on cuda:0, pipelined, give the one-GPU
+// frames bit for bit, and two streams at once each give them too.
+TEST(GpuMulti, SplitEngineAndTwoStreamsGiveTheOneGpuFrames) {
+  REQUIRE_CUDA();
+  if (torch::cuda::device_count() < 2) GTEST_SKIP() << "fewer than 2 CUDA devices";
+  const std::string dir = test::temp_dir("gpu_multi");
+  auto pkg = test::run_cli({"make-package", "--random-weights", "--preset", "tiny", dir + "/pkg"});
+  ASSERT_EQ(pkg.exit_code, 0) << pkg.err;
+  for (const std::string flag : {"--gpus", "--streams"}) {
+    const std::string out = dir + "/bench" + flag + ".json";
+    auto r = test::run_cli({"bench", "--part", "e2e", "--model", dir + "/pkg", "--size", "256x256", "--latent-frames",
+                            "14", flag, "2", "--json", out});
+    ASSERT_EQ(r.exit_code, 0) << flag << ": " << r.err;
+    const nlohmann::json j = nlohmann::json::parse(test::read_file(out));
+    if (flag == "--gpus") {
+      EXPECT_TRUE(j["gpus"]["frames_identical"].get<bool>()) << j["gpus"].dump();
+      EXPECT_EQ(j["gpus"]["vae_device"], "cuda:1");
+    } else {
+      for (const auto& s : j["streams"]["per_stream"]) EXPECT_TRUE(s["frames_identical"].get<bool>()) << s.dump();
+      EXPECT_EQ(j["streams"]["per_stream"][1]["device"], "cuda:1");
+    }
+  }
 }

@@ -63,6 +63,59 @@ void expect_same_training_state(const train::Trainer& a, const train::Trainer& b
   expect_same_tensors(a.optimizer().exp_avg_sq(), b.optimizer().exp_avg_sq(), "exp_avg_sq");
 }
 
+// Two runs' final checkpoints (CHECKPOINT/FILE) within `atol` weight by weight: data-parallel ranks
+// sum their gradients in another order than one process, and AdamW's first steps move a weight by ±lr
+// whatever its gradient's size, so rounding in a gradient near 0 can move it by a fraction of lr.
+void expect_close_checkpoints(const std::string& a, const std::string& b, const std::string& file, double atol) {
+  const io::TensorMap ta = io::load_safetensors(a + "/" + file), tb = io::load_safetensors(b + "/" + file);
+  ASSERT_EQ(ta.size(), tb.size()) << file;
+  for (const auto& [k, t] : ta) {
+    ASSERT_TRUE(tb.count(k)) << file << " " << k;
+    EXPECT_TRUE(at::allclose(t, tb.at(k), 0, atol)) << file << " " << k << ": max |diff| "
+                                                    << (t - tb.at(k)).abs().max().item<double>();
+  }
+}
+
+// The loss column of a run's log.csv.
+std::vector<double> logged_losses(const std::string& run) {
+  std::istringstream in(read_text_file(run + "/log.csv"));
+  std::string line;
+  std::getline(in, line);
+  std::vector<double> losses;
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    std::string step, lr, loss;
+    std::getline(row, step, ',');
+    std::getline(row, lr, ',');
+    std::getline(row, loss, ',');
+    losses.push_back(std::stod(loss));
+  }
+  return losses;
+}
+
+// `train --gpus 2` on the CPU (two processes over Gloo) against one process: the same losses and
+// weights (data-parallel ranks compute shares of the one-process step).
+void expect_data_parallel_matches_one_process(const std::string& dir, const json& config, int64_t steps) {
+  json one = config, two = config;
+  one["output"] = dir + "/one";
+  two["output"] = dir + "/two";
+  write_text_file_atomic(dir + "/one.json", one.dump(1));
+  write_text_file_atomic(dir + "/two.json", two.dump(1));
+  auto r = run_cli({"train", "--config", dir + "/one.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli({"train", "--config", dir + "/two.json", "--gpus", "2", "--json", dir + "/two_report.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(read_text_file(dir + "/two_report.json"))["ranks"], 2);
+  const std::vector<double> a = logged_losses(dir + "/one"), b = logged_losses(dir + "/two");
+  ASSERT_EQ(a.size(), static_cast<size_t>(steps));
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * std::abs(a[i])) << "step " << i + 1;
+  const std::string ck = fmt::format("checkpoints/step_{:08d}", steps);
+  // 5 % of one step at the configs' lr of 1e-3.
+  expect_close_checkpoints(dir + "/one/" + ck, dir + "/two/" + ck, "dit.safetensors", 5e-5);
+  expect_close_checkpoints(dir + "/one/" + ck, dir + "/two/" + ck, "dit_ema.safetensors", 5e-5);
+}
+
 // A DiT small enough for finite differences: 2 blocks (block 1 softmax), C 24, 2 heads × 12,
 // FFN 16, 4 latent channels, captions 5 × 8.
 model::DitShape tiny_shape(model::DitVariant variant = model::DitVariant::kStreaming) {
@@ -814,6 +867,28 @@ TEST(TrainCli, SmokeRunResumesAndReports) {
   EXPECT_EQ(run_cli({"train"}).exit_code, 2);
 }
 
+TEST(TrainCli, DataParallelOnTwoProcessesTakesTheOneProcessSteps) {
+#ifndef SANASTREAM_HAS_GLOO
+  GTEST_SKIP() << "this build has no Gloo process group (CPU ranks)";
+#endif
+  // Samples 0 and 1 of each batch on ranks 0 and 1, each with its rollout and CRR.
+  const std::string dir = temp_dir("train_data_parallel");
+  write_latent_cache(dir + "/cache", 3);
+  json j = smoke_config(dir + "/cache", "unused");
+  j["max_steps"] = 2;
+  expect_data_parallel_matches_one_process(dir, j, 2);
+  // One error line before any rank starts.
+  j["device"] = "cuda:1";
+  write_text_file_atomic(dir + "/bad.json", j.dump(1));
+  const auto r = run_cli({"train", "--config", dir + "/bad.json", "--gpus", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err_lines(), 1) << r.err;
+  EXPECT_NE(r.err.find("--gpus 2: expected device \"cuda\" (each rank takes its own GPU) or \"cpu\", got \"cuda:1\""),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(run_cli({"train", "--config", dir + "/one.json", "--gpus", "0"}).exit_code, 2);
+}
+
 // ---- The VAE mode ----
 
 train::VaeWeights tiny_vae(at::ScalarType dtype, uint64_t seed = 5) {
@@ -1490,6 +1565,29 @@ TEST(TrainEdits, CrrOnLongClipsResumesBitIdentically) {
   EXPECT_DOUBLE_EQ(rs.last.loss, rw.last.loss);
   expect_same_training_state(whole, second);
   expect_same_tensors(whole.text_encoder_params(), second.text_encoder_params(), "encoder weights");
+}
+
+TEST(TrainEdits, DataParallelRanksSplitTheRowsAndTakeTurnsAtCrr) {
+#ifndef SANASTREAM_HAS_GLOO
+  GTEST_SKIP() << "this build has no Gloo process group (CPU ranks)";
+#endif
+  // A batch of 2 rows: one per rank; CRR's long clip on rank 0 at step 1, rank 1 at step 2.
+  const std::string dir = temp_dir("train_edits_data_parallel");
+  write_vae_dir(dir + "/vae");
+  write_prompt_free_cache(dir + "/cache", 3, 17);
+  write_prompt_free_cache(dir + "/long", 2, 41);
+  json j = edits_config(dir, "unused");
+  j["crr"]["enabled"] = true;
+  j["data"]["long_cache"] = dir + "/long";
+  expect_data_parallel_matches_one_process(dir, j, 2);
+  expect_close_checkpoints(dir + "/one/checkpoints/step_00000002", dir + "/two/checkpoints/step_00000002",
+                           "text_encoder.safetensors", 5e-5);
+  j["data"]["batch"] = 3;
+  write_text_file_atomic(dir + "/bad.json", j.dump(1));
+  const auto r = run_cli({"train", "--config", dir + "/bad.json", "--gpus", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err_lines(), 1) << r.err;
+  EXPECT_NE(r.err.find("data.batch 3: expected a multiple of the 2 ranks"), std::string::npos) << r.err;
 }
 
 #endif  // SANASTREAM_HAS_SENTENCEPIECE

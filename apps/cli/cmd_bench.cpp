@@ -45,6 +45,16 @@ void register_bench(CLI::App& app) {
   sub->add_option("--tile", c->o.tile, "VAE spatial tiling SIZE[:OVERLAP] | 0 | auto (off on CUDA)")->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every call eagerly (no CUDA graphs)");
   sub->add_flag("--profile", c->o.profile, "Also time each region of the forward (one eager chunk)");
+  sub->add_option("--gpus", c->o.gpus,
+                  "e2e: 2 = the VAE on cuda:1 and the DiT on cuda:0, pipelined (after the one-GPU run: speed-up and "
+                  "whether the frames are the same; on the CPU both stages share it)")
+      ->check(CLI::Range(1, 2))
+      ->capture_default_str();
+  sub->add_option("--streams", c->o.streams,
+                  "e2e: K sessions at once, each with its own models on GPU k mod the visible GPUs (after one alone: "
+                  "per-stream FPS and the throughput ratio)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   add_json_option(sub, &c->json);
   sub->callback([c] { set_runner([c] { run(*c); }); });
 }

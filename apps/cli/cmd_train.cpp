@@ -3,11 +3,16 @@
 // manifest JSONL (needs FFmpeg and the text encoder; the trainer needs neither).
 #include <chrono>
 #include <cstdio>
+#include <thread>
+
+#include <ATen/Parallel.h>
 
 #include "command.h"
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "core/json_report.h"
+#include "core/log.h"
+#include "dist/launch.h"
 #include "pipeline/edit_engine.h"
 #include "train/trainer.h"
 #ifdef SANASTREAM_WITH_TRAIN_CACHE
@@ -21,15 +26,41 @@ namespace {
 struct TrainCli {
   std::string config, json;
   int64_t max_steps = 0, profile = 0;
+  int gpus = 1;
   double time_limit = -1;
 };
+
+// A data-parallel group's collectives wait this long for a rank (a checkpoint written by rank 0, the
+// first CUDA step) before the run fails.
+constexpr std::chrono::minutes kGroupTimeout{30};
 
 void run_train(const TrainCli& o) {
   train::TrainConfig cfg = train::load_train_config(o.config);
   if (o.max_steps > 0) cfg.max_steps = o.max_steps;
   if (o.time_limit >= 0) cfg.time_limit_s = o.time_limit;
-  train::Trainer trainer(cfg);
+  // --gpus N: this process is rank 0 and starts ranks 1 … N−1 (dist/launch.h), which run this same
+  // command line; a started rank finds its place in the environment.
+  dist::Membership m = dist::membership_from_env();
+  const bool cuda = cfg.device.rfind("cuda", 0) == 0;
+  std::unique_ptr<dist::Launch> launch;
+  if (m.size == 1 && o.gpus > 1) {
+    SS_CHECK(cfg.device == "cuda" || cfg.device == "cpu",
+             "--gpus {}: expected device \"cuda\" (each rank takes its own GPU) or \"cpu\", got \"{}\"", o.gpus,
+             cfg.device);
+    train::check_data_parallel(cfg, o.gpus);
+    launch = std::make_unique<dist::Launch>(o.gpus, cuda);
+    m = launch->membership();
+  }
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (m.size > 1) {
+    if (m.rank > 0) set_log_level(std::min(log_level(), LogLevel::kWarn));
+    if (!cuda) at::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / m.size));
+    group = std::make_unique<dist::ProcessGroup>(m, cuda ? "nccl" : "gloo", kGroupTimeout);
+  }
+  train::Trainer trainer(cfg, group.get());
   const train::TrainReport r = trainer.run(o.profile);
+  if (launch) launch->wait();
+  if (m.rank > 0) return;
   std::printf(
       "%s: steps %lld..%lld of %lld%s, loss %.5g, %.3f steps/s, peak %.0f MiB host / %.0f MiB device; "
       "checkpoint %s\n",
@@ -39,6 +70,7 @@ void run_train(const TrainCli& o) {
   if (!o.json.empty()) {
     nlohmann::json j = r.to_json();
     j["config"] = cfg.to_json();
+    j["ranks"] = m.size;
     j["interrupted"] = interrupt_requested();
     write_json_report(o.json, j);
   }
@@ -111,6 +143,12 @@ void register_train(CLI::App& app) {
                   "OUTPUT/profile.txt gets the time per phase (train::*), operator and CUDA kernel")
       ->type_name("N")
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--gpus", o->gpus,
+                  "Data-parallel over N GPUs: N processes (this one and N-1 it starts), each a share of every batch, "
+                  "gradients averaged with NCCL; with device cpu, N CPU processes over Gloo")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   add_json_option(sub, &o->json);
   sub->callback([o] { set_runner([o] { run_train(*o); }); });
 

@@ -6,6 +6,10 @@
 #include <filesystem>
 #include <cstdio>
 #include <map>
+#include <thread>
+
+#include <c10/core/DeviceGuard.h>
+#include <torch/cuda.h>
 
 #include "core/error.h"
 #include "core/stats.h"
@@ -19,6 +23,7 @@
 #include "ops/rope.h"
 #include "pipeline/dit_loader.h"
 #include "pipeline/edit_engine.h"
+#include "pipeline/pipelined_engine.h"
 #include "pipeline/model_package.h"
 #include "pipeline/samplers.h"
 #ifdef SANASTREAM_HAS_CUDA
@@ -103,6 +108,8 @@ BenchSetup make_setup(const BenchOptions& opt) {
   SS_CHECK(opt.part == "dit" || opt.part == "vae-encode" || opt.part == "vae-decode" || opt.part == "e2e" ||
                opt.part == "gdn",
            "--part: expected dit, vae-encode, vae-decode, e2e or gdn, got '{}'", opt.part);
+  SS_CHECK((opt.gpus == 1 && opt.streams == 1) || opt.part == "e2e", "--gpus and --streams: expected --part e2e, got {}",
+           opt.part);
   BenchSetup b;
   // A package's own compression (the VAE's ratio × the DiT's patch); LTX-2's 32 otherwise.
   int64_t multiple = b.spatial;
@@ -292,19 +299,86 @@ void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encod
   r["config"]["tiling"] = model::describe(tiling);
 }
 
-// Frames in host memory (RGB24, pinned on CUDA) → EditEngine (upload, [−1, 1], causal encode, DiT
-// chunk, causal decode) → RGB24 → host memory, chunk by chunk, as `edit` runs it.
+// One e2e pass, as `edit` runs it: frames in host memory (RGB24, pinned on CUDA) → upload, [−1, 1] →
+// causal encode → DiT chunk → causal decode → RGB24 → host memory, chunk by chunk; with `pipelined`,
+// through PipelinedEditEngine (the models' devices may differ). The intervals between chunks reaching
+// host memory (host clock; the first from the start) and the edited frames.
+struct E2ePass {
+  std::vector<double> chunk_s;
+  at::Tensor out;
+};
+
+E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const FrameSize& size,
+                 const EditEngineOptions& eo, const at::Tensor& in, int64_t n_chunks, bool pipelined) {
+  const model::DitConfig& cfg = dit.config();
+  const at::Device vae_device = vae.runtime().device;
+  const at::ScalarType dtype = vae.runtime().dtype;
+  at::Tensor mask = at::zeros({1, cfg.caption_length}, at::kLong);
+  mask.narrow(1, 0, std::min<int64_t>(37, cfg.caption_length)).fill_(1);
+  at::Generator gen = at::detail::createCPUGenerator(eo.seed);
+  const at::Tensor embeds = at::randn({1, 1, cfg.caption_length, cfg.caption_channels}, gen);
+  E2ePass p;
+  p.out = at::empty_like(in);
+  const int64_t frames = in.size(0);
+  int64_t frame_in = 0, frame_out = 0;
+  auto start = std::chrono::steady_clock::now();
+  auto deliver = [&](const at::Tensor& video) {  // a chunk's frames into host memory, timed
+    const at::Tensor rgb = model_to_rgb24(video, size);
+    p.out.narrow(0, frame_out, rgb.size(0)).copy_(rgb);
+    frame_out += rgb.size(0);
+    const auto now = std::chrono::steady_clock::now();
+    p.chunk_s.push_back(std::chrono::duration<double>(now - start).count());
+    start = now;
+  };
+  auto next_input = [&](int64_t want) {
+    const int64_t n = std::min(want, frames - frame_in);
+    const at::Tensor x = rgb24_to_model(in.narrow(0, frame_in, n), size, dtype, vae_device);
+    frame_in += n;
+    return x;
+  };
+  if (pipelined) {
+    PipelinedEditEngine engine(dit, vae, size, eo);
+    engine.set_prompt(embeds, mask);
+    std::exception_ptr feed_error;
+    std::thread feeder([&] {
+      try {
+        for (int64_t c = 0; c < n_chunks; ++c) engine.push(next_input(engine.chunk_frames()), c + 1 == n_chunks);
+      } catch (...) {
+        feed_error = std::current_exception();
+      }
+    });
+    try {
+      while (std::optional<at::Tensor> video = engine.pop()) deliver(*video);
+    } catch (...) {
+      feeder.join();
+      throw;
+    }
+    feeder.join();
+    if (feed_error) std::rethrow_exception(feed_error);
+  } else {
+    EditEngine engine(dit, vae, size, eo);
+    engine.set_prompt(embeds, mask);
+    for (int64_t c = 0; c < n_chunks; ++c) deliver(engine.process(next_input(engine.chunk_frames()), c + 1 == n_chunks));
+  }
+  SS_CHECK(frame_out == frames, "e2e: {} frames out of {} in", frame_out, frames);
+  return p;
+}
+
+// The e2e part. --gpus 2: the VAE on the second GPU, the DiT on the first, pipelined; the same run on
+// one GPU first, for the speed-up and the check that the frames are the same. --streams K: K
+// sessions at once in their own threads, each with its own models on GPU k mod the visible GPUs (on
+// the CPU: all on it); one stream alone first, for the throughput ratio.
 void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   const Runtime& rt = b.rt;
   std::string dit_name, vae_name;
   auto dit = bench_dit_model(opt, rt, &dit_name);
   auto vae = bench_vae_model(opt, rt, &vae_name);
   const model::DitConfig& cfg = dit->config();
-  const FrameSize size{b.W * 32, b.H * 32};
+  const FrameSize size{b.W * b.spatial, b.H * b.spatial};
   const int64_t frames = 1 + (b.T - 1) * vae->config().temporal_ratio();
   auto host = at::TensorOptions().dtype(at::kByte).pinned_memory(rt.is_cuda());
-  at::Tensor in = at::empty({frames, size.height, size.width, 3}, host).random_(0, 256);
-  at::Tensor out = at::empty({frames, size.height, size.width, 3}, host);
+  at::Generator gen = at::detail::createCPUGenerator(opt.seed + 1);
+  const at::Tensor in = at::randint(0, 256, {frames, size.height, size.width, 3}, gen, at::kByte).to(host);
 
   EditEngineOptions eo;
   eo.steps = opt.steps;
@@ -314,32 +388,87 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   eo.seed = opt.seed;
   eo.tiling = bench_tiling(opt, rt);
   ops::reset_peak_memory(rt);
-  EditEngine engine(*dit, *vae, size, eo);
-  at::Tensor mask = at::zeros({1, cfg.caption_length}, at::kLong);
-  mask.narrow(1, 0, std::min<int64_t>(37, cfg.caption_length)).fill_(1);
-  engine.set_prompt(at::randn({1, 1, cfg.caption_length, cfg.caption_channels}), mask);
-  ops::DeviceClock clock(rt.is_cuda());
-  clock.mark();
-  int64_t frame_in = 0, frame_out = 0;
-  for (int64_t c = 0; c < b.n_chunks; ++c) {
-    const int64_t n = std::min(engine.chunk_frames(), frames - frame_in);
-    const at::Tensor x = rgb24_to_model(in.narrow(0, frame_in, n), size, rt.dtype, rt.device);
-    frame_in += n;
-    const at::Tensor rgb = model_to_rgb24(engine.process(x, c + 1 == b.n_chunks), size);
-    out.narrow(0, frame_out, rgb.size(0)).copy_(rgb, /*non_blocking=*/true);
-    frame_out += rgb.size(0);
-    clock.mark();
-  }
-  const std::vector<double> chunk_s = clock.intervals();
-  SS_CHECK(frame_out == frames, "e2e: {} frames out of {} in", frame_out, frames);
-  fill_chunk_stats(r, chunk_s, "e2e_fps");
-  r["first_frame_ms"] = chunk_s[0] * 1e3;
+  const E2ePass one = e2e_pass(*dit, *vae, size, eo, in, b.n_chunks, false);
+  const double one_s = fill_chunk_stats(r, one.chunk_s, "e2e_fps");
+  r["first_frame_ms"] = one.chunk_s[0] * 1e3;
   r["peak_gpu_bytes"] = rt.is_cuda() ? json(ops::peak_memory(rt).device_bytes) : json(nullptr);
+  if (opt.gpus > 1) {
+    // The split: this DiT on the first GPU, the VAE again on the second (the CPU: both on it).
+    SS_CHECK(!rt.is_cuda() || torch::cuda::device_count() >= 2, "--gpus 2: expected 2 visible GPUs, got {}",
+             torch::cuda::device_count());
+    const Runtime vae_rt = rt.is_cuda() ? make_runtime("cuda:1", opt.dtype) : rt;
+    std::string unused;
+    BenchOptions vo = opt;
+    auto vae2 = bench_vae_model(vo, vae_rt, &unused);
+    const E2ePass split = e2e_pass(*dit, *vae2, size, eo, in, b.n_chunks, true);
+    json one_gpu;
+    fill_chunk_stats(one_gpu, one.chunk_s, "e2e_fps");
+    const double split_s = fill_chunk_stats(r, split.chunk_s, "e2e_fps");
+    r["first_frame_ms"] = split.chunk_s[0] * 1e3;
+    r["gpus"] = {{"count", 2},
+                 {"dit_device", rt.device.str()},
+                 {"vae_device", vae_rt.device.str()},
+                 {"one_gpu_e2e_fps", one_gpu["e2e_fps"]},
+                 {"speedup", one_s / split_s},
+                 {"frames_identical", at::equal(one.out, split.out)},
+                 {"max_abs_diff", (one.out.to(at::kInt) - split.out.to(at::kInt)).abs().max().item<int64_t>()}};
+  }
+  if (opt.streams > 1) {
+    // K sessions at once, each with its own models and inputs' copy, on GPU k mod the visible ones.
+    const int64_t gpus = rt.is_cuda() ? static_cast<int64_t>(torch::cuda::device_count()) : 1;
+    std::vector<std::unique_ptr<model::HybridDit>> dits;
+    std::vector<std::unique_ptr<model::Ltx2Vae>> vaes;
+    std::vector<Runtime> rts;
+    for (int k = 0; k < opt.streams; ++k) {
+      const Runtime srt = rt.is_cuda() ? make_runtime(fmt::format("cuda:{}", k % gpus), opt.dtype) : rt;
+      std::string unused;
+      rts.push_back(srt);
+      dits.push_back(bench_dit_model(opt, srt, &unused));
+      vaes.push_back(bench_vae_model(opt, srt, &unused));
+    }
+    std::vector<E2ePass> passes(opt.streams);
+    std::vector<std::exception_ptr> errors(opt.streams);
+    std::vector<std::thread> threads;
+    const auto start = std::chrono::steady_clock::now();
+    for (int k = 0; k < opt.streams; ++k) {
+      threads.emplace_back([&, k] {
+        try {
+          c10::OptionalDeviceGuard guard;
+          if (rts[k].is_cuda()) guard.reset_device(rts[k].device);
+          passes[k] = e2e_pass(*dits[k], *vaes[k], size, eo, in, b.n_chunks, false);
+        } catch (...) {
+          errors[k] = std::current_exception();
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (const std::exception_ptr& e : errors)
+      if (e) std::rethrow_exception(e);
+    json per_stream = json::array();
+    double sum_fps = 0;
+    for (int k = 0; k < opt.streams; ++k) {
+      json s;
+      fill_chunk_stats(s, passes[k].chunk_s, "e2e_fps");
+      sum_fps += s["e2e_fps"].get<double>();
+      per_stream.push_back({{"device", rts[k].device.str()},
+                            {"e2e_fps", s["e2e_fps"]},
+                            {"chunk_ms_p50", s["chunk_ms_p50"]},
+                            {"chunk_ms_p99", s["chunk_ms_p99"]},
+                            {"first_frame_ms", passes[k].chunk_s[0] * 1e3},
+                            {"frames_identical", at::equal(passes[k].out, one.out)}});
+    }
+    r["streams"] = {{"count", opt.streams},
+                    {"per_stream", per_stream},
+                    {"total_e2e_fps", sum_fps},
+                    {"one_stream_e2e_fps", 24.0 / one_s},
+                    {"throughput_ratio", sum_fps / (24.0 / one_s)},
+                    {"wall_s", wall},
+                    {"frames_per_s_wall", static_cast<double>(frames * opt.streams) / wall}};
+  }
   r["config"]["model"] = dit_name + " + " + vae_name;
   r["config"]["dit"] = cfg.to_json();
   r["config"]["vae"] = vae->config().to_json();
-  r["config"]["tiling"] = model::describe(eo.tiling);
-  r["config"]["forwards_per_chunk"] = opt.steps + (opt.efficient_cache ? 0 : 1);
 }
 
 // --part gdn: the GDN block core (ops::gdn_gated) at the 2B shapes (20 heads × 112, S tokens per
@@ -448,7 +577,9 @@ json run_bench(const BenchOptions& opt) {
                  {"efficient_cache", opt.efficient_cache},
                  {"dtype", opt.dtype},
                  {"device", opt.device},
-                 {"cuda_graphs", opt.cuda_graphs && b.rt.is_cuda()}};
+                 {"cuda_graphs", opt.cuda_graphs && b.rt.is_cuda()},
+                 {"gpus", opt.gpus},
+                 {"streams", opt.streams}};
   if (opt.part == "dit") bench_dit(opt, b, r);
   if (opt.part == "vae-encode" || opt.part == "vae-decode") bench_vae(opt, b, r, opt.part == "vae-encode");
   if (opt.part == "e2e") bench_e2e(opt, b, r);

@@ -5,7 +5,8 @@
 //   dit         the streaming DiT (5 forwards per chunk, 4 with --efficient-cache)
 //   vae-encode  the causal VAE encoder, streamed (1 + 8·(first − 1) frames, then 24 per chunk)
 //   vae-decode  the causal VAE decoder, streamed (the same chunks of latent frames)
-//   e2e         RGB frames in host memory → encode → DiT → decode → RGB frames in host memory
+//   e2e         RGB frames in host memory → encode → DiT → decode → RGB frames in host memory;
+//               --gpus 2 splits it over two GPUs, --streams K runs K sessions at once (docs/MULTI_GPU.md)
 //   gdn         the GDN block core at the 2B shapes, 3- and 5-frame calls: fused kernels vs ATen path
 #pragma once
 
@@ -30,6 +31,8 @@ struct BenchOptions {
   bool profile = false;          // per-region GPU time of one forward at the steady-state shape
   std::string tile = "auto";     // VAE spatial tiling: SIZE[:OVERLAP] | 0 | auto (off on CUDA, the VAE default on CPU)
   uint64_t seed = 0;
+  int gpus = 1;                  // e2e: 2 = the VAE on the second GPU, the DiT on the first, pipelined
+  int streams = 1;               // e2e: K sessions at once over the visible GPUs
 };
 
 // Returns the JSON summary (keys of the issue; null where a part did not run) and prints a table.

@@ -72,7 +72,9 @@ at::Tensor DitCallRunner::replay(const at::Tensor& x, const at::Tensor& src, con
     {
       c10::cuda::CUDAStreamGuard guard(side);
       eager(g->x, g->src, static_ts, static_rope, cache, {});  // warm-up: same inputs, same cache writes
-      g->graph.capture_begin();
+      // Thread-local capture: other threads (the VAE stages of a pipelined engine, other streams'
+      // sessions) may allocate meanwhile.
+      g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
       g->v = eager(g->x, g->src, static_ts, static_rope, cache, {});
       g->graph.capture_end();
     }

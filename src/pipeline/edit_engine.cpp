@@ -137,24 +137,34 @@ void EditEngine::set_prompt(const at::Tensor& embeds, const at::Tensor& mask) {
   s.caption = std::move(c);
 }
 
-int64_t EditEngine::chunk_frames() const {
+int64_t EditEngine::chunk_frames(int64_t index) const {
   const int64_t tr = s_->vae.config().temporal_ratio();
-  return chunks_ == 0 ? 1 + (s_->opt.first_chunk - 1) * tr : 3 * tr;
+  return index == 0 ? 1 + (s_->opt.first_chunk - 1) * tr : 3 * tr;
 }
 
 at::Tensor EditEngine::process(const at::Tensor& frames, bool last) {
+  const int64_t n = frames.size(2);
+  return decode(sample(encode(frames, last), last), n);
+}
+
+at::Tensor EditEngine::encode(const at::Tensor& frames, bool last) {
   State& s = *s_;
-  SS_CHECK(s.sampler || s.caption.y.defined(), "edit: no prompt set before the first chunk");
   const int64_t want = chunk_frames(), n = frames.size(2), tr = s.vae.config().temporal_ratio();
   SS_CHECK(frames.dim() == 5 && frames.size(1) == 3 && frames.size(3) == s.size.height && frames.size(4) == s.size.width,
            "edit: expected frames [1, 3, n, {}, {}], got {}", s.size.height, s.size.width, shape_str(frames.sizes()));
-  SS_CHECK(n == want || (last && n >= 1 && n < want), "edit: chunk {} takes {} frames, got {}", chunks_, want, n);
+  SS_CHECK(n == want || (last && n >= 1 && n < want), "edit: chunk {} takes {} frames, got {}", encoded_, want, n);
   // Pad a short last chunk to whole latent frames by repeating its last frame.
-  const int64_t whole = chunks_ == 0 ? 1 + (n - 1 + tr - 1) / tr * tr : (n + tr - 1) / tr * tr;
+  const int64_t whole = encoded_ == 0 ? 1 + (n - 1 + tr - 1) / tr * tr : (n + tr - 1) / tr * tr;
   at::Tensor x = frames;
   if (whole > n) x = at::cat({frames, frames.narrow(2, n - 1, 1).expand({-1, -1, whole - n, -1, -1})}, 2);
+  ++encoded_;
+  return s.vae.normalize(s.encoder.push(x));
+}
 
-  const at::Tensor src = s.vae.normalize(s.encoder.push(x));
+at::Tensor EditEngine::sample(const at::Tensor& source, bool last) {
+  State& s = *s_;
+  SS_CHECK(s.sampler || s.caption.y.defined(), "edit: no prompt set before the first chunk");
+  const at::Tensor src = source.to(s.dit.runtime().device);
   const int64_t t = src.size(2);
   const auto& dc = s.dit.config();
   const at::Tensor noise = at::randn({1, dc.latent_channels, t, src.size(3), src.size(4)}, s.gen, at::kFloat);
@@ -167,12 +177,17 @@ at::Tensor EditEngine::process(const at::Tensor& frames, bool last) {
   dit_clock_->mark();
   const at::Tensor latents = s.sampler->step(noise, src, last);
   dit_clock_->mark();
-  const at::Tensor video = s.decoder.push(s.vae.denormalize(latents));
   if (s.opt.dump) {
     s.noise.push_back(noise);
     s.src.push_back(src.to(at::kCPU));
     s.out.push_back(latents.to(at::kCPU));
   }
+  return latents;
+}
+
+at::Tensor EditEngine::decode(const at::Tensor& latents, int64_t n) {
+  State& s = *s_;
+  const at::Tensor video = s.decoder.push(s.vae.denormalize(latents.to(s.vae.runtime().device)));
   ++chunks_;
   return video.narrow(2, 0, n);
 }

@@ -61,14 +61,25 @@ class EditEngine {
   // The caption of the chunks from the next process() on; embeds [1, 1, L, C] or [L, C], mask [1, L] or
   // [L]. The first call sets it; later ones (a prompt schedule) keep every cache.
   void set_prompt(const at::Tensor& embeds, const at::Tensor& mask);
-  // Frames the next chunk takes (fewer only for the last).
-  int64_t chunk_frames() const;
+  // Frames the next chunk takes (fewer only for the last); the chunk of index `index`.
+  int64_t chunk_frames() const { return chunk_frames(encoded_); }
+  int64_t chunk_frames(int64_t index) const;
   int64_t chunks_done() const { return chunks_; }
   // Milliseconds the last process() spent in the DiT (device events; waits for them to complete).
   double last_dit_ms() const;
   // frames: [1, 3, n, H, W] in [−1, 1] at the processing size, n = chunk_frames() (n < that only with
   // last). Returns the n edited frames, [1, 3, n, H, W] in [−1, 1], model dtype on the model's device.
   at::Tensor process(const at::Tensor& frames, bool last);
+
+  // process()'s three stages, for a caller that runs them concurrently (PipelinedEditEngine): each is
+  // called in chunk order and from one thread at a time; the DiT and the VAE may be on different
+  // devices (latents are moved between them).
+  // frames as process() takes them → the chunk's normalised source latents, on the VAE's device.
+  at::Tensor encode(const at::Tensor& frames, bool last);
+  // Source latents → the edited latents, on the DiT's device (noise drawn, caches advanced).
+  at::Tensor sample(const at::Tensor& src, bool last);
+  // Edited latents → the chunk's first n frames, on the VAE's device.
+  at::Tensor decode(const at::Tensor& latents, int64_t n);
   // The golden-named tensors of the chunks so far (EditEngineOptions::dump): inputs.noise,
   // inputs.src_latents, inputs.prompt_embeds, inputs.prompt_mask (the first prompt), output.latents.
   io::TensorMap dump() const;
@@ -76,7 +87,7 @@ class EditEngine {
  private:
   struct State;
   std::unique_ptr<State> s_;
-  int64_t chunks_ = 0;
+  int64_t encoded_ = 0, chunks_ = 0;  // chunks encoded, decoded
   std::unique_ptr<ops::DeviceClock> dit_clock_;  // marks around the last chunk's sampler step
 };
 

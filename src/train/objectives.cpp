@@ -78,16 +78,18 @@ model::CaptionState grad_caption(const model::HybridDit& dit, const TrainSample&
   return dit.encode_caption(p.first, p.second);
 }
 
-at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen) {
+at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen) { return randn_on(like.sizes(), like.device(), gen); }
+
+at::Tensor randn_on(at::IntArrayRef sizes, at::Device device, at::Generator& gen) {
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  if (like.device().is_cpu()) return at::randn(like.sizes(), gen, f32);
+  if (device.is_cpu()) return at::randn(sizes, gen, f32);
   const int64_t seed = at::randint(std::numeric_limits<int64_t>::max(), {1}, gen, f32.dtype(at::kLong)).item<int64_t>();
-  at::Generator device_gen = at::globalContext().defaultGenerator(like.device());
+  at::Generator device_gen = at::globalContext().defaultGenerator(device);
   {
     std::lock_guard<std::mutex> lock(device_gen.mutex());
     device_gen.set_current_seed(static_cast<uint64_t>(seed));
   }
-  return at::randn(like.sizes(), device_gen, f32.device(like.device()));
+  return at::randn(sizes, device_gen, f32.device(device));
 }
 
 FlowLoss flow_loss(const model::HybridDit& dit, const model::CaptionState& caption, const at::Tensor& x0,
@@ -116,18 +118,27 @@ double sample_logit_normal_sigma(const FlowMatchingConfig& cfg, at::Generator& g
 }
 
 double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg,
-                          const RolloutConfig& rollout, at::Generator& gen, double scale) {
+                          const RolloutConfig& rollout, at::Generator& gen, double scale, const RowSlice& rows) {
   RECORD_USER_SCOPE("train::flow_matching");
   if (!s.target.defined()) return 0.0;
-  // Per row: σ, then whether its caption is dropped (CFG).
-  const int64_t B = s.target.size(0);
+  // Per row of the whole batch: σ, then whether its caption is dropped (CFG); then the noise. This
+  // sample's rows are [offset, offset + B) of them.
+  const int64_t B = s.target.size(0), total = rows.total > 0 ? rows.total : B;
+  SS_CHECK(rows.total == 0 || (rows.count == B && rows.offset >= 0 && rows.offset + B <= total),
+           "flow matching: expected a sample of rows {}..{} of a batch of {}, got {} rows", rows.offset,
+           rows.offset + rows.count, rows.total, B);
   std::vector<float> sigmas;
   std::vector<uint8_t> drops;
-  for (int64_t b = 0; b < B; ++b) {
+  for (int64_t b = 0; b < total; ++b) {
     sigmas.push_back(static_cast<float>(sample_logit_normal_sigma(cfg, gen)));
     drops.push_back(uniform(gen) < cfg.text_dropout);
   }
-  const at::Tensor noise = randn_like_on(s.target, gen), sigma = at::tensor(sigmas, at::kFloat);
+  sigmas = std::vector<float>(sigmas.begin() + rows.offset, sigmas.begin() + rows.offset + B);
+  drops = std::vector<uint8_t>(drops.begin() + rows.offset, drops.begin() + rows.offset + B);
+  std::vector<int64_t> noise_shape = s.target.sizes().vec();
+  noise_shape[0] = total;
+  const at::Tensor noise = randn_on(noise_shape, s.target.device(), gen).narrow(0, rows.offset, B),
+                   sigma = at::tensor(sigmas, at::kFloat);
   const int64_t dropped = std::count(drops.begin(), drops.end(), uint8_t{1});
   // The rows' captions: the prompt's, the null caption's where dropped. `grad`: through s.encode with
   // autograd; else the sample's embeddings without a graph (the cache-writing passes).

@@ -78,8 +78,14 @@ double sample_logit_normal_sigma(const FlowMatchingConfig& cfg, at::Generator& g
 // caches that t = 0 passes on the target's earlier chunks wrote (one backward per chunk); the value is
 // the mean over chunks. cfg.sink_gap > 0: the chunks after the first start a random 0 … sink_gap
 // positions later (one draw per call, after the noise).
+// `rows` (data-parallel training): the sample holds rows [offset, offset + count) of a batch of
+// `total`; σ, the caption drops and the noise are drawn for the whole batch and this share taken, so N
+// ranks together compute the one-process step. total 0: the sample is the whole batch.
+struct RowSlice {
+  int64_t offset = 0, count = 0, total = 0;
+};
 double flow_matching_step(const DitWeights& w, const TrainSample& s, const FlowMatchingConfig& cfg,
-                          const RolloutConfig& rollout, at::Generator& gen, double scale);
+                          const RolloutConfig& rollout, at::Generator& gen, double scale, const RowSlice& rows = {});
 
 struct RolloutLosses {
   double rollout = 0, crr = 0;  // mean over the chunks that had the objective
@@ -95,5 +101,6 @@ RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const Roll
 // tensors: drawn on the GPU by its generator, reseeded with one draw of gen (drawing on the host cost
 // ~0.2 s a step at the demo's batch of 32 × 360 k latents); a run reproduces on the same device type.
 at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen);
+at::Tensor randn_on(at::IntArrayRef sizes, at::Device device, at::Generator& gen);
 
 }  // namespace sanastream::train

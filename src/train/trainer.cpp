@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <mutex>
 #include <sstream>
 #include <tuple>
@@ -82,6 +83,13 @@ std::pair<int64_t, int64_t> train_size(const DataConfig& d, const CacheHeader& h
 }
 
 // A VAE directory: config.json and the weights in the diffusers layout.
+// A generator seeded by one draw of `gen`.
+at::Generator fork_generator(at::Generator& gen) {
+  const int64_t seed =
+      at::randint(std::numeric_limits<int64_t>::max(), {1}, gen, at::TensorOptions().dtype(at::kLong)).item<int64_t>();
+  return at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
+}
+
 void save_vae_dir(const std::string& dir, const model::Ltx2VaeConfig& cfg, const io::TensorMap& weights) {
   make_directories(dir);
   write_text_file_atomic(dir + "/config.json", cfg.to_json().dump(2) + "\n");
@@ -115,7 +123,16 @@ json TrainReport::to_json() const {
           {"checkpoint", checkpoint}};
 }
 
-Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
+void check_data_parallel(const TrainConfig& cfg, int ranks) {
+  SS_CHECK(ranks >= 1, "expected 1 or more ranks, got {}", ranks);
+  const bool rows = cfg.vae.enabled || !cfg.data.edits.empty();
+  SS_CHECK(!rows || cfg.data.batch % ranks == 0,
+           "{}: data.batch {}: expected a multiple of the {} ranks (each computes an equal share of its rows)",
+           cfg.path, cfg.data.batch, ranks);
+}
+
+Trainer::Trainer(TrainConfig cfg, dist::ProcessGroup* group) : cfg_(std::move(cfg)), group_(group) {
+  if (group_) check_data_parallel(cfg_, group_->size());
   w_.rt = make_runtime(cfg_.device, cfg_.dtype);
   if (cfg_.vae.enabled) {
     vae_w_.rt = w_.rt;
@@ -216,9 +233,10 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
   }
   gen_ = at::make_generator<at::CPUGeneratorImpl>(cfg_.seed);
 
+  resumed_ = resume();
+  if (!writer()) return;
   make_directories(cfg_.output);
   make_directories(cfg_.output + "/checkpoints");
-  resumed_ = resume();
   // The log keeps the rows of the steps the weights hold (a command cut short may have logged more).
   const std::string log = cfg_.output + "/log.csv";
   std::string kept = std::string(cfg_.vae.enabled ? kVaeLogHeader : kLogHeader) + "\n";
@@ -299,7 +317,13 @@ TrainSample Trainer::next_sample() {
   return make_sample(*data_, *order_, true, cfg_.data.edits.empty() ? 1 : cfg_.data.batch);
 }
 
-TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows) {
+RowSlice Trainer::my_rows(int64_t total) const {
+  const int64_t n = group_ ? group_->size() : 1, r = group_ ? group_->rank() : 0;
+  return {r * total / n, total / n, total};
+}
+
+TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows,
+                                 const RowSlice& share) {
   RECORD_USER_SCOPE("train::sample");
   const CacheHeader& h = data.header();
   const std::pair<int64_t, int64_t> size = train_size(cfg_.data, h, pixel_multiple(h));
@@ -348,6 +372,20 @@ TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool w
         prompts.back() = f.phrasings[uniform_index(static_cast<int64_t>(f.phrasings.size()), gen_)];
         reverses.back() = f.reverse_phrasings[uniform_index(static_cast<int64_t>(f.reverse_phrasings.size()), gen_)];
       }
+    }
+    if (share.total > 0) {
+      // Every row was drawn (the data order and generator stay the same on every rank); this rank's kept.
+      auto keep = [&](auto& v) {
+        if (!v.empty()) v = std::decay_t<decltype(v)>(v.begin() + share.offset, v.begin() + share.offset + share.count);
+      };
+      keep(sources);
+      keep(targets);
+      keep(pixels);
+      keep(prompts);
+      keep(reverses);
+      keep(families);
+      keep(windows);
+      rows = share.count;
     }
     if (h.kind == CacheKind::kFrames) {
       s.source = encode(at::cat(pixels, 0));
@@ -413,13 +451,17 @@ TrainSample Trainer::make_sample(const DataCache& data, DataOrder& order, bool w
 StepLosses Trainer::step() {
   StepLosses l;
   const double scale = 1.0 / static_cast<double>(cfg_.data.batch);
+  const int ranks = group_ ? group_->size() : 1, rank = group_ ? group_->rank() : 0;
   if (cfg_.vae.enabled) {
     // The VAE mode: the source clips of the batch's samples, reconstructed together (one batch through
     // the encoder and causal decoder: the losses are means over every frame, as the mean of per-sample means).
     const std::pair<int64_t, int64_t> size = train_size(cfg_.data, data_->header(), vae_w_.cfg.spatial_ratio());
+    const RowSlice mine = my_rows(cfg_.data.batch);
     std::vector<at::Tensor> clips;
-    for (int64_t b = 0; b < cfg_.data.batch; ++b)
-      clips.push_back(next_clips(data_->header(), data_->load(order_->next()), size.first, size.second).first);
+    for (int64_t b = 0; b < cfg_.data.batch; ++b) {
+      at::Tensor clip = next_clips(data_->header(), data_->load(order_->next()), size.first, size.second).first;
+      if (b >= mine.offset && b < mine.offset + mine.count) clips.push_back(clip);
+    }
     const VaeLosses v = vae_step(vae_w_, at::cat(clips, 0), cfg_.vae.losses, 1.0, teacher_.get());
     l.loss = v.total.item<double>();
     l.charbonnier = v.charbonnier;
@@ -429,23 +471,50 @@ StepLosses Trainer::step() {
   } else {
     // With data.long_cache, CRR runs on one long target-free clip per step instead of the batch's clips.
     // With data.edits the batch is one sample of data.batch rows (flow matching only).
+    // The objectives draw from a generator seeded by the run's (one per sample), which every rank
+    // advances alike; a rank's share is computed with `ranks` times the weight, as the average over
+    // the ranks divides by it.
     const CrrConfig batch_crr{cfg_.crr.enabled && !long_data_, cfg_.crr.weight};
-    const bool rows = !cfg_.data.edits.empty();
-    for (int64_t b = 0; b < (rows ? 1 : cfg_.data.batch); ++b) {
-      const TrainSample s = next_sample();
-      const double w = rows ? 1.0 : scale;
+    if (!cfg_.data.edits.empty()) {
+      const RowSlice mine = my_rows(cfg_.data.batch);
+      const TrainSample s = make_sample(*data_, *order_, true, cfg_.data.batch, group_ ? mine : RowSlice{});
+      at::Generator g = fork_generator(gen_);
       if (cfg_.flow_matching.enabled)
-        l.flow_matching += w * flow_matching_step(w_, s, cfg_.flow_matching, cfg_.rollout, gen_, w);
-      const RolloutLosses r = rollout_step(w_, s, cfg_.rollout, batch_crr, gen_, w);
-      l.rollout += w * r.rollout;
-      l.crr += w * r.crr;
+        l.flow_matching = flow_matching_step(w_, s, cfg_.flow_matching, cfg_.rollout, g, 1.0, group_ ? mine : RowSlice{});
+    } else {
+      const double w = scale * ranks;
+      for (int64_t b = 0; b < cfg_.data.batch; ++b) {
+        const TrainSample s = next_sample();
+        at::Generator g = fork_generator(gen_);
+        if (b % ranks != rank) continue;
+        if (cfg_.flow_matching.enabled)
+          l.flow_matching += w * flow_matching_step(w_, s, cfg_.flow_matching, cfg_.rollout, g, w);
+        const RolloutLosses r = rollout_step(w_, s, cfg_.rollout, batch_crr, g, w);
+        l.rollout += w * r.rollout;
+        l.crr += w * r.crr;
+      }
     }
     if (long_data_) {
       const TrainSample s = make_sample(*long_data_, *long_order_, false, 1);
-      l.crr += rollout_step(w_, s, cfg_.rollout, cfg_.crr, gen_, 1.0).crr;
+      at::Generator g = fork_generator(gen_);
+      if (step_ % ranks == rank) l.crr += ranks * rollout_step(w_, s, cfg_.rollout, cfg_.crr, g, ranks).crr;
     }
-    l.loss = cfg_.flow_matching.weight * l.flow_matching + cfg_.rollout.weight * l.rollout + cfg_.crr.weight * l.crr;
   }
+  if (group_) {
+    // The ranks' gradients and losses averaged: every rank then takes the same optimiser step.
+    std::vector<at::Tensor> grads;
+    for (auto& [k, p] : trainable_) {
+      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+      grads.push_back(p.grad());
+    }
+    group_->average(grads);
+    std::vector<double> v{l.loss, l.flow_matching, l.rollout, l.crr, l.charbonnier, l.ssim, l.haar, l.teacher};
+    group_->average(v);
+    std::tie(l.loss, l.flow_matching, l.rollout, l.crr) = std::make_tuple(v[0], v[1], v[2], v[3]);
+    std::tie(l.charbonnier, l.ssim, l.haar, l.teacher) = std::make_tuple(v[4], v[5], v[6], v[7]);
+  }
+  if (!cfg_.vae.enabled)
+    l.loss = cfg_.flow_matching.weight * l.flow_matching + cfg_.rollout.weight * l.rollout + cfg_.crr.weight * l.crr;
   RECORD_USER_SCOPE("train::optimizer");
   l.grad_norm = clip_grad_norm(trainable_, cfg_.optim.grad_clip);
   ++step_;
@@ -605,8 +674,11 @@ TrainReport Trainer::run(int64_t profile_steps) {
   std::unique_ptr<OpProfile> profile;
   double profile_start = 0;
   while (step_ < cfg_.max_steps) {
-    if (interrupt_requested()) break;
-    if (profile_steps > 0 && !profile && step_ >= std::max(r.first_step + 1, cfg_.max_steps - profile_steps)) {
+    // Ctrl-C, or no time left for another step (as slow as the slowest so far); any rank's stop is all's.
+    const bool out_of_time = cfg_.time_limit_s > 0 && elapsed() + slowest > cfg_.time_limit_s;
+    if (any_rank(interrupt_requested() || out_of_time)) break;
+    if (writer() && profile_steps > 0 && !profile &&
+        step_ >= std::max(r.first_step + 1, cfg_.max_steps - profile_steps)) {
       profile = std::make_unique<OpProfile>(w_.rt.device.is_cuda());
       profile_start = elapsed();
     }
@@ -614,6 +686,7 @@ TrainReport Trainer::run(int64_t profile_steps) {
     r.last = step();
     const double dt = elapsed() - t0;
     slowest = std::max(slowest, dt);
+    if (!writer()) continue;
     append_log(r.last, dt);
     if (cfg_.vae.enabled)
       log_info(
@@ -629,7 +702,6 @@ TrainReport Trainer::run(int64_t profile_steps) {
       save_checkpoint();
       saved = step_;
     }
-    if (cfg_.time_limit_s > 0 && elapsed() + slowest > cfg_.time_limit_s) break;
   }
   if (profile) write_profile(profile, elapsed() - profile_start);
   r.seconds = elapsed();
@@ -638,9 +710,11 @@ TrainReport Trainer::run(int64_t profile_steps) {
   const ops::PeakMemory peak = ops::peak_memory(w_.rt);
   r.peak_host_mib = peak.host_rss_mib;
   r.peak_device_mib = peak.device_mib;
-  if (saved != step_) save_checkpoint();
+  if (writer()) {
+    if (saved != step_) save_checkpoint();
+    write_plot();
+  }
   r.checkpoint = checkpoint_;
-  write_plot();
   r.finished = step_ >= cfg_.max_steps;
   return r;
 }

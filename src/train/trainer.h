@@ -16,6 +16,12 @@
 //   OUT/log.csv, OUT/loss.png                          one row per step; the loss curve
 // A checkpoint directory is written as NAME.part and renamed when complete; a command resumes from
 // `latest` when there is one.
+// Data-parallel (a dist::ProcessGroup of N ranks, `train --gpus N`, docs/MULTI_GPU.md): every rank
+// draws the same batch (one data order and generator) and computes its share — rows
+// [r·B/N, (r+1)·B/N) of a data.edits sample or of the VAE mode's clips, every N-th sample otherwise,
+// CRR's long clip on rank step mod N — then the gradients and losses are averaged over the ranks, so
+// the step is the one-process step's and the weights stay the same on every rank. Rank 0 alone writes
+// the run directory; every rank resumes from it.
 #pragma once
 
 #include <map>
@@ -25,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/op_profile.h"
+#include "dist/process_group.h"
 #include "model/ltx2_vae.h"
 #include "train/data_cache.h"
 #include "train/objectives.h"
@@ -51,10 +58,15 @@ struct TrainReport {
   nlohmann::json to_json() const;
 };
 
+// An Error unless a run of `ranks` data-parallel ranks can split cfg's batch evenly (data.edits and the
+// VAE mode split rows: data.batch a multiple of ranks).
+void check_data_parallel(const TrainConfig& cfg, int ranks);
+
 class Trainer {
  public:
-  // Builds the model from the config, or resumes the newest checkpoint of cfg.output.
-  explicit Trainer(TrainConfig cfg);
+  // Builds the model from the config, or resumes the newest checkpoint of cfg.output. group: this
+  // rank's process group for data-parallel training (outlives the trainer), or none.
+  explicit Trainer(TrainConfig cfg, dist::ProcessGroup* group = nullptr);
   ~Trainer();
 
   // One optimiser step over data.batch samples.
@@ -88,7 +100,14 @@ class Trainer {
   // training size: [1, 3, F, H, W] fp32 in [−1, 1] on the device (source, and target when present).
   std::pair<at::Tensor, at::Tensor> next_clips(const CacheHeader& h, const CacheSample& cs, int64_t W, int64_t H);
   // `rows` clips of `data` in `order` as one sample (rows > 1: data.edits and a trainable encoder).
-  TrainSample make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows);
+  // `share`: the rows this rank computes (all rows are drawn); an empty share: all.
+  TrainSample make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows,
+                          const RowSlice& share = {});
+  // This rank's rows of a batch of `total`: [r·total/N, (r+1)·total/N).
+  RowSlice my_rows(int64_t total) const;
+  // Whether any rank passed true (one process: flag).
+  bool any_rank(bool flag) const { return group_ ? group_->any(flag) : flag; }
+  bool writer() const { return !group_ || group_->rank() == 0; }  // rank 0 writes the run directory
   // Each clip's edit family of its pixels [B, 3, F, H, W] in [−1, 1].
   at::Tensor edit_family_pixels(const std::vector<std::string>& families, const at::Tensor& clips) const;
   // A latent cache's clip `index` (`clip`: its whole latents as loaded), decoded by data.vae, edited
@@ -103,6 +122,7 @@ class Trainer {
   void write_profile(std::unique_ptr<OpProfile>& profile, double seconds);
 
   TrainConfig cfg_;
+  dist::ProcessGroup* group_ = nullptr;
   DitWeights w_;
   VaeWeights vae_w_;                       // the VAE mode
   TextEncoderWeights te_;                  // text_encoder.trainable: its trainable ones are in trainable_ as
