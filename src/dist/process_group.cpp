@@ -4,10 +4,10 @@
 #include <map>
 
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
-#ifdef USE_C10D_GLOO
+#ifdef SANASTREAM_HAS_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
-#ifdef USE_C10D_NCCL
+#ifdef SANASTREAM_HAS_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -55,10 +55,10 @@ Membership membership_from_env() {
 
 std::vector<std::string> available_backends() {
   std::vector<std::string> b;
-#ifdef USE_C10D_NCCL
+#ifdef SANASTREAM_HAS_NCCL
   b.push_back("nccl");
 #endif
-#ifdef USE_C10D_GLOO
+#ifdef SANASTREAM_HAS_GLOO
   b.push_back("gloo");
 #endif
   return b;
@@ -91,14 +91,14 @@ ProcessGroup::ProcessGroup(const Membership& m, const std::string& backend, std:
     impl_->store = c10::make_intrusive<c10d::FileStore>(m.store, m.size);
     impl_->store->setTimeout(timeout);
     if (backend == "gloo") {
-#ifdef USE_C10D_GLOO
+#ifdef SANASTREAM_HAS_GLOO
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
       opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
       impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, m.rank, m.size, opts);
       return;
 #endif
     } else if (backend == "nccl") {
-#ifdef USE_C10D_NCCL
+#ifdef SANASTREAM_HAS_NCCL
       auto opts = c10d::ProcessGroupNCCL::Options::create();
       opts->timeout = timeout;
       impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, m.rank, m.size, opts);
