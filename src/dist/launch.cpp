@@ -12,6 +12,8 @@
 
 #include <torch/cuda.h>
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"

@@ -11,6 +11,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 #include "core/torch_compat.h"
 
