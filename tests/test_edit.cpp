@@ -82,6 +82,67 @@ void expect_edited_copy(const std::string& source, const std::string& out, const
 
 }  // namespace
 
+// The README's main command (scripts/demo-edit.sh, as scripts/run.sh runs it) on a short real clip:
+// the embedded demo model, found beside the executable, edits it to night — every frame out, the
+// picture darker than the source's.
+TEST(EditDemoModel, TheReadmeMainCommandTurnsAShortClipToNight) {
+  const std::string dir = temp_dir("edit_readme");
+  const std::string src = kMedia + "/realshort.mp4", out = dir + "/night.mp4";
+  std::string log;
+  ASSERT_EQ(run_tool({std::string(SANASTREAM_SOURCE_DIR) + "/scripts/demo-edit.sh", SANASTREAM_CLI_PATH, src, out}, &log),
+            0)
+      << log;
+  EXPECT_FALSE(file_exists(out + ".part"));
+  const json j = read_json(out + ".json");
+  EXPECT_EQ(j["model_source"], "demo package");
+  EXPECT_EQ(j["frames_in"], 36);
+  EXPECT_EQ(j["frames_out"], 19);  // 1.2 s at the demo model's 16 fps
+  EXPECT_EQ(ffprobe(out).of("video")->frames, 19);
+  // Mean luma of every frame (ffmpeg: grey, raw).
+  auto mean_luma = [](const std::string& path) {
+    std::string grey;
+    EXPECT_EQ(run_tool({"ffmpeg", "-v", "error", "-i", path, "-vf", "format=gray", "-f", "rawvideo", "-"}, &grey), 0);
+    double sum = 0;
+    for (unsigned char c : grey) sum += c;
+    return grey.empty() ? 0.0 : sum / static_cast<double>(grey.size());
+  };
+  const double before = mean_luma(src), after = mean_luma(out);
+  EXPECT_LT(after, 0.75 * before) << "source luma " << before << ", edited " << after;
+}
+
+// --gpus 2 (docs/MULTI_GPU.md) on the CPU: the VAE and DiT stages in their own threads give the
+// one-device run's frames and latents byte for byte, with a prompt change mid-stream; the modes it
+// does not take are one error line.
+TEST(EditMultiGpu, PipelinedStagesGiveTheOneDeviceOutput) {
+  const std::string dir = temp_dir("edit_gpus2");
+  const std::string src = kMedia + "/cockatoo.mp4";  // 14 s: 9 chunks at 16 fps
+  std::ofstream(dir + "/schedule.tsv") << "0\tmake it snowy\n3\tmake it look like night\n";
+  for (const std::string gpus : {"1", "2"}) {
+    auto r = run_edit_cli({"-i", src, "--prompt-schedule", dir + "/schedule.tsv", "--device", "cpu", "--gpus", gpus,
+                           "--output-size", "64x36",
+                           "-o", dir + "/out" + gpus + ".y4m", "--dump-latents", dir + "/lat" + gpus + ".safetensors",
+                           "--json", dir + "/out" + gpus + ".json"});
+    ASSERT_EQ(r.exit_code, 0) << gpus << ": " << r.err;
+  }
+  EXPECT_EQ(read_file(dir + "/out1.y4m"), read_file(dir + "/out2.y4m"));
+  const io::TensorMap a = io::load_safetensors(dir + "/lat1.safetensors"),
+                      b = io::load_safetensors(dir + "/lat2.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [k, t] : a) EXPECT_TRUE(at::equal(t, b.at(k))) << k;
+  const json j = read_json(dir + "/out2.json");
+  EXPECT_EQ(j["chunks"], 9);
+  EXPECT_EQ(read_json(dir + "/out1.json")["chunks"], 9);
+  EXPECT_EQ(j["prompts"].size(), 2u);
+  auto bad = run_edit_cli({"-i", src, "-p", "make it snowy", "--device", "cpu", "--gpus", "2", "--realtime", "-o",
+                           dir + "/bad.mp4"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.err_lines(), 1) << bad.err;
+  EXPECT_NE(bad.err.find("--gpus 2: expected 1, or 2 for the streaming mode without --realtime and --control"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(file_exists(dir + "/bad.mp4"));
+}
+
 TEST(EditFootage, RealshortMp4AndMkvKeepSizeDurationAndAacAudio) {
   const std::string dir = temp_dir("edit_realshort");
   const std::string src = kMedia + "/realshort.mp4";

@@ -114,6 +114,11 @@ void register_edit(CLI::App& app) {
   sub->add_flag("--efficient-cache", c->r.efficient_cache, "No t=0 cache pass (the last step writes the caches)");
   sub->add_option("--seed", c->r.seed, "Seed of the noise")->capture_default_str();
   sub->add_option("--device", c->r.device, "cuda[:N] | cpu (default: cuda when available)");
+  sub->add_option("--gpus", c->r.gpus,
+                  "2: the VAE on cuda:1 and the DiT on cuda:0, pipelined: a chunk costs the slower GPU's time, the "
+                  "frames are the one-GPU run's (streaming files; not with --realtime or --control)")
+      ->check(CLI::Range(1, 2))
+      ->capture_default_str();
   sub->add_option("--dtype", c->r.dtype, "bf16 | fp32 (default: bf16 on CUDA, fp32 on the CPU)");
   sub->add_option("--tile", c->r.tile, "VAE spatial tiling SIZE[:OVERLAP] | 0 | auto (off on CUDA)")
       ->capture_default_str();

@@ -14,6 +14,8 @@
 #include <optional>
 #include <thread>
 
+#include <torch/cuda.h>
+
 #include "core/bounded_queue.h"
 #include "core/error.h"
 #include "core/stats.h"
@@ -25,6 +27,7 @@
 #include "io/safetensors.h"
 #include "ops/device.h"
 #include "pipeline/edit_engine.h"
+#include "pipeline/pipelined_engine.h"
 #include "pipeline/model_package.h"
 #include "pipeline/prompt_encoder.h"
 #include "video/media_writer.h"
@@ -195,6 +198,8 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
            "bidirectional takes the encode-prompt and encode-video outputs instead)");
   SS_CHECK(!whole_clip || (!r.realtime && r.control.empty()), "--realtime and --control: the streaming mode's (the "
            "bidirectional mode edits a whole clip at once)");
+  SS_CHECK(r.gpus == 1 || (r.gpus == 2 && !whole_clip && !r.realtime && r.control.empty()),
+           "--gpus {}: expected 1, or 2 for the streaming mode without --realtime and --control", r.gpus);
   SS_CHECK(r.lag_policy == "drop" || r.lag_policy == "repeat", "--lag-policy: expected drop or repeat, got '{}'",
            r.lag_policy);
   SS_CHECK(r.rope_limit >= 0, "--rope-limit: expected a positive number of positions, got {}", r.rope_limit);
@@ -258,8 +263,15 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
     log_warn("model {}: seeded random weights — the output is noise (a package for tests and benchmarks)", pkg.dir);
   const Runtime rt = make_runtime(r.device.empty() ? (cuda_available() ? "cuda" : "cpu") : r.device,
                                   r.dtype.empty() ? (cuda_available() && r.device != "cpu" ? "bf16" : "fp32") : r.dtype);
+  // --gpus 2: the VAE on the second GPU (on the CPU: the same CPU), the DiT on the first.
+  if (r.gpus == 2 && rt.is_cuda())
+    SS_CHECK(rt.device.index() == 0 && torch::cuda::device_count() >= 2,
+             "--gpus 2: expected --device cuda and 2 visible GPUs, got {} and {} GPU(s)", rt.device.str(),
+             torch::cuda::device_count());
+  Runtime vae_rt = rt;
+  if (r.gpus == 2 && rt.is_cuda()) vae_rt.device = at::Device(at::kCUDA, 1);
   auto dit = pipeline::load_package_dit(pkg, variant, rt);
-  auto vae = pipeline::load_package_vae(pkg, rt);
+  auto vae = pipeline::load_package_vae(pkg, vae_rt);
   SS_CHECK(whole_clip || pkg.vae.decoder == model::VaeDecoderKind::kCausal,
            "model {}: the streaming edit decodes with the causal VAE decoder; model.json names '{}'", pkg.dir,
            model::decoder_kind_name(pkg.vae.decoder));
@@ -282,7 +294,13 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   eo.dump = !r.dump_latents.empty();
   eo.rope_limit = r.rope_limit;
   std::unique_ptr<pipeline::EditEngine> engine;
-  if (!whole_clip) engine = std::make_unique<pipeline::EditEngine>(*dit, *vae, proc, eo);
+  std::unique_ptr<pipeline::PipelinedEditEngine> piped;  // --gpus 2
+  if (r.gpus == 2)
+    piped = std::make_unique<pipeline::PipelinedEditEngine>(*dit, *vae, proc, eo);
+  else if (!whole_clip)
+    engine = std::make_unique<pipeline::EditEngine>(*dit, *vae, proc, eo);
+  // Frames the next chunk takes.
+  auto next_chunk_frames = [&] { return piped ? piped->chunk_frames() : engine->chunk_frames(); };
   pipeline::WholeClipOptions wc;
   wc.dpm.steps = r.steps > 0 ? r.steps : 50;
   wc.dpm.cfg = r.cfg;
@@ -290,7 +308,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   wc.tiling = eo.tiling;
   wc.seed = r.seed;
   // The frames one step of the engine takes: a chunk, or the whole clip.
-  const int64_t step_frames = whole_clip ? pkg.max_frames : engine->chunk_frames();
+  const int64_t step_frames = whole_clip ? pkg.max_frames : next_chunk_frames();
   ops::reset_peak_memory(rt);
 
   Counters counters;
@@ -414,6 +432,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   // Sets the prompt of the chunks from `chunk` on.
   auto use_prompt = [&](const pipeline::PromptEmbedding& e, const std::string& text, double seconds) {
     if (engine) engine->set_prompt(e.embeds, e.mask);
+    if (piped) piped->set_prompt(e.embeds, e.mask);
     prompt_log.push_back({{"chunk", counters.stream_chunk.load()}, {"seconds", seconds}, {"prompt", text}});
     std::lock_guard<std::mutex> lock(counters.mu);
     counters.prompt = text;
@@ -435,6 +454,31 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       control->reply(c.client, reply);
     }
   };
+  // --gpus 2: the chunks in the pipeline, in order, and the thread that takes them out to the writer.
+  struct InFlight {
+    Clock::time_point t0;
+    std::vector<double> times;
+    std::vector<Clock::time_point> arrivals;
+  };
+  BoundedQueue<InFlight> in_flight(4);
+  std::thread collect_thread;
+  if (piped)
+    collect_thread = std::thread([&] {
+      try {
+        while (std::optional<InFlight> c = in_flight.pop()) {
+          std::optional<at::Tensor> y = piped->pop();
+          SS_CHECK(y.has_value(), "edit --gpus 2: the pipeline ended before chunk {}", counters.chunks.load());
+          const at::Tensor out = pipeline::model_to_rgb24(*y, out_size).to(at::kCPU);
+          ++counters.chunks;
+          chunk_ms.push_back(ms_since(c->t0));
+          rss_mib.push_back(ops::current_rss_mib());
+          if (!chunks_out.push(EditedChunk{out, std::move(c->times), std::move(c->arrivals)})) break;
+        }
+      } catch (...) {
+        state.fail();
+        chunks_out.close();
+      }
+    });
   try {
     std::vector<SourceFrame> pending;
     bool done = false;
@@ -447,7 +491,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       SS_CHECK(!whole_clip || static_cast<int64_t>(pending.size()) <= pkg.max_frames,
                "--mode bidirectional takes clips of up to {} frames at {} fps; {} is longer: use --mode streaming",
                pkg.max_frames, fps, r.input);
-      const int64_t want_frames = whole_clip ? std::numeric_limits<int64_t>::max() : engine->chunk_frames();
+      const int64_t want_frames = whole_clip ? std::numeric_limits<int64_t>::max() : next_chunk_frames();
       if (pending.empty() || (!done && static_cast<int64_t>(pending.size()) < want_frames)) continue;
       check_interrupt();
       std::vector<double> times;
@@ -482,7 +526,15 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       const auto t0 = Clock::now();
       std::vector<at::Tensor> rgb;
       for (auto& sf : pending) rgb.push_back(sf.rgb);
-      const at::Tensor x = pipeline::rgb24_to_model(at::stack(rgb), proc, rt.dtype, rt.device);
+      const at::Tensor x = pipeline::rgb24_to_model(at::stack(rgb), proc, vae_rt.dtype, vae_rt.device);
+      if (piped) {
+        // The chunk enters the pipeline; the collector takes it out, in order, with its frames' times.
+        piped->push(x, done);
+        pending.clear();
+        ++counters.stream_chunk;
+        if (!in_flight.push(InFlight{t0, std::move(times), std::move(arrivals)})) break;
+        continue;
+      }
       at::Tensor y;
       if (counters.paused)
         y = x;  // passed through: the same cover-crop and scaling as an edited chunk
@@ -505,7 +557,10 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   } catch (...) {
     state.fail();
   }
-  // Stop the reader; the writer finishes what was edited (or abandons it after an error).
+  // Stop the reader; the collector hands over what is in the pipeline; the writer finishes what was
+  // edited (or abandons it after an error).
+  in_flight.close();
+  if (collect_thread.joinable()) collect_thread.join();
   frames_in.close();
   chunks_out.close();
   read_thread.join();
@@ -513,9 +568,9 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   control.reset();
   state.rethrow();
   const bool interrupted = state.interrupted();
-  if (!r.dump_latents.empty() && engine && engine->chunks_done() > 0) {
+  if (!r.dump_latents.empty() && (piped ? piped->chunks_done() : engine ? engine->chunks_done() : 0) > 0) {
     const std::string part = r.dump_latents + ".part";
-    io::save_safetensors(part, engine->dump());
+    io::save_safetensors(part, piped ? piped->dump() : engine->dump());
     std::filesystem::rename(part, r.dump_latents);
   }
 

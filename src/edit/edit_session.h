@@ -48,6 +48,8 @@ struct EditRequest {
   bool cuda_graphs = true;
   uint64_t seed = 0;
   std::string device;            // "" = cuda when available, else cpu
+  int gpus = 1;                  // 2: the VAE on cuda:1, the DiT on cuda:0, pipelined (docs/MULTI_GPU.md;
+                                 // on the CPU both stages share it)
   std::string dtype;             // "" = bf16 on CUDA, fp32 on the CPU
   std::string tile = "auto";     // VAE spatial tiling: SIZE[:OVERLAP] | 0 | auto (off on CUDA, the default on CPU)
   std::string dump_latents;      // safetensors file of the golden-named latents (for latent-edit)

@@ -37,6 +37,9 @@ class PipelinedEditEngine {
   void push(const at::Tensor& frames, bool last);
   // The next edited chunk in order, [1, 3, n, H, W] on the VAE's device; nothing after the last.
   std::optional<at::Tensor> pop();
+  // After the last chunk was popped: EditEngine's.
+  int64_t chunks_done() const { return engine_.chunks_done(); }
+  io::TensorMap dump() const { return engine_.dump(); }
 
  private:
   struct Chunk {
