@@ -1,6 +1,8 @@
 #include "pipeline/pipelined_engine.h"
 
 #include <c10/core/DeviceGuard.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 
 #include "core/error.h"
 
@@ -20,13 +22,35 @@ PipelinedEditEngine::~PipelinedEditEngine() {
     if (t->joinable()) t->join();
 }
 
+std::shared_ptr<c10::Event> PipelinedEditEngine::record_ready(const at::Tensor& t) {
+  if (t.device().is_cpu()) return nullptr;
+  auto ev = std::make_shared<c10::Event>(t.device().type());
+  ev->record(c10::impl::VirtualGuardImpl(t.device().type()).getStream(t.device()));
+  return ev;
+}
+
+void PipelinedEditEngine::await_ready(Chunk& c) {
+  if (!c.ready) return;
+  const c10::Stream here = c10::impl::VirtualGuardImpl(c.tensor.device().type()).getStream(c.tensor.device());
+  c.ready->block(here);
+  c.tensor.record_stream(here);
+  c.ready.reset();
+}
+
 void PipelinedEditEngine::run_stage(BoundedQueue<Chunk>& in, BoundedQueue<Chunk>* out, at::Device device,
                                     at::Tensor (PipelinedEditEngine::*stage)(Chunk&)) {
   try {
+    // The stage's device, and on a GPU a stream of its own.
     c10::OptionalDeviceGuard guard;
-    if (!device.is_cpu()) guard.reset_device(device);
+    std::optional<c10::StreamGuard> stream;
+    if (!device.is_cpu()) {
+      guard.reset_device(device);
+      stream.emplace(c10::impl::VirtualGuardImpl(device.type()).getStreamFromGlobalPool(device));
+    }
     while (std::optional<Chunk> c = in.pop()) {
+      await_ready(*c);
       c->tensor = (this->*stage)(*c);
+      c->ready = record_ready(c->tensor);
       const bool last = c->last;
       if (!out->push(std::move(*c)) || last) break;
     }
@@ -68,7 +92,7 @@ int64_t PipelinedEditEngine::chunk_frames() const { return engine_.chunk_frames(
 void PipelinedEditEngine::push(const at::Tensor& frames, bool last) {
   SS_CHECK(!ended_, "edit: a chunk pushed after the last");
   SS_CHECK(pushed_ > 0 || embeds_.defined(), "edit: no prompt set before the first chunk");
-  Chunk c{frames, frames.size(2), last, embeds_, mask_};
+  Chunk c{frames, frames.size(2), last, embeds_, mask_, record_ready(frames)};
   embeds_ = mask_ = at::Tensor();
   ++pushed_;
   ended_ = last;
@@ -82,6 +106,7 @@ std::optional<at::Tensor> PipelinedEditEngine::pop() {
     rethrow();
     return std::nullopt;
   }
+  await_ready(*c);
   return std::move(c->tensor);
 }
 

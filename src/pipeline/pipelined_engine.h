@@ -4,7 +4,13 @@
 // slowest stage's time instead of the sum. The arithmetic is EditEngine's (the same chunks, noise,
 // caches, devices' kernels), so the frames are the one-device engine's bit for bit when each model
 // runs on the same kind of device.
+// On a GPU each stage queues its work on a stream of its own, and a chunk carries an event of the
+// stream that produced it: the next stage waits for exactly that work (not for everything queued
+// on the device's default stream, such as the other VAE stage's chunk), and the two VAE stages
+// may overlap on their GPU.
 #pragma once
+
+#include <c10/core/Event.h>
 
 #include <exception>
 #include <memory>
@@ -47,7 +53,13 @@ class PipelinedEditEngine {
     int64_t frames = 0;
     bool last = false;
     at::Tensor embeds, mask;  // a caption taking effect at this chunk
+    std::shared_ptr<c10::Event> ready;  // GPU tensors: recorded after the work that made `tensor`
   };
+  // GPU tensors: an event recorded on the calling thread's current stream of the tensor's device.
+  static std::shared_ptr<c10::Event> record_ready(const at::Tensor& t);
+  // Makes the calling thread's current stream of c.tensor's device wait for c.ready, and tells the
+  // allocator the tensor is used there.
+  static void await_ready(Chunk& c);
   void run_stage(BoundedQueue<Chunk>& in, BoundedQueue<Chunk>* out, at::Device device,
                  at::Tensor (PipelinedEditEngine::*stage)(Chunk&));
   at::Tensor encode(Chunk& c);
