@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/compare.h"
+#include "edit/edit_session.h"
 #include "io/safetensors.h"
 #include "support/edit_support.h"
 #include "support/media_tools.h"
@@ -141,6 +142,38 @@ TEST(EditMultiGpu, PipelinedStagesGiveTheOneDeviceOutput) {
             std::string::npos)
       << bad.err;
   EXPECT_FALSE(file_exists(dir + "/bad.mp4"));
+}
+
+// edit::run_edits (docs/MULTI_GPU.md): two sessions at once, each the output it has alone; a session
+// that fails reports its error line while the others finish.
+TEST(EditMultiStream, SessionsAtOnceGiveTheirOutputsAloneAndFailAlone) {
+  const std::string dir = temp_dir("edit_streams");
+  auto request = [&](const std::string& prompt, const std::string& out) {
+    edit::EditRequest r;
+    r.input = kMedia + "/realshort.mp4";
+    r.prompt = prompt;
+    r.output = dir + "/" + out;
+    r.model = tiny_package();
+    r.device = "cpu";
+    r.seed = 7;
+    return r;
+  };
+  edit::run_edit(request("make it snowy", "alone.y4m"));
+  edit::EditRequest missing = request("make it snowy", "never.y4m");
+  missing.input = dir + "/missing.mp4";
+  const std::vector<json> results = edit::run_edits(
+      {request("make it snowy", "a.y4m"), request("make it look like night", "b.y4m"), missing});
+  ASSERT_EQ(results.size(), 3u);
+  for (int k : {0, 1}) {
+    EXPECT_FALSE(results[k].contains("error")) << results[k].dump();
+    EXPECT_EQ(results[k]["frames_out"], 19) << k;
+    EXPECT_TRUE(results[k]["latency_ms_p50"].is_number()) << k;
+  }
+  EXPECT_EQ(read_file(dir + "/a.y4m"), read_file(dir + "/alone.y4m"));
+  EXPECT_NE(read_file(dir + "/a.y4m"), read_file(dir + "/b.y4m"));
+  ASSERT_TRUE(results[2].contains("error"));
+  EXPECT_NE(results[2]["error"].get<std::string>().find("missing.mp4"), std::string::npos) << results[2].dump();
+  EXPECT_FALSE(file_exists(dir + "/never.y4m"));
 }
 
 TEST(EditFootage, RealshortMp4AndMkvKeepSizeDurationAndAacAudio) {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include <c10/core/DeviceGuard.h>
 #include <torch/cuda.h>
 
 #include "core/bounded_queue.h"
@@ -623,6 +624,31 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   j["device"] = rt.is_cuda() ? "cuda" : "cpu";
   j["dtype"] = dtype_label(rt.dtype);
   return j;
+}
+
+std::vector<json> run_edits(std::vector<EditRequest> requests) {
+  const int gpus = cuda_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  std::vector<json> results(requests.size());
+  std::vector<std::thread> threads;
+  for (size_t k = 0; k < requests.size(); ++k) {
+    EditRequest& r = requests[k];
+    if (gpus > 0 && (r.device.empty() || r.device == "cuda"))
+      r.device = fmt::format("cuda:{}", static_cast<int>(k) % gpus);
+    threads.emplace_back([&r, &result = results[k]] {
+      try {
+        // The session's GPU is its thread's current device (CUDA graphs capture on the current stream).
+        c10::OptionalDeviceGuard guard;
+        if (r.device.rfind("cuda:", 0) == 0) guard.reset_device(at::Device(r.device));
+        result = run_edit(r);
+      } catch (const Error& e) {
+        result = {{"error", e.message()}};
+      } catch (const std::exception& e) {
+        result = {{"error", std::string(e.what())}};
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return results;
 }
 
 }  // namespace sanastream::edit

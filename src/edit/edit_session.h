@@ -84,6 +84,13 @@ using ProgressFn = std::function<void(const EditProgress&)>;
 // "source_lost" says why (the CLI exits 1 with that line).
 nlohmann::json run_edit(const EditRequest& request, const ProgressFn& progress = {});
 
+// Several sessions at once (docs/MULTI_GPU.md), each in its own thread: request k whose device is ""
+// or "cuda" is pinned to GPU k mod the visible GPUs (on a machine without one: the CPU); an explicit
+// cuda:N or cpu is kept. Returns each session's summary (run_edit's, with its per-chunk and per-frame
+// latency) in request order, or {"error": its one line} for one that failed while the others ran on.
+// The summaries' peak-memory figures are the process's, shared by the sessions.
+std::vector<nlohmann::json> run_edits(std::vector<EditRequest> requests);
+
 // Lines "SECONDS<TAB>prompt" (blank lines and lines starting with # skipped), sorted by time.
 struct ScheduledPrompt {
   double seconds = 0;
