@@ -76,23 +76,6 @@ void expect_close_checkpoints(const std::string& a, const std::string& b, const 
   }
 }
 
-// The loss column of a run's log.csv.
-std::vector<double> logged_losses(const std::string& run) {
-  std::istringstream in(read_text_file(run + "/log.csv"));
-  std::string line;
-  std::getline(in, line);
-  std::vector<double> losses;
-  while (std::getline(in, line)) {
-    std::istringstream row(line);
-    std::string step, lr, loss;
-    std::getline(row, step, ',');
-    std::getline(row, lr, ',');
-    std::getline(row, loss, ',');
-    losses.push_back(std::stod(loss));
-  }
-  return losses;
-}
-
 // `train --gpus 2` on the CPU (two processes over Gloo) against one process: the same losses and
 // weights (data-parallel ranks compute shares of the one-process step).
 void expect_data_parallel_matches_one_process(const std::string& dir, const json& config, int64_t steps) {
@@ -106,7 +89,8 @@ void expect_data_parallel_matches_one_process(const std::string& dir, const json
   r = run_cli({"train", "--config", dir + "/two.json", "--gpus", "2", "--json", dir + "/two_report.json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(json::parse(read_text_file(dir + "/two_report.json"))["ranks"], 2);
-  const std::vector<double> a = logged_losses(dir + "/one"), b = logged_losses(dir + "/two");
+  const std::vector<double> a = train::read_logged_losses(dir + "/one/log.csv").second,
+                            b = train::read_logged_losses(dir + "/two/log.csv").second;
   ASSERT_EQ(a.size(), static_cast<size_t>(steps));
   ASSERT_EQ(b.size(), a.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * std::abs(a[i])) << "step " << i + 1;

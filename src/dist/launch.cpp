@@ -78,9 +78,10 @@ Launch::Launch(int n, bool cuda) {
     SS_CHECK(static_cast<int>(gpus.size()) >= n, "--gpus {}: expected {} visible GPUs, got {}", n, n, gpus.size());
   }
   disable_nvlink_multicast();
-  char tmpl[] = "/tmp/sanastream-group-XXXXXX";
-  const char* dir = ::mkdtemp(tmpl);
-  SS_CHECK(dir != nullptr, "--gpus: cannot create a rendezvous directory under /tmp: {}", std::strerror(errno));
+  const char* tmp = std::getenv("TMPDIR");
+  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/sanastream-group-XXXXXX";
+  const char* dir = ::mkdtemp(tmpl.data());
+  SS_CHECK(dir != nullptr, "--gpus: cannot create a rendezvous directory '{}': {}", tmpl, std::strerror(errno));
   dir_ = dir;
   m_ = {0, n, dir_ + "/store"};
 

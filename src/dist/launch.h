@@ -22,6 +22,7 @@ class Launch {
  public:
   // Starts ranks 1 … n−1 (n ≥ 2). cuda: one GPU per rank (an Error when fewer than n are visible).
   // Must run before this process initialises CUDA when the launcher's own GPU is to be pinned.
+  // The rendezvous file lives in a fresh directory under $TMPDIR (default /tmp).
   Launch(int n, bool cuda);
   // Terminates the ranks still running (this process failed) and removes the rendezvous file.
   ~Launch();
@@ -30,7 +31,7 @@ class Launch {
 
   // Rank 0's membership.
   const Membership& membership() const { return m_; }
-  // Waits for every started rank to exit; an Error naming the first that failed.
+  // Waits for every started rank to exit (one that fails has already ended the process, see above).
   void wait();
 
  private:

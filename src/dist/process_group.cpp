@@ -158,17 +158,6 @@ void ProcessGroup::average(std::vector<double>& values) {
   for (size_t i = 0; i < values.size(); ++i) values[i] = host[static_cast<int64_t>(i)].item<double>();
 }
 
-void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, int root) {
-  if (size_ == 1) return;
-  for (const at::Tensor& t : tensors) {
-    std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
-    c10d::BroadcastOptions opts;
-    opts.rootRank = root;
-    collective(backend_, "broadcast", [&] { return impl_->group->broadcast(one, opts); });
-    if (!one[0].is_same(t)) t.copy_(one[0]);
-  }
-}
-
 bool ProcessGroup::any(bool flag) {
   if (size_ == 1) return flag;
   std::vector<at::Tensor> t{at::full({1}, flag ? 1.0f : 0.0f, at::TensorOptions().device(device()))};
@@ -176,11 +165,6 @@ bool ProcessGroup::any(bool flag) {
   opts.reduceOp = c10d::ReduceOp::MAX;
   collective(backend_, "all-reduce", [&] { return impl_->group->allreduce(t, opts); });
   return t[0].item<float>() > 0;
-}
-
-void ProcessGroup::barrier() {
-  if (size_ == 1) return;
-  any(false);
 }
 
 }  // namespace sanastream::dist

@@ -50,12 +50,8 @@ class ProcessGroup {
   void average(const std::vector<at::Tensor>& tensors);
   // Each value replaced by its mean over the ranks (fp64).
   void average(std::vector<double>& values);
-  // Each tensor replaced by rank `root`'s.
-  void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
   // Whether any rank passed true: one rank's decision (a time limit, Ctrl-C) reaches every rank.
   bool any(bool flag);
-  // Waits until every rank has arrived.
-  void barrier();
 
  private:
   struct Impl;

@@ -123,6 +123,23 @@ json TrainReport::to_json() const {
           {"checkpoint", checkpoint}};
 }
 
+std::pair<std::vector<double>, std::vector<double>> read_logged_losses(const std::string& log_csv) {
+  std::istringstream in(read_text_file(log_csv));
+  std::string line;
+  std::getline(in, line);
+  std::vector<double> steps, losses;
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    std::string step, lr, loss;
+    std::getline(row, step, ',');
+    std::getline(row, lr, ',');
+    std::getline(row, loss, ',');
+    steps.push_back(std::stod(step));
+    losses.push_back(std::stod(loss));
+  }
+  return {steps, losses};
+}
+
 void check_data_parallel(const TrainConfig& cfg, int ranks) {
   SS_CHECK(ranks >= 1, "expected 1 or more ranks, got {}", ranks);
   const bool rows = cfg.vae.enabled || !cfg.data.edits.empty();
@@ -477,10 +494,10 @@ StepLosses Trainer::step() {
     const CrrConfig batch_crr{cfg_.crr.enabled && !long_data_, cfg_.crr.weight};
     if (!cfg_.data.edits.empty()) {
       const RowSlice mine = my_rows(cfg_.data.batch);
-      const TrainSample s = make_sample(*data_, *order_, true, cfg_.data.batch, group_ ? mine : RowSlice{});
+      const TrainSample s = make_sample(*data_, *order_, true, cfg_.data.batch, mine);
       at::Generator g = fork_generator(gen_);
       if (cfg_.flow_matching.enabled)
-        l.flow_matching = flow_matching_step(w_, s, cfg_.flow_matching, cfg_.rollout, g, 1.0, group_ ? mine : RowSlice{});
+        l.flow_matching = flow_matching_step(w_, s, cfg_.flow_matching, cfg_.rollout, g, 1.0, mine);
     } else {
       const double w = scale * ranks;
       for (int64_t b = 0; b < cfg_.data.batch; ++b) {
@@ -508,10 +525,12 @@ StepLosses Trainer::step() {
       grads.push_back(p.grad());
     }
     group_->average(grads);
-    std::vector<double> v{l.loss, l.flow_matching, l.rollout, l.crr, l.charbonnier, l.ssim, l.haar, l.teacher};
+    const std::vector<double*> fields{&l.loss, &l.flow_matching, &l.rollout, &l.crr,
+                                      &l.charbonnier, &l.ssim, &l.haar, &l.teacher};
+    std::vector<double> v;
+    for (const double* f : fields) v.push_back(*f);
     group_->average(v);
-    std::tie(l.loss, l.flow_matching, l.rollout, l.crr) = std::make_tuple(v[0], v[1], v[2], v[3]);
-    std::tie(l.charbonnier, l.ssim, l.haar, l.teacher) = std::make_tuple(v[4], v[5], v[6], v[7]);
+    for (size_t i = 0; i < fields.size(); ++i) *fields[i] = v[i];
   }
   if (!cfg_.vae.enabled)
     l.loss = cfg_.flow_matching.weight * l.flow_matching + cfg_.rollout.weight * l.rollout + cfg_.crr.weight * l.crr;
@@ -643,19 +662,7 @@ void Trainer::write_profile(std::unique_ptr<OpProfile>& profile, double seconds)
 }
 
 void Trainer::write_plot() const {
-  std::istringstream in(read_text_file(cfg_.output + "/log.csv"));
-  std::string line;
-  std::getline(in, line);
-  std::vector<double> steps, losses;
-  while (std::getline(in, line)) {
-    std::istringstream row(line);
-    std::string step, lr, loss;
-    std::getline(row, step, ',');
-    std::getline(row, lr, ',');
-    std::getline(row, loss, ',');
-    steps.push_back(std::stod(step));
-    losses.push_back(std::stod(loss));
-  }
+  const auto [steps, losses] = read_logged_losses(cfg_.output + "/log.csv");
   plot_loss_png(cfg_.output + "/loss.png", steps, losses);
 }
 

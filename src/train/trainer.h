@@ -27,6 +27,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -57,6 +59,9 @@ struct TrainReport {
   std::string checkpoint;  // the newest checkpoint
   nlohmann::json to_json() const;
 };
+
+// A run's OUT/log.csv: its steps and losses (the first and third columns).
+std::pair<std::vector<double>, std::vector<double>> read_logged_losses(const std::string& log_csv);
 
 // An Error unless a run of `ranks` data-parallel ranks can split cfg's batch evenly (data.edits and the
 // VAE mode split rows: data.batch a multiple of ranks).
@@ -103,7 +108,7 @@ class Trainer {
   // `share`: the rows this rank computes (all rows are drawn); an empty share: all.
   TrainSample make_sample(const DataCache& data, DataOrder& order, bool with_target, int64_t rows,
                           const RowSlice& share = {});
-  // This rank's rows of a batch of `total`: [r·total/N, (r+1)·total/N).
+  // This rank's rows of a batch of `total`: [r·total/N, (r+1)·total/N) (one process: all of them).
   RowSlice my_rows(int64_t total) const;
   // Whether any rank passed true (one process: flag).
   bool any_rank(bool flag) const { return group_ ? group_->any(flag) : flag; }
