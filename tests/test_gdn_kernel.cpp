@@ -93,7 +93,7 @@ TEST(GdnGated, AtenPathMatchesTheFp64Reference) {
   }
 }
 
-// Frame counts 1–7, token counts off every tile (35, 120, 17, 880), with and without an initial
+// Frame counts 1–7 and 16, token counts off every tile (35, 120, 17, 880, 40), with and without an initial
 // state, fp32 (IEEE FMA) and bf16 (tensor cores): the kernel's error against float64 is at most 2×
 // the ATen path's on the same inputs, and within an absolute bound.
 TEST(GpuGdnKernel, MatchesTheFp64Reference) {
@@ -103,7 +103,7 @@ TEST(GpuGdnKernel, MatchesTheFp64Reference) {
     int64_t B, H, T, S;
   };
   const std::vector<Shape> shapes = {{1, 2, 1, 35}, {2, 2, 2, 120}, {1, 3, 3, 880}, {2, 1, 4, 17},
-                                     {1, 2, 5, 120}, {1, 2, 6, 35},  {1, 1, 7, 35}};
+                                     {1, 2, 5, 120}, {1, 2, 6, 35},  {1, 1, 7, 35},  {1, 2, 16, 40}};
   uint64_t seed = 100;
   for (const Shape& s : shapes) {
     for (bool with_init : {false, true}) {

@@ -1,5 +1,7 @@
 #include "kernels/gdn.h"
 
+#include <cooperative_groups.h>
+
 namespace sanastream::kernels {
 
 namespace {
@@ -10,22 +12,17 @@ constexpr int kMT = kD / 16;            // 16-row m tiles
 constexpr int kNT = kD / 8;             // 8-column n tiles
 constexpr int kVecs = kD / 8;           // 8-channel vectors per head row
 constexpr int kChunk = 32;              // tokens per summary chunk (two k16 steps)
-constexpr int kSumThreads = kMT * 32;   // one warp per m tile
-constexpr int kRowsPerThread = 8;       // state rows per scan thread
-constexpr int kMaxFrames = 16;          // forward history held in shared memory by the scan
-constexpr int kTasks = kChunk * kVecs / kSumThreads;  // channel vectors per summary thread and chunk
-static_assert(kSumThreads % kVecs == 0 && kTasks * kSumThreads == kChunk * kVecs,
-              "each summary thread keeps one channel vector");
+constexpr int kMaxFrames = 16;          // frames per call: the most the tests cover
+constexpr int kReadTokens = 64;         // tokens per read-out block (4 warps of 16)
 
 // Launch shapes, one row per architecture: the first row whose compute capability the device reaches.
 struct LaunchShape {
   int min_major;
-  int scan_rows;      // state rows per scan block (multiple of kRowsPerThread, divides kD)
-  int readout_warps;  // 16 tokens per warp in the read-out
+  int max_slices;  // token slices per summary: a thread-block cluster adds their partials (1 below sm_90)
 };
 constexpr LaunchShape kShapes[] = {
-    {9, 16, 8},  // Hopper, measured on the H200 (docs/PERF.md): 8 read-out warps beat 4 by 14 %; 8 or 16 scan rows tie
-    {0, 16, 4},  // sm_80–89 (untuned): 4 read-out warps keep two bf16 read-out blocks in 100 KB of shared memory
+    {9, 8},  // Hopper: portable cluster size
+    {0, 1},  // sm_80–89: no clusters
 };
 
 LaunchShape launch_shape() {
@@ -39,12 +36,13 @@ LaunchShape launch_shape() {
 
 // The workspace, carved in this order (each part 256-byte aligned).
 struct Workspace {
-  float* rms_q;  // [B·N] inverse RMS of q rows
-  float* rms_k;  // [B·N]
-  float* sums;   // [B, H, T, 3, D, D] fp32: Pk, A, Pz
-  float* bz;     // [B, H, T, D] fp32: K β
-  void* states;  // [B, H, T, D, D] (type): M_f + R_f, [v, k]
-  float* zc;     // [B, H, T, D] fp32: z_f + zr_f
+  float* rms_q;   // [B·N] inverse RMS of q rows
+  float2* kfac;   // [B·N, H] (sigmoid(β), inverse RMS of the k row)
+  float* sums;    // [B, H, T, 3, D, D] fp32: Pk, A, Pz
+  float* bz;      // [B, H, T, D] fp32: K β
+  float* hist;    // [B, H, T, D, D] fp32: the forward states M_f
+  void* states;   // [B, H, T, D, D] (type): M_f + R_f, [v, k]
+  float* zc;      // [B, H, T, D] fp32: z_f, then z_f + zr_f
 };
 
 size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
@@ -52,23 +50,26 @@ size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
 size_t carve(const GdnParams& p, Workspace* w) {
   const size_t rows = p.batch * p.frames * p.tokens, bht = p.batch * p.heads * p.frames;
   const size_t elem = p.type == ElemType::kF32 ? 4 : 2;
-  const size_t sizes[6] = {rows * 4, rows * 4, bht * 3 * kD * kD * 4, bht * kD * 4, bht * kD * kD * elem, bht * kD * 4};
+  constexpr int kParts = 7;
+  const size_t sizes[kParts] = {rows * 4,          rows * p.heads * 8,   bht * 3 * kD * kD * 4, bht * kD * 4,
+                                bht * kD * kD * 4, bht * kD * kD * elem, bht * kD * 4};
   char* base = static_cast<char*>(p.workspace);
-  void* parts[6];
+  void* parts[kParts];
   size_t off = 0;
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < kParts; ++i) {
     parts[i] = base ? base + off : nullptr;
     off += align256(sizes[i]);
   }
-  if (w) *w = {static_cast<float*>(parts[0]), static_cast<float*>(parts[1]), static_cast<float*>(parts[2]),
-               static_cast<float*>(parts[3]), parts[4], static_cast<float*>(parts[5])};
+  if (w)
+    *w = {static_cast<float*>(parts[0]), static_cast<float2*>(parts[1]), static_cast<float*>(parts[2]),
+          static_cast<float*>(parts[3]), static_cast<float*>(parts[4]), parts[5], static_cast<float*>(parts[6])};
   return off;
 }
 
-// ---- element access: 8 consecutive elements as fp32 -------------------------------------------
+// ---- element access: 8 consecutive elements as fp32 (global or shared memory) ----------------
 
 __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&x)[8]) {
-  const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
   const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -78,7 +79,7 @@ __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&x)[8]) {
   }
 }
 __device__ __forceinline__ void load8(const float* p, float (&x)[8]) {
-  const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+  const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
   x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
 }
 __device__ __forceinline__ void store8(__nv_bfloat16* p, const float (&x)[8]) {
@@ -92,32 +93,6 @@ __device__ __forceinline__ void store8(float* p, const float (&x)[8]) {
   reinterpret_cast<float4*>(p)[0] = make_float4(x[0], x[1], x[2], x[3]);
   reinterpret_cast<float4*>(p)[1] = make_float4(x[4], x[5], x[6], x[7]);
 }
-// 8 elements as loaded (packed), unpacked to fp32 later: keeps staged rows in few registers.
-template <typename T>
-struct Packed8 {
-  uint4 u[sizeof(T) / 2];
-};
-template <typename T>
-__device__ __forceinline__ Packed8<T> load_packed(const T* p) {
-  Packed8<T> r;
-#pragma unroll
-  for (int i = 0; i < int(sizeof(T) / 2); ++i) r.u[i] = __ldg(reinterpret_cast<const uint4*>(p) + i);
-  return r;
-}
-__device__ __forceinline__ void unpack(const Packed8<__nv_bfloat16>& r, float (&x)[8]) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&r.u[0]);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    x[2 * i] = f.x;
-    x[2 * i + 1] = f.y;
-  }
-}
-__device__ __forceinline__ void unpack(const Packed8<float>& r, float (&x)[8]) {
-  const float* f = reinterpret_cast<const float*>(&r.u[0]);
-#pragma unroll
-  for (int i = 0; i < 8; ++i) x[i] = f[i];
-}
 __device__ __forceinline__ float2 load2(const __nv_bfloat16* p) {
   return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
 }
@@ -127,22 +102,21 @@ __device__ __forceinline__ void store2(__nv_bfloat16* p, float a, float b) {
 }
 __device__ __forceinline__ void store2(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
 
-__device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
-
-// Channels [c, c + 8) of one head row: ReLU(w · x · inv_rms) · scale.
-template <typename T>
-__device__ __forceinline__ void feature8(const T* raw, const T* w, float inv_rms, float scale, float (&x)[8]) {
-  float wv[8];
-  load8(raw, x);
-  load8(w, wv);
-#pragma unroll
-  for (int i = 0; i < 8; ++i) x[i] = fmaxf(wv[i] * (x[i] * inv_rms), 0.f) * scale;
+// 8 elements of an input no kernel writes, through the read-only data path.
+__device__ __forceinline__ void load8_nc(const __nv_bfloat16* p, float (&x)[8]) {
+  const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+  load8(reinterpret_cast<const __nv_bfloat16*>(&u), x);
+}
+__device__ __forceinline__ void load8_nc(const float* p, float (&x)[8]) {
+  const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+  x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
 }
 
-// RoPE on interleaved pairs: (x0, x1) → (x0·c − x1·s, x0·s + x1·c); cos/sin point at the 4 pairs.
-__device__ __forceinline__ void rotate8(const float (&x)[8], const float* cos4, const float* sin4, float (&xr)[8]) {
-  const float4 c = __ldg(reinterpret_cast<const float4*>(cos4)), s = __ldg(reinterpret_cast<const float4*>(sin4));
-  const float cc[4] = {c.x, c.y, c.z, c.w}, ss[4] = {s.x, s.y, s.z, s.w};
+__device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+
+// RoPE on interleaved pairs: (x0, x1) → (x0·c − x1·s, x0·s + x1·c); cos4/sin4 hold the 4 pairs' angles.
+__device__ __forceinline__ void rotate8(const float (&x)[8], float4 cos4, float4 sin4, float (&xr)[8]) {
+  const float cc[4] = {cos4.x, cos4.y, cos4.z, cos4.w}, ss[4] = {sin4.x, sin4.y, sin4.z, sin4.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     xr[2 * i] = x[2 * i] * cc[i] - x[2 * i + 1] * ss[i];
@@ -150,23 +124,46 @@ __device__ __forceinline__ void rotate8(const float (&x)[8], const float* cos4, 
   }
 }
 
-// Copies n16 16-byte vectors global → shared by all threads of the block, kBatch loads in flight
-// per thread before the first store. dst_row/src_row map vector i to its element offset.
-template <int kBatch, typename SrcAt, typename DstAt>
-__device__ __forceinline__ void copy_vectors(int n16, SrcAt src_at, DstAt dst_at) {
-  for (int i0 = threadIdx.x; i0 < n16; i0 += kBatch * blockDim.x) {
-    uint4 r[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int i = i0 + u * blockDim.x;
-      if (i < n16) r[u] = *src_at(i);
-    }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int i = i0 + u * blockDim.x;
-      if (i < n16) *dst_at(i) = r[u];
-    }
+// ---- asynchronous copies global → shared (sm_80+): kBytes (4, 8 or 16) or zeros when !valid ------
+
+template <int kBytes>
+__device__ __forceinline__ void cp_async(void* smem, const void* gmem, bool valid) {
+  static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async copies 4, 8 or 16 bytes");
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  if constexpr (kBytes == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(s), "l"(gmem), "n"(kBytes),
+                 "r"(valid ? kBytes : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most `kPending` of this thread's committed groups are still in flight (and keeps the
+// compiler from moving shared-memory reads above it).
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// ---- thread-block clusters (sm_90): the summary slices add their partials through distributed
+// shared memory. Below sm_90 a cluster is one block. -------------------------------------------
+
+// A barrier over the cluster's blocks, or the block's threads alone when `clustered` is false.
+__device__ __forceinline__ void cluster_barrier(bool clustered) {
+#if __CUDA_ARCH__ >= 900
+  if (clustered) {
+    cooperative_groups::this_cluster().sync();
+    return;
   }
+#endif
+  __syncthreads();
+}
+template <typename X>
+__device__ __forceinline__ const X* cluster_peer(const X* p, int rank) {
+#if __CUDA_ARCH__ >= 900
+  return cooperative_groups::this_cluster().map_shared_rank(p, rank);
+#else
+  return p;
+#endif
 }
 
 // ---- warp tile products: acc[16 × kD] += A(16 × 16) · B(16 × kD), fp32 accumulators in the
@@ -190,44 +187,19 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-
-// Summaries: acc[i][j] += Σ_{s∈[ks, ks+16)} X[s][m0 + i] · Y[s][j]; X, Y token-major [s][kPad].
-__device__ __forceinline__ void tile_xty(float (&acc)[kNT][4], const __nv_bfloat16* X, const __nv_bfloat16* Y, int m0,
-                                         int ks, int lane) {
-  const int mat = lane >> 3, r = lane & 7;
-  uint32_t a[4];
-  ldsm_x4_trans(a, X + (ks + r + (mat >> 1) * 8) * kPad + m0 + (mat & 1) * 8);
-#pragma unroll
-  for (int nt = 0; nt < kNT; nt += 2) {
-    uint32_t b[4];
-    ldsm_x4_trans(b, Y + (ks + r + (mat & 1) * 8) * kPad + nt * 8 + (mat >> 1) * 8);
-    mma_bf16(acc[nt], a, b[0], b[1]);
-    mma_bf16(acc[nt + 1], a, b[2], b[3]);
-  }
-}
-__device__ __forceinline__ void tile_xty(float (&acc)[kNT][4], const float* X, const float* Y, int m0, int ks,
-                                         int lane) {
-  const int g = lane >> 2, t = lane & 3;
-#pragma unroll 4
-  for (int kk = ks; kk < ks + 16; ++kk) {
-    const float a0 = X[kk * kPad + m0 + g], a1 = X[kk * kPad + m0 + g + 8];
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt) {
-      const float2 b = *reinterpret_cast<const float2*>(Y + kk * kPad + nt * 8 + 2 * t);
-      acc[nt][0] = fmaf(a0, b.x, acc[nt][0]);
-      acc[nt][1] = fmaf(a0, b.y, acc[nt][1]);
-      acc[nt][2] = fmaf(a1, b.x, acc[nt][2]);
-      acc[nt][3] = fmaf(a1, b.y, acc[nt][3]);
-    }
-  }
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-// Read-out: acc[i][v] += Σ_{k∈[ks, ks+16)} Q[m0 + i][k] · M[v][k]; Q [tokens][kPad], M [kD][kPad].
-__device__ __forceinline__ void tile_qmt(float (&acc)[kNT][4], const __nv_bfloat16* Q, const __nv_bfloat16* M, int m0,
+// Read-out: acc[i][v] += Σ_{k∈[ks, ks+16)} Q[i][k] · M[v][k] for the warp's 16 query rows, the
+// queries in registers in the A-fragment layout: q[h][c][e] = Q[g + 8h][ks + 8c + 2t + e]
+// (g = lane/4, t = lane%4); M [kD][kPad] in shared memory.
+__device__ __forceinline__ void tile_qmt(float (&acc)[kNT][4], const float (&q)[2][2][2], const __nv_bfloat16* M,
                                          int ks, int lane) {
   const int mat = lane >> 3, r = lane & 7;
-  uint32_t a[4];
-  ldsm_x4(a, Q + (m0 + r + (mat & 1) * 8) * kPad + ks + (mat >> 1) * 8);
+  const uint32_t a[4] = {pack_bf16(q[0][0][0], q[0][0][1]), pack_bf16(q[1][0][0], q[1][0][1]),
+                         pack_bf16(q[0][1][0], q[0][1][1]), pack_bf16(q[1][1][0], q[1][1][1])};
 #pragma unroll
   for (int nt = 0; nt < kNT; nt += 2) {
     uint32_t b[4];
@@ -236,15 +208,18 @@ __device__ __forceinline__ void tile_qmt(float (&acc)[kNT][4], const __nv_bfloat
     mma_bf16(acc[nt + 1], a, b[2], b[3]);
   }
 }
-__device__ __forceinline__ void tile_qmt(float (&acc)[kNT][4], const float* Q, const float* M, int m0, int ks,
+// fp32: IEEE FMA in the same layout, each query element taken from the lane of the quad that holds it.
+__device__ __forceinline__ void tile_qmt(float (&acc)[kNT][4], const float (&q)[2][2][2], const float* M, int ks,
                                          int lane) {
-  const int g = lane >> 2, t = lane & 3;
-#pragma unroll 4
-  for (int kk = ks; kk < ks + 16; ++kk) {
-    const float a0 = Q[(m0 + g) * kPad + kk], a1 = Q[(m0 + g + 8) * kPad + kk];
+  const int t = lane & 3;
+#pragma unroll
+  for (int kk = 0; kk < 16; ++kk) {
+    const int src = (lane & ~3) | ((kk & 7) >> 1);
+    const float a0 = __shfl_sync(0xffffffffu, q[0][kk >> 3][kk & 1], src);
+    const float a1 = __shfl_sync(0xffffffffu, q[1][kk >> 3][kk & 1], src);
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
-      const float b0 = M[(nt * 8 + 2 * t) * kPad + kk], b1 = M[(nt * 8 + 2 * t + 1) * kPad + kk];
+      const float b0 = M[(nt * 8 + 2 * t) * kPad + ks + kk], b1 = M[(nt * 8 + 2 * t + 1) * kPad + ks + kk];
       acc[nt][0] = fmaf(a0, b0, acc[nt][0]);
       acc[nt][1] = fmaf(a0, b1, acc[nt][1]);
       acc[nt][2] = fmaf(a1, b0, acc[nt][2]);
@@ -253,304 +228,585 @@ __device__ __forceinline__ void tile_qmt(float (&acc)[kNT][4], const float* Q, c
   }
 }
 
-// ---- 1. inverse RMS over all C channels, one warp per token row; blockIdx.y: 0 = q, 1 = k ------
+// ---- 1. inverse RMS over all C channels, one warp per token row; blockIdx.y: 0 = q, 1 = k (whose
+// warps write (sigmoid(β), inverse RMS) per head, for the summaries' asynchronous copies) ------
 
 template <typename T>
 __global__ void __launch_bounds__(256) gdn_inv_rms_kernel(GdnParams p, Workspace w) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t row = int64_t(blockIdx.x) * 8 + warp;
-  if (row >= p.batch * p.frames * p.tokens) return;
+  const int64_t row = int64_t(blockIdx.x) * 8 + warp, N = p.frames * p.tokens;
+  if (row >= p.batch * N) return;
   const bool is_k = blockIdx.y == 1;
   const T* x = static_cast<const T*>(is_k ? p.k : p.q) + row * (is_k ? p.k_stride : p.q_stride);
   const int64_t C = p.heads * kD;
   float ss = 0.f;
   for (int64_t c = lane * 8; c < C; c += 256) {
     float v[8];
-    load8(x + c, v);
+    load8_nc(x + c, v);
 #pragma unroll
     for (int i = 0; i < 8; ++i) ss = fmaf(v[i], v[i], ss);
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if (lane == 0) (is_k ? w.rms_k : w.rms_q)[row] = rsqrtf(ss / static_cast<float>(C) + p.norm_eps);
+  const float inv_rms = rsqrtf(ss / static_cast<float>(C) + p.norm_eps);
+  if (!is_k) {
+    if (lane == 0) w.rms_q[row] = inv_rms;
+    return;
+  }
+  const T* beta = static_cast<const T*>(p.beta) + row * p.beta_stride;
+  for (int64_t h = lane; h < p.heads; h += 32) w.kfac[row * p.heads + h] = make_float2(sigmoid(to_f32(beta[h])), inv_rms);
 }
 
-// ---- 2. per-frame summaries: grid (3 products, T, B·H), one warp per 16 output rows --------------
-// product 0: Pk = K̂ᵀ (β∘K̂); 1: A = Vᵀ (β∘K̂); 2: Pz = Kᵀ (β∘K) and b = K β (fp32, unrounded).
+// ---- 2. per-frame summaries: grid (slices, T, B·H), 14 warps. Per chunk of 32 tokens each thread
+// normalises, rotates and weights one channel vector of one token (the data it copied itself) into
+// the tiles k̂, β∘k̂, k, β∘k; the values arrive in their tile directly. Warp (m tile mt, column half
+// nh) then accumulates rows [16·mt, +16) × columns [56·nh, +56) of all three products:
+//   Pk = K̂ᵀ (β∘K̂),  A = Vᵀ (β∘K̂),  Pz = Kᵀ (β∘K)   (and b = K β, fp32, unrounded),
+// bf16 on tensor cores (mma.sync), fp32 in IEEE FMA with the same accumulator layout. Slice i of a
+// (frame, head) takes the i-th run of chunks; the slices of one cluster add their partials in rank
+// order through distributed shared memory. --------------------------------------------------------
+
+constexpr int kSumWarps = kMT * 2;  // (m tile, column half)
+constexpr int kSumThreads = kSumWarps * 32;
+constexpr int kHalfNT = kNT / 2;    // n tiles per column half
+static_assert(kSumThreads == kChunk * kVecs, "one channel vector of one token per thread and chunk");
+
+// The products' operands, token-major [kChunk][kSumPad<T>] (bf16: kPad, conflict-free ldmatrix;
+// fp32: 16-byte rows, so that the fp32 stages fit in shared memory).
+template <typename T>
+constexpr int kSumPad = sizeof(T) == 2 ? kPad : kD + 4;
+// One chunk's inputs as copied, by thread: each thread's own vectors (rows past S are zeros).
+template <typename T>
+struct SumRaw {
+  T k[kSumThreads * 8];
+  float cos[kSumThreads * 4];
+  float sin[kSumThreads * 4];
+  float2 kfac[kSumThreads];  // (sigmoid(β), inverse RMS) of the thread's token
+};
+template <typename T>
+struct SumTiles {
+  T kr[kChunk * kSumPad<T>];   // k̂
+  T bkr[kChunk * kSumPad<T>];  // β∘k̂
+  T kn[kChunk * kSumPad<T>];   // k
+  T bkn[kChunk * kSumPad<T>];  // β∘k
+};
+template <typename T>
+struct SumSmem {
+  SumRaw<T> raw[2];
+  SumTiles<T> tiles[2];
+  T v[3][kChunk * kSumPad<T>];  // values, copied straight into place: chunk i in v[i % 3]
+  float k_norm[kD];             // the head's RMSNorm weight
+};
+struct SumEpilogue {
+  float part[3][kD * kD];   // this slice's partials of the three products
+  float bred[kChunk * kD];  // b: one row per token slot
+  float bpart[kD];
+};
+
+// The A fragment of Xᵀ at (k step ks, m tile rows m0…); X token-major [s][kPad].
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16* X, int m0, int ks, int lane) {
+  const int mat = lane >> 3, r = lane & 7;
+  ldsm_x4_trans(a, X + (ks + r + (mat >> 1) * 8) * kPad + m0 + (mat & 1) * 8);
+}
+// B fragments of Y at k step ks for n tiles n0 … n0 + kHalfNT − 1 (kHalfNT = 7: three pairs and one).
+__device__ __forceinline__ void load_b(uint32_t (&b)[kHalfNT][2], const __nv_bfloat16* Y, int n0, int ks, int lane) {
+  const int mat = lane >> 3, r = lane & 7;
+#pragma unroll
+  for (int j = 0; j + 1 < kHalfNT; j += 2) {
+    uint32_t x[4];
+    ldsm_x4_trans(x, Y + (ks + r + (mat & 1) * 8) * kPad + (n0 + j) * 8 + (mat >> 1) * 8);
+    b[j][0] = x[0], b[j][1] = x[1], b[j + 1][0] = x[2], b[j + 1][1] = x[3];
+  }
+  const uint32_t addr = static_cast<uint32_t>(
+      __cvta_generic_to_shared(Y + (ks + r + (mat & 1) * 8) * kPad + (n0 + kHalfNT - 1) * 8));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(b[kHalfNT - 1][0]), "=r"(b[kHalfNT - 1][1])
+               : "r"(addr));
+}
+// The three products over one chunk for warp (m tile at m0, n tiles n0…).
+__device__ __forceinline__ void chunk_products(float (&acc)[3][kHalfNT][4], const SumTiles<__nv_bfloat16>& t,
+                                               const __nv_bfloat16* v, int m0, int n0, int lane) {
+#pragma unroll
+  for (int ks = 0; ks < kChunk; ks += 16) {
+    uint32_t ak[4], av[4], az[4], b[kHalfNT][2];
+    load_a(ak, t.kr, m0, ks, lane);
+    load_a(av, v, m0, ks, lane);
+    load_a(az, t.kn, m0, ks, lane);
+    load_b(b, t.bkr, n0, ks, lane);
+#pragma unroll
+    for (int j = 0; j < kHalfNT; ++j) {
+      mma_bf16(acc[0][j], ak, b[j][0], b[j][1]);
+      mma_bf16(acc[1][j], av, b[j][0], b[j][1]);
+    }
+    load_b(b, t.bkn, n0, ks, lane);
+#pragma unroll
+    for (int j = 0; j < kHalfNT; ++j) mma_bf16(acc[2][j], az, b[j][0], b[j][1]);
+  }
+}
+__device__ __forceinline__ void chunk_products(float (&acc)[3][kHalfNT][4], const SumTiles<float>& t, const float* v,
+                                               int m0, int n0, int lane) {
+  constexpr int kP = kSumPad<float>;
+  const int g = lane >> 2, q = lane & 3;
+  const float* X[3] = {t.kr, v, t.kn};
+#pragma unroll 2
+  for (int s = 0; s < kChunk; ++s) {
+#pragma unroll
+    for (int pr = 0; pr < 3; ++pr) {
+      const float* Y = pr == 2 ? t.bkn : t.bkr;
+      const float a0 = X[pr][s * kP + m0 + g], a1 = X[pr][s * kP + m0 + g + 8];
+#pragma unroll
+      for (int j = 0; j < kHalfNT; ++j) {
+        const float2 bv = *reinterpret_cast<const float2*>(Y + s * kP + (n0 + j) * 8 + 2 * q);
+        acc[pr][j][0] = fmaf(a0, bv.x, acc[pr][j][0]);
+        acc[pr][j][1] = fmaf(a0, bv.y, acc[pr][j][1]);
+        acc[pr][j][2] = fmaf(a1, bv.x, acc[pr][j][2]);
+        acc[pr][j][3] = fmaf(a1, bv.y, acc[pr][j][3]);
+      }
+    }
+  }
+}
 
 template <typename T>
-__global__ void __launch_bounds__(kSumThreads, 2) gdn_summaries_kernel(GdnParams p, Workspace w) {
+__global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams p, Workspace w) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* xs = reinterpret_cast<T*>(smem_raw);  // [2][kChunk][kPad]
-  T* ys = xs + 2 * kChunk * kPad;          // [2][kChunk][kPad]
-  const int prod = blockIdx.x, f = blockIdx.y;
+  SumSmem<T>& sm = *reinterpret_cast<SumSmem<T>*>(smem_raw);
+  const int slice = blockIdx.x, slices = gridDim.x, f = blockIdx.y;
   const int64_t bh = blockIdx.z, b = bh / p.heads, h = bh % p.heads;
   const int64_t S = p.tokens, N = p.frames * S;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int c = (tid % kVecs) * 8;  // this thread's channel vector, the same in every task
-  const T* k_in = static_cast<const T*>(p.k) + h * kD + c;
-  const T* v_in = static_cast<const T*>(p.v) + h * kD + c;
-  const T* beta_in = static_cast<const T*>(p.beta) + h;
-  float kw[8];
-  load8(static_cast<const T*>(p.k_norm) + h * kD + c, kw);
+  const int tok = tid / kVecs, c = (tid % kVecs) * 8;  // this thread's token slot and channel vector
+  const int m0 = (warp >> 1) * 16, n0 = (warp & 1) * kHalfNT;
+  constexpr int kP = kSumPad<T>;
   float bacc[8] = {};
+  if (tid < kD) sm.k_norm[tid] = to_f32(static_cast<const T*>(p.k_norm)[h * kD + tid]);
 
-  // A chunk's keys and values staged in registers: fetched before the previous chunk's products,
-  // transformed and written to shared memory after them (with the small, cache-resident β, inverse
-  // RMS and RoPE rows). Rows past S are read at S − 1 and zeroed (β = 0).
-  struct Stage {
-    Packed8<T> k[kTasks], v[kTasks];
-  } st;
-  auto fetch = [&](int s0) {
+  // This slice's chunks: [c0, c0 + n).
+  const int chunks = static_cast<int>((S + kChunk - 1) / kChunk), per = (chunks + slices - 1) / slices;
+  const int c0 = slice * per, n = c0 + per <= chunks ? per : (chunks > c0 ? chunks - c0 : 0);
+
+  // Starts the copies of local chunk i (one commit group, empty past the end): the thread's vectors
+  // of token s (rows past S: the frame's first row, zero-filled).
+  auto issue = [&](int i) {
+    if (i < n) {
+      SumRaw<T>& raw = sm.raw[i % 2];
+      const int64_t s = int64_t(c0 + i) * kChunk + tok;
+      const bool ok = s < S;
+      const int64_t nn = f * S + (ok ? s : 0), row = b * N + nn;
+      const T* k_src = static_cast<const T*>(p.k) + row * p.k_stride + h * kD + c;
+      const T* v_src = static_cast<const T*>(p.v) + row * p.v_stride + h * kD + c;
 #pragma unroll
-    for (int i = 0; i < kTasks; ++i) {
-      const int64_t s = s0 + (tid + i * kSumThreads) / kVecs;
-      const int64_t row = b * N + f * S + (s < S ? s : S - 1);
-      st.k[i] = load_packed(k_in + row * p.k_stride);
-      if (prod == 1) st.v[i] = load_packed(v_in + row * p.v_stride);
-    }
-  };
-  auto commit = [&](int s0, int buf) {
-#pragma unroll
-    for (int i = 0; i < kTasks; ++i) {
-      const int tok = (tid + i * kSumThreads) / kVecs;
-      const int64_t s = s0 + tok;
-      const int64_t n = f * S + (s < S ? s : S - 1), row = b * N + n;
-      const float beta = s < S ? sigmoid(to_f32(beta_in[row * p.beta_stride])) : 0.f;
-      const float rms = w.rms_k[row];
-      float kf[8], x[8], y[8];
-      unpack(st.k[i], kf);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) kf[e] = fmaxf(kw[e] * (kf[e] * rms), 0.f) * p.k_scale;
-      if (prod == 2) {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          x[e] = kf[e];
-          y[e] = beta * kf[e];
-          bacc[e] += y[e];
-        }
-      } else {
-        float kr[8], vf[8];
-        rotate8(kf, p.rope_cos + n * (kD / 2) + c / 2, p.rope_sin + n * (kD / 2) + c / 2, kr);
-        if (prod == 1) unpack(st.v[i], vf);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          y[e] = beta * kr[e];
-          x[e] = prod == 0 ? kr[e] : vf[e];
-        }
+      for (int e = 0; e < 8; e += 16 / sizeof(T)) {
+        cp_async<16>(raw.k + tid * 8 + e, k_src + e, ok);
+        cp_async<16>(sm.v[i % 3] + tok * kP + c + e, v_src + e, ok);
       }
-      store8(xs + (buf * kChunk + tok) * kPad + c, x);
-      store8(ys + (buf * kChunk + tok) * kPad + c, y);
+      cp_async<16>(raw.cos + tid * 4, p.rope_cos + nn * (kD / 2) + c / 2, ok);
+      cp_async<16>(raw.sin + tid * 4, p.rope_sin + nn * (kD / 2) + c / 2, ok);
+      cp_async<8>(raw.kfac + tid, w.kfac + row * p.heads + h, ok);
     }
+    cp_async_commit();
+  };
+  // Normalises (RMSNorm, ReLU, k-scale), rotates and weights the thread's vector of local chunk i.
+  auto transform = [&](int i) {
+    const SumRaw<T>& raw = sm.raw[i % 2];
+    SumTiles<T>& tiles = sm.tiles[i % 2];
+    const float2 fac = raw.kfac[tid];  // (β, inverse RMS); zeros past S
+    float kw[8], kf[8], kr[8], y[8];
+    load8(sm.k_norm + c, kw);
+    load8(raw.k + tid * 8, kf);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) kf[e] = fmaxf(kw[e] * (kf[e] * fac.y), 0.f) * p.k_scale;
+    rotate8(kf, *reinterpret_cast<const float4*>(raw.cos + tid * 4), *reinterpret_cast<const float4*>(raw.sin + tid * 4),
+            kr);
+    store8(tiles.kr + tok * kP + c, kr);
+    store8(tiles.kn + tok * kP + c, kf);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) y[e] = fac.x * kr[e];
+    store8(tiles.bkr + tok * kP + c, y);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      y[e] = fac.x * kf[e];
+      bacc[e] += y[e];
+    }
+    store8(tiles.bkn + tok * kP + c, y);
   };
 
-  float acc[kNT][4] = {};
-  const int chunks = static_cast<int>((S + kChunk - 1) / kChunk);
-  fetch(0);
-  commit(0, 0);
+  // Pipeline, one barrier per chunk: chunk i + 2 in flight while chunk i's products run beside the
+  // transform of the thread's own vector of chunk i + 1 (copied an iteration earlier).
+  float acc[3][kHalfNT][4] = {};
+  issue(0);
+  issue(1);
+  cp_async_wait<1>();
+  __syncthreads();  // k_norm
+  if (n > 0) transform(0);
   __syncthreads();
-  for (int ch = 0; ch < chunks; ++ch) {
-    const bool next = ch + 1 < chunks;
-    if (next) fetch((ch + 1) * kChunk);
-    const T* xb = xs + (ch & 1) * kChunk * kPad;
-    const T* yb = ys + (ch & 1) * kChunk * kPad;
-#pragma unroll
-    for (int ks = 0; ks < kChunk; ks += 16) tile_xty(acc, xb, yb, warp * 16, ks, lane);
-    if (next) commit((ch + 1) * kChunk, (ch + 1) & 1);
+  for (int i = 0; i < n; ++i) {
+    issue(i + 2);
+    cp_async_wait<1>();
+    if (i + 1 < n) transform(i + 1);
+    chunk_products(acc, sm.tiles[i % 2], sm.v[i % 3], m0, n0, lane);
     __syncthreads();
   }
+  cp_async_wait<0>();
+  __syncthreads();
 
-  float* out = w.sums + ((bh * p.frames + f) * 3 + prod) * kD * kD;
-  const int g = lane >> 2, t = lane & 3, r0 = warp * 16 + g;
+  // Epilogue: the block's partials into shared memory; after one cluster barrier slice r adds rows
+  // r, r + slices, … of every slice's partials in rank order.
+  SumEpilogue& ep = *reinterpret_cast<SumEpilogue*>(smem_raw);
+  const bool clustered = slices > 1;
+  const int g = lane >> 2, q = lane & 3;
 #pragma unroll
-  for (int nt = 0; nt < kNT; ++nt) {
-    store2(out + r0 * kD + nt * 8 + 2 * t, acc[nt][0], acc[nt][1]);
-    store2(out + (r0 + 8) * kD + nt * 8 + 2 * t, acc[nt][2], acc[nt][3]);
-  }
-  if (prod == 2) {  // b = K β: the partials of the threads sharing a channel vector, added in a fixed order
-    float* red = reinterpret_cast<float*>(smem_raw);  // [kSumThreads / kVecs][kD]
+  for (int e = 0; e < 8; ++e) ep.bred[tok * kD + c + e] = bacc[e];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) red[(tid / kVecs) * kD + c + e] = bacc[e];
-    __syncthreads();
-    if (tid < kD) {
-      float sum = 0.f;
-      for (int i = 0; i < kSumThreads / kVecs; ++i) sum += red[i * kD + tid];
-      w.bz[(bh * p.frames + f) * kD + tid] = sum;
+  for (int pr = 0; pr < 3; ++pr)
+#pragma unroll
+    for (int j = 0; j < kHalfNT; ++j) {
+      const int col = (n0 + j) * 8 + 2 * q;
+      store2(ep.part[pr] + (m0 + g) * kD + col, acc[pr][j][0], acc[pr][j][1]);
+      store2(ep.part[pr] + (m0 + g + 8) * kD + col, acc[pr][j][2], acc[pr][j][3]);
     }
+  __syncthreads();
+  if (tid < kD) {
+    float sum = 0.f;
+    for (int i = 0; i < kChunk; ++i) sum += ep.bred[i * kD + tid];
+    ep.bpart[tid] = sum;
   }
+  cluster_barrier(clustered);
+  const int my_rows = (kD - slice + slices - 1) / slices;
+  float* out = w.sums + (bh * p.frames + f) * 3 * kD * kD;
+  for (int j = tid; j < 3 * my_rows * (kD / 4); j += kSumThreads) {
+    const int pr = j / (my_rows * (kD / 4)), jr = j % (my_rows * (kD / 4));
+    const int e = (slice + (jr / (kD / 4)) * slices) * kD + (jr % (kD / 4)) * 4;
+    float4 sum = *reinterpret_cast<const float4*>(cluster_peer(ep.part[pr], 0) + e);
+    for (int rank = 1; rank < slices; ++rank) {
+      const float4 v = *reinterpret_cast<const float4*>(cluster_peer(ep.part[pr], rank) + e);
+      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+    }
+    *reinterpret_cast<float4*>(out + pr * kD * kD + e) = sum;
+  }
+  if (slice == 0 && tid < kD) {
+    float sum = 0.f;
+    for (int rank = 0; rank < slices; ++rank) sum += cluster_peer(ep.bpart, rank)[tid];
+    w.bz[(bh * p.frames + f) * kD + tid] = sum;
+  }
+  if (clustered) cluster_barrier(true);  // the partials stay readable until every slice has added them
 }
 
-// ---- 3. the scans: grid (D/rows + 1, H, B). Blocks 0 … D/rows − 1 own `rows` rows of M (fp32,
-// column j = thread % D, 8 rows per thread); the last block scans z. Forward from init, then the
-// reverse scan, writing M_f + R_f and z_f + zr_f once. ---------------------------------------------
+// ---- 3. the scans: grid (⌈kMT / kScanMT⌉ + 1, H, B). Block x owns m tiles [kScanMT·x, …) of M
+// (16 rows each, fp32); the last block scans z. Forward from init, then the reverse scan, writing
+// M_f + R_f and z_f + zr_f once. The products M·Pk run on tensor cores with operands split into
+// TF32 high and low parts (hi·hi + hi·lo + lo·hi: about fp32 accuracy); warp w computes columns
+// [16·(w % 7), +16) of m tile w / 7, each lane holding its 8 accumulator elements of M as state.
+// The Pk (Pz) tiles the steps multiply by are known in advance: each is copied asynchronously while
+// the step before runs. Each thread keeps its forward history in global memory (its own elements,
+// read back by itself: L2-resident). ------------------------------------------------------------
+
+constexpr int kScanMT = 2;                      // m tiles per scan block
+constexpr int kScanThreads = kScanMT * kMT * 32;  // 14 warps: 7 column pairs of n tiles per m tile
+constexpr int kTilePad = kD + 8;   // Pk tile row stride (floats): conflict-free B fragments
+constexpr int kStatePad = kD + 4;  // published state row stride: conflict-free A fragments
+
+// A TF32 part of x: its top 10 mantissa bits, the rest truncated. hi = tf32_part(x), lo =
+// tf32_part(x − hi) (x − hi is exact in fp32): hi + lo is x to 2⁻²² relative.
+__device__ __forceinline__ float tf32_part(float x) { return __uint_as_float(__float_as_uint(x) & 0xffffe000u); }
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+constexpr int scan_smem() { return (2 * kD * kTilePad + 2 * kScanMT * 16 * kStatePad) * sizeof(float); }
 
 template <typename T>
-__global__ void gdn_scan_kernel(GdnParams p, Workspace w, int rows) {
+__global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Workspace w) {
   extern __shared__ __align__(16) float sm[];
-  float* ps = sm;  // [kD][kD] the frame's Pk (or Pz)
-  const int64_t h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h, T_ = p.frames;
+  float* tiles = sm;                           // [2][kD][kTilePad] Pk (or Pz) of the next two steps
+  float* mh = tiles + 2 * kD * kTilePad;       // [kScanMT·16][kStatePad] state rows, TF32 high part (z: [kD])
+  float* ml = mh + kScanMT * 16 * kStatePad;   // [kScanMT·16][kStatePad] low part
+  const int64_t h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h;
+  const int T_ = static_cast<int>(p.frames);
   const float* decay = p.decay + b * T_ * p.heads + h;  // frame f at f · H
-  const int tid = threadIdx.x;
-  auto load_tile = [&](const float* src) {
-    copy_vectors<7>(kD * kD / 4, [&](int i) { return reinterpret_cast<const uint4*>(src) + i; },
-                    [&](int i) { return reinterpret_cast<uint4*>(ps) + i; });
-  };
-  auto frame_sums = [&](int64_t f, int which) { return w.sums + ((bh * T_ + f) * 3 + which) * kD * kD; };
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const bool is_z = blockIdx.x == gridDim.x - 1;
+  const int which = is_z ? 2 : 0;
+  const bool seeded = is_z ? p.init_z != nullptr : p.init_kv != nullptr;
 
-  if (blockIdx.x == gridDim.x - 1) {  // z: z_f = g_f·(z − Pzᵀ z) + b_f
-    float* zs = ps + kD * kD;  // [kD] current z
-    float* zh = zs + kD;       // [T][kD] forward history
+  // Tiles in the order the steps use them: forward frames f0 … T−1, reverse frames T−2 … 1.
+  const int f0 = seeded ? 0 : 1, forward = T_ - f0, n_tiles = forward + (T_ > 2 ? T_ - 2 : 0);
+  auto issue = [&](int i) {
+    if (i < n_tiles) {
+      const int f = i < forward ? f0 + i : T_ - 2 - (i - forward);
+      const float* src = w.sums + ((bh * T_ + f) * 3 + which) * kD * kD;
+      float* dst = tiles + (i % 2) * kD * kTilePad;
+      for (int v = tid; v < kD * kD / 4; v += kScanThreads)
+        cp_async<16>(dst + (v / (kD / 4)) * kTilePad + (v % (kD / 4)) * 4, src + 4 * v, true);
+    }
+    cp_async_commit();
+  };
+  int next = 0;  // the next tile a step consumes
+  // Waits for tile `next` with the state published by `publish`, runs `product` on it, then starts
+  // the copy of the tile two steps ahead into the freed buffer.
+  auto with_tile = [&](auto publish, auto product) {
+    cp_async_wait<1>();
+    publish();
+    __syncthreads();
+    product(tiles + (next % 2) * kD * kTilePad);
+    __syncthreads();
+    issue(next + 2);
+    ++next;
+  };
+  issue(0);
+  issue(1);
+
+  if (is_z) {  // z_f = g_f·(z − Pzᵀ z) + b_f (fp32 FMA: a matrix-vector product per step)
     const bool active = tid < kD;
     float z = active && p.init_z ? p.init_z[bh * kD + tid] : 0.f;
-    auto step = [&](int64_t f, bool zero) {
+    float* zc = w.zc + bh * T_ * kD + tid;  // frame f at f · D
+    auto step = [&](int f, bool zero) {
+      const float bf = active ? w.bz[(bh * T_ + f) * kD + tid] : 0.f, gf = decay[f * p.heads];
       float acc = 0.f;
-      if (!zero) {
-        __syncthreads();
-        load_tile(frame_sums(f, 2));
-        if (active) zs[tid] = z;
-        __syncthreads();
-        if (active)
+      if (!zero)
+        with_tile([&] { if (active) mh[tid] = z; },
+                  [&](const float* ps) {
+                    if (active)
 #pragma unroll 8
-          for (int k = 0; k < kD; ++k) acc = fmaf(ps[k * kD + tid], zs[k], acc);
-      }
-      if (active) z = decay[f * p.heads] * (z - acc) + w.bz[(bh * T_ + f) * kD + tid];
+                      for (int k = 0; k < kD; ++k) acc = fmaf(ps[k * kTilePad + tid], mh[k], acc);
+                  });
+      z = gf * (z - acc) + bf;
     };
-    for (int64_t f = 0; f < T_; ++f) {
-      step(f, f == 0 && !p.init_z);
-      if (active) zh[f * kD + tid] = z;
+    for (int f = 0; f < T_; ++f) {
+      step(f, f == 0 && !seeded);
+      if (active) zc[f * kD] = z;
     }
     if (active && p.final_z) p.final_z[bh * kD + tid] = z;
     z = 0.f;
-    for (int64_t f = T_ - 1; f >= 0; --f) {
-      if (active) w.zc[(bh * T_ + f) * kD + tid] = zh[f * kD + tid] + z;
+    for (int f = T_ - 1; f >= 0; --f) {
+      if (active) zc[f * kD] += z;
       if (f > 0) step(f, f == T_ - 1);
     }
+    cp_async_wait<0>();
     return;
   }
 
-  float* ms = ps + kD * kD;     // [rows][kD] current state rows
-  float* hist = ms + rows * kD;  // [T][rows][kD] forward states
-  const int j = tid % kD, rl = (tid / kD) * kRowsPerThread;  // column, first local row
-  const int64_t r0 = int64_t(blockIdx.x) * rows;
-  float m[kRowsPerThread];
-#pragma unroll
-  for (int i = 0; i < kRowsPerThread; ++i)
-    m[i] = p.init_kv ? p.init_kv[(bh * kD + r0 + rl + i) * kD + j] : 0.f;
-  // m ← g_f·(m − m·Pk_f) + A_f (rows of this block); `zero`: m is known to be 0.
-  auto step = [&](int64_t f, bool zero) {
-    float acc[kRowsPerThread] = {};
-    if (!zero) {
-      __syncthreads();
-      load_tile(frame_sums(f, 0));
-#pragma unroll
-      for (int i = 0; i < kRowsPerThread; ++i) ms[(rl + i) * kD + j] = m[i];
-      __syncthreads();
-      for (int k = 0; k < kD; k += 4) {
-        const float p0 = ps[k * kD + j], p1 = ps[(k + 1) * kD + j], p2 = ps[(k + 2) * kD + j],
-                    p3 = ps[(k + 3) * kD + j];
-#pragma unroll
-        for (int i = 0; i < kRowsPerThread; ++i) {
-          const float4 mv = *reinterpret_cast<const float4*>(ms + (rl + i) * kD + k);
-          acc[i] = fmaf(mv.x, p0, fmaf(mv.y, p1, fmaf(mv.z, p2, fmaf(mv.w, p3, acc[i]))));
-        }
-      }
-    }
-    const float g = decay[f * p.heads];
-    const float* A = frame_sums(f, 1);
-#pragma unroll
-    for (int i = 0; i < kRowsPerThread; ++i) m[i] = g * (m[i] - acc[i]) + A[(r0 + rl + i) * kD + j];
+  // This lane's elements of M: rows g and g + 8 of m tile `mt`, columns n0 + 8·nt + 2t + {0, 1};
+  // m[nt] in the accumulator layout {(g, c), (g, c + 1), (g + 8, c), (g + 8, c + 1)}.
+  const int mt = blockIdx.x * kScanMT + warp / (kNT / 2), lr = (warp / (kNT / 2)) * 16, n0 = (warp % (kNT / 2)) * 16;
+  const bool busy = mt < kMT;  // the last block may hold fewer m tiles
+  auto at = [&](int64_t f, int nt, int half) {  // element offset of (row g + 8·half, column c) in [.., D, D]
+    return (f * kD + mt * 16 + g + 8 * half) * kD + n0 + 8 * nt + 2 * t;
   };
-  for (int64_t f = 0; f < T_; ++f) {
-    step(f, f == 0 && !p.init_kv);
+  float m[2][4] = {};
+  if (busy && p.init_kv)
 #pragma unroll
-    for (int i = 0; i < kRowsPerThread; ++i) hist[(f * rows + rl + i) * kD + j] = m[i];
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const float2 v = *reinterpret_cast<const float2*>(p.init_kv + at(bh, nt, half));
+        m[nt][2 * half] = v.x;
+        m[nt][2 * half + 1] = v.y;
+      }
+  // m ← g_f·(m − m·Pk_f) + A_f; `zero`: m is known to be 0.
+  auto step = [&](int f, bool zero) {
+    const float* A = w.sums + ((bh * T_ + f) * 3 + 1) * kD * kD;
+    float a[2][4], acc[2][4] = {};
+    if (busy)
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const float2 v = *reinterpret_cast<const float2*>(A + at(0, nt, half));
+          a[nt][2 * half] = v.x;
+          a[nt][2 * half + 1] = v.y;
+        }
+    const float gf = decay[f * p.heads];
+    if (!zero)
+      with_tile(
+          [&] {
+            if (!busy) return;
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                const int r = lr + g + 8 * (e >> 1), c = n0 + 8 * nt + 2 * t + (e & 1);
+                const float hi = tf32_part(m[nt][e]);
+                mh[r * kStatePad + c] = hi;
+                ml[r * kStatePad + c] = tf32_part(m[nt][e] - hi);
+              }
+          },
+          [&](const float* ps) {
+            if (!busy) return;
+            // A fragments by ldmatrix: lane l addresses row l % 8 (+8 for matrices 1, 3) at column
+            // k0 (+4 for matrices 2, 3) of the published state.
+            const int arow = (lr + (lane & 7) + 8 * ((lane >> 3) & 1)) * kStatePad + 4 * (lane >> 4);
+            float small[2][4] = {};  // hi·lo + lo·hi, beside hi·hi: two independent chains per tile
+#pragma unroll 2
+            for (int k0 = 0; k0 < kD; k0 += 8) {
+              uint32_t ah[4], al[4];
+              ldsm_x4(ah, mh + arow + k0);
+              ldsm_x4(al, ml + arow + k0);
+#pragma unroll
+              for (int nt = 0; nt < 2; ++nt) {
+                const float b0 = ps[(k0 + t) * kTilePad + n0 + 8 * nt + g];
+                const float b1 = ps[(k0 + t + 4) * kTilePad + n0 + 8 * nt + g];
+                const float bh0 = tf32_part(b0), bh1 = tf32_part(b1);
+                mma_tf32(small[nt], al, __float_as_uint(bh0), __float_as_uint(bh1));
+                mma_tf32(small[nt], ah, __float_as_uint(tf32_part(b0 - bh0)), __float_as_uint(tf32_part(b1 - bh1)));
+                mma_tf32(acc[nt], ah, __float_as_uint(bh0), __float_as_uint(bh1));
+              }
+            }
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) acc[nt][e] += small[nt][e];
+          });
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) m[nt][e] = gf * (m[nt][e] - acc[nt][e]) + a[nt][e];
+  };
+  float* hist = w.hist + bh * T_ * kD * kD;
+  for (int f = 0; f < T_; ++f) {
+    step(f, f == 0 && !seeded);
+    if (busy)
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) store2(hist + at(f, nt, half), m[nt][2 * half], m[nt][2 * half + 1]);
   }
-  if (p.final_kv) {
+  if (busy && p.final_kv)
 #pragma unroll
-    for (int i = 0; i < kRowsPerThread; ++i) p.final_kv[(bh * kD + r0 + rl + i) * kD + j] = m[i];
-  }
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-  for (int i = 0; i < kRowsPerThread; ++i) m[i] = 0.f;
-  T* states = static_cast<T*>(w.states);
-  for (int64_t f = T_ - 1; f >= 0; --f) {
+      for (int half = 0; half < 2; ++half) store2(p.final_kv + at(bh, nt, half), m[nt][2 * half], m[nt][2 * half + 1]);
 #pragma unroll
-    for (int i = 0; i < kRowsPerThread; ++i)
-      states[((bh * T_ + f) * kD + r0 + rl + i) * kD + j] = from_f32<T>(hist[(f * rows + rl + i) * kD + j] + m[i]);
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) m[nt][e] = 0.f;
+  T* states = static_cast<T*>(w.states) + bh * T_ * kD * kD;
+  for (int f = T_ - 1; f >= 0; --f) {
+    if (busy)
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const float2 hv = load2(hist + at(f, nt, half));
+          store2(states + at(f, nt, half), hv.x + m[nt][2 * half], hv.y + m[nt][2 * half + 1]);
+        }
     if (f > 0) step(f, f == T_ - 1);
   }
+  cp_async_wait<0>();
 }
 
-// ---- 4. read-out and merge: grid (⌈S / tokens⌉, T, B·H), tokens = 16 per warp, two threads per
-// token for the query features --------------------------------------------------------------------
+// ---- 4. read-out and merge: grid (⌈S / kReadTokens⌉, T, B·H), 16 tokens per warp. Everything a
+// block reads is copied asynchronously at once: the state tile, the query rows, their RoPE rows and
+// inverse RMS, z. Each lane builds its two query rows' features (rows g and g + 8 of its warp's 16)
+// in registers; the gate rows then arrive in the query buffer while the products run. ------------
 
 template <typename T>
-__global__ void gdn_readout_kernel(GdnParams p, Workspace w) {
+struct ReadoutSmem {
+  T m[kD * kPad];                  // M_f + R_f, [v, k]
+  T q[kReadTokens * kPad];         // query rows, then gate rows
+  float cos[kReadTokens * kD / 2];
+  float sin[kReadTokens * kD / 2];
+  float rms[kReadTokens];
+  float z[kD];                     // z_f + zr_f
+  T q_norm[kD];                    // the head's RMSNorm weight
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kReadTokens * 2, sizeof(T) == 2 ? 3 : 1) gdn_readout_kernel(GdnParams p, Workspace w) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const int warps = blockDim.x >> 5, tokens = warps * 16;
-  T* ms = reinterpret_cast<T*>(smem_raw);         // [kD][kPad] M_f + R_f, [v, k]
-  T* qs = ms + kD * kPad;                          // [tokens][kPad] rotated queries
-  float* zs = reinterpret_cast<float*>(qs + tokens * kPad);  // [kD] z_f + zr_f
-  float* den = zs + kD;                            // [tokens]
+  ReadoutSmem<T>& sm = *reinterpret_cast<ReadoutSmem<T>*>(smem_raw);
   const int f = blockIdx.y;
   const int64_t bh = blockIdx.z, b = bh / p.heads, h = bh % p.heads;
-  const int64_t S = p.tokens, N = p.frames * S, s0 = int64_t(blockIdx.x) * tokens;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int64_t S = p.tokens, N = p.frames * S, s0 = int64_t(blockIdx.x) * kReadTokens;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  constexpr int kRowVecs = kD * sizeof(T) / 16, kE = 16 / sizeof(T), kThreads = kReadTokens * 2;
+  static_assert(kReadTokens + kD / 4 + kRowVecs <= kThreads, "one thread per small copy");
+  const int64_t row0 = b * N + f * S;  // this frame's first token row
 
-  const T* st = static_cast<const T*>(w.states) + (bh * p.frames + f) * kD * kD;
-  constexpr int kRowVecs = kD * sizeof(T) / 16;  // 16-byte vectors per state row
-  copy_vectors<7>(kD * kRowVecs, [&](int i) { return reinterpret_cast<const uint4*>(st) + i; },
-                  [&](int i) { return reinterpret_cast<uint4*>(ms + (i / kRowVecs) * kPad) + i % kRowVecs; });
-  if (tid < kD) zs[tid] = w.zc[(bh * p.frames + f) * kD + tid];
-  __syncthreads();
-
-  {  // Queries: two threads per token, 7 channel vectors each; den summed in a fixed order.
-    const int tok = tid >> 1, v0 = (tid & 1) * (kVecs / 2);
-    const int64_t s = s0 + tok;
-    const bool valid = s < S;
-    const int64_t n = f * S + (valid ? s : S - 1), row = b * N + n;
-    const float rms = w.rms_q[row];
-    const T* q_row = static_cast<const T*>(p.q) + row * p.q_stride + h * kD;
-    const T* qn = static_cast<const T*>(p.q_norm) + h * kD;
-    float d = 0.f;
-#pragma unroll
-    for (int v = 0; v < kVecs / 2; ++v) {
-      const int c = (v0 + v) * 8;
-      float x[8], xr[8];
-      feature8(q_row + c, qn + c, rms, 1.f, x);
-#pragma unroll
-      for (int i = 0; i < 8; ++i) d = fmaf(x[i], zs[c + i], d);
-      rotate8(x, p.rope_cos + n * (kD / 2) + c / 2, p.rope_sin + n * (kD / 2) + c / 2, xr);
-      if (!valid) {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) xr[i] = 0.f;
-      }
-      store8(qs + tok * kPad + c, xr);
+  // Rows of one [tokens][kD] input (stride `stride` elements) into a [tokens][kPad] buffer; zeros past S.
+  auto copy_rows = [&](T* dst, const T* src, int64_t stride) {
+    for (int i = tid; i < kReadTokens * kRowVecs; i += kThreads) {
+      const int tok = i / kRowVecs, e = (i % kRowVecs) * kE;
+      const int64_t s = s0 + tok;
+      cp_async<16>(dst + tok * kPad + e, src + (row0 + (s < S ? s : 0)) * stride + h * kD + e, s < S);
     }
-    d += __shfl_xor_sync(0xffffffffu, d, 1);
-    if ((tid & 1) == 0) den[tok] = d;
+  };
+  const T* st = static_cast<const T*>(w.states) + (bh * p.frames + f) * kD * kD;
+  for (int i = tid; i < kD * kRowVecs; i += kThreads)
+    cp_async<16>(sm.m + (i / kRowVecs) * kPad + (i % kRowVecs) * kE, st + i * kE, true);
+  copy_rows(sm.q, static_cast<const T*>(p.q), p.q_stride);
+  for (int i = tid; i < kReadTokens * kD / 8; i += kThreads) {
+    const int tok = i / (kD / 8), e = (i % (kD / 8)) * 4;
+    const int64_t s = s0 + tok, n = f * S + (s < S ? s : 0);
+    cp_async<16>(sm.cos + tok * (kD / 2) + e, p.rope_cos + n * (kD / 2) + e, s < S);
+    cp_async<16>(sm.sin + tok * (kD / 2) + e, p.rope_sin + n * (kD / 2) + e, s < S);
   }
+  if (tid < kReadTokens) {
+    const int64_t s = s0 + tid;
+    cp_async<4>(sm.rms + tid, w.rms_q + row0 + (s < S ? s : 0), s < S);
+  } else if (tid < kReadTokens + kD / 4) {
+    const int i = (tid - kReadTokens) * 4;
+    cp_async<16>(sm.z + i, w.zc + (bh * p.frames + f) * kD + i, true);
+  } else if (tid < kReadTokens + kD / 4 + kRowVecs) {
+    const int i = (tid - kReadTokens - kD / 4) * kE;
+    cp_async<16>(sm.q_norm + i, static_cast<const T*>(p.q_norm) + h * kD + i, true);
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
   __syncthreads();
+
+  // Features: ReLU(RMSNorm(q)), den = q·z, then RoPE (rows past S are zeros).
+  float q[kD / 16][2][2][2];  // [k step][row half][column pair][element]
+  float den[2] = {0.f, 0.f};
+#pragma unroll
+  for (int ks = 0; ks < kD / 16; ++ks) {
+#pragma unroll
+    for (int cp = 0; cp < 2; ++cp) {
+      const int col = ks * 16 + 8 * cp + 2 * t;
+      const float2 wn = load2(sm.q_norm + col);
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int tok = warp * 16 + g + 8 * hf;
+        const float2 x = load2(sm.q + tok * kPad + col);
+        const float rms = sm.rms[tok];
+        const float x0 = fmaxf(wn.x * (x.x * rms), 0.f), x1 = fmaxf(wn.y * (x.y * rms), 0.f);
+        den[hf] = fmaf(x1, sm.z[col + 1], fmaf(x0, sm.z[col], den[hf]));
+        const float cs = sm.cos[tok * (kD / 2) + col / 2], sn = sm.sin[tok * (kD / 2) + col / 2];
+        q[ks][hf][cp][0] = x0 * cs - x1 * sn;
+        q[ks][hf][cp][1] = x0 * sn + x1 * cs;
+      }
+    }
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {  // q·z over the quad's four lanes, in a fixed order
+    den[hf] += __shfl_xor_sync(0xffffffffu, den[hf], 1);
+    den[hf] += __shfl_xor_sync(0xffffffffu, den[hf], 2);
+  }
+  __syncthreads();  // the query rows are consumed: the gate rows take their place
+  copy_rows(sm.q, static_cast<const T*>(p.gate), p.gate_stride);
+  cp_async_commit();
 
   float acc[kNT][4] = {};
 #pragma unroll
-  for (int ks = 0; ks < kD; ks += 16) tile_qmt(acc, qs, ms, warp * 16, ks, lane);
+  for (int ks = 0; ks < kD / 16; ++ks) tile_qmt(acc, q[ks], sm.m, ks * 16, lane);
+  cp_async_wait<0>();
+  __syncthreads();
 
-  const int g = lane >> 2, t = lane & 3;
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int tok = warp * 16 + g + half * 8;
+  for (int hf = 0; hf < 2; ++hf) {
+    const int tok = warp * 16 + g + 8 * hf;
     const int64_t s = s0 + tok;
     if (s >= S) continue;
-    const int64_t row = b * N + f * S + s;
-    const float dn = den[tok] + p.eps;
-    const T* gate = static_cast<const T*>(p.gate) + row * p.gate_stride + h * kD;
-    T* out = static_cast<T*>(p.out) + row * p.out_stride + h * kD;
+    const float inv_den = 1.f / (den[hf] + p.eps);
+    T* out = static_cast<T*>(p.out) + (row0 + s) * p.out_stride + h * kD;
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
       const int col = nt * 8 + 2 * t;
-      const float2 gv = load2(gate + col);
-      const float o0 = acc[nt][2 * half] / dn * (gv.x * sigmoid(gv.x));
-      const float o1 = acc[nt][2 * half + 1] / dn * (gv.y * sigmoid(gv.y));
+      const float2 gv = load2(sm.q + tok * kPad + col);
+      const float o0 = acc[nt][2 * hf] * inv_den * __fdividef(gv.x, 1.f + __expf(-gv.x));
+      const float o1 = acc[nt][2 * hf + 1] * inv_den * __fdividef(gv.y, 1.f + __expf(-gv.y));
       store2(out + col, o0, o1);
     }
   }
@@ -566,24 +822,48 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
 
   gdn_inv_rms_kernel<T><<<dim3(static_cast<unsigned>((rows + 7) / 8), 2), 256, 0, stream>>>(p, w);
 
-  const int sum_smem = 4 * kChunk * kPad * sizeof(T);
+  // Summaries: one block per multiprocessor at a time; each (frame, head) pair's chunks are split
+  // into the power-of-two slice count (up to the table's cluster size) that minimises waves × chunks
+  // per slice, the smaller on ties (clusters of other sizes pack the multiprocessors worse).
+  int sms = 0, dev = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  const int64_t chunks = (p.tokens + kChunk - 1) / kChunk, pairs = p.frames * BH;
+  int64_t slices = 1, best = -1;
+  for (int64_t s = 1; s <= shape.max_slices && s <= chunks; s *= 2) {
+    const int64_t cost = (pairs * s + sms - 1) / sms * ((chunks + s - 1) / s);
+    if (best < 0 || cost < best) best = cost, slices = s;
+  }
+  constexpr int sum_smem = sizeof(SumSmem<T>) > sizeof(SumEpilogue) ? sizeof(SumSmem<T>) : sizeof(SumEpilogue);
   cudaError_t err = cudaFuncSetAttribute(gdn_summaries_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, sum_smem);
   if (err != cudaSuccess) return err;
-  gdn_summaries_kernel<T><<<dim3(3, T_, static_cast<unsigned>(BH)), kSumThreads, sum_smem, stream>>>(p, w);
-
-  const int scan_rows = shape.scan_rows;
-  const int scan_smem = (kD * kD + scan_rows * kD * (1 + static_cast<int>(p.frames))) * sizeof(float);
-  err = cudaFuncSetAttribute(gdn_scan_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, scan_smem);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(slices), T_, static_cast<unsigned>(BH));
+  cfg.blockDim = dim3(kSumThreads);
+  cfg.dynamicSmemBytes = sum_smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute cluster;
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = static_cast<unsigned>(slices);
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  cfg.attrs = &cluster;
+  cfg.numAttrs = slices > 1 ? 1 : 0;
+  err = cudaLaunchKernelEx(&cfg, gdn_summaries_kernel<T>, p, w);
   if (err != cudaSuccess) return err;
-  gdn_scan_kernel<T><<<dim3(kD / scan_rows + 1, static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
-                       kD * scan_rows / kRowsPerThread, scan_smem, stream>>>(p, w, scan_rows);
 
-  const int tokens = shape.readout_warps * 16;
-  const int read_smem = (kD + tokens) * kPad * sizeof(T) + (kD + tokens) * sizeof(float);
+  err = cudaFuncSetAttribute(gdn_scan_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, scan_smem());
+  if (err != cudaSuccess) return err;
+  gdn_scan_kernel<T><<<dim3((kMT + kScanMT - 1) / kScanMT + 1, static_cast<unsigned>(p.heads),
+                            static_cast<unsigned>(p.batch)),
+                       kScanThreads, scan_smem(), stream>>>(p, w);
+
+  constexpr int read_smem = sizeof(ReadoutSmem<T>);
   err = cudaFuncSetAttribute(gdn_readout_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, read_smem);
   if (err != cudaSuccess) return err;
-  gdn_readout_kernel<T><<<dim3(static_cast<unsigned>((p.tokens + tokens - 1) / tokens), T_, static_cast<unsigned>(BH)),
-                          shape.readout_warps * 32, read_smem, stream>>>(p, w);
+  gdn_readout_kernel<T><<<dim3(static_cast<unsigned>((p.tokens + kReadTokens - 1) / kReadTokens), T_,
+                               static_cast<unsigned>(BH)),
+                          kReadTokens * 2, read_smem, stream>>>(p, w);
   return cudaGetLastError();
 }
 

@@ -5,9 +5,11 @@
 //              z_f = g_f·(I − Pz_f)ᵀ z_{f−1} + b_f, z_r likewise
 //   read-out   out = q̂ᵀ(M_f + R_f) / (qᵀ(z_f + zr_f) + eps) · SiLU(gate)
 // with q = ReLU(RMSNorm_C(q)), k = ReLU(RMSNorm_C(k))·k_scale (inverse RMS over all C channels,
-// computed by the first launch), q̂, k̂ rotated by RoPE. Four launches: inverse RMS, summaries on
-// tensor cores (bf16) or fp32 FMA (fp32), the fp32 scans with the combined states written once,
-// and the read-out + merge. Built for head dim 112 and up to 16 frames a call (gdn_supported()).
+// computed by the first launch), q̂, k̂ rotated by RoPE. Four launches: inverse RMS (and sigmoid(β));
+// the three summaries of a frame from one pass over its keys, on tensor cores (bf16) or in fp32 FMA
+// (fp32), token slices of a frame added across a thread-block cluster (sm_90); the fp32 scans, their
+// products on tensor cores with 3×TF32 splits, writing the combined states once; the read-out +
+// merge. Built for head dim 112 and up to 16 frames a call (gdn_supported()).
 #pragma once
 
 #include "kernels/common.h"
