@@ -19,10 +19,11 @@ constexpr int kReadTokens = 64;         // tokens per read-out block (4 warps of
 struct LaunchShape {
   int min_major;
   int max_slices;  // token slices per summary: a thread-block cluster adds their partials (1 below sm_90)
+  bool overlap;    // kernels 2–4 launched with programmatic stream serialization
 };
 constexpr LaunchShape kShapes[] = {
-    {9, 8},  // Hopper: portable cluster size
-    {0, 1},  // sm_80–89: no clusters
+    {9, 8, true},    // Hopper: portable cluster size
+    {0, 1, false},  // sm_80–89: no clusters
 };
 
 LaunchShape launch_shape() {
@@ -163,6 +164,15 @@ __device__ __forceinline__ const X* cluster_peer(const X* p, int rank) {
   return cooperative_groups::this_cluster().map_shared_rank(p, rank);
 #else
   return p;
+#endif
+}
+
+// Kernels 2–4 are launched with programmatic stream serialization (sm_90): their blocks may start
+// while the previous kernel's last blocks run, doing what does not depend on it first, then wait
+// here until it has finished and its writes are visible. A no-op for an ordinary launch.
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 }
 
@@ -379,6 +389,7 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
   constexpr int kP = kSumPad<T>;
   float bacc[8] = {};
   if (tid < kD) sm.k_norm[tid] = to_f32(static_cast<const T*>(p.k_norm)[h * kD + tid]);
+  wait_for_previous_kernel();  // (sigmoid(β), inverse RMS)
 
   // This slice's chunks: [c0, c0 + n).
   const int chunks = static_cast<int>((S + kChunk - 1) / kChunk), per = (chunks + slices - 1) / slices;
@@ -555,6 +566,7 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
     issue(next + 2);
     ++next;
   };
+  wait_for_previous_kernel();  // the summaries
   issue(0);
   issue(1);
 
@@ -722,7 +734,7 @@ __global__ void __launch_bounds__(kReadTokens * 2, sizeof(T) == 2 ? 3 : 1) gdn_r
   const int64_t S = p.tokens, N = p.frames * S, s0 = int64_t(blockIdx.x) * kReadTokens;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   constexpr int kRowVecs = kD * sizeof(T) / 16, kE = 16 / sizeof(T), kThreads = kReadTokens * 2;
-  static_assert(kReadTokens + kD / 4 + kRowVecs <= kThreads, "one thread per small copy");
+  static_assert(kReadTokens + kRowVecs <= kThreads && kD / 4 <= kThreads, "one thread per small copy");
   const int64_t row0 = b * N + f * S;  // this frame's first token row
 
   // Rows of one [tokens][kD] input (stride `stride` elements) into a [tokens][kPad] buffer; zeros past S.
@@ -733,9 +745,6 @@ __global__ void __launch_bounds__(kReadTokens * 2, sizeof(T) == 2 ? 3 : 1) gdn_r
       cp_async<16>(dst + tok * kPad + e, src + (row0 + (s < S ? s : 0)) * stride + h * kD + e, s < S);
     }
   };
-  const T* st = static_cast<const T*>(w.states) + (bh * p.frames + f) * kD * kD;
-  for (int i = tid; i < kD * kRowVecs; i += kThreads)
-    cp_async<16>(sm.m + (i / kRowVecs) * kPad + (i % kRowVecs) * kE, st + i * kE, true);
   copy_rows(sm.q, static_cast<const T*>(p.q), p.q_stride);
   for (int i = tid; i < kReadTokens * kD / 8; i += kThreads) {
     const int tok = i / (kD / 8), e = (i % (kD / 8)) * 4;
@@ -746,13 +755,15 @@ __global__ void __launch_bounds__(kReadTokens * 2, sizeof(T) == 2 ? 3 : 1) gdn_r
   if (tid < kReadTokens) {
     const int64_t s = s0 + tid;
     cp_async<4>(sm.rms + tid, w.rms_q + row0 + (s < S ? s : 0), s < S);
-  } else if (tid < kReadTokens + kD / 4) {
-    const int i = (tid - kReadTokens) * 4;
-    cp_async<16>(sm.z + i, w.zc + (bh * p.frames + f) * kD + i, true);
-  } else if (tid < kReadTokens + kD / 4 + kRowVecs) {
-    const int i = (tid - kReadTokens - kD / 4) * kE;
+  } else if (tid < kReadTokens + kRowVecs) {
+    const int i = (tid - kReadTokens) * kE;
     cp_async<16>(sm.q_norm + i, static_cast<const T*>(p.q_norm) + h * kD + i, true);
   }
+  wait_for_previous_kernel();  // the scans: the state tile and z
+  const T* st = static_cast<const T*>(w.states) + (bh * p.frames + f) * kD * kD;
+  for (int i = tid; i < kD * kRowVecs; i += kThreads)
+    cp_async<16>(sm.m + (i / kRowVecs) * kPad + (i % kRowVecs) * kE, st + i * kE, true);
+  if (tid < kD / 4) cp_async<16>(sm.z + 4 * tid, w.zc + (bh * p.frames + f) * kD + 4 * tid, true);
   cp_async_commit();
   cp_async_wait<0>();
   __syncthreads();
@@ -812,6 +823,37 @@ __global__ void __launch_bounds__(kReadTokens * 2, sizeof(T) == 2 ? 3 : 1) gdn_r
   }
 }
 
+// Launches kernels 2–4: `smem` bytes of dynamic shared memory, a cluster of `cluster` blocks along x
+// when above 1, and programmatic serialization after the previous kernel where the device has it.
+template <typename Kernel>
+cudaError_t launch_after(Kernel kernel, dim3 grid, unsigned threads, int smem, unsigned cluster,
+                         const LaunchShape& shape, cudaStream_t stream, const GdnParams& p, const Workspace& w) {
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  cudaLaunchAttribute attrs[2];
+  unsigned n = 0;
+  if (cluster > 1) {
+    attrs[n].id = cudaLaunchAttributeClusterDimension;
+    attrs[n].val.clusterDim.x = cluster;
+    attrs[n].val.clusterDim.y = 1;
+    attrs[n].val.clusterDim.z = 1;
+    ++n;
+  }
+  if (shape.overlap) {
+    attrs[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+  cfg.stream = stream;
+  cfg.attrs = attrs;
+  cfg.numAttrs = n;
+  return cudaLaunchKernelEx(&cfg, kernel, p, w);
+}
+
 template <typename T>
 cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
   Workspace w;
@@ -835,35 +877,17 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
     if (best < 0 || cost < best) best = cost, slices = s;
   }
   constexpr int sum_smem = sizeof(SumSmem<T>) > sizeof(SumEpilogue) ? sizeof(SumSmem<T>) : sizeof(SumEpilogue);
-  cudaError_t err = cudaFuncSetAttribute(gdn_summaries_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, sum_smem);
+  cudaError_t err = launch_after(gdn_summaries_kernel<T>, dim3(static_cast<unsigned>(slices), T_, static_cast<unsigned>(BH)),
+                                 kSumThreads, sum_smem, static_cast<unsigned>(slices), shape, stream, p, w);
   if (err != cudaSuccess) return err;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(slices), T_, static_cast<unsigned>(BH));
-  cfg.blockDim = dim3(kSumThreads);
-  cfg.dynamicSmemBytes = sum_smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute cluster;
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = static_cast<unsigned>(slices);
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  cfg.attrs = &cluster;
-  cfg.numAttrs = slices > 1 ? 1 : 0;
-  err = cudaLaunchKernelEx(&cfg, gdn_summaries_kernel<T>, p, w);
+  err = launch_after(gdn_scan_kernel<T>,
+                     dim3((kMT + kScanMT - 1) / kScanMT + 1, static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
+                     kScanThreads, scan_smem(), 1, shape, stream, p, w);
   if (err != cudaSuccess) return err;
-
-  err = cudaFuncSetAttribute(gdn_scan_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, scan_smem());
+  err = launch_after(gdn_readout_kernel<T>,
+                     dim3(static_cast<unsigned>((p.tokens + kReadTokens - 1) / kReadTokens), T_, static_cast<unsigned>(BH)),
+                     kReadTokens * 2, sizeof(ReadoutSmem<T>), 1, shape, stream, p, w);
   if (err != cudaSuccess) return err;
-  gdn_scan_kernel<T><<<dim3((kMT + kScanMT - 1) / kScanMT + 1, static_cast<unsigned>(p.heads),
-                            static_cast<unsigned>(p.batch)),
-                       kScanThreads, scan_smem(), stream>>>(p, w);
-
-  constexpr int read_smem = sizeof(ReadoutSmem<T>);
-  err = cudaFuncSetAttribute(gdn_readout_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, read_smem);
-  if (err != cudaSuccess) return err;
-  gdn_readout_kernel<T><<<dim3(static_cast<unsigned>((p.tokens + kReadTokens - 1) / kReadTokens), T_,
-                               static_cast<unsigned>(BH)),
-                          kReadTokens * 2, read_smem, stream>>>(p, w);
   return cudaGetLastError();
 }
 
