@@ -167,12 +167,19 @@ __device__ __forceinline__ const X* cluster_peer(const X* p, int rank) {
 #endif
 }
 
-// Kernels 2–4 are launched with programmatic stream serialization (sm_90): their blocks may start
-// while the previous kernel's last blocks run, doing what does not depend on it first, then wait
-// here until it has finished and its writes are visible. A no-op for an ordinary launch.
+// Kernels 2–4 are launched with programmatic stream serialization (sm_90): the next kernel's blocks
+// may start once every block of this one has called allow_next_kernel() — kernels 2 and 3 call it
+// after their own wait, so that when kernel 4 starts, kernels 1 and 2 have finished — do what does
+// not depend on it first, then wait here until it has finished and its writes are visible. Both are
+// no-ops for ordinary launches.
 __device__ __forceinline__ void wait_for_previous_kernel() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void allow_next_kernel() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }
 
@@ -243,6 +250,7 @@ __device__ __forceinline__ void tile_qmt(float (&acc)[kNT][4], const float (&q)[
 
 template <typename T>
 __global__ void __launch_bounds__(256) gdn_inv_rms_kernel(GdnParams p, Workspace w) {
+  allow_next_kernel();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * 8 + warp, N = p.frames * p.tokens;
   if (row >= p.batch * N) return;
@@ -390,6 +398,7 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
   float bacc[8] = {};
   if (tid < kD) sm.k_norm[tid] = to_f32(static_cast<const T*>(p.k_norm)[h * kD + tid]);
   wait_for_previous_kernel();  // (sigmoid(β), inverse RMS)
+  allow_next_kernel();
 
   // This slice's chunks: [c0, c0 + n).
   const int chunks = static_cast<int>((S + kChunk - 1) / kChunk), per = (chunks + slices - 1) / slices;
@@ -567,6 +576,7 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
     ++next;
   };
   wait_for_previous_kernel();  // the summaries
+  allow_next_kernel();
   issue(0);
   issue(1);
 
