@@ -1,6 +1,8 @@
 // `sanastream bench` on the CPU with a tiny random-weight package: every part runs, reports its own
 // keys and leaves the others null; bad options are one line and exit 1.
 #include <fstream>
+#include <tuple>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -31,6 +33,42 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
     EXPECT_EQ(j["first_frame_ms"].is_null(), part != "e2e") << part;
     EXPECT_TRUE(j["peak_gpu_bytes"].is_null()) << part;  // CPU
     EXPECT_EQ(j["config"]["part"], part);
+  }
+}
+
+// --plan: the DiT built with a quantization plan (simulated), named in the report; a plan the part
+// cannot use, or a bad plan file, is one line and exit 1.
+TEST(Bench, APlanQuantizesTheDitAndIsReported) {
+  const std::string dir = temp_dir("bench_plan");
+  auto pkg = run_cli({"make-package", "--random-weights", "--preset", "tiny", dir + "/pkg"});
+  ASSERT_EQ(pkg.exit_code, 0) << pkg.err;
+  std::ofstream(dir + "/plan.json") << R"({"format": "sanastream-quant-plan", "version": 1, "groups": [
+      {"layers": ["attn.q", "attn.k", "attn.v", "mlp.inverted_conv"], "blocks": [0, 1], "precision": "fp8"}]})";
+  const std::vector<std::string> base = {"bench", "--part", "dit", "--model", dir + "/pkg", "--device", "cpu",
+                                         "--dtype", "fp32", "--size", "96x64", "--latent-frames", "14"};
+  auto args = base;
+  args.insert(args.end(), {"--plan", dir + "/plan.json", "--json", dir + "/out.json"});
+  auto r = run_cli(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("plan " + dir + "/plan.json (simulated)"), std::string::npos) << r.out;
+  const json j = json::parse(std::ifstream(dir + "/out.json"));
+  EXPECT_EQ(j["config"]["plan"], dir + "/plan.json");
+  EXPECT_GT(j["dit_fps"].get<double>(), 0);
+  std::ofstream(dir + "/deep.json") << R"({"format": "sanastream-quant-plan", "version": 1, "groups": [
+      {"layers": ["attn.q"], "blocks": [0, 5], "precision": "int8"}]})";
+  for (const auto& [plan, part, message] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {dir + "/plan.json", "vae-encode", "--plan quantizes the DiT"},
+           {dir + "/none.json", "dit", "no file"},
+           {dir + "/deep.json", "dit", "the model has 2"}}) {
+    auto bad = base;
+    bad[2] = part;
+    bad.push_back("--plan");
+    bad.push_back(plan);
+    auto e = run_cli(bad);
+    EXPECT_EQ(e.exit_code, 1) << part;
+    EXPECT_EQ(e.err_lines(), 1) << e.err;
+    EXPECT_NE(e.err.find(message), std::string::npos) << e.err;
   }
 }
 

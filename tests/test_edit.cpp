@@ -337,6 +337,34 @@ TEST(EditPromptSchedule, ChangesThePromptAtTheStatedChunk) {
   EXPECT_GT(compare_tensors(lb.narrow(2, 6, 3), la.narrow(2, 6, 3)).rel_l2, 1e-3);
 }
 
+// --plan: the DiT's projections quantized (simulated, FP8): the latents move by the format's error,
+// no more; a plan naming a gate is one line and exit 1, with no output.
+TEST(EditQuantPlan, APlanMovesTheLatentsByTheFormatsError) {
+  const std::string dir = temp_dir("edit_plan");
+  const std::string src = synthetic_clip(dir, 17);
+  std::ofstream(dir + "/plan.json") << R"({"format": "sanastream-quant-plan", "version": 1, "groups": [
+      {"layers": ["attn.q", "attn.k", "attn.v", "attn.proj", "mlp.inverted_conv", "mlp.point_conv"],
+       "blocks": [0, 1], "precision": "fp8"}]})";
+  auto a = run_edit_cli({"-i", src, "-p", "make it snowy", "-o", dir + "/a.mkv", "--first-chunk", "3", "--dump-latents",
+                         dir + "/a.safetensors"});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  auto b = run_edit_cli({"-i", src, "-p", "make it snowy", "-o", dir + "/b.mkv", "--first-chunk", "3", "--dump-latents",
+                         dir + "/b.safetensors", "--plan", dir + "/plan.json"});
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const at::Tensor la = io::load_safetensors(dir + "/a.safetensors").at("output.latents");
+  const at::Tensor lb = io::load_safetensors(dir + "/b.safetensors").at("output.latents");
+  const double e = compare_tensors(lb, la).rel_l2;
+  EXPECT_GT(e, 1e-4);
+  EXPECT_LT(e, 0.2);
+  std::ofstream(dir + "/gate.json") << R"({"format": "sanastream-quant-plan", "version": 1, "groups": [
+      {"layers": ["attn.output_gate"], "blocks": [0, 1], "precision": "fp8"}]})";
+  auto bad = run_edit_cli({"-i", src, "-p", "make it snowy", "-o", dir + "/c.mkv", "--plan", dir + "/gate.json"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.err_lines(), 1) << bad.err;
+  EXPECT_NE(bad.err.find("stays BF16"), std::string::npos) << bad.err;
+  EXPECT_FALSE(file_exists(dir + "/c.mkv"));
+}
+
 TEST(EditInterrupt, SigintLeavesAValidShorterOutputAndExits130) {
   const std::string dir = temp_dir("edit_sigint");
   const std::string src = synthetic_clip(dir, 17 + 60 * 24);

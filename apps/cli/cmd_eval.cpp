@@ -26,7 +26,7 @@ namespace sanastream::cli {
 namespace {
 struct EvalCli {
   eval::EvalInputs inputs;
-  std::string run_json, json, report, suite, model;
+  std::string run_json, json, report, suite, model, plan;
 };
 
 // The object of a `sanastream edit --json` run file, carried under "run".
@@ -83,6 +83,7 @@ void run_suite(const EvalCli& o) {
       req.input = row.source;
       req.prompt = row.prompt;
       req.model = o.model;
+      req.plan = o.plan;
       req.output = (work / ("edit" + std::to_string(i) + ".mkv")).string();
       log_info("suite row {}/{}: {} ({})", i + 1, rows.size(), row.source, row.family);
       const nlohmann::json run = edit::run_edit(req);
@@ -149,6 +150,7 @@ void run(const EvalCli& o) {
 #else
   SS_CHECK(o.suite.empty(), "--suite: this build has no `edit` (it needs FFmpeg and SentencePiece)");
 #endif
+  SS_CHECK(o.plan.empty(), "--plan: applies to the edits of --suite");
   const int stdin_inputs = (o.inputs.source == "-") + (o.inputs.edited == "-") + (o.inputs.target == "-");
   SS_CHECK(stdin_inputs <= 1, "expected at most one input from stdin ('-'), got {}", stdin_inputs);
   const nlohmann::json run = o.run_json.empty() ? nlohmann::json() : load_run(o.run_json);
@@ -187,6 +189,8 @@ void register_eval(CLI::App& app) {
                   "one table per family and overall")
       ->type_name("FILE");
   sub->add_option("--model", o->model, "Model package the suite edits with")->type_name("DIR");
+  sub->add_option("--plan", o->plan, "Quantization plan the suite edits with (JSON, docs/QUANT.md; simulated)")
+      ->type_name("FILE");
   sub->add_option("--target", o->inputs.target, "Reference video for PSNR and SSIM ('-' = stdin)")->type_name("FILE");
   sub->add_option("--run-json", o->run_json, "The --json file of the `sanastream edit` run that made the edit")
       ->type_name("FILE");

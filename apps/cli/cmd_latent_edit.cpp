@@ -8,6 +8,7 @@
 #include "core/json_report.h"
 #include "core/log.h"
 #include "io/safetensors.h"
+#include "model/quant_plan.h"
 #include "pipeline/dit_loader.h"
 #include "pipeline/latent_edit.h"
 
@@ -16,7 +17,7 @@ namespace sanastream::cli {
 namespace {
 struct LatentEditCli {
   std::string model, model_config, inputs, output, dump, dump_calls, mode = "streaming", dtype = "fp32",
-      device = "cpu", json;
+      device = "cpu", json, plan;
   int steps = 0, first_chunk = 0;
   int64_t rope_limit = 0;
   double cfg = -1;
@@ -56,7 +57,8 @@ void run(const LatentEditCli& o) {
   opt.dump_calls = parse_calls(o.dump_calls);
   SS_CHECK(o.dump_calls.empty() || opt.dump, "--dump-calls needs --dump FILE");
   const io::TensorMap inputs = io::load_safetensors(o.inputs);
-  auto dit = pipeline::load_dit(pipeline::resolve_dit_source(o.model, o.model_config), rt);
+  auto dit = pipeline::load_dit(pipeline::resolve_dit_source(o.model, o.model_config), rt,
+                                o.plan.empty() ? model::QuantPlan{} : model::load_quant_plan(o.plan));
   log_info("{}", dit->config().summary());
   pipeline::LatentEditResult r = pipeline::latent_edit(*dit, inputs, opt);
   io::save_safetensors(o.output, {{"output.latents", r.latents}});
@@ -92,6 +94,7 @@ void register_latent_edit(CLI::App& app) {
                   "1024; small values test long streams)");
   sub->add_option("--dtype", o->dtype, "fp32 | bf16")->capture_default_str();
   sub->add_option("--device", o->device, "cpu | cuda[:N]")->capture_default_str();
+  sub->add_option("--plan", o->plan, "Quantization plan (JSON, docs/QUANT.md): its projections run in FP8/INT8, simulated")->type_name("FILE");
   sub->add_option("--dump", o->dump, "Write every call's x_in/v_out and the caches (golden names)");
   sub->add_option("--dump-calls", o->dump_calls, "Comma-separated calls whose activations to dump (e.g. 0,15)");
   add_json_option(sub, &o->json);

@@ -55,6 +55,7 @@ struct EditRequest {
   std::string dump_latents;      // safetensors file of the golden-named latents (for latent-edit)
   std::string prompt_cache_dir;  // on-disk prompt-embedding cache ("" = memory only)
   int64_t rope_limit = 0;        // RoPE positions before rebasing (SPEC §3); 0 = the model's table
+  std::string plan;              // quantization plan file ("" = none; model/quant_plan.h)
 
   // Sources and sinks.
   std::string input_format;                 // FFmpeg input format (v4l2, flv, …); "" = probed

@@ -9,7 +9,8 @@ namespace sanastream::model {
 
 class CrossAttention {
  public:
-  CrossAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads);
+  // prec: the block's precisions ("cross_attn.q_linear", "cross_attn.kv_linear", "cross_attn.proj").
+  CrossAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads, const BlockPrecisions& prec = {});
 
   struct CaptionKV {
     at::Tensor k, v;  // [B, H, L, D]
@@ -21,7 +22,8 @@ class CrossAttention {
   at::Tensor forward(const at::Tensor& x, const CaptionKV& kv, const at::Tensor& bias) const;
 
  private:
-  at::Tensor q_w_, q_b_, kv_w_, kv_b_, proj_w_, proj_b_, q_norm_, k_norm_;
+  Projection q_, kv_, proj_;
+  at::Tensor q_norm_, k_norm_;
   int64_t heads_;
 };
 

@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 
 #include "io/safetensors.h"
+#include "model/quant_plan.h"
+#include "ops/quant.h"
 
 namespace sanastream::model {
 
@@ -22,6 +24,21 @@ const at::Tensor& weight(const io::TensorMap& w, const std::string& key);
 
 // Dense layer on the last dim; bias may be undefined. x: [..., in]; w: [out, in].
 at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
+
+// A projection x·Wᵀ + b that may run quantized (SPEC §6), simulated by ops::fake_quant: the weight
+// rounded once per output channel, the input per token at every call. kBF16 (the default) keeps both
+// in the model's dtype: a plain dense layer sharing the given weight.
+class Projection {
+ public:
+  Projection() = default;
+  Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision p = ops::Precision::kBF16);  // w: [out, in]
+  at::Tensor operator()(const at::Tensor& x) const;
+  int64_t out_features() const { return w_.size(0); }
+
+ private:
+  at::Tensor w_, b_;
+  ops::Precision precision_ = ops::Precision::kBF16;
+};
 
 // x · SiLU(gate(h)) with the gate computed in fp32 and cast back, as the official blocks do.
 at::Tensor gated(const at::Tensor& x, const at::Tensor& gate_pre);

@@ -11,10 +11,11 @@ constexpr double kNormEps = 1e-5;  // q/k RMSNorm over all C channels
 constexpr double kDenEps = 1e-8;   // num / (den + eps)
 }  // namespace
 
-GdnAttention::GdnAttention(const io::TensorMap& w, const std::string& p, int64_t heads) : heads_(heads) {
-  wq_ = weight(w, p + "q.weight").squeeze(-1);  // Conv1d k=1 → [C, C]
-  wk_ = weight(w, p + "k.weight").squeeze(-1);
-  wv_ = weight(w, p + "v.weight");
+GdnAttention::GdnAttention(const io::TensorMap& w, const std::string& p, int64_t heads, const BlockPrecisions& prec)
+    : heads_(heads) {
+  q_ = Projection(weight(w, p + "q.weight").squeeze(-1), {}, prec("attn.q"));  // Conv1d k=1 → [C, C]
+  k_ = Projection(weight(w, p + "k.weight").squeeze(-1), {}, prec("attn.k"));
+  v_ = Projection(weight(w, p + "v.weight"), {}, prec("attn.v"));
   q_norm_ = weight(w, p + "q_norm.weight");
   k_norm_ = weight(w, p + "k_norm.weight");
   beta_w_ = weight(w, p + "beta_proj.weight");
@@ -25,17 +26,16 @@ GdnAttention::GdnAttention(const io::TensorMap& w, const std::string& p, int64_t
   dt_bias_ = weight(w, p + "dt_bias");
   out_gate_w_ = weight(w, p + "output_gate.weight");
   out_gate_b_ = weight(w, p + "output_gate.bias");
-  proj_w_ = weight(w, p + "proj.weight");
-  proj_b_ = weight(w, p + "proj.bias");
+  proj_ = Projection(weight(w, p + "proj.weight"), weight(w, p + "proj.bias"), prec("attn.proj"));
 }
 
 at::Tensor GdnAttention::forward(const at::Tensor& h, const DitGrid& g, const ops::RopeTable& rope,
                                  const ops::GdnState& init, ops::GdnState* final_state) const {
   const int64_t B = h.size(0), C = h.size(2), H = heads_, D = C / H, T = g.T, S = g.S();
   ops::GdnProjections p;
-  p.q = dense(h, wq_);
-  p.k = dense(h, wk_);
-  p.v = dense(h, wv_);
+  p.q = q_(h);
+  p.k = k_(h);
+  p.v = v_(h);
   mark_region("gdn.qkv");
   // β logits per token and head; decay per frame and head from the frame's mean token.
   p.beta_logits = dense(h, beta_w_, beta_b_);
@@ -52,7 +52,7 @@ at::Tensor GdnAttention::forward(const at::Tensor& h, const DitGrid& g, const op
   fm.frames = T;
   at::Tensor merged = ops::gdn_gated(p, fm, rope, init, final_state, kDenEps);
   mark_region("gdn.core");
-  at::Tensor result = dense(merged, proj_w_, proj_b_);
+  at::Tensor result = proj_(merged);
   mark_region("gdn.proj");
   return result;
 }

@@ -12,8 +12,8 @@ namespace sanastream::model {
 
 class GdnAttention {
  public:
-  // prefix: "blocks.N.attn."
-  GdnAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads);
+  // prefix: "blocks.N.attn."; prec: the block's precisions ("attn.q", "attn.k", "attn.v", "attn.proj").
+  GdnAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads, const BlockPrecisions& prec = {});
 
   // h: [B, N, C] model dtype → [B, N, C]. init: the forward scan's initial state (undefined =
   // zeros); final_state (nullable) receives, in place, the state after the call's last frame.
@@ -21,12 +21,12 @@ class GdnAttention {
                      ops::GdnState* final_state) const;
 
  private:
-  at::Tensor wq_, wk_, wv_;         // [C, C]
+  Projection q_, k_, v_, proj_;     // [C, C]
   at::Tensor q_norm_, k_norm_;      // [C]
   at::Tensor beta_w_, beta_b_;      // [H, C], [H]
   at::Tensor gate_w_, gate_b_;      // [H, C], [H]
   at::Tensor a_log_, dt_bias_;      // [H]
-  at::Tensor out_gate_w_, out_gate_b_, proj_w_, proj_b_;
+  at::Tensor out_gate_w_, out_gate_b_;
   int64_t heads_;
 };
 

@@ -16,25 +16,27 @@ constexpr double kCaptionNormEps = 1e-5;
 constexpr double kMaskBias = -10000.0;
 }  // namespace
 
-HybridDit::HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime& rt)
+HybridDit::HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime& rt, const QuantPlan& plan)
     : cfg_(std::move(cfg)),
       rt_(rt),
       // fp32 compute rotates in float64 as the official code does; bf16 compute in float32.
       rope_(ops::RopeDims{cfg_.rope_t, cfg_.rope_h, cfg_.rope_w, cfg_.rope_theta}, cfg_.rope_positions, rt.device,
             rt.dtype == at::kFloat ? at::kDouble : at::kFloat) {
   validate_dit_weights(cfg_, weights);
+  plan.check_depth(cfg_.depth);
   for (const auto& [k, t] : weights) w_[k] = t.is_floating_point() ? t.to(rt_.device, rt_.dtype) : t.to(rt_.device);
   for (int64_t b = 0; b < cfg_.depth; ++b) {
     const std::string p = fmt::format("blocks.{}.", b);
+    const BlockPrecisions prec = plan.block(b);
     Block blk;
     blk.scale_shift = weight(w_, p + "scale_shift_table");
     if (cfg_.is_softmax(b)) {
-      blk.softmax = std::make_unique<SoftmaxAttention>(w_, p + "attn.", cfg_.heads);
+      blk.softmax = std::make_unique<SoftmaxAttention>(w_, p + "attn.", cfg_.heads, prec);
     } else {
-      blk.gdn = std::make_unique<GdnAttention>(w_, p + "attn.", cfg_.heads);
+      blk.gdn = std::make_unique<GdnAttention>(w_, p + "attn.", cfg_.heads, prec);
     }
-    blk.cross = std::make_unique<CrossAttention>(w_, p + "cross_attn.", cfg_.cross_heads);
-    blk.ffn = std::make_unique<MixFfn>(w_, p + "mlp.");
+    blk.cross = std::make_unique<CrossAttention>(w_, p + "cross_attn.", cfg_.cross_heads, prec);
+    blk.ffn = std::make_unique<MixFfn>(w_, p + "mlp.", prec);
     blocks_.push_back(std::move(blk));
   }
 }
@@ -186,8 +188,8 @@ ops::RopeTable HybridDit::rope_shift(int64_t frame_delta) const {
 }
 
 std::unique_ptr<HybridDit> load_hybrid_dit(const io::TensorMap& weights, const nlohmann::json& overrides,
-                                           const Runtime& rt) {
-  return std::make_unique<HybridDit>(weights, detect_dit_config(weights, overrides), rt);
+                                           const Runtime& rt, const QuantPlan& plan) {
+  return std::make_unique<HybridDit>(weights, detect_dit_config(weights, overrides), rt, plan);
 }
 
 }  // namespace sanastream::model

@@ -43,8 +43,9 @@ struct DitCallOptions {
 
 class HybridDit {
  public:
-  // Converts the weights to rt's device and dtype; cfg from detect_dit_config().
-  HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime& rt);
+  // Converts the weights to rt's device and dtype; cfg from detect_dit_config(). `plan` (empty: the
+  // model's dtype throughout) sets the precision of each block's quantizable projections.
+  HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime& rt, const QuantPlan& plan = {});
 
   const DitConfig& config() const { return cfg_; }
   const Runtime& runtime() const { return rt_; }
@@ -88,8 +89,8 @@ class HybridDit {
 };
 
 // Loads weights (any supported form), detects the configuration (with optional overrides) and
-// builds the model.
+// builds the model (quantized as `plan` says).
 std::unique_ptr<HybridDit> load_hybrid_dit(const io::TensorMap& weights, const nlohmann::json& overrides,
-                                           const Runtime& rt);
+                                           const Runtime& rt, const QuantPlan& plan = {});
 
 }  // namespace sanastream::model

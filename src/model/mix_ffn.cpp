@@ -5,34 +5,34 @@
 
 namespace sanastream::model {
 
-MixFfn::MixFfn(const io::TensorMap& w, const std::string& p) {
-  w_in_ = weight(w, p + "inverted_conv.conv.weight").flatten(1);
-  b_in_ = weight(w, p + "inverted_conv.conv.bias");
+MixFfn::MixFfn(const io::TensorMap& w, const std::string& p, const BlockPrecisions& prec) {
+  in_ = Projection(weight(w, p + "inverted_conv.conv.weight").flatten(1), weight(w, p + "inverted_conv.conv.bias"),
+                   prec("mlp.inverted_conv"));
   w_dw_taps_ = weight(w, p + "depth_conv.conv.weight").reshape({-1, 9}).t().contiguous();
   b_dw_ = weight(w, p + "depth_conv.conv.bias");
-  w_out_ = weight(w, p + "point_conv.conv.weight").flatten(1);
+  out_ = Projection(weight(w, p + "point_conv.conv.weight").flatten(1), {}, prec("mlp.point_conv"));
   const at::Tensor& t = weight(w, p + "t_conv.weight");  // [C, C, K, 1]
   t_kernel_ = t.size(2);
   // [C_out, C_in, K, 1] → [C_out, K·C_in]: the K taps as one GEMM over time-shifted copies.
-  w_t_ = t.squeeze(-1).permute({0, 2, 1}).reshape({t.size(0), -1}).contiguous();
+  temporal_ = Projection(t.squeeze(-1).permute({0, 2, 1}).reshape({t.size(0), -1}).contiguous(), {}, prec("mlp.t_conv"));
 }
 
 at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx,
                            at::Tensor* last_frames) const {
-  const int64_t B = h.size(0), C = h.size(2), T = g.T, S = g.S(), F2 = w_in_.size(0);
+  const int64_t B = h.size(0), C = h.size(2), T = g.T, S = g.S(), F2 = in_.out_features();
   // Spatial part on each frame, channels-last: SiLU → depthwise 3×3 → value·SiLU(gate), fused.
-  at::Tensor x = dense(h, w_in_, b_in_).view({B * T, g.H, g.W, F2});                    // [B·T, H, W, 2F]
+  at::Tensor x = in_(h).view({B * T, g.H, g.W, F2});                    // [B·T, H, W, 2F]
   mark_region("ffn.in");
   x = ops::depthwise_glu(x, w_dw_taps_, b_dw_);                                            // [B·T, H, W, F]
   mark_region("ffn.depthwise_glu");
-  at::Tensor pc = dense(x.view({B, T, S, F2 / 2}), w_out_);                                // [B, T, S, C]
+  at::Tensor pc = out_(x.view({B, T, S, F2 / 2}));                                // [B, T, S, C]
   // Temporal conv over frames: out[t] = Σ_k W_k · pc[t + k − P], P = (K − 1)/2.
   const int64_t P = context_frames();
   at::Tensor left = left_ctx.defined() ? left_ctx.to(pc.scalar_type()) : at::zeros({B, P, S, C}, pc.options());
   at::Tensor padded = at::cat({left, pc, at::zeros({B, P, S, C}, pc.options())}, 1);   // [B, T + 2P, S, C]
   std::vector<at::Tensor> taps;
   for (int64_t k = 0; k < t_kernel_; ++k) taps.push_back(padded.narrow(1, k, T));
-  at::Tensor temporal = dense(at::cat(taps, -1), w_t_);                                 // [B, T, S, C]
+  at::Tensor temporal = temporal_(at::cat(taps, -1));                                 // [B, T, S, C]
   if (last_frames) last_frames->copy_(pc.narrow(1, T - P, P));
   at::Tensor out = (pc + temporal).reshape({B, T * S, C});
   mark_region("ffn.temporal");

@@ -10,7 +10,8 @@ namespace sanastream::model {
 
 class MixFfn {
  public:
-  MixFfn(const io::TensorMap& w, const std::string& prefix);
+  // prec: the block's precisions ("mlp.inverted_conv", "mlp.point_conv", "mlp.t_conv").
+  MixFfn(const io::TensorMap& w, const std::string& prefix, const BlockPrecisions& prec = {});
 
   int64_t context_frames() const { return (t_kernel_ - 1) / 2; }
 
@@ -19,10 +20,10 @@ class MixFfn {
   at::Tensor forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx, at::Tensor* last_frames) const;
 
  private:
-  at::Tensor w_in_, b_in_;     // [2F, C], [2F]
+  Projection in_;                // [2F, C], [2F]
   at::Tensor w_dw_taps_, b_dw_;  // [9, 2F] (the depthwise 3×3 weight, tap-major), [2F]
-  at::Tensor w_out_;           // [C, F]
-  at::Tensor w_t_;             // [C, K·C] temporal taps, tap-major along the input
+  Projection out_;               // [C, F]
+  Projection temporal_;          // [C, K·C] temporal taps, tap-major along the input
   int64_t t_kernel_;
 };
 

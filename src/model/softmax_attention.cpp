@@ -14,26 +14,27 @@ at::Tensor center_tap(const at::Tensor& w) {
 }
 }  // namespace
 
-SoftmaxAttention::SoftmaxAttention(const io::TensorMap& w, const std::string& p, int64_t heads) : heads_(heads) {
+SoftmaxAttention::SoftmaxAttention(const io::TensorMap& w, const std::string& p, int64_t heads,
+                                   const BlockPrecisions& prec)
+    : heads_(heads) {
   const at::Tensor& q = weight(w, p + "q.weight");
   fp32_attention_ = q.dim() == 2;
-  wq_ = center_tap(q);
-  wk_ = center_tap(weight(w, p + "k.weight"));
-  wv_ = weight(w, p + "v.weight");
+  q_ = Projection(center_tap(q), {}, prec("attn.q"));
+  k_ = Projection(center_tap(weight(w, p + "k.weight")), {}, prec("attn.k"));
+  v_ = Projection(weight(w, p + "v.weight"), {}, prec("attn.v"));
   q_norm_ = weight(w, p + "q_norm.weight");
   k_norm_ = weight(w, p + "k_norm.weight");
   out_gate_w_ = weight(w, p + "output_gate.weight");
   out_gate_b_ = weight(w, p + "output_gate.bias");
-  proj_w_ = weight(w, p + "proj.weight");
-  proj_b_ = weight(w, p + "proj.bias");
+  proj_ = Projection(weight(w, p + "proj.weight"), weight(w, p + "proj.bias"), prec("attn.proj"));
 }
 
 at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::RopeTable& rope, const at::Tensor& k_buf,
                                      const at::Tensor& v_buf, int64_t offset) const {
   const int64_t B = h.size(0), N = h.size(1), C = h.size(2), H = heads_, D = C / H;
-  at::Tensor q = ops::rms_norm(dense(h, wq_), q_norm_, kNormEps).view({B, N, H, D});
-  at::Tensor k = ops::rms_norm(dense(h, wk_), k_norm_, kNormEps).view({B, N, H, D});
-  at::Tensor v = dense(h, wv_).view({B, N, H, D});
+  at::Tensor q = ops::rms_norm(q_(h), q_norm_, kNormEps).view({B, N, H, D});
+  at::Tensor k = ops::rms_norm(k_(h), k_norm_, kNormEps).view({B, N, H, D});
+  at::Tensor v = v_(h).view({B, N, H, D});
   mark_region("sa.qkv");
   q = ops::apply_rope(q, rope).transpose(1, 2);  // [B, H, N, D]
   k = ops::apply_rope(k, rope).transpose(1, 2);
@@ -50,7 +51,7 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::RopeTable& 
                        : ops::attention(q.contiguous(), k, v);
   mark_region("sa.attention");
   out = out.transpose(1, 2).reshape({B, N, C});
-  at::Tensor result = dense(gated(out, dense(h, out_gate_w_, out_gate_b_)), proj_w_, proj_b_);
+  at::Tensor result = proj_(gated(out, dense(h, out_gate_w_, out_gate_b_)));
   mark_region("sa.gate_proj");
   return result;
 }

@@ -11,7 +11,8 @@ namespace sanastream::model {
 
 class SoftmaxAttention {
  public:
-  SoftmaxAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads);
+  // prec: the block's precisions ("attn.q", "attn.k", "attn.v", "attn.proj").
+  SoftmaxAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads, const BlockPrecisions& prec = {});
 
   // h: [B, N, C] → [B, N, C]. Without a cache (k_buf undefined) the call attends over itself.
   // With one, k_buf/v_buf [B, H, capacity, D] hold `offset` cached post-RoPE keys/values: the call
@@ -20,7 +21,8 @@ class SoftmaxAttention {
                      int64_t offset) const;
 
  private:
-  at::Tensor wq_, wk_, wv_, q_norm_, k_norm_, out_gate_w_, out_gate_b_, proj_w_, proj_b_;
+  Projection q_, k_, v_, proj_;
+  at::Tensor q_norm_, k_norm_, out_gate_w_, out_gate_b_;
   int64_t heads_;
   bool fp32_attention_;  // the bidirectional class upcasts q/k/v to fp32
 };

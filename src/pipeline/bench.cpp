@@ -18,6 +18,7 @@
 #include "model/hybrid_dit.h"
 #include "model/ltx2_vae.h"
 #include "model/profile.h"
+#include "model/quant_plan.h"
 #include "ops/device.h"
 #include "ops/gdn.h"
 #include "ops/rope.h"
@@ -110,6 +111,8 @@ BenchSetup make_setup(const BenchOptions& opt) {
            "--part: expected dit, vae-encode, vae-decode, e2e or gdn, got '{}'", opt.part);
   SS_CHECK((opt.gpus == 1 && opt.streams == 1) || opt.part == "e2e", "--gpus and --streams: expected --part e2e, got {}",
            opt.part);
+  SS_CHECK(opt.plan.empty() || opt.part == "dit" || opt.part == "e2e",
+           "--plan quantizes the DiT: expected --part dit or e2e, got {}", opt.part);
   BenchSetup b;
   // A package's own compression (the VAE's ratio × the DiT's patch); LTX-2's 32 otherwise.
   int64_t multiple = b.spatial;
@@ -133,19 +136,20 @@ BenchSetup make_setup(const BenchOptions& opt) {
 }
 
 std::unique_ptr<model::HybridDit> bench_dit_model(const BenchOptions& opt, const Runtime& rt, std::string* name) {
+  const model::QuantPlan plan = opt.plan.empty() ? model::QuantPlan{} : model::load_quant_plan(opt.plan);
   if (is_package(opt.model)) {
     *name = opt.model;
-    return load_package_dit(load_model_package(opt.model), model::DitVariant::kStreaming, rt);
+    return load_package_dit(load_model_package(opt.model), model::DitVariant::kStreaming, rt, plan);
   }
   if (!opt.model.empty()) {
     SS_CHECK(opt.part == "dit", "--model {}: the {} part needs a model package (a directory with model.json)",
              opt.model, opt.part);
     *name = opt.model;
-    return load_dit(resolve_dit_source(opt.model), rt);
+    return load_dit(resolve_dit_source(opt.model), rt, plan);
   }
   *name = "2b-streaming-random";
   return model::load_hybrid_dit(model::random_dit_weights(model::dit_shape_2b(), opt.seed, rt.dtype, rt.device),
-                                json::object(), rt);
+                                json::object(), rt, plan);
 }
 
 // Without --model: the LTX-2 VAE's shapes (the diffusers defaults) with seeded random weights.
@@ -576,7 +580,9 @@ json run_bench(const BenchOptions& opt) {
                  {"device", opt.device},
                  {"cuda_graphs", opt.cuda_graphs && b.rt.is_cuda()},
                  {"gpus", opt.gpus},
-                 {"streams", opt.streams}};
+                 {"streams", opt.streams},
+                 // A plan's projections run fake-quantized (ops/quant.h): its error, not yet its speed.
+                 {"plan", opt.plan.empty() ? json(nullptr) : json(opt.plan)}};
   if (opt.part == "dit") bench_dit(opt, b, r);
   if (opt.part == "vae-encode" || opt.part == "vae-decode") bench_vae(opt, b, r, opt.part == "vae-encode");
   if (opt.part == "e2e") bench_e2e(opt, b, r);
@@ -584,9 +590,10 @@ json run_bench(const BenchOptions& opt) {
   if (b.rt.is_cuda()) r["gemm_bf16_tflops"] = gemm_tflops(b.rt);
 
   const json& c = r["config"];
-  std::printf("bench %s: %s, %s, %lld latent frames, first chunk %d, %s, graphs %s\n", opt.part.c_str(),
+  std::printf("bench %s: %s, %s, %lld latent frames, first chunk %d, %s, graphs %s%s\n", opt.part.c_str(),
               c["model"].get<std::string>().c_str(), c["size"].get<std::string>().c_str(),
-              static_cast<long long>(b.T), opt.first_chunk, opt.dtype.c_str(), c["cuda_graphs"].get<bool>() ? "on" : "off");
+              static_cast<long long>(b.T), opt.first_chunk, opt.dtype.c_str(), c["cuda_graphs"].get<bool>() ? "on" : "off",
+              opt.plan.empty() ? "" : fmt::format(", plan {} (simulated)", opt.plan).c_str());
   std::string line;
   for (const char* k : {"dit_fps", "vae_encode_fps", "vae_decode_fps", "e2e_fps", "first_frame_ms", "chunk_ms_p50",
                         "chunk_ms_p99", "dit_tflops", "gemm_bf16_tflops"})

@@ -19,10 +19,10 @@ DitSource resolve_dit_source(const std::string& model_path, const std::string& m
   return s;
 }
 
-std::unique_ptr<model::HybridDit> load_dit(const DitSource& src, const Runtime& rt) {
+std::unique_ptr<model::HybridDit> load_dit(const DitSource& src, const Runtime& rt, const model::QuantPlan& plan) {
   io::WeightSet ws = io::load_weights(src.weights_path);
   try {
-    return model::load_hybrid_dit(ws.tensors, src.overrides, rt);
+    return model::load_hybrid_dit(ws.tensors, src.overrides, rt, plan);
   } catch (const Error& e) {
     SS_FAIL("{}: {}", src.weights_path, e.message());
   }

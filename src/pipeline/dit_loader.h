@@ -18,6 +18,7 @@ struct DitSource {
 
 DitSource resolve_dit_source(const std::string& model_path, const std::string& model_config_path = "");
 
-std::unique_ptr<model::HybridDit> load_dit(const DitSource& src, const Runtime& rt);
+// `plan`: the quantization plan (model/quant_plan.h; empty: the runtime's dtype throughout).
+std::unique_ptr<model::HybridDit> load_dit(const DitSource& src, const Runtime& rt, const model::QuantPlan& plan = {});
 
 }  // namespace sanastream::pipeline

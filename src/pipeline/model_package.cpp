@@ -364,8 +364,8 @@ DitSource package_dit_source(const PackageDit& dit) {
 }
 
 std::unique_ptr<model::HybridDit> load_package_dit(const ModelPackage& pkg, model::DitVariant variant,
-                                                   const Runtime& rt) {
-  return load_dit(package_dit_source(pkg.dit_for(variant)), rt);
+                                                   const Runtime& rt, const model::QuantPlan& plan) {
+  return load_dit(package_dit_source(pkg.dit_for(variant)), rt, plan);
 }
 
 std::unique_ptr<model::Ltx2Vae> load_package_vae(const ModelPackage& pkg, const Runtime& rt) {

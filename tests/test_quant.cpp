@@ -1,0 +1,192 @@
+// Mixed-precision quantization (issue 15): the simulated formats (ops/quant), the plan file
+// (model/quant_plan) and the DiT running under a plan.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/runtime.h"
+#include "model/dit_random.h"
+#include "model/hybrid_dit.h"
+#include "model/quant_plan.h"
+#include "ops/quant.h"
+#include "support/test_env.h"
+
+using namespace sanastream;
+using ops::Precision;
+
+namespace {
+
+// Every finite FP8 E4M3 value, from its bit patterns (sign, 4 exponent bits with bias 7, 3 mantissa
+// bits; exponent 0 is subnormal; S.1111.111 is NaN).
+std::vector<float> e4m3_values() {
+  std::vector<float> v;
+  for (int code = 0; code < 256; ++code) {
+    const int s = code >> 7, e = (code >> 3) & 15, m = code & 7;
+    if (e == 15 && m == 7) continue;
+    const float mag = e == 0 ? std::ldexp(static_cast<float>(m), -9) : std::ldexp(1.f + m / 8.f, e - 7);
+    v.push_back(s ? -mag : mag);
+  }
+  return v;
+}
+
+at::Tensor grid(std::vector<float> v) { return at::tensor(v); }
+
+double rel_rmse(const at::Tensor& got, const at::Tensor& want) {
+  return ((got.to(at::kDouble) - want.to(at::kDouble)).norm() / want.to(at::kDouble).norm()).item<double>();
+}
+
+}  // namespace
+
+TEST(QuantFormats, E4M3ValuesAreFixedPointsAndTheLargestIs448) {
+  const at::Tensor v = grid(e4m3_values());
+  EXPECT_TRUE(at::equal(ops::round_to_grid(v, Precision::kFP8), v));
+  EXPECT_EQ(v.abs().max().item<float>(), 448.f);
+  EXPECT_EQ(ops::format_max(Precision::kFP8), 448.0);
+}
+
+TEST(QuantFormats, E4M3RoundsToTheNearestValueTiesToEvenAndSaturates) {
+  const float s9 = std::ldexp(1.f, -9);
+  const at::Tensor x = grid({460.f, 470.f, 1e6f, -1e6f, s9 / 2, 3 * s9 / 2, 1.0625f, 1.1875f, 239.f, -239.f, 0.f});
+  const at::Tensor want = grid({448.f, 448.f, 448.f, -448.f, 0.f, 2 * s9, 1.f, 1.25f, 240.f, -240.f, 0.f});
+  EXPECT_TRUE(at::equal(ops::round_to_grid(x, Precision::kFP8), want)) << ops::round_to_grid(x, Precision::kFP8);
+  EXPECT_TRUE(std::isnan(ops::round_to_grid(grid({NAN}), Precision::kFP8).item<float>()));
+  // A sweep over ±[2⁻¹², 2⁹]: every result is the grid value nearest its input.
+  at::manual_seed(1);
+  const at::Tensor sweep = at::exp2(at::rand({4000}) * 21 - 12) * (at::randint(0, 2, {4000}) * 2 - 1);
+  const at::Tensor q = ops::round_to_grid(sweep, Precision::kFP8);
+  const at::Tensor values = grid(e4m3_values());
+  const at::Tensor nearest = (sweep.clamp(-448, 448).unsqueeze(1) - values.unsqueeze(0)).abs().amin(1);
+  EXPECT_TRUE(at::equal((q.clamp(-448, 448) - sweep.clamp(-448, 448)).abs(), nearest));
+  EXPECT_TRUE(at::isin(q, values).all().item<bool>());
+}
+
+TEST(QuantFormats, Int8RoundsHalfToEvenAndClamps) {
+  const at::Tensor x = grid({0.5f, 1.5f, 2.5f, -0.5f, 126.6f, 200.f, -300.f});
+  EXPECT_TRUE(at::equal(ops::round_to_grid(x, Precision::kINT8), grid({0.f, 2.f, 2.f, -0.f, 127.f, 127.f, -127.f})));
+}
+
+TEST(QuantFormats, FakeQuantScalesEachSliceAndKeepsItsDtype) {
+  at::manual_seed(2);
+  at::Tensor w = at::randn({16, 64});
+  w[3].zero_();
+  for (Precision p : {Precision::kFP8, Precision::kINT8}) {
+    const at::Tensor q = ops::fake_quant(w, p, 1);
+    EXPECT_TRUE(at::isfinite(q).all().item<bool>()) << ops::precision_name(p);
+    EXPECT_TRUE(at::equal(q[3], w[3]));  // an all-zero channel stays zero
+    // Each channel's largest magnitude lands on the format's largest value: kept (to fp32 rounding).
+    EXPECT_TRUE(at::allclose(q.abs().amax(1), w.abs().amax(1), 1e-6, 0)) << ops::precision_name(p);
+    const double e = rel_rmse(q, w);
+    if (p == Precision::kFP8) {
+      EXPECT_GT(e, 0.005);  // 3 mantissa bits: ≈ 2–3 %
+      EXPECT_LT(e, 0.05);
+    } else {
+      EXPECT_GT(e, 0.001);  // 127 steps per channel: ≈ 0.5 %
+      EXPECT_LT(e, 0.02);
+    }
+  }
+  // Per token on an activation [B, N, C]: dim −1; bf16 in, bf16 out; kBF16 leaves x as it is.
+  const at::Tensor x = at::randn({2, 5, 64}).to(at::kBFloat16);
+  EXPECT_EQ(ops::fake_quant(x, Precision::kFP8, -1).scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(ops::fake_quant(x, Precision::kBF16, -1).is_same(x));
+  EXPECT_NE(test::error_of([] { ops::parse_precision("fp4"); }).find("expected bf16, fp8 or int8"), std::string::npos);
+}
+
+namespace {
+nlohmann::json plan_json() {
+  return {{"format", "sanastream-quant-plan"},
+          {"version", 1},
+          {"groups",
+           {{{"layers", {"attn.q", "attn.k", "attn.v"}}, {"blocks", {0, 1}}, {"precision", "fp8"}},
+            {{"layers", {"mlp.point_conv"}}, {"blocks", {2, 3}}, {"precision", "int8"}}}},
+          {"measurements", {{"bf16_fps", 160.0}}}};
+}
+}  // namespace
+
+TEST(QuantPlan, AHandMadePlanGivesEachLayerItsPrecision) {
+  const model::QuantPlan plan = model::QuantPlan::from_json(plan_json());
+  EXPECT_EQ(plan.block(0)("attn.q"), Precision::kFP8);
+  EXPECT_EQ(plan.block(1)("attn.v"), Precision::kFP8);
+  EXPECT_EQ(plan.block(2)("attn.q"), Precision::kBF16);
+  EXPECT_EQ(plan.block(1)("attn.proj"), Precision::kBF16);
+  EXPECT_EQ(plan.block(3)("mlp.point_conv"), Precision::kINT8);
+  EXPECT_EQ(plan.block(0)("mlp.point_conv"), Precision::kBF16);
+  EXPECT_EQ(plan.block(7)("attn.q"), Precision::kBF16);
+  EXPECT_NE(test::error_of([&] { plan.check_depth(3); }).find("blocks 2–3, the model has 3"), std::string::npos);
+  plan.check_depth(4);
+}
+
+TEST(QuantPlan, TheFileRoundTrips) {
+  const model::QuantPlan plan = model::QuantPlan::from_json(plan_json());
+  EXPECT_EQ(model::QuantPlan::from_json(plan.to_json()).to_json(), plan.to_json());
+  EXPECT_EQ(plan.to_json()["measurements"]["bf16_fps"], 160.0);
+  const std::string path = test::temp_dir("quant_plan") + "/plan.json";
+  model::save_quant_plan(path, plan);
+  EXPECT_FALSE(test::file_exists(path + ".part"));
+  EXPECT_EQ(model::load_quant_plan(path).to_json(), plan.to_json());
+}
+
+TEST(QuantPlan, BadPlansAreOneClearError) {
+  auto error = [](const nlohmann::json& j) { return test::error_of([&] { model::QuantPlan::from_json(j); }); };
+  nlohmann::json j = plan_json();
+  j["groups"][0]["layers"][1] = "attn.output_gate";
+  EXPECT_NE(error(j).find("'attn.output_gate' stays BF16"), std::string::npos);
+  j = plan_json();
+  j["groups"][1]["layers"][0] = "mlp.pointconv";
+  EXPECT_NE(error(j).find("unknown layer 'mlp.pointconv'"), std::string::npos);
+  j = plan_json();
+  j["groups"][1]["layers"][0] = "attn.q";
+  j["groups"][1]["blocks"] = {1, 2};
+  EXPECT_NE(error(j).find("block 1 'attn.q' is already in an earlier group"), std::string::npos);
+  j = plan_json();
+  j["groups"][0]["blocks"] = {3, 1};
+  EXPECT_NE(error(j).find("is not a range"), std::string::npos);
+  j = plan_json();
+  j["groups"][0]["precision"] = "fp16";
+  EXPECT_NE(error(j).find("expected bf16, fp8 or int8"), std::string::npos);
+  j = plan_json();
+  j["version"] = 2;
+  EXPECT_NE(error(j).find("version 2 is not supported"), std::string::npos);
+  EXPECT_NE(error(nlohmann::json::array()).find("\"format\""), std::string::npos);
+  EXPECT_NE(test::error_of([] { model::load_quant_plan("/nonexistent/plan.json"); }).find("no file"), std::string::npos);
+}
+
+// The DiT under a plan (CPU, fp32): the quantized projections change the output by the formats'
+// error, more layers more; an empty plan is the model itself.
+TEST(QuantDit, APlanQuantizesTheNamedProjectionsOnly) {
+  model::DitShape s;
+  s.depth = 4;
+  s.hidden = 336;
+  s.heads = 3;
+  s.ffn_hidden = 96;
+  s.latent_channels = 16;
+  s.source_channels = 16;
+  s.caption_channels = 64;
+  s.caption_length = 12;
+  const io::TensorMap w = model::random_dit_weights(s, 21);
+  const Runtime rt = make_runtime("cpu", "fp32");
+  const model::DitConfig cfg = model::detect_dit_config(w);
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({1, 16, 2, 3, 5}), src = at::randn({1, 16, 2, 3, 5});
+  const at::Tensor embeds = at::randn({1, 12, 64}), mask = at::ones({1, 12}, at::kLong);
+  auto run = [&](const model::QuantPlan& plan) {
+    model::HybridDit dit(w, cfg, rt, plan);
+    return dit.forward(x, src, at::full({1}, 500.f), dit.encode_caption(embeds, mask));
+  };
+  auto plan_of = [](std::vector<std::string> layers, int64_t last, const char* precision) {
+    nlohmann::json j = {{"format", "sanastream-quant-plan"},
+                        {"version", 1},
+                        {"groups", {{{"layers", layers}, {"blocks", {0, last}}, {"precision", precision}}}}};
+    return model::QuantPlan::from_json(j);
+  };
+  const at::Tensor base = run({});
+  const double one = rel_rmse(run(plan_of({"attn.q"}, 0, "fp8")), base);
+  const double all_fp8 = rel_rmse(run(plan_of(model::quantizable_layers(), 3, "fp8")), base);
+  const double all_int8 = rel_rmse(run(plan_of(model::quantizable_layers(), 3, "int8")), base);
+  EXPECT_GT(one, 0);
+  EXPECT_LT(one, all_fp8);
+  for (double e : {all_fp8, all_int8}) {
+    EXPECT_GT(e, 1e-4);
+    EXPECT_LT(e, 0.2);
+  }
+  EXPECT_NE(test::error_of([&] { run(plan_of({"attn.q"}, 4, "fp8")); }).find("the model has 4"), std::string::npos);
+}
