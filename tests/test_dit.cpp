@@ -14,6 +14,7 @@
 #include "pipeline/samplers.h"
 #include "pipeline/schedule.h"
 #include "support/test_env.h"
+#include "support/tiny_configs.h"
 
 using namespace sanastream;
 using sanastream::test::file_exists;
@@ -130,20 +131,6 @@ TEST(GoldenCheck, ShardedCopyOfTheStreamingSetPasses) {
 }
 
 namespace {
-model::DitShape small_shape(int64_t depth, model::DitVariant variant) {
-  model::DitShape s;
-  s.depth = depth;
-  s.hidden = 336;
-  s.heads = 3;
-  s.ffn_hidden = 96;
-  s.latent_channels = 16;
-  s.source_channels = 16;
-  s.caption_channels = 64;
-  s.caption_length = 12;
-  s.variant = variant;
-  return s;
-}
-
 io::TensorMap small_inputs(const model::DitShape& s, int64_t T, int64_t H, int64_t W, uint64_t seed) {
   at::manual_seed(seed);
   at::Tensor mask = at::zeros({1, s.caption_length}, at::kLong);
@@ -159,7 +146,7 @@ io::TensorMap small_inputs(const model::DitShape& s, int64_t T, int64_t H, int64
 
 // Depth, width, grid and frame counts unlike the shared sets, every chunking rule.
 TEST(DitStreaming, OtherShapesAndChunkingsRunAndAgree) {
-  auto shape = small_shape(8, model::DitVariant::kStreaming);
+  auto shape = test::small_dit_shape(8, model::DitVariant::kStreaming);
   auto w = model::random_dit_weights(shape, 7);
   Runtime rt = make_runtime("cpu", "fp32");
   auto dit = model::load_hybrid_dit(w, nlohmann::json::object(), rt);
@@ -192,7 +179,7 @@ TEST(DitStreaming, OtherShapesAndChunkingsRunAndAgree) {
 // A patch of 2: the embedding is the official strided 1×2×2 Conv3d, each token's output row
 // (row, column, channel) lands on its 2×2 latent pixels, and streaming runs on the token grid.
 TEST(DitPatch, EmbeddingIsTheStridedConvAndTheOutputUnpatchifies) {
-  auto shape = small_shape(4, model::DitVariant::kStreaming);
+  auto shape = test::small_dit_shape(4, model::DitVariant::kStreaming);
   shape.patch = 2;
   auto w = model::random_dit_weights(shape, 11);
   EXPECT_EQ(w.at("x_embedder.proj.weight").sizes(), (at::IntArrayRef{336, 32, 1, 2, 2}));
@@ -251,7 +238,7 @@ TEST(DitPatch, EmbeddingIsTheStridedConvAndTheOutputUnpatchifies) {
 }
 
 TEST(DitBidirectional, DpmSamplerRunsWithAndWithoutCfg) {
-  auto shape = small_shape(4, model::DitVariant::kBidirectional);
+  auto shape = test::small_dit_shape(4, model::DitVariant::kBidirectional);
   auto w = model::random_dit_weights(shape, 3);
   Runtime rt = make_runtime("cpu", "fp32");
   auto dit = model::load_hybrid_dit(w, nlohmann::json::object(), rt);
@@ -273,7 +260,7 @@ TEST(DitBidirectional, DpmSamplerRunsWithAndWithoutCfg) {
 
 TEST(LatentEditCli, GoodRunAndBadInputs) {
   const std::string dir = temp_dir("latent_edit_cli");
-  auto shape = small_shape(4, model::DitVariant::kStreaming);
+  auto shape = test::small_dit_shape(4, model::DitVariant::kStreaming);
   io::save_safetensors(dir + "/dit.safetensors", model::random_dit_weights(shape, 5));
   auto in = small_inputs(shape, 7, 2, 3, 9);
   io::save_safetensors(dir + "/in.safetensors", in);

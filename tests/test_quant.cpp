@@ -10,6 +10,7 @@
 #include "model/quant_plan.h"
 #include "ops/quant.h"
 #include "support/test_env.h"
+#include "support/tiny_configs.h"
 
 using namespace sanastream;
 using ops::Precision;
@@ -153,16 +154,7 @@ TEST(QuantPlan, BadPlansAreOneClearError) {
 // The DiT under a plan (CPU, fp32): the quantized projections change the output by the formats'
 // error, more layers more; an empty plan is the model itself.
 TEST(QuantDit, APlanQuantizesTheNamedProjectionsOnly) {
-  model::DitShape s;
-  s.depth = 4;
-  s.hidden = 336;
-  s.heads = 3;
-  s.ffn_hidden = 96;
-  s.latent_channels = 16;
-  s.source_channels = 16;
-  s.caption_channels = 64;
-  s.caption_length = 12;
-  const io::TensorMap w = model::random_dit_weights(s, 21);
+  const io::TensorMap w = model::random_dit_weights(test::small_dit_shape(4), 21);
   const Runtime rt = make_runtime("cpu", "fp32");
   const model::DitConfig cfg = model::detect_dit_config(w);
   at::manual_seed(3);
