@@ -149,6 +149,7 @@ TEST(QuantPlan, BadPlansAreOneClearError) {
   EXPECT_NE(error(j).find("version 2 is not supported"), std::string::npos);
   EXPECT_NE(error(nlohmann::json::array()).find("\"format\""), std::string::npos);
   EXPECT_NE(test::error_of([] { model::load_quant_plan("/nonexistent/plan.json"); }).find("no file"), std::string::npos);
+  EXPECT_TRUE(model::load_quant_plan("").empty());  // no --plan
 }
 
 // The DiT under a plan (CPU, fp32): the quantized projections change the output by the formats'

@@ -57,8 +57,7 @@ void run(const LatentEditCli& o) {
   opt.dump_calls = parse_calls(o.dump_calls);
   SS_CHECK(o.dump_calls.empty() || opt.dump, "--dump-calls needs --dump FILE");
   const io::TensorMap inputs = io::load_safetensors(o.inputs);
-  auto dit = pipeline::load_dit(pipeline::resolve_dit_source(o.model, o.model_config), rt,
-                                o.plan.empty() ? model::QuantPlan{} : model::load_quant_plan(o.plan));
+  auto dit = pipeline::load_dit(pipeline::resolve_dit_source(o.model, o.model_config), rt, model::load_quant_plan(o.plan));
   log_info("{}", dit->config().summary());
   pipeline::LatentEditResult r = pipeline::latent_edit(*dit, inputs, opt);
   io::save_safetensors(o.output, {{"output.latents", r.latents}});

@@ -97,14 +97,16 @@ Launch::Launch(int n, bool cuda) {
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   const pid_t parent = ::getpid();
+  // This environment without the variables each rank gets its own value of.
+  std::vector<std::string> inherited;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    const std::string key = kv.substr(0, kv.find('='));
+    if (key != kRankEnv && key != kSizeEnv && key != kStoreEnv && !(cuda && key == "CUDA_VISIBLE_DEVICES"))
+      inherited.push_back(kv);
+  }
   for (int r = 1; r < n; ++r) {
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) {
-      const std::string kv = *e;
-      const std::string key = kv.substr(0, kv.find('='));
-      if (key != kRankEnv && key != kSizeEnv && key != kStoreEnv && !(cuda && key == "CUDA_VISIBLE_DEVICES"))
-        env.push_back(kv);
-    }
+    std::vector<std::string> env = inherited;
     env.push_back(fmt::format("{}={}", kRankEnv, r));
     env.push_back(fmt::format("{}={}", kSizeEnv, n));
     env.push_back(fmt::format("{}={}", kStoreEnv, m_.store));

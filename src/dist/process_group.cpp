@@ -1,5 +1,6 @@
 #include "dist/process_group.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 
@@ -73,14 +74,19 @@ struct ProcessGroup::Impl {
 
 namespace {
 
+// A c10d error's first line (the rest is its C++ context).
+std::string first_line(const c10::Error& e) {
+  const std::string msg = e.what_without_backtrace();
+  return msg.substr(0, msg.find('\n'));
+}
+
 // Runs one collective and waits for it; c10d's errors become one-line Errors.
 template <typename Fn>
 void collective(const std::string& backend, const char* what, Fn&& fn) {
   try {
     fn()->wait();
   } catch (const c10::Error& e) {
-    std::string msg = e.what_without_backtrace();
-    SS_FAIL("{} {} failed (a rank stopped or timed out?): {}", backend, what, msg.substr(0, msg.find('\n')));
+    SS_FAIL("{} {} failed (a rank stopped or timed out?): {}", backend, what, first_line(e));
   }
 }
 
@@ -108,8 +114,7 @@ ProcessGroup::ProcessGroup(const Membership& m, const std::string& backend, std:
 #endif
     }
   } catch (const c10::Error& e) {
-    std::string msg = e.what_without_backtrace();
-    SS_FAIL("{} process group (rank {} of {}): {}", backend, m.rank, m.size, msg.substr(0, msg.find('\n')));
+    SS_FAIL("{} process group (rank {} of {}): {}", backend, m.rank, m.size, first_line(e));
   }
   const std::vector<std::string> have = available_backends();
   SS_FAIL("process group backend '{}': this build has {}", backend,
@@ -155,7 +160,7 @@ void ProcessGroup::average(std::vector<double>& values) {
   const at::Tensor t = at::tensor(values, at::kDouble).to(device());
   average({t});
   const at::Tensor host = t.cpu();
-  for (size_t i = 0; i < values.size(); ++i) values[i] = host[static_cast<int64_t>(i)].item<double>();
+  std::copy(host.data_ptr<double>(), host.data_ptr<double>() + values.size(), values.begin());
 }
 
 bool ProcessGroup::any(bool flag) {

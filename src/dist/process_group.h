@@ -45,8 +45,8 @@ class ProcessGroup {
   // Where the collectives' tensors live: this rank's GPU (nccl) or the CPU (gloo).
   at::Device device() const;
 
-  // Each tensor replaced by its mean over the ranks (fp32 sums; tensors of any shape and number,
-  // reduced in flat buckets).
+  // Each tensor replaced by its mean over the ranks (sums in the tensor's dtype; tensors of any shape
+  // and number, reduced in flat buckets of one dtype and device).
   void average(const std::vector<at::Tensor>& tensors);
   // Each value replaced by its mean over the ranks (fp64).
   void average(std::vector<double>& values);

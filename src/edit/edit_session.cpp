@@ -272,8 +272,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
              torch::cuda::device_count());
   Runtime vae_rt = rt;
   if (r.gpus == 2 && rt.is_cuda()) vae_rt.device = at::Device(at::kCUDA, 1);
-  auto dit = pipeline::load_package_dit(pkg, variant, rt,
-                                        r.plan.empty() ? model::QuantPlan{} : model::load_quant_plan(r.plan));
+  auto dit = pipeline::load_package_dit(pkg, variant, rt, model::load_quant_plan(r.plan));
   auto vae = pipeline::load_package_vae(pkg, vae_rt);
   SS_CHECK(whole_clip || pkg.vae.decoder == model::VaeDecoderKind::kCausal,
            "model {}: the streaming edit decodes with the causal VAE decoder; model.json names '{}'", pkg.dir,

@@ -106,6 +106,7 @@ QuantPlan QuantPlan::from_json(const json& j) {
 }
 
 QuantPlan load_quant_plan(const std::string& path) {
+  if (path.empty()) return {};
   SS_CHECK(path_exists(path), "quantization plan: no file '{}'", path);
   json j = json::parse(read_text_file(path), nullptr, false);
   SS_CHECK(!j.is_discarded(), "quantization plan: '{}' is not valid JSON", path);

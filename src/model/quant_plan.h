@@ -49,6 +49,7 @@ struct QuantPlan {
   static QuantPlan from_json(const nlohmann::json& j);
 };
 
+// "" is the empty plan (no --plan).
 QuantPlan load_quant_plan(const std::string& path);
 // Writes the plan atomically (a temporary name, renamed once complete).
 void save_quant_plan(const std::string& path, const QuantPlan& plan);

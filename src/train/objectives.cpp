@@ -78,16 +78,21 @@ model::CaptionState grad_caption(const model::HybridDit& dit, const TrainSample&
   return dit.encode_caption(p.first, p.second);
 }
 
+uint64_t draw_seed(at::Generator& gen) {
+  const auto i64 = at::TensorOptions().dtype(at::kLong);
+  return static_cast<uint64_t>(at::randint(std::numeric_limits<int64_t>::max(), {1}, gen, i64).item<int64_t>());
+}
+
 at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen) { return randn_on(like.sizes(), like.device(), gen); }
 
 at::Tensor randn_on(at::IntArrayRef sizes, at::Device device, at::Generator& gen) {
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   if (device.is_cpu()) return at::randn(sizes, gen, f32);
-  const int64_t seed = at::randint(std::numeric_limits<int64_t>::max(), {1}, gen, f32.dtype(at::kLong)).item<int64_t>();
+  const uint64_t seed = draw_seed(gen);
   at::Generator device_gen = at::globalContext().defaultGenerator(device);
   {
     std::lock_guard<std::mutex> lock(device_gen.mutex());
-    device_gen.set_current_seed(static_cast<uint64_t>(seed));
+    device_gen.set_current_seed(seed);
   }
   return at::randn(sizes, device_gen, f32.device(device));
 }

@@ -101,6 +101,8 @@ RolloutLosses rollout_step(const DitWeights& w, const TrainSample& s, const Roll
 // tensors: drawn on the GPU by its generator, reseeded with one draw of gen (drawing on the host cost
 // ~0.2 s a step at the demo's batch of 32 × 360 k latents); a run reproduces on the same device type.
 at::Tensor randn_like_on(const at::Tensor& like, at::Generator& gen);
+// One draw of gen: the seed of a derived generator (randn_on's device generator, a sample's fork).
+uint64_t draw_seed(at::Generator& gen);
 at::Tensor randn_on(at::IntArrayRef sizes, at::Device device, at::Generator& gen);
 
 }  // namespace sanastream::train

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <mutex>
 #include <sstream>
 #include <tuple>
@@ -82,14 +81,10 @@ std::pair<int64_t, int64_t> train_size(const DataConfig& d, const CacheHeader& h
   return {W, H};
 }
 
-// A VAE directory: config.json and the weights in the diffusers layout.
 // A generator seeded by one draw of `gen`.
-at::Generator fork_generator(at::Generator& gen) {
-  const int64_t seed =
-      at::randint(std::numeric_limits<int64_t>::max(), {1}, gen, at::TensorOptions().dtype(at::kLong)).item<int64_t>();
-  return at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
-}
+at::Generator fork_generator(at::Generator& gen) { return at::make_generator<at::CPUGeneratorImpl>(draw_seed(gen)); }
 
+// A VAE directory: config.json and the weights in the diffusers layout.
 void save_vae_dir(const std::string& dir, const model::Ltx2VaeConfig& cfg, const io::TensorMap& weights) {
   make_directories(dir);
   write_text_file_atomic(dir + "/config.json", cfg.to_json().dump(2) + "\n");
