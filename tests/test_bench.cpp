@@ -33,6 +33,10 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
     EXPECT_EQ(j["first_frame_ms"].is_null(), part != "e2e") << part;
     EXPECT_TRUE(j["peak_gpu_bytes"].is_null()) << part;  // CPU
     EXPECT_EQ(j["config"]["part"], part);
+    if (part == "e2e") {  // what the chunks ran: the VAE's tiling and the DiT forwards per chunk
+      EXPECT_TRUE(j["config"]["tiling"].is_string());
+      EXPECT_EQ(j["config"]["forwards_per_chunk"], 5);
+    }
   }
 }
 

@@ -473,6 +473,8 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   r["config"]["model"] = dit_name + " + " + vae_name;
   r["config"]["dit"] = cfg.to_json();
   r["config"]["vae"] = vae->config().to_json();
+  r["config"]["tiling"] = model::describe(eo.tiling);
+  r["config"]["forwards_per_chunk"] = opt.steps + (opt.efficient_cache ? 0 : 1);
 }
 
 // --part gdn: the GDN block core (ops::gdn_gated) at the 2B shapes (20 heads × 112, S tokens per
