@@ -14,6 +14,7 @@ constexpr int kVecs = kD / 8;           // 8-channel vectors per head row
 constexpr int kChunk = 32;              // tokens per summary chunk (two k16 steps)
 constexpr int kMaxFrames = 16;          // frames per call: the most the tests cover
 constexpr int kReadTokens = 64;         // tokens per read-out block (4 warps of 16)
+constexpr int kMaxSlices = 8;           // token slices per summary at most (a cluster of 8 is portable)
 
 // Launch shapes, one row per architecture: the first row whose compute capability the device reaches.
 struct LaunchShape {
@@ -22,8 +23,8 @@ struct LaunchShape {
   bool overlap;    // kernels 2–4 launched with programmatic stream serialization
 };
 constexpr LaunchShape kShapes[] = {
-    {9, 8, true},    // Hopper: portable cluster size
-    {0, 1, false},  // sm_80–89: no clusters
+    {9, kMaxSlices, true},  // Hopper: the portable cluster size
+    {0, 1, false},          // sm_80–89: no clusters
 };
 
 LaunchShape launch_shape() {
@@ -146,20 +147,19 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 // ---- thread-block clusters (sm_90): the summary slices add their partials through distributed
-// shared memory. Below sm_90 a cluster is one block. -------------------------------------------
+// shared memory. Below sm_90 the launch table asks for no clusters. --------------------------------
 
-// A barrier over the cluster's blocks, or the block's threads alone when `clustered` is false.
-__device__ __forceinline__ void cluster_barrier(bool clustered) {
+// A barrier over the cluster's blocks, with their shared-memory writes visible to one another.
+__device__ __forceinline__ void cluster_sync() {
 #if __CUDA_ARCH__ >= 900
-  if (clustered) {
-    cooperative_groups::this_cluster().sync();
-    return;
-  }
-#endif
+  cooperative_groups::this_cluster().sync();
+#else
   __syncthreads();
+#endif
 }
+// The address of `p` in the shared memory of the cluster's block `rank`.
 template <typename X>
-__device__ __forceinline__ const X* cluster_peer(const X* p, int rank) {
+__device__ __forceinline__ X* cluster_peer(X* p, int rank) {
 #if __CUDA_ARCH__ >= 900
   return cooperative_groups::this_cluster().map_shared_rank(p, rank);
 #else
@@ -167,11 +167,11 @@ __device__ __forceinline__ const X* cluster_peer(const X* p, int rank) {
 #endif
 }
 
-// Kernels 2–4 are launched with programmatic stream serialization (sm_90): the next kernel's blocks
-// may start once every block of this one has called allow_next_kernel() — kernels 2 and 3 call it
-// after their own wait, so that when kernel 4 starts, kernels 1 and 2 have finished — do what does
-// not depend on it first, then wait here until it has finished and its writes are visible. Both are
-// no-ops for ordinary launches.
+// Launches after the first use programmatic stream serialization (sm_90): the next kernel's blocks
+// may start once every block of this one has called allow_next_kernel() — each kernel calls it after
+// its own wait, so that whatever it waited for has finished before the kernel after it starts — do
+// what does not depend on it first, then wait here until it has finished and its writes are visible.
+// Both are no-ops for ordinary launches.
 __device__ __forceinline__ void wait_for_previous_kernel() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
@@ -245,34 +245,37 @@ __device__ __forceinline__ void tile_qmt(float (&acc)[kNT][4], const float (&q)[
   }
 }
 
-// ---- 1. inverse RMS over all C channels, one warp per token row; blockIdx.y: 0 = q, 1 = k (whose
-// warps write (sigmoid(β), inverse RMS) per head, for the summaries' asynchronous copies) ------
+// ---- 1. inverse RMS over all C channels, one warp per token row. Keys (the first launch) also
+// write (sigmoid(β), inverse RMS) per head, for the summaries' asynchronous copies. Queries run as
+// the third launch, beside the summaries (they read only inputs), and only the read-out needs them;
+// they wait for the summaries at their end, so that the scans, waiting for them, wait for both. --
 
-template <typename T>
+template <typename T, bool kKeys>
 __global__ void __launch_bounds__(256) gdn_inv_rms_kernel(GdnParams p, Workspace w) {
   allow_next_kernel();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * 8 + warp, N = p.frames * p.tokens;
-  if (row >= p.batch * N) return;
-  const bool is_k = blockIdx.y == 1;
-  const T* x = static_cast<const T*>(is_k ? p.k : p.q) + row * (is_k ? p.k_stride : p.q_stride);
-  const int64_t C = p.heads * kD;
-  float ss = 0.f;
-  for (int64_t c = lane * 8; c < C; c += 256) {
-    float v[8];
-    load8_nc(x + c, v);
+  if (row < p.batch * N) {
+    const T* x = static_cast<const T*>(kKeys ? p.k : p.q) + row * (kKeys ? p.k_stride : p.q_stride);
+    const int64_t C = p.heads * kD;
+    float ss = 0.f;
+    for (int64_t c = lane * 8; c < C; c += 256) {
+      float v[8];
+      load8_nc(x + c, v);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) ss = fmaf(v[i], v[i], ss);
-  }
+      for (int i = 0; i < 8; ++i) ss = fmaf(v[i], v[i], ss);
+    }
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  const float inv_rms = rsqrtf(ss / static_cast<float>(C) + p.norm_eps);
-  if (!is_k) {
-    if (lane == 0) w.rms_q[row] = inv_rms;
-    return;
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float inv_rms = rsqrtf(ss / static_cast<float>(C) + p.norm_eps);
+    if (kKeys) {
+      const T* beta = static_cast<const T*>(p.beta) + row * p.beta_stride;
+      for (int64_t h = lane; h < p.heads; h += 32) w.kfac[row * p.heads + h] = make_float2(sigmoid(to_f32(beta[h])), inv_rms);
+    } else if (lane == 0) {
+      w.rms_q[row] = inv_rms;
+    }
   }
-  const T* beta = static_cast<const T*>(p.beta) + row * p.beta_stride;
-  for (int64_t h = lane; h < p.heads; h += 32) w.kfac[row * p.heads + h] = make_float2(sigmoid(to_f32(beta[h])), inv_rms);
+  if (!kKeys) wait_for_previous_kernel();  // the summaries
 }
 
 // ---- 2. per-frame summaries: grid (slices, T, B·H), 14 warps. Per chunk of 32 tokens each thread
@@ -315,10 +318,19 @@ struct SumSmem {
   T v[3][kChunk * kSumPad<T>];  // values, copied straight into place: chunk i in v[i % 3]
   float k_norm[kD];             // the head's RMSNorm weight
 };
+constexpr int kSumUnits = 3 * kHalfNT;  // (product, n tile) units of a warp's accumulators
+constexpr int max_slot_units() {  // slices × units owned per slice, the most over 2, 4, … slices
+  int most = 0;
+  for (int s = 2; s <= kMaxSlices; s *= 2) {
+    const int units = s * ((kSumUnits + s - 1) / s);
+    most = units > most ? units : most;
+  }
+  return most;
+}
 struct SumEpilogue {
-  float part[3][kD * kD];   // this slice's partials of the three products
-  float bred[kChunk * kD];  // b: one row per token slot
-  float bpart[kD];
+  float bred[kChunk * kD];                         // b: one row per token slot
+  float bslot[kMaxSlices * kD];                    // slice 0: every slice's b
+  float4 slot[max_slot_units() * kSumWarps * 32];  // owned units as received: [rank][unit][warp][lane]
 };
 
 // The A fragment of Xᵀ at (k step ks, m tile rows m0…); X token-major [s][kPad].
@@ -469,46 +481,56 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
   cp_async_wait<0>();
   __syncthreads();
 
-  // Epilogue: the block's partials into shared memory; after one cluster barrier slice r adds rows
-  // r, r + slices, … of every slice's partials in rank order.
+  // Epilogue. One slice: the accumulators go straight to the output. Several: each (product, n tile)
+  // unit u of every warp belongs to slice u % slices; after a cluster barrier (every slice is past its
+  // main loop, so its shared memory may be overwritten) each slice stores its units into their owner's
+  // slots, and after a second each owner adds its slots in rank order and writes the sums.
   SumEpilogue& ep = *reinterpret_cast<SumEpilogue*>(smem_raw);
-  const bool clustered = slices > 1;
   const int g = lane >> 2, q = lane & 3;
-#pragma unroll
-  for (int e = 0; e < 8; ++e) ep.bred[tok * kD + c + e] = bacc[e];
-#pragma unroll
-  for (int pr = 0; pr < 3; ++pr)
-#pragma unroll
-    for (int j = 0; j < kHalfNT; ++j) {
-      const int col = (n0 + j) * 8 + 2 * q;
-      store2(ep.part[pr] + (m0 + g) * kD + col, acc[pr][j][0], acc[pr][j][1]);
-      store2(ep.part[pr] + (m0 + g + 8) * kD + col, acc[pr][j][2], acc[pr][j][3]);
-    }
-  __syncthreads();
-  if (tid < kD) {
+  float* out = w.sums + (bh * p.frames + f) * 3 * kD * kD;
+  auto store_unit = [&](int u, float4 v) {  // the lane's four elements of unit u
+    float* o = out + (u / kHalfNT) * kD * kD + (m0 + g) * kD + (n0 + u % kHalfNT) * 8 + 2 * q;
+    store2(o, v.x, v.y);
+    store2(o + 8 * kD, v.z, v.w);
+  };
+  auto unit = [&](int u) {
+    const float(&a)[4] = acc[u / kHalfNT][u % kHalfNT];
+    return make_float4(a[0], a[1], a[2], a[3]);
+  };
+  auto b_sum = [&] {  // this slice's b for channel tid < kD (after its token rows are stored)
     float sum = 0.f;
     for (int i = 0; i < kChunk; ++i) sum += ep.bred[i * kD + tid];
-    ep.bpart[tid] = sum;
+    return sum;
+  };
+  float* bz = w.bz + (bh * p.frames + f) * kD;
+  store8(ep.bred + tok * kD + c, bacc);
+  if (slices == 1) {
+#pragma unroll
+    for (int u = 0; u < kSumUnits; ++u) store_unit(u, unit(u));
+    __syncthreads();
+    if (tid < kD) bz[tid] = b_sum();
+    return;
   }
-  cluster_barrier(clustered);
-  const int my_rows = (kD - slice + slices - 1) / slices;
-  float* out = w.sums + (bh * p.frames + f) * 3 * kD * kD;
-  for (int j = tid; j < 3 * my_rows * (kD / 4); j += kSumThreads) {
-    const int pr = j / (my_rows * (kD / 4)), jr = j % (my_rows * (kD / 4));
-    const int e = (slice + (jr / (kD / 4)) * slices) * kD + (jr % (kD / 4)) * 4;
-    float4 sum = *reinterpret_cast<const float4*>(cluster_peer(ep.part[pr], 0) + e);
+  const int owned = (kSumUnits + slices - 1) / slices;  // units owned per slice, at most
+  auto slot = [&](float4* base, int rank, int u) { return base + ((rank * owned + u / slices) * kSumWarps + warp) * 32 + lane; };
+  cluster_sync();
+#pragma unroll
+  for (int u = 0; u < kSumUnits; ++u) *slot(cluster_peer(ep.slot, u % slices), slice, u) = unit(u);
+  if (tid < kD) cluster_peer(ep.bslot, 0)[slice * kD + tid] = b_sum();
+  cluster_sync();
+  for (int u = slice; u < kSumUnits; u += slices) {
+    float4 sum = *slot(ep.slot, 0, u);
     for (int rank = 1; rank < slices; ++rank) {
-      const float4 v = *reinterpret_cast<const float4*>(cluster_peer(ep.part[pr], rank) + e);
+      const float4 v = *slot(ep.slot, rank, u);
       sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
     }
-    *reinterpret_cast<float4*>(out + pr * kD * kD + e) = sum;
+    store_unit(u, sum);
   }
   if (slice == 0 && tid < kD) {
     float sum = 0.f;
-    for (int rank = 0; rank < slices; ++rank) sum += cluster_peer(ep.bpart, rank)[tid];
-    w.bz[(bh * p.frames + f) * kD + tid] = sum;
+    for (int rank = 0; rank < slices; ++rank) sum += ep.bslot[rank * kD + tid];
+    bz[tid] = sum;
   }
-  if (clustered) cluster_barrier(true);  // the partials stay readable until every slice has added them
 }
 
 // ---- 3. the scans: grid (⌈kMT / kScanMT⌉ + 1, H, B). Block x owns m tiles [kScanMT·x, …) of M
@@ -575,14 +597,18 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
     issue(next + 2);
     ++next;
   };
-  wait_for_previous_kernel();  // the summaries
-  allow_next_kernel();
-  issue(0);
-  issue(1);
+  // The initial state is an input: it is read before waiting for the summaries.
+  auto start = [&] {
+    wait_for_previous_kernel();  // the summaries (through the query inverse RMS)
+    allow_next_kernel();
+    issue(0);
+    issue(1);
+  };
 
   if (is_z) {  // z_f = g_f·(z − Pzᵀ z) + b_f (fp32 FMA: a matrix-vector product per step)
     const bool active = tid < kD;
     float z = active && p.init_z ? p.init_z[bh * kD + tid] : 0.f;
+    start();
     float* zc = w.zc + bh * T_ * kD + tid;  // frame f at f · D
     auto step = [&](int f, bool zero) {
       const float bf = active ? w.bz[(bh * T_ + f) * kD + tid] : 0.f, gf = decay[f * p.heads];
@@ -627,6 +653,7 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
         m[nt][2 * half] = v.x;
         m[nt][2 * half + 1] = v.y;
       }
+  start();
   // m ← g_f·(m − m·Pk_f) + A_f; `zero`: m is known to be 0.
   auto step = [&](int f, bool zero) {
     const float* A = w.sums + ((bh * T_ + f) * 3 + 1) * kD * kD;
@@ -815,21 +842,27 @@ __global__ void __launch_bounds__(kReadTokens * 2, sizeof(T) == 2 ? 3 : 1) gdn_r
   cp_async_wait<0>();
   __syncthreads();
 
+  // The merged rows replace the warp's own gate rows, element by element, then leave in 16-byte stores.
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
-    const int tok = warp * 16 + g + 8 * hf;
-    const int64_t s = s0 + tok;
-    if (s >= S) continue;
+    T* row = sm.q + (warp * 16 + g + 8 * hf) * kPad;
     const float inv_den = 1.f / (den[hf] + p.eps);
-    T* out = static_cast<T*>(p.out) + (row0 + s) * p.out_stride + h * kD;
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
       const int col = nt * 8 + 2 * t;
-      const float2 gv = load2(sm.q + tok * kPad + col);
+      const float2 gv = load2(row + col);
       const float o0 = acc[nt][2 * hf] * inv_den * __fdividef(gv.x, 1.f + __expf(-gv.x));
       const float o1 = acc[nt][2 * hf + 1] * inv_den * __fdividef(gv.y, 1.f + __expf(-gv.y));
-      store2(out + col, o0, o1);
+      store2(row + col, o0, o1);
     }
+  }
+  __syncwarp();
+  for (int i = lane; i < 16 * kRowVecs; i += 32) {
+    const int tok = warp * 16 + i / kRowVecs, e = (i % kRowVecs) * kE;
+    const int64_t s = s0 + tok;
+    if (s < S)
+      *reinterpret_cast<uint4*>(static_cast<T*>(p.out) + (row0 + s) * p.out_stride + h * kD + e) =
+          *reinterpret_cast<const uint4*>(sm.q + tok * kPad + e);
   }
 }
 
@@ -872,7 +905,8 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
   const int64_t rows = p.batch * p.frames * p.tokens, BH = p.batch * p.heads;
   const unsigned T_ = static_cast<unsigned>(p.frames);
 
-  gdn_inv_rms_kernel<T><<<dim3(static_cast<unsigned>((rows + 7) / 8), 2), 256, 0, stream>>>(p, w);
+  const dim3 rms_grid(static_cast<unsigned>((rows + 7) / 8));
+  gdn_inv_rms_kernel<T, true><<<rms_grid, 256, 0, stream>>>(p, w);
 
   // Summaries: one block per multiprocessor at a time; each (frame, head) pair's chunks are split
   // into the power-of-two slice count (up to the table's cluster size) that minimises waves × chunks
@@ -889,6 +923,8 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
   constexpr int sum_smem = sizeof(SumSmem<T>) > sizeof(SumEpilogue) ? sizeof(SumSmem<T>) : sizeof(SumEpilogue);
   cudaError_t err = launch_after(gdn_summaries_kernel<T>, dim3(static_cast<unsigned>(slices), T_, static_cast<unsigned>(BH)),
                                  kSumThreads, sum_smem, static_cast<unsigned>(slices), shape, stream, p, w);
+  if (err != cudaSuccess) return err;
+  err = launch_after(gdn_inv_rms_kernel<T, false>, rms_grid, 256, 0, 1, shape, stream, p, w);
   if (err != cudaSuccess) return err;
   err = launch_after(gdn_scan_kernel<T>,
                      dim3((kMT + kScanMT - 1) / kScanMT + 1, static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),

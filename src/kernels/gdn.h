@@ -17,7 +17,8 @@
 namespace sanastream::kernels {
 
 struct GdnParams {
-  // Token-major projection outputs; row b·N + n with n = f·S + s (N = T·S). `type` elements.
+  // Token-major projection outputs; row b·N + n with n = f·S + s (N = T·S). `type` elements; the
+  // rows of q, k, v, gate and out start 16-byte aligned (pointer and stride).
   const void* q = nullptr;     // [B, N, H·D] before RMSNorm, row stride q_stride (elements)
   const void* k = nullptr;     // [B, N, H·D] before RMSNorm, row stride k_stride
   const void* v = nullptr;     // [B, N, H·D], row stride v_stride
