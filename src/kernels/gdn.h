@@ -4,12 +4,13 @@
 //   scans      M_f = g_f·M_{f−1}·(I − Pk_f) + A_f  (seeded by init),  R_f = g_{f+1}·R_{f+1}·(I − Pk_{f+1}) + A_{f+1}
 //              z_f = g_f·(I − Pz_f)ᵀ z_{f−1} + b_f, z_r likewise
 //   read-out   out = q̂ᵀ(M_f + R_f) / (qᵀ(z_f + zr_f) + eps) · SiLU(gate)
-// with q = ReLU(RMSNorm_C(q)), k = ReLU(RMSNorm_C(k))·k_scale (inverse RMS over all C channels,
-// computed by the first launch), q̂, k̂ rotated by RoPE. Four launches: inverse RMS (and sigmoid(β));
-// the three summaries of a frame from one pass over its keys, on tensor cores (bf16) or in fp32 FMA
-// (fp32), token slices of a frame added across a thread-block cluster (sm_90); the fp32 scans, their
-// products on tensor cores with 3×TF32 splits, writing the combined states once; the read-out +
-// merge. Built for head dim 112 and up to 16 frames a call (gdn_supported()).
+// with q = ReLU(RMSNorm_C(q)), k = ReLU(RMSNorm_C(k))·k_scale (inverse RMS over all C channels),
+// q̂, k̂ rotated by RoPE. Five launches: the keys' inverse RMS (and sigmoid(β)); the three summaries
+// of a frame from one pass over its keys, on tensor cores (bf16) or in fp32 FMA (fp32), token slices
+// of a frame added across a thread-block cluster (sm_90); the queries' inverse RMS, beside the
+// summaries; the fp32 scans, their products on tensor cores with 3×TF32 splits, writing the combined
+// states once; the read-out + merge. Built for head dim 112 and up to 16 frames a call
+// (gdn_supported()).
 #pragma once
 
 #include "kernels/common.h"
