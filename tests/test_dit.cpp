@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/checkpoint.h"
+#include "model/dit_common.h"
 #include "model/dit_config.h"
 #include "model/dit_random.h"
 #include "model/hybrid_dit.h"
@@ -22,6 +23,26 @@ using sanastream::test::golden_root;
 using sanastream::test::run_cli;
 using sanastream::test::temp_dir;
 namespace fs = std::filesystem;
+
+// Several projections of one input as one GEMM: each part equals its own dense layer, with and
+// without biases, and every part starts 16-byte aligned when the widths before it are multiples of 8.
+TEST(DitFusedProjection, EachPartEqualsItsOwnLayer) {
+  at::manual_seed(4);
+  const at::Tensor x = at::randn({2, 5, 24});
+  const std::vector<std::pair<at::Tensor, at::Tensor>> parts = {
+      {at::randn({16, 24}), {}}, {at::randn({8, 24}), at::randn({8})}, {at::randn({3, 24}), at::randn({3})}};
+  const std::vector<at::Tensor> got = model::FusedProjection(parts)(x);
+  ASSERT_EQ(got.size(), parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const at::Tensor want = model::dense(x, parts[i].first, parts[i].second);
+    ASSERT_EQ(got[i].sizes(), want.sizes()) << "part " << i;
+    EXPECT_TRUE(at::allclose(got[i], want, 1e-5, 1e-5)) << "part " << i;
+    EXPECT_EQ(got[i].stride(1), 32) << "27 outputs padded to 32";
+  }
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(got[1].data_ptr()) - reinterpret_cast<uintptr_t>(got[0].data_ptr()), 16 * 4);
+  const std::vector<at::Tensor> no_bias = model::FusedProjection({{parts[0].first, {}}})(x);
+  EXPECT_TRUE(at::allclose(no_bias[0], model::dense(x, parts[0].first), 1e-5, 1e-5));
+}
 
 TEST(DitConfig, SoftmaxLayersFollowTheOfficialRule) {
   EXPECT_EQ(model::softmax_layer_indices(20, 0.25), (std::vector<int64_t>{3, 7, 11, 15, 19}));

@@ -1,4 +1,6 @@
 // GPU tests: skipped cleanly on machines without a CUDA device, run on the H200.
+#include <vector>
+
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
 
@@ -148,16 +150,22 @@ TEST(GpuKernels, GdnFramesMatchTheRecurrence) {
 
 TEST(GpuKernels, DepthwiseGluMatchesItsReference) {
   REQUIRE_CUDA();
-  for (auto dt : {at::kFloat, at::kBFloat16}) {
-    for (int64_t F : {24, 13}) {  // vectorised and scalar paths
-      at::Tensor x = at::randn({3, 5, 7, 2 * F}).to(dt), taps = at::randn({9, 2 * F}).to(dt);
-      at::Tensor b = at::randn({2 * F}).to(dt);
+  struct Case {
+    int64_t frames, height, width, F;  // F 24: vectorised loads; 13: scalar, a partial channel group
+  };
+  // 7 wide: one row tile per frame; 300 wide: one output row per tile, the halo rows from its neighbours.
+  const std::vector<Case> cases = {{3, 5, 7, 24}, {3, 5, 7, 13}, {2, 6, 300, 24}, {2, 6, 300, 13}};
+  for (const Case& c : cases) {
+    for (auto dt : {at::kFloat, at::kBFloat16}) {
+      at::Tensor x = at::randn({c.frames, c.height, c.width, 2 * c.F}).to(dt), taps = at::randn({9, 2 * c.F}).to(dt);
+      at::Tensor b = at::randn({2 * c.F}).to(dt);
       at::Tensor want = ops::ref::depthwise_glu(x.to(at::kFloat), taps.to(at::kFloat), b.to(at::kFloat));
       at::Tensor got = ops::depthwise_glu(x.cuda(), taps.cuda(), b.cuda()).cpu().to(at::kFloat);
       // bf16: the input's SiLU is rounded to bf16 before the taps (as the official module), the
       // reference keeps it in fp32; relative L2 as SPEC §9 measures.
       const double limit = dt == at::kFloat ? 1e-6 : 1e-2;
-      EXPECT_LE(compare_tensors(got, want).rel_l2, limit) << c10::toString(dt) << " F=" << F;
+      EXPECT_LE(compare_tensors(got, want).rel_l2, limit)
+          << c10::toString(dt) << " F=" << c.F << " " << c.height << "x" << c.width;
     }
   }
 }

@@ -6,95 +6,152 @@ namespace sanastream::kernels {
 
 namespace {
 constexpr int kThreads = 256;
+constexpr int kGroupBytes = 32;   // per half and pixel: a block's channel group is 32 bytes of value + 32 of gate
+constexpr int kRowPadBytes = 32;  // shared-memory row padding: four consecutive rows on disjoint banks
+constexpr int kSegment = 8;       // output pixels per thread item, along a row
+constexpr int kSmemBudget = 64 << 10;
 
 __device__ __forceinline__ float silu(float v) { return v / (1.0f + __expf(-v)); }
 
-// One thread computes kVec consecutive output channels of one pixel: 9 taps of value and gate,
-// read through vector loads of the channels-last (already activated) input; neighbouring pixels hit
-// in L1/L2. SiLU is applied only to the gate sums here: the input's SiLU is one elementwise pass
-// before (ops front end), not 9 recomputations per element — the SFU, not memory, bound the
-// one-pass version (5.6 ms per 2B forward, docs/PERF.md).
-template <typename T, typename W, int kVec>
-__global__ void depthwise_glu_kernel(DepthwiseGluParams p) {
-  const int64_t F = p.channels, groups = F / kVec;
-  const int64_t total = p.frames * p.height * p.width * groups;
+// Two consecutive elements (4- or 8-byte aligned) as fp32, and back.
+__device__ __forceinline__ float2 load_pair(const float* s) { return *reinterpret_cast<const float2*>(s); }
+__device__ __forceinline__ float2 load_pair(const __nv_bfloat16* s) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(s));
+}
+__device__ __forceinline__ float2 load_pair(const __half* s) { return __half22float2(*reinterpret_cast<const __half2*>(s)); }
+__device__ __forceinline__ void store_pair(float* d, float a, float b) { *reinterpret_cast<float2*>(d) = make_float2(a, b); }
+__device__ __forceinline__ void store_pair(__nv_bfloat16* d, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162*>(d) = __floats2bfloat162_rn(a, b);
+}
+__device__ __forceinline__ void store_pair(__half* d, float a, float b) {
+  *reinterpret_cast<__half2*>(d) = __floats2half2_rn(a, b);
+}
+
+// Grid (row tiles, channel groups, frames). A block stages rows [y0 − 1, y0 + rows + 1) × columns
+// [−1, W] of its channel group (value and gate) in shared memory, SiLU applied and rounded once per
+// element, zeros outside the frame; then each item (channel pair, output row, segment of kSegment
+// pixels) slides a 3 × 3 window along its row. Taps add in the order of the reference loop
+// (bias, then rows, then columns). kVec: 16-byte loads (F a multiple of the group, aligned rows).
+template <typename T, typename W, bool kVec>
+__global__ void __launch_bounds__(kThreads) depthwise_glu_kernel(DepthwiseGluParams p, int tile_rows) {
+  constexpr int kGroup = kGroupBytes / sizeof(T), kE = 16 / sizeof(T), kPairs = kGroup / 2;
+  constexpr int kPixel = 2 * kGroup;  // elements per staged pixel: value group, then gate group
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* tile = reinterpret_cast<T*>(smem);
+  const int64_t F = p.channels, H = p.height, Wd = p.width, f = blockIdx.z;
+  const int64_t c0 = int64_t(blockIdx.y) * kGroup, y0 = int64_t(blockIdx.x) * tile_rows;
+  const int rows = static_cast<int>(H - y0 < tile_rows ? H - y0 : tile_rows);
+  const int cols = static_cast<int>(Wd) + 2, row_stride = cols * kPixel + kRowPadBytes / static_cast<int>(sizeof(T));
   const T* x = static_cast<const T*>(p.x);
+
+  // 1. Stage with SiLU: cell (r, col, half, vector) ← x[y0 − 1 + r, col − 1, half·F + c0 + …].
+  const int vecs = kGroup / kE, cells = (rows + 2) * cols * 2 * vecs;
+  for (int i = threadIdx.x; i < cells; i += kThreads) {
+    const int v = i % vecs, half = (i / vecs) % 2, col = (i / (2 * vecs)) % cols, r = i / (2 * vecs * cols);
+    const int64_t y = y0 - 1 + r, xx = col - 1, c = c0 + v * kE;
+    const bool inside = y >= 0 && y < H && xx >= 0 && xx < Wd;
+    const T* src = x + ((f * H + y) * Wd + xx) * 2 * F + half * F + c;
+    alignas(16) T e[kE];
+    if (kVec && inside) {
+      *reinterpret_cast<uint4*>(e) = *reinterpret_cast<const uint4*>(src);
+    } else {
+#pragma unroll
+      for (int k = 0; k < kE; ++k) e[k] = inside && c + k < F ? src[k] : from_f32<T>(0.f);
+    }
+#pragma unroll
+    for (int k = 0; k < kE; ++k) e[k] = from_f32<T>(silu(to_f32(e[k])));
+    *reinterpret_cast<uint4*>(tile + r * row_stride + col * kPixel + half * kGroup + v * kE) =
+        *reinterpret_cast<const uint4*>(e);
+  }
+  __syncthreads();
+
+  // 2. Items: channel pair fastest, then output row, then segment.
   const W* w = static_cast<const W*>(p.weight);
   const W* bias = static_cast<const W*>(p.bias);
   T* out = static_cast<T*>(p.out);
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t c0 = (i % groups) * kVec;
-    const int64_t pix = i / groups;
-    const int64_t xw = pix % p.width, yh = (pix / p.width) % p.height, f = pix / (p.width * p.height);
-    float val[kVec], gate[kVec];
+  const int segments = static_cast<int>((Wd + kSegment - 1) / kSegment), items = segments * rows * kPairs;
+  for (int i = threadIdx.x; i < items; i += kThreads) {
+    const int cp = i % kPairs, r = (i / kPairs) % rows, seg = i / (kPairs * rows);
+    const int64_t c = c0 + 2 * cp;
+    if (c >= F) continue;
+    const bool two = c + 1 < F;
+    auto wpair = [&](const W* src) { return make_float2(to_f32(src[0]), two ? to_f32(src[1]) : 0.f); };
+    float2 wv[9], wg[9];
 #pragma unroll
-    for (int v = 0; v < kVec; ++v) {
-      val[v] = to_f32(bias[c0 + v]);
-      gate[v] = to_f32(bias[F + c0 + v]);
+    for (int tap = 0; tap < 9; ++tap) {
+      wv[tap] = wpair(w + tap * 2 * F + c);
+      wg[tap] = wpair(w + tap * 2 * F + F + c);
     }
-    for (int dy = -1; dy <= 1; ++dy) {
-      const int64_t yy = yh + dy;
-      if (yy < 0 || yy >= p.height) continue;
-      for (int dx = -1; dx <= 1; ++dx) {
-        const int64_t xx = xw + dx;
-        if (xx < 0 || xx >= p.width) continue;
-        const int tap = (dy + 1) * 3 + (dx + 1);
-        const T* src = x + ((f * p.height + yy) * p.width + xx) * 2 * F;
-        alignas(16) T a[kVec], g[kVec];
-        if constexpr (kVec * sizeof(T) == 16) {
-          *reinterpret_cast<uint4*>(a) = *reinterpret_cast<const uint4*>(src + c0);
-          *reinterpret_cast<uint4*>(g) = *reinterpret_cast<const uint4*>(src + F + c0);
-        } else {
+    const float2 bv = wpair(bias + c), bg = wpair(bias + F + c);
+    // window[dy][dx]: staged (value, gate) pairs of rows r + dy, columns x − 1 + dx.
+    auto load = [&](int rr, int col, int half) {
+      return load_pair(tile + rr * row_stride + col * kPixel + half * kGroup + 2 * cp);
+    };
+    const int xa = seg * kSegment, xb = static_cast<int>(xa + kSegment < Wd ? xa + kSegment : Wd);
+    float2 val[3][3], gat[3][3];
 #pragma unroll
-          for (int v = 0; v < kVec; ++v) {
-            a[v] = src[c0 + v];
-            g[v] = src[F + c0 + v];
-          }
-        }
-        const W* wt = w + tap * 2 * F;
-        alignas(16) W wa[kVec], wg[kVec];
-        if constexpr (kVec * sizeof(W) == 16) {
-          *reinterpret_cast<uint4*>(wa) = *reinterpret_cast<const uint4*>(wt + c0);
-          *reinterpret_cast<uint4*>(wg) = *reinterpret_cast<const uint4*>(wt + F + c0);
-        } else {
+    for (int dy = 0; dy < 3; ++dy)
 #pragma unroll
-          for (int v = 0; v < kVec; ++v) {
-            wa[v] = wt[c0 + v];
-            wg[v] = wt[F + c0 + v];
-          }
-        }
+      for (int dx = 0; dx < 2; ++dx) {
+        val[dy][dx + 1] = load(r + dy, xa + dx, 0);
+        gat[dy][dx + 1] = load(r + dy, xa + dx, 1);
+      }
+    for (int xo = xa; xo < xb; ++xo) {
 #pragma unroll
-        for (int v = 0; v < kVec; ++v) {
-          val[v] += to_f32(wa[v]) * to_f32(a[v]);
-          gate[v] += to_f32(wg[v]) * to_f32(g[v]);
+      for (int dy = 0; dy < 3; ++dy) {
+        val[dy][0] = val[dy][1], val[dy][1] = val[dy][2], val[dy][2] = load(r + dy, xo + 2, 0);
+        gat[dy][0] = gat[dy][1], gat[dy][1] = gat[dy][2], gat[dy][2] = load(r + dy, xo + 2, 1);
+      }
+      float2 sv = bv, sg = bg;
+#pragma unroll
+      for (int dy = 0; dy < 3; ++dy)
+#pragma unroll
+        for (int dx = 0; dx < 3; ++dx) {
+          const int tap = dy * 3 + dx;
+          sv.x += wv[tap].x * val[dy][dx].x, sv.y += wv[tap].y * val[dy][dx].y;
+          sg.x += wg[tap].x * gat[dy][dx].x, sg.y += wg[tap].y * gat[dy][dx].y;
         }
+      T* dst = out + ((f * H + y0 + r) * Wd + xo) * F + c;
+      const float o0 = sv.x * silu(sg.x), o1 = sv.y * silu(sg.y);
+      if (two && F % 2 == 0) {
+        store_pair(dst, o0, o1);
+      } else {
+        dst[0] = from_f32<T>(o0);
+        if (two) dst[1] = from_f32<T>(o1);
       }
     }
-    T* dst = out + pix * F + c0;
-#pragma unroll
-    for (int v = 0; v < kVec; ++v) dst[v] = from_f32<T>(val[v] * silu(gate[v]));
   }
 }
 
 template <typename T, typename W>
-void launch(const DepthwiseGluParams& p, cudaStream_t stream) {
-  constexpr int kVec = 16 / sizeof(T);
-  const bool vec = p.channels % kVec == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(p.weight) % 16 == 0;
-  const int64_t total = p.frames * p.height * p.width * (vec ? p.channels / kVec : p.channels);
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 1 << 20));
-  if (vec) {
-    depthwise_glu_kernel<T, W, kVec><<<blocks, kThreads, 0, stream>>>(p);
-  } else {
-    depthwise_glu_kernel<T, W, 1><<<blocks, kThreads, 0, stream>>>(p);
-  }
+cudaError_t launch(const DepthwiseGluParams& p, cudaStream_t stream) {
+  constexpr int kGroup = kGroupBytes / sizeof(T), kE = 16 / sizeof(T);
+  const bool vec = p.channels % kGroup == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0;
+  // The most rows (with their two halo rows) that fit the budget; wide frames may ask for more.
+  const int64_t row_bytes = (p.width + 2) * 2 * kGroupBytes + kRowPadBytes;
+  int dev = 0, optin = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  const int64_t budget = 3 * row_bytes > kSmemBudget ? optin : kSmemBudget;
+  const int64_t tile_rows = std::min<int64_t>(p.height, budget / row_bytes - 2);
+  if (tile_rows < 1) return cudaErrorInvalidValue;  // a frame wider than shared memory holds 3 rows of
+  const int smem = static_cast<int>((tile_rows + 2) * row_bytes);
+  auto kernel = vec ? depthwise_glu_kernel<T, W, true> : depthwise_glu_kernel<T, W, false>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  const dim3 grid(static_cast<unsigned>((p.height + tile_rows - 1) / tile_rows),
+                  static_cast<unsigned>((p.channels + kGroup - 1) / kGroup), static_cast<unsigned>(p.frames));
+  static_assert(kGroup % kE == 0, "whole 16-byte vectors per group");
+  kernel<<<grid, kThreads, smem, stream>>>(p, static_cast<int>(tile_rows));
+  return cudaGetLastError();
 }
 }  // namespace
 
 cudaError_t depthwise_glu(const DepthwiseGluParams& p, cudaStream_t stream) {
   if (p.frames * p.height * p.width * p.channels == 0) return cudaSuccess;
-  SS_DISPATCH_ELEM(p.type, T, { SS_DISPATCH_ELEM(p.weight_type, W, launch<T, W>(p, stream)); });
-  return cudaGetLastError();
+  cudaError_t err = cudaSuccess;
+  SS_DISPATCH_ELEM(p.type, T, { SS_DISPATCH_ELEM(p.weight_type, W, err = (launch<T, W>(p, stream))); });
+  return err;
 }
 
 }  // namespace sanastream::kernels

@@ -1,6 +1,7 @@
-// The FFN's spatial middle after the SiLU of the inverted 1×1 conv's output (applied by the caller,
-// once per element): depthwise 3×3 (+bias, zero padding), then value · SiLU(gate) with value = the
-// first F channels and gate = the last F, in one pass. Channels-last, so no transposes around the GEMMs.
+// The FFN's spatial middle after the inverted 1×1 conv: SiLU (once per element, rounded to the
+// element type as the official module does), depthwise 3×3 (+bias, zero padding), then
+// value · SiLU(gate) with value = the first F channels and gate = the last F — one pass over the
+// 2F-channel tensor. Channels-last, so no transposes around the GEMMs.
 #pragma once
 
 #include "kernels/common.h"
@@ -8,7 +9,7 @@
 namespace sanastream::kernels {
 
 struct DepthwiseGluParams {
-  const void* x = nullptr;       // [frames, height, width, 2F] contiguous, SiLU already applied
+  const void* x = nullptr;       // [frames, height, width, 2F] contiguous, before the SiLU
   const void* weight = nullptr;  // [9, 2F] contiguous: the depthwise 3×3 weight, tap-major
   const void* bias = nullptr;    // [2F]
   void* out = nullptr;           // [frames, height, width, F] contiguous

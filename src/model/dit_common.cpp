@@ -19,6 +19,44 @@ Projection::Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision 
 
 at::Tensor Projection::operator()(const at::Tensor& x) const { return dense(ops::fake_quant(x, precision_, -1), w_, b_); }
 
+at::Tensor Projection::plus(const at::Tensor& residual, const at::Tensor& x) const {
+  const at::Tensor xq = ops::fake_quant(x, precision_, -1);
+  at::Tensor r = residual.reshape({-1, w_.size(0)});
+  if (b_.defined()) r = r + b_;
+  return at::addmm(r, xq.reshape({-1, xq.size(-1)}), w_.t());
+}
+
+FusedProjection::FusedProjection(const std::vector<std::pair<at::Tensor, at::Tensor>>& parts) {
+  SS_CHECK(!parts.empty(), "FusedProjection: no parts");
+  std::vector<at::Tensor> ws, bs;
+  bool any_bias = false;
+  for (const auto& [w, b] : parts) any_bias = any_bias || b.defined();
+  int64_t total = 0;
+  for (const auto& [w, b] : parts) {
+    ws.push_back(w);
+    if (any_bias) bs.push_back(b.defined() ? b.to(w.scalar_type()) : at::zeros({w.size(0)}, w.options()));
+    widths_.push_back(w.size(0));
+    total += w.size(0);
+  }
+  const int64_t pad = (8 - total % 8) % 8;
+  if (pad > 0) {
+    ws.push_back(at::zeros({pad, ws[0].size(1)}, ws[0].options()));
+    if (any_bias) bs.push_back(at::zeros({pad}, ws[0].options()));
+  }
+  proj_ = Projection(at::cat(ws), any_bias ? at::cat(bs) : at::Tensor());
+}
+
+std::vector<at::Tensor> FusedProjection::operator()(const at::Tensor& x) const {
+  const at::Tensor y = proj_(x);
+  std::vector<at::Tensor> out;
+  int64_t at = 0;
+  for (int64_t w : widths_) {
+    out.push_back(y.narrow(-1, at, w));
+    at += w;
+  }
+  return out;
+}
+
 at::Tensor gated(const at::Tensor& x, const at::Tensor& gate_pre) {
   return x * at::silu(gate_pre.to(at::kFloat)).to(x.scalar_type());
 }

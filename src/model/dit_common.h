@@ -2,6 +2,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -33,11 +35,31 @@ class Projection {
   Projection() = default;
   Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision p = ops::Precision::kBF16);  // w: [out, in]
   at::Tensor operator()(const at::Tensor& x) const;
+  // residual + x·Wᵀ + b with the residual added inside the GEMM (one rounding). residual: [..., out]
+  // with x's leading dims; returns [rows, out].
+  at::Tensor plus(const at::Tensor& residual, const at::Tensor& x) const;
   int64_t out_features() const { return w_.size(0); }
 
  private:
   at::Tensor w_, b_;
   ops::Precision precision_ = ops::Precision::kBF16;
+};
+
+// Dense layers on the same input as one GEMM (issue 13: one launch, fuller waves): the weights
+// stacked, then zero rows up to a multiple of 8 outputs; the result is split into views of the output,
+// whose rows start 16-byte aligned where the widths before them are multiples of 8. Model dtype only.
+class FusedProjection {
+ public:
+  FusedProjection() = default;
+  // parts: (weight [out_i, in], bias [out_i] or undefined).
+  explicit FusedProjection(const std::vector<std::pair<at::Tensor, at::Tensor>>& parts);
+  bool defined() const { return !widths_.empty(); }
+  // x: [..., in] → one view [..., out_i] per part.
+  std::vector<at::Tensor> operator()(const at::Tensor& x) const;
+
+ private:
+  Projection proj_;
+  std::vector<int64_t> widths_;
 };
 
 // x · SiLU(gate(h)) with the gate computed in fp32 and cast back, as the official blocks do.

@@ -21,12 +21,13 @@ class GdnAttention {
                      ops::GdnState* final_state) const;
 
  private:
-  Projection q_, k_, v_, proj_;     // [C, C]
-  at::Tensor q_norm_, k_norm_;      // [C]
-  at::Tensor beta_w_, beta_b_;      // [H, C], [H]
-  at::Tensor gate_w_, gate_b_;      // [H, C], [H]
-  at::Tensor a_log_, dt_bias_;      // [H]
-  at::Tensor out_gate_w_, out_gate_b_;
+  FusedProjection in_;            // q, k, v, output gate, β logits: when q, k, v run in the model dtype
+  Projection q_, k_, v_, out_gate_;  // [C, C]: when q, k or v is quantized
+  Projection beta_;               // [H, C]: likewise
+  Projection proj_;               // [C, C]
+  at::Tensor q_norm_, k_norm_;    // [C]
+  at::Tensor gate_w_, gate_b_;    // [H, C], [H]: the decay's gate on frame means
+  at::Tensor a_log_, dt_bias_;    // [H]
   int64_t heads_;
 };
 

@@ -1,5 +1,7 @@
 #include "model/mix_ffn.h"
 
+#include <algorithm>
+
 #include "model/profile.h"
 #include "ops/glu.h"
 
@@ -26,15 +28,25 @@ at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tens
   x = ops::depthwise_glu(x, w_dw_taps_, b_dw_);                                            // [B·T, H, W, F]
   mark_region("ffn.depthwise_glu");
   at::Tensor pc = out_(x.view({B, T, S, F2 / 2}));                                // [B, T, S, C]
-  // Temporal conv over frames: out[t] = Σ_k W_k · pc[t + k − P], P = (K − 1)/2.
-  const int64_t P = context_frames();
-  at::Tensor left = left_ctx.defined() ? left_ctx.to(pc.scalar_type()) : at::zeros({B, P, S, C}, pc.options());
-  at::Tensor padded = at::cat({left, pc, at::zeros({B, P, S, C}, pc.options())}, 1);   // [B, T + 2P, S, C]
-  std::vector<at::Tensor> taps;
-  for (int64_t k = 0; k < t_kernel_; ++k) taps.push_back(padded.narrow(1, k, T));
-  at::Tensor temporal = temporal_(at::cat(taps, -1));                                 // [B, T, S, C]
+  // Temporal conv over frames, residual included: out[t] = pc[t] + Σ_k W_k · pc[t + k − P], P = (K − 1)/2,
+  // frames before the call from left_ctx (zeros when undefined), after it zeros. The K shifted
+  // inputs side by side as one GEMM input, written straight from their sources.
+  const int64_t P = context_frames(), K = t_kernel_;
+  at::Tensor taps = at::empty({B, T, S, K * C}, pc.options());  // [B, T, S, K·C]
+  for (int64_t k = 0; k < K; ++k) {
+    at::Tensor dst = taps.narrow(3, k * C, C);
+    const int64_t shift = k - P;  // output frame t reads frame t + shift
+    const int64_t n_left = std::clamp<int64_t>(-shift, 0, T), t1 = std::clamp<int64_t>(T - shift, 0, T);
+    if (n_left > 0) {
+      at::Tensor d = dst.narrow(1, 0, n_left);
+      if (left_ctx.defined()) d.copy_(left_ctx.narrow(1, P + shift, n_left));
+      else d.zero_();
+    }
+    if (t1 > n_left) dst.narrow(1, n_left, t1 - n_left).copy_(pc.narrow(1, n_left + shift, t1 - n_left));
+    if (t1 < T) dst.narrow(1, t1, T - t1).zero_();
+  }
+  at::Tensor out = temporal_.plus(pc, taps).view({B, T * S, C});
   if (last_frames) last_frames->copy_(pc.narrow(1, T - P, P));
-  at::Tensor out = (pc + temporal).reshape({B, T * S, C});
   mark_region("ffn.temporal");
   return out;
 }

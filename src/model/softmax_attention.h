@@ -21,8 +21,10 @@ class SoftmaxAttention {
                      int64_t offset) const;
 
  private:
-  Projection q_, k_, v_, proj_;
-  at::Tensor q_norm_, k_norm_, out_gate_w_, out_gate_b_;
+  FusedProjection in_;                 // q, k, v, output gate: when q, k, v run in the model dtype
+  Projection q_, k_, v_, out_gate_;    // when q, k or v is quantized
+  Projection proj_;
+  at::Tensor q_norm_, k_norm_;
   int64_t heads_;
   bool fp32_attention_;  // the bidirectional class upcasts q/k/v to fp32
 };

@@ -13,15 +13,19 @@ cudaStream_t stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDASt
 }  // namespace
 
 at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& weight_in, double eps, bool relu, double post_scale) {
-  at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
-  at::Tensor out = at::empty_like(x);
+  // Rows read in place when they are evenly strided (e.g. one part of a fused projection's output).
+  const bool strided_rows = x_in.dim() >= 2 && x_in.stride(-1) == 1 &&
+                            (x_in.dim() == 2 || (x_in.dim() == 3 && x_in.stride(0) == x_in.stride(1) * x_in.size(1)));
+  at::Tensor x = strided_rows ? x_in : x_in.contiguous(), weight = weight_in.contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options());
   kernels::RmsNormParams p;
   p.x = x.data_ptr();
   p.weight = weight.data_ptr();
   p.out = out.data_ptr();
   p.cols = x.size(-1);
   p.rows = x.numel() / p.cols;
-  p.x_stride = p.out_stride = p.cols;
+  p.x_stride = strided_rows ? x.stride(-2) : p.cols;
+  p.out_stride = p.cols;
   p.eps = static_cast<float>(eps);
   p.relu = relu;
   p.post_scale = static_cast<float>(post_scale);
