@@ -11,7 +11,7 @@ constexpr int kRowPadBytes = 32;  // shared-memory row padding: four consecutive
 constexpr int kSegment = 8;       // output pixels per thread item, along a row
 constexpr int kSmemBudget = 64 << 10;
 
-__device__ __forceinline__ float silu(float v) { return v / (1.0f + __expf(-v)); }
+__device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0f + __expf(-v)); }
 
 // Two consecutive elements (4- or 8-byte aligned) as fp32, and back.
 __device__ __forceinline__ float2 load_pair(const float* s) { return *reinterpret_cast<const float2*>(s); }
@@ -44,24 +44,42 @@ __global__ void __launch_bounds__(kThreads) depthwise_glu_kernel(DepthwiseGluPar
   const int cols = static_cast<int>(Wd) + 2, row_stride = cols * kPixel + kRowPadBytes / static_cast<int>(sizeof(T));
   const T* x = static_cast<const T*>(p.x);
 
-  // 1. Stage with SiLU: cell (r, col, half, vector) ← x[y0 − 1 + r, col − 1, half·F + c0 + …].
+  // 1. Stage with SiLU: cell (r, col, half, vector) ← x[y0 − 1 + r, col − 1, half·F + c0 + …]. Vector
+  // path: every copy of the thread in flight at once (cp.async, zeros outside the frame), then the
+  // SiLU over its own cells in place.
   const int vecs = kGroup / kE, cells = (rows + 2) * cols * 2 * vecs;
-  for (int i = threadIdx.x; i < cells; i += kThreads) {
+  auto cell = [&](int i, const T*& src, T*& dst, int64_t& c) {  // whether cell i lies inside the frame
     const int v = i % vecs, half = (i / vecs) % 2, col = (i / (2 * vecs)) % cols, r = i / (2 * vecs * cols);
-    const int64_t y = y0 - 1 + r, xx = col - 1, c = c0 + v * kE;
-    const bool inside = y >= 0 && y < H && xx >= 0 && xx < Wd;
-    const T* src = x + ((f * H + y) * Wd + xx) * 2 * F + half * F + c;
-    alignas(16) T e[kE];
-    if (kVec && inside) {
-      *reinterpret_cast<uint4*>(e) = *reinterpret_cast<const uint4*>(src);
+    const int64_t y = y0 - 1 + r, xx = col - 1;
+    c = c0 + v * kE;
+    src = x + ((f * H + y) * Wd + xx) * 2 * F + half * F + c;
+    dst = tile + r * row_stride + col * kPixel + half * kGroup + v * kE;
+    return y >= 0 && y < H && xx >= 0 && xx < Wd;
+  };
+  for (int i = threadIdx.x; i < cells; i += kThreads) {
+    const T* src;
+    T* dst;
+    int64_t c;
+    const bool inside = cell(i, src, dst, c);
+    if constexpr (kVec) {
+      cp_async<16>(dst, inside ? src : x, inside);
     } else {
 #pragma unroll
-      for (int k = 0; k < kE; ++k) e[k] = inside && c + k < F ? src[k] : from_f32<T>(0.f);
+      for (int k = 0; k < kE; ++k) dst[k] = inside && c + k < F ? src[k] : from_f32<T>(0.f);
     }
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
+  for (int i = threadIdx.x; i < cells; i += kThreads) {
+    const T* src;
+    T* dst;
+    int64_t c;
+    cell(i, src, dst, c);
+    alignas(16) T e[kE];
+    *reinterpret_cast<uint4*>(e) = *reinterpret_cast<const uint4*>(dst);
 #pragma unroll
     for (int k = 0; k < kE; ++k) e[k] = from_f32<T>(silu(to_f32(e[k])));
-    *reinterpret_cast<uint4*>(tile + r * row_stride + col * kPixel + half * kGroup + v * kE) =
-        *reinterpret_cast<const uint4*>(e);
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(e);
   }
   __syncthreads();
 

@@ -126,26 +126,6 @@ __device__ __forceinline__ void rotate8(const float (&x)[8], float4 cos4, float4
   }
 }
 
-// ---- asynchronous copies global → shared (sm_80+): kBytes (4, 8 or 16) or zeros when !valid ------
-
-template <int kBytes>
-__device__ __forceinline__ void cp_async(void* smem, const void* gmem, bool valid) {
-  static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async copies 4, 8 or 16 bytes");
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  if constexpr (kBytes == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(s), "l"(gmem), "n"(kBytes),
-                 "r"(valid ? kBytes : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most `kPending` of this thread's committed groups are still in flight (and keeps the
-// compiler from moving shared-memory reads above it).
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
 // ---- thread-block clusters (sm_90): the summary slices add their partials through distributed
 // shared memory. Below sm_90 the launch table asks for no clusters. --------------------------------
 
