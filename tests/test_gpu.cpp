@@ -107,6 +107,24 @@ TEST(GpuKernels, NormsRopeResidualMatchTheirReferences) {
     ops::gate_residual_(got, {}, branch.cuda());
     ops::ref::gate_residual_(want, {}, branch);
     EXPECT_TRUE(at::allclose(got.cpu(), want, 1.3e-6, 1e-5));
+    // The fused forms, on 224 channels (4 per step) and 225 (one): the updated residual's copy in
+    // the model dtype, and x += branch before the LayerNorm.
+    for (int64_t C : {224, 225}) {
+      at::Tensor x0 = at::randn({2, 37, C}), br = at::randn({2, 37, C}).to(dt), g = at::randn({2, 1, C});
+      at::Tensor gx = x0.cuda(), wx = x0.clone();
+      const at::Tensor copy = ops::gate_residual_(gx, g.cuda(), br.cuda(), dt);
+      ops::ref::gate_residual_(wx, g, br);
+      EXPECT_TRUE(at::allclose(gx.cpu(), wx, 1.3e-6, 1e-5)) << C;
+      ASSERT_EQ(copy.scalar_type(), dt);
+      EXPECT_TRUE(at::equal(copy.cpu(), wx.to(dt))) << "the copy is the updated residual, rounded once";
+      EXPECT_FALSE(ops::gate_residual_(gx, g.cuda(), br.cuda()).defined());
+      gx = x0.cuda(), wx = x0.clone();
+      at::Tensor sh = at::randn({2, 1, C}), sc = at::randn({2, 1, C});
+      const at::Tensor h = ops::add_layer_norm_modulate_(gx, br.cuda(), sh.cuda(), sc.cuda(), 1e-6, dt);
+      ops::ref::gate_residual_(wx, {}, br);
+      EXPECT_TRUE(at::allclose(gx.cpu(), wx, 1.3e-6, 1e-5)) << C;
+      EXPECT_TRUE(close(h, ops::ref::layer_norm_modulate(wx, sh, sc, 1e-6, dt), dt)) << C;
+    }
     ops::RopeDims dims{40, 36, 36, 10000.0};
     for (auto precision : {at::kFloat, at::kDouble}) {
       ops::RopeCache cache(dims, 1024, at::kCUDA, precision);

@@ -28,18 +28,32 @@ __global__ void rope_kernel(RopeParams p) {
   }
 }
 
-template <typename T>
+// kVec consecutive channels per step (4: 16-byte x loads, C a multiple of 4 and aligned rows).
+template <typename T, typename Y, int kVec>
 __global__ void gate_residual_kernel(GateResidualParams p) {
-  const int64_t total = p.batch * p.tokens * p.channels;
+  const int64_t units_per_row = p.channels / kVec, total = p.batch * p.tokens * units_per_row;
   const T* br = static_cast<const T*>(p.branch);
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const float b = to_f32(br[i]);
-    if (p.gate) {
-      const int64_t c = i % p.channels, batch = i / (p.tokens * p.channels);
-      p.x[i] += p.gate[batch * p.gate_stride + c] * b;
+  Y* copy = static_cast<Y*>(p.copy);
+  for (int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; u < total; u += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = u / units_per_row, c = (u % units_per_row) * kVec, i = row * p.channels + c;
+    const float* gate = p.gate ? p.gate + (row / p.tokens) * p.gate_stride + c : nullptr;
+    float x[kVec];
+    if constexpr (kVec == 4) {
+      const float4 v = *reinterpret_cast<const float4*>(p.x + i);
+      x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
     } else {
-      p.x[i] += b;
+      x[0] = p.x[i];
     }
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) x[k] += gate ? gate[k] * to_f32(br[i + k]) : to_f32(br[i + k]);
+    if constexpr (kVec == 4) {
+      *reinterpret_cast<float4*>(p.x + i) = make_float4(x[0], x[1], x[2], x[3]);
+    } else {
+      p.x[i] = x[0];
+    }
+    if (copy)
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) copy[i + k] = from_f32<Y>(x[k]);
   }
 }
 }  // namespace
@@ -60,7 +74,17 @@ cudaError_t rope(const RopeParams& p, cudaStream_t stream) {
 cudaError_t gate_residual(const GateResidualParams& p, cudaStream_t stream) {
   const int64_t total = p.batch * p.tokens * p.channels;
   if (total == 0) return cudaSuccess;
-  SS_DISPATCH_ELEM(p.branch_type, T, gate_residual_kernel<T><<<grid_for(total), kThreads, 0, stream>>>(p));
+  const bool vec = p.channels % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
+                   (!p.gate || (p.gate_stride % 4 == 0 && reinterpret_cast<uintptr_t>(p.gate) % 16 == 0));
+  SS_DISPATCH_ELEM(p.branch_type, T, {
+    SS_DISPATCH_ELEM(p.copy_type, Y, {
+      if (vec) {
+        gate_residual_kernel<T, Y, 4><<<grid_for(total / 4), kThreads, 0, stream>>>(p);
+      } else {
+        gate_residual_kernel<T, Y, 1><<<grid_for(total), kThreads, 0, stream>>>(p);
+      }
+    });
+  });
   return cudaGetLastError();
 }
 

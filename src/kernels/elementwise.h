@@ -19,13 +19,15 @@ struct RopeParams {
 };
 cudaError_t rope(const RopeParams& p, cudaStream_t stream);
 
-// x[b, n, c] += gate[b, c] · branch[b, n, c] in fp32 (gate null: x += branch).
+// x[b, n, c] += gate[b, c] · branch[b, n, c] in fp32 (gate null: x += branch); with `copy`, the
+// updated x is also written there, rounded to copy_type, by the same pass.
 struct GateResidualParams {
   float* x = nullptr;             // [B, N, C] fp32 contiguous
   const float* gate = nullptr;    // [B, C] fp32, row stride gate_stride, or null
   const void* branch = nullptr;   // [B, N, C] contiguous
+  void* copy = nullptr;           // [B, N, C] contiguous, or null
   int64_t batch = 0, tokens = 0, channels = 0, gate_stride = 0;
-  ElemType branch_type = ElemType::kBF16;
+  ElemType branch_type = ElemType::kBF16, copy_type = ElemType::kBF16;
 };
 cudaError_t gate_residual(const GateResidualParams& p, cudaStream_t stream);
 

@@ -24,16 +24,21 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
   }
 }
 
-template <typename T>
+template <typename T, typename A>
 __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x, b = row / p.tokens, C = p.channels;
-  const float* x = p.x + row * C;
+  float* x = p.x + row * C;
+  const A* add = p.add ? static_cast<const A*>(p.add) + row * C : nullptr;
   const float* shift = p.shift + b * p.mod_stride;
   const float* scale = p.scale + b * p.mod_stride;
   T* out = static_cast<T*>(p.out) + row * C;
   float s = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += x[c];
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {  // each thread rereads only what it wrote
+    float v = x[c];
+    if (add) x[c] = v += to_f32(add[c]);
+    s += v;
+  }
   const float mean = block_sum(s, scratch) / static_cast<float>(C);
   float sq = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
@@ -56,8 +61,11 @@ cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
 
 cudaError_t layer_norm_modulate(const LayerNormModulateParams& p, cudaStream_t stream) {
   if (p.batch * p.tokens == 0) return cudaSuccess;
-  SS_DISPATCH_ELEM(p.out_type, T,
-                   layer_norm_modulate_kernel<T><<<static_cast<unsigned>(p.batch * p.tokens), kThreads, 0, stream>>>(p));
+  SS_DISPATCH_ELEM(p.out_type, T, {
+    SS_DISPATCH_ELEM(p.add_type, A, {
+      layer_norm_modulate_kernel<T, A><<<static_cast<unsigned>(p.batch * p.tokens), kThreads, 0, stream>>>(p);
+    });
+  });
   return cudaGetLastError();
 }
 

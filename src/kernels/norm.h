@@ -18,15 +18,17 @@ struct RmsNormParams {
 };
 cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream);
 
-// out[b, n, :] = LN(x[b, n, :]) · (1 + scale[b, :]) + shift[b, :], LN without affine.
+// out[b, n, :] = LN(x[b, n, :]) · (1 + scale[b, :]) + shift[b, :], LN without affine; with `add`,
+// x += add first (written back), in the same pass.
 struct LayerNormModulateParams {
-  const float* x = nullptr;      // [B, N, C] fp32 (the residual stream), contiguous
+  float* x = nullptr;            // [B, N, C] fp32 (the residual stream), contiguous; written only with add
+  const void* add = nullptr;     // [B, N, C] contiguous, add_type, or null
   const float* shift = nullptr;  // [B, C] fp32, row stride mod_stride
   const float* scale = nullptr;  // [B, C] fp32, row stride mod_stride
   void* out = nullptr;           // [B, N, C] contiguous, out_type
   int64_t batch = 0, tokens = 0, channels = 0, mod_stride = 0;
   float eps = 1e-6f;
-  ElemType out_type = ElemType::kBF16;
+  ElemType out_type = ElemType::kBF16, add_type = ElemType::kBF16;
 };
 cudaError_t layer_norm_modulate(const LayerNormModulateParams& p, cudaStream_t stream);
 

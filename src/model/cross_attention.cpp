@@ -31,7 +31,7 @@ at::Tensor CrossAttention::forward(const at::Tensor& x, const CaptionKV& kv, con
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2), H = heads_, D = C / H;
   at::Tensor q = ops::rms_norm(q_(x), q_norm_, kNormEps).view({B, N, H, D}).transpose(1, 2);
   mark_region("ca.q");
-  at::Tensor out = ops::attention(q.contiguous(), kv.k, kv.v, bias);
+  at::Tensor out = ops::attention(q, kv.k, kv.v, bias);
   mark_region("ca.attention");
   out = proj_(out.transpose(1, 2).reshape({B, N, C}));
   mark_region("ca.proj");

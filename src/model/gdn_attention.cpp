@@ -30,8 +30,8 @@ GdnAttention::GdnAttention(const io::TensorMap& w, const std::string& p, int64_t
   k_norm_ = weight(w, p + "k_norm.weight");
   gate_w_ = weight(w, p + "gate_proj.weight");
   gate_b_ = weight(w, p + "gate_proj.bias");
-  a_log_ = weight(w, p + "A_log");
-  dt_bias_ = weight(w, p + "dt_bias");
+  neg_a_ = -at::exp(weight(w, p + "A_log").to(at::kFloat));
+  dt_bias_ = weight(w, p + "dt_bias").to(at::kFloat);
   proj_ = Projection(weight(w, p + "proj.weight"), weight(w, p + "proj.bias"), prec("attn.proj"));
 }
 
@@ -52,7 +52,7 @@ at::Tensor GdnAttention::forward(const at::Tensor& h, const DitGrid& g, const op
   mark_region("gdn.in");
   // Decay per frame and head from the frame's mean token.
   at::Tensor a = dense(h.view({B, T, S, C}).mean(2), gate_w_, gate_b_).to(at::kFloat);  // [B, T, H]
-  p.decay = at::exp(-at::exp(a_log_.to(at::kFloat)) * at::softplus(a + dt_bias_.to(at::kFloat)));
+  p.decay = at::exp(neg_a_ * at::softplus(a + dt_bias_));
   mark_region("gdn.decay");
   ops::GdnFeatureMaps fm;
   fm.q_norm = q_norm_;

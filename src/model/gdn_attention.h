@@ -27,7 +27,7 @@ class GdnAttention {
   Projection proj_;               // [C, C]
   at::Tensor q_norm_, k_norm_;    // [C]
   at::Tensor gate_w_, gate_b_;    // [H, C], [H]: the decay's gate on frame means
-  at::Tensor a_log_, dt_bias_;    // [H]
+  at::Tensor neg_a_, dt_bias_;    // [H] fp32: −exp(A_log), dt_bias
   int64_t heads_;
 };
 

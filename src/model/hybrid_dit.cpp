@@ -39,6 +39,9 @@ HybridDit::HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime&
     blk.ffn = std::make_unique<MixFfn>(w_, p + "mlp.", prec);
     blocks_.push_back(std::move(blk));
   }
+  // The blocks hold what they use, some of it restacked (fused projections, the temporal taps): the
+  // map's block entries go, so that no weight is held twice.
+  for (auto it = w_.begin(); it != w_.end();) it = it->first.rfind("blocks.", 0) == 0 ? w_.erase(it) : std::next(it);
 }
 
 CaptionState HybridDit::encode_caption(const at::Tensor& embeds_in, const at::Tensor& mask,
@@ -143,15 +146,12 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
                                cache ? cache->write_offset() : 0);
     }
     cap.put(name + "attn", a);
-    ops::gate_residual_(x, gate_msa, a);
+    const at::Tensor xc = ops::gate_residual_(x, gate_msa, a, dt);  // and the cross-attention's input
     mark_region("gate_residual");
 
-    at::Tensor c = blk.cross->forward(x.to(dt), caption.kv[i], caption.bias);
+    at::Tensor c = blk.cross->forward(xc, caption.kv[i], caption.bias);
     cap.put(name + "cross_attn", c);
-    ops::gate_residual_(x, {}, c);
-    mark_region("gate_residual");
-
-    h = ops::layer_norm_modulate(x, shift_mlp, scale_mlp, kLayerNormEps, dt);
+    h = ops::add_layer_norm_modulate_(x, c, shift_mlp, scale_mlp, kLayerNormEps, dt);  // x += c first
     mark_region("norm_modulate");
     at::Tensor m = blk.ffn->forward(h, g, cache ? cache->ffn_in[i] : at::Tensor(), cache ? &cache->ffn_out[i] : nullptr);
     cap.put(name + "mlp", m);

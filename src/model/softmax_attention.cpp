@@ -62,7 +62,7 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::RopeTable& 
   }
   at::Tensor out = fp32_attention_
                        ? ops::attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat)).to(h.scalar_type())
-                       : ops::attention(q.contiguous(), k, v);
+                       : ops::attention(q, k, v);
   mark_region("sa.attention");
   out = out.transpose(1, 2).reshape({B, N, C});
   at::Tensor result = proj_(gated(out, gate_pre));

@@ -31,11 +31,21 @@ at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, con
   return ref::layer_norm_modulate(x, shift, scale, eps, out_dtype);
 }
 
-void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {
+at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype) {
 #ifdef SANASTREAM_HAS_CUDA
-  if (use_cuda({x, gate, branch})) return cuda::gate_residual_(x, gate, branch);
+  if (use_cuda({x, branch, shift, scale})) return cuda::add_layer_norm_modulate_(x, branch, shift, scale, eps, out_dtype);
+#endif
+  ref::gate_residual_(x, {}, branch);
+  return ref::layer_norm_modulate(x, shift, scale, eps, out_dtype);
+}
+
+at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype) {
+#ifdef SANASTREAM_HAS_CUDA
+  if (use_cuda({x, gate, branch})) return cuda::gate_residual_(x, gate, branch, copy_dtype);
 #endif
   ref::gate_residual_(x, gate, branch);
+  return copy_dtype == at::ScalarType::Undefined ? at::Tensor() : x.to(copy_dtype, /*non_blocking=*/false, /*copy=*/true);
 }
 
 }  // namespace sanastream::ops

@@ -16,8 +16,14 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, b
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
                                at::ScalarType out_dtype);
 
-// x += gate · branch in place, in fp32 (gate undefined: x += branch).
+// x += branch, then layer_norm_modulate(x, …), in one pass on CUDA. x as gate_residual_'s.
+at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype);
+
+// x += gate · branch in place, in fp32 (gate undefined: x += branch). With a copy_dtype, also returns
+// the updated x in that dtype, written by the same pass (else an undefined tensor).
 // x: [B, N, C] fp32 contiguous (the residual stream); gate: [B, 1, C]; branch: [B, N, C]
-void gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch);
+at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch,
+                          at::ScalarType copy_dtype = at::ScalarType::Undefined);
 
 }  // namespace sanastream::ops

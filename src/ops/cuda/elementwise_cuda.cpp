@@ -35,15 +35,20 @@ at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& weight_in, double 
   return out;
 }
 
-at::Tensor layer_norm_modulate(const at::Tensor& x_in, const at::Tensor& shift_in, const at::Tensor& scale_in,
-                               double eps, at::ScalarType out_dtype) {
-  at::Tensor x = x_in.to(at::kFloat).contiguous();
+namespace {
+// out = LN(x)·(1 + scale) + shift, after x += branch when branch is defined (x then the contiguous
+// fp32 residual, updated in place).
+at::Tensor launch_layer_norm_modulate(const at::Tensor& x, const at::Tensor& branch_in, const at::Tensor& shift_in,
+                                      const at::Tensor& scale_in, double eps, at::ScalarType out_dtype) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   at::Tensor shift = shift_in.to(at::kFloat).reshape({B, C}).contiguous();
   at::Tensor scale = scale_in.to(at::kFloat).reshape({B, C}).contiguous();
+  at::Tensor branch = branch_in.defined() ? branch_in.contiguous() : at::Tensor();
   at::Tensor out = at::empty({B, N, C}, x.options().dtype(out_dtype));
   kernels::LayerNormModulateParams p;
   p.x = x.data_ptr<float>();
+  p.add = branch.defined() ? branch.data_ptr() : nullptr;
+  p.add_type = branch.defined() ? elem_type(branch) : kernels::ElemType::kF32;
   p.shift = shift.data_ptr<float>();
   p.scale = scale.data_ptr<float>();
   p.out = out.data_ptr();
@@ -55,6 +60,22 @@ at::Tensor layer_norm_modulate(const at::Tensor& x_in, const at::Tensor& shift_i
   p.out_type = elem_type(out);
   check_cuda(kernels::layer_norm_modulate(p, stream_of(x)), "layer_norm_modulate");
   return out;
+}
+
+void check_residual(const at::Tensor& x, const char* op) {
+  SS_CHECK(x.scalar_type() == at::kFloat && x.is_contiguous(), "{}: the residual must be contiguous fp32", op);
+}
+}  // namespace
+
+at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
+                               at::ScalarType out_dtype) {
+  return launch_layer_norm_modulate(x.to(at::kFloat).contiguous(), {}, shift, scale, eps, out_dtype);
+}
+
+at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype) {
+  check_residual(x, "add_layer_norm_modulate_");
+  return launch_layer_norm_modulate(x, branch, shift, scale, eps, out_dtype);
 }
 
 at::Tensor apply_rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tensor& sin_in) {
@@ -79,21 +100,26 @@ at::Tensor apply_rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at
   return out;
 }
 
-void gate_residual_(at::Tensor& x, const at::Tensor& gate_in, const at::Tensor& branch_in) {
-  SS_CHECK(x.scalar_type() == at::kFloat && x.is_contiguous(), "gate_residual_: the residual must be contiguous fp32");
+at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate_in, const at::Tensor& branch_in,
+                          at::ScalarType copy_dtype) {
+  check_residual(x, "gate_residual_");
   at::Tensor branch = branch_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   at::Tensor gate = gate_in.defined() ? gate_in.to(at::kFloat).reshape({B, C}).contiguous() : at::Tensor();
+  at::Tensor copy = copy_dtype == at::ScalarType::Undefined ? at::Tensor() : at::empty_like(x, x.options().dtype(copy_dtype));
   kernels::GateResidualParams p;
   p.x = x.data_ptr<float>();
   p.gate = gate.defined() ? gate.data_ptr<float>() : nullptr;
   p.gate_stride = C;
   p.branch = branch.data_ptr();
+  p.copy = copy.defined() ? copy.data_ptr() : nullptr;
   p.batch = B;
   p.tokens = N;
   p.channels = C;
   p.branch_type = elem_type(branch);
+  p.copy_type = copy.defined() ? elem_type(copy) : kernels::ElemType::kF32;
   check_cuda(kernels::gate_residual(p, stream_of(x)), "gate_residual");
+  return copy;
 }
 
 }  // namespace sanastream::ops::cuda
