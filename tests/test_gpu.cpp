@@ -116,7 +116,7 @@ TEST(GpuKernels, NormsRopeResidualMatchTheirReferences) {
       ops::ref::gate_residual_(wx, g, br);
       EXPECT_TRUE(at::allclose(gx.cpu(), wx, 1.3e-6, 1e-5)) << C;
       ASSERT_EQ(copy.scalar_type(), dt);
-      EXPECT_TRUE(at::equal(copy.cpu(), wx.to(dt))) << "the copy is the updated residual, rounded once";
+      EXPECT_TRUE(at::equal(copy.cpu(), gx.cpu().to(dt))) << "the copy is the updated residual, rounded once";
       EXPECT_FALSE(ops::gate_residual_(gx, g.cuda(), br.cuda()).defined());
       gx = x0.cuda(), wx = x0.clone();
       at::Tensor sh = at::randn({2, 1, C}), sc = at::randn({2, 1, C});
