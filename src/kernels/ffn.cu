@@ -9,7 +9,7 @@ constexpr int kThreads = 256;
 constexpr int kGroupBytes = 32;   // per half and pixel: a block's channel group is 32 bytes of value + 32 of gate
 constexpr int kRowPadBytes = 32;  // shared-memory row padding: four consecutive rows on disjoint banks
 constexpr int kSegment = 8;       // output pixels per thread item, along a row
-constexpr int kSmemBudget = 64 << 10;
+constexpr int kSmemBudget = 64 << 10;  // shared memory per block, unless three rows need more
 
 __device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0f + __expf(-v)); }
 
@@ -152,7 +152,7 @@ cudaError_t launch(const DepthwiseGluParams& p, cudaStream_t stream) {
   cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
   const int64_t budget = 3 * row_bytes > kSmemBudget ? optin : kSmemBudget;
   const int64_t tile_rows = std::min<int64_t>(p.height, budget / row_bytes - 2);
-  if (tile_rows < 1) return cudaErrorInvalidValue;  // a frame wider than shared memory holds 3 rows of
+  if (tile_rows < 1) return cudaErrorInvalidValue;  // a frame too wide for three staged rows
   const int smem = static_cast<int>((tile_rows + 2) * row_bytes);
   auto kernel = vec ? depthwise_glu_kernel<T, W, true> : depthwise_glu_kernel<T, W, false>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
