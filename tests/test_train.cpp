@@ -834,7 +834,7 @@ TEST(TrainCli, SmokeRunResumesAndReports) {
   r = run_cli({"train", "--config", dir + "/train.json", "--profile", "1", "--json", dir + "/b.json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string table = read_text_file(dir + "/run/profile.txt");
-  for (const char* row : {"train::sample", "train::flow_matching", "train::optimizer", "aten::mm"})
+  for (const char* row : {"train::sample", "train::flow_matching", "train::optimizer", "aten::matmul"})
     EXPECT_NE(table.find(row), std::string::npos) << row << " missing from\n" << table;
   json b = json::parse(read_text_file(dir + "/b.json"));
   EXPECT_TRUE(b["resumed"].get<bool>());
