@@ -25,23 +25,30 @@ using sanastream::test::temp_dir;
 namespace fs = std::filesystem;
 
 // Several projections of one input as one GEMM: each part equals its own dense layer, with and
-// without biases, and every part starts 16-byte aligned when the widths before it are multiples of 8.
+// without biases, and every part starts 16-byte aligned when the widths before them are multiples of 8.
+// With a quantized part, every part is its own (simulated) projection.
 TEST(DitFusedProjection, EachPartEqualsItsOwnLayer) {
   at::manual_seed(4);
   const at::Tensor x = at::randn({2, 5, 24});
-  const std::vector<std::pair<at::Tensor, at::Tensor>> parts = {
+  const std::vector<model::ProjectionPart> parts = {
       {at::randn({16, 24}), {}}, {at::randn({8, 24}), at::randn({8})}, {at::randn({3, 24}), at::randn({3})}};
   const std::vector<at::Tensor> got = model::FusedProjection(parts)(x);
   ASSERT_EQ(got.size(), parts.size());
   for (size_t i = 0; i < parts.size(); ++i) {
-    const at::Tensor want = model::dense(x, parts[i].first, parts[i].second);
+    const at::Tensor want = model::dense(x, parts[i].w, parts[i].b);
     ASSERT_EQ(got[i].sizes(), want.sizes()) << "part " << i;
     EXPECT_TRUE(at::allclose(got[i], want, 1e-5, 1e-5)) << "part " << i;
     EXPECT_EQ(got[i].stride(1), 32) << "27 outputs padded to 32";
   }
   EXPECT_EQ(reinterpret_cast<uintptr_t>(got[1].data_ptr()) - reinterpret_cast<uintptr_t>(got[0].data_ptr()), 16 * 4);
-  const std::vector<at::Tensor> no_bias = model::FusedProjection({{parts[0].first, {}}})(x);
-  EXPECT_TRUE(at::allclose(no_bias[0], model::dense(x, parts[0].first), 1e-5, 1e-5));
+  const std::vector<at::Tensor> no_bias = model::FusedProjection({{parts[0].w, {}}})(x);
+  EXPECT_TRUE(at::allclose(no_bias[0], model::dense(x, parts[0].w), 1e-5, 1e-5));
+  std::vector<model::ProjectionPart> mixed = parts;
+  mixed[0].precision = ops::Precision::kFP8;
+  const std::vector<at::Tensor> separate = model::FusedProjection(mixed)(x);
+  ASSERT_EQ(separate.size(), parts.size());
+  for (size_t i = 0; i < parts.size(); ++i)
+    EXPECT_TRUE(at::equal(separate[i], model::Projection(mixed[i].w, mixed[i].b, mixed[i].precision)(x))) << "part " << i;
 }
 
 TEST(DitConfig, SoftmaxLayersFollowTheOfficialRule) {

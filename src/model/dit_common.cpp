@@ -26,29 +26,40 @@ at::Tensor Projection::plus(const at::Tensor& residual, const at::Tensor& x) con
   return at::addmm(r, xq.reshape({-1, xq.size(-1)}), w_.t());
 }
 
-FusedProjection::FusedProjection(const std::vector<std::pair<at::Tensor, at::Tensor>>& parts) {
+FusedProjection::FusedProjection(const std::vector<ProjectionPart>& parts) {
   SS_CHECK(!parts.empty(), "FusedProjection: no parts");
+  bool quantized = false, any_bias = false;
+  for (const ProjectionPart& part : parts) {
+    quantized = quantized || part.precision != ops::Precision::kBF16;
+    any_bias = any_bias || part.b.defined();
+  }
+  if (quantized) {
+    for (const ProjectionPart& part : parts) projections_.emplace_back(part.w, part.b, part.precision);
+    return;
+  }
   std::vector<at::Tensor> ws, bs;
-  bool any_bias = false;
-  for (const auto& [w, b] : parts) any_bias = any_bias || b.defined();
   int64_t total = 0;
-  for (const auto& [w, b] : parts) {
-    ws.push_back(w);
-    if (any_bias) bs.push_back(b.defined() ? b.to(w.scalar_type()) : at::zeros({w.size(0)}, w.options()));
-    widths_.push_back(w.size(0));
-    total += w.size(0);
+  for (const ProjectionPart& part : parts) {
+    ws.push_back(part.w);
+    if (any_bias) bs.push_back(part.b.defined() ? part.b.to(part.w.scalar_type()) : at::zeros({part.w.size(0)}, part.w.options()));
+    widths_.push_back(part.w.size(0));
+    total += part.w.size(0);
   }
   const int64_t pad = (8 - total % 8) % 8;
   if (pad > 0) {
     ws.push_back(at::zeros({pad, ws[0].size(1)}, ws[0].options()));
     if (any_bias) bs.push_back(at::zeros({pad}, ws[0].options()));
   }
-  proj_ = Projection(at::cat(ws), any_bias ? at::cat(bs) : at::Tensor());
+  projections_.emplace_back(at::cat(ws), any_bias ? at::cat(bs) : at::Tensor());
 }
 
 std::vector<at::Tensor> FusedProjection::operator()(const at::Tensor& x) const {
-  const at::Tensor y = proj_(x);
   std::vector<at::Tensor> out;
+  if (widths_.empty()) {
+    for (const Projection& p : projections_) out.push_back(p(x));
+    return out;
+  }
+  const at::Tensor y = projections_[0](x);
   int64_t at = 0;
   for (int64_t w : widths_) {
     out.push_back(y.narrow(-1, at, w));

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -45,21 +44,26 @@ class Projection {
   ops::Precision precision_ = ops::Precision::kBF16;
 };
 
-// Dense layers on the same input as one GEMM (issue 13: one launch, fuller waves): the weights
-// stacked, then zero rows up to a multiple of 8 outputs; the result is split into views of the output,
-// whose rows start 16-byte aligned where the widths before them are multiples of 8. Model dtype only.
+// One layer of a FusedProjection: weight [out, in], bias [out] or undefined, its precision.
+struct ProjectionPart {
+  at::Tensor w, b;
+  ops::Precision precision = ops::Precision::kBF16;
+};
+
+// Dense layers on the same input. When every part runs in the model dtype they are one GEMM (issue
+// 13: one launch, fuller waves): the weights stacked, then zero rows up to a multiple of 8 outputs,
+// and the result split into views whose rows start 16-byte aligned where the widths before them are
+// multiples of 8. When any part is quantized, each part is its own Projection.
 class FusedProjection {
  public:
   FusedProjection() = default;
-  // parts: (weight [out_i, in], bias [out_i] or undefined).
-  explicit FusedProjection(const std::vector<std::pair<at::Tensor, at::Tensor>>& parts);
-  bool defined() const { return !widths_.empty(); }
-  // x: [..., in] → one view [..., out_i] per part.
+  explicit FusedProjection(const std::vector<ProjectionPart>& parts);
+  // x: [..., in] → one [..., out_i] per part (views of one output when fused).
   std::vector<at::Tensor> operator()(const at::Tensor& x) const;
 
  private:
-  Projection proj_;
-  std::vector<int64_t> widths_;
+  std::vector<Projection> projections_;  // the stacked one, or one per part
+  std::vector<int64_t> widths_;          // the parts' widths in the stacked output (empty: one per part)
 };
 
 // x · SiLU(gate(h)) with the gate computed in fp32 and cast back, as the official blocks do.

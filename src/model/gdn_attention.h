@@ -21,9 +21,7 @@ class GdnAttention {
                      ops::GdnState* final_state) const;
 
  private:
-  FusedProjection in_;            // q, k, v, output gate, β logits: when q, k, v run in the model dtype
-  Projection q_, k_, v_, out_gate_;  // [C, C]: when q, k or v is quantized
-  Projection beta_;               // [H, C]: likewise
+  FusedProjection in_;            // q, k, v, output gate [C, C] each, β logits [H, C]
   Projection proj_;               // [C, C]
   at::Tensor q_norm_, k_norm_;    // [C]
   at::Tensor gate_w_, gate_b_;    // [H, C], [H]: the decay's gate on frame means

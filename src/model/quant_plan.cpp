@@ -39,12 +39,6 @@ ops::Precision BlockPrecisions::operator()(const std::string& layer) const {
   return it == layers.end() ? ops::Precision::kBF16 : it->second;
 }
 
-bool BlockPrecisions::unquantized(const std::vector<std::string>& names) const {
-  for (const std::string& n : names)
-    if ((*this)(n) != ops::Precision::kBF16) return false;
-  return true;
-}
-
 BlockPrecisions QuantPlan::block(int64_t b) const {
   BlockPrecisions bp;
   for (const QuantGroup& g : groups)

@@ -26,8 +26,6 @@ const std::vector<std::string>& quantizable_layers();
 struct BlockPrecisions {
   std::map<std::string, ops::Precision> layers;
   ops::Precision operator()(const std::string& layer) const;
-  // Whether all of these layers run in the model's dtype.
-  bool unquantized(const std::vector<std::string>& names) const;
 };
 
 struct QuantGroup {

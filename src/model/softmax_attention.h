@@ -21,8 +21,7 @@ class SoftmaxAttention {
                      int64_t offset) const;
 
  private:
-  FusedProjection in_;                 // q, k, v, output gate: when q, k, v run in the model dtype
-  Projection q_, k_, v_, out_gate_;    // when q, k or v is quantized
+  FusedProjection in_;  // q, k, v, output gate
   Projection proj_;
   at::Tensor q_norm_, k_norm_;
   int64_t heads_;
