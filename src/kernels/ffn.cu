@@ -9,6 +9,7 @@ constexpr int kThreads = 256;
 constexpr int kGroupBytes = 32;   // per half and pixel: a block's channel group is 32 bytes of value + 32 of gate
 constexpr int kRowPadBytes = 32;  // shared-memory row padding: four consecutive rows on disjoint banks
 constexpr int kSegment = 8;       // output pixels per thread item, along a row
+constexpr int kStageBatch = 8;    // staged cells a thread loads at once
 constexpr int kSmemBudget = 64 << 10;  // shared memory per block, unless three rows need more
 
 __device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0f + __expf(-v)); }
@@ -44,63 +45,65 @@ __global__ void __launch_bounds__(kThreads) depthwise_glu_kernel(DepthwiseGluPar
   const int cols = static_cast<int>(Wd) + 2, row_stride = cols * kPixel + kRowPadBytes / static_cast<int>(sizeof(T));
   const T* x = static_cast<const T*>(p.x);
 
-  // 1. Stage with SiLU: cell (r, col, half, vector) ← x[y0 − 1 + r, col − 1, half·F + c0 + …]. Vector
-  // path: every copy of the thread in flight at once (cp.async, zeros outside the frame), then the
-  // SiLU over its own cells in place.
-  const int vecs = kGroup / kE, cells = (rows + 2) * cols * 2 * vecs;
-  auto cell = [&](int i, const T*& src, T*& dst, int64_t& c) {  // whether cell i lies inside the frame
-    const int v = i % vecs, half = (i / vecs) % 2, col = (i / (2 * vecs)) % cols, r = i / (2 * vecs * cols);
-    const int64_t y = y0 - 1 + r, xx = col - 1;
-    c = c0 + v * kE;
-    src = x + ((f * H + y) * Wd + xx) * 2 * F + half * F + c;
-    dst = tile + r * row_stride + col * kPixel + half * kGroup + v * kE;
-    return y >= 0 && y < H && xx >= 0 && xx < Wd;
-  };
-  for (int i = threadIdx.x; i < cells; i += kThreads) {
-    const T* src;
-    T* dst;
-    int64_t c;
-    const bool inside = cell(i, src, dst, c);
-    if constexpr (kVec) {
-      cp_async<16>(dst, inside ? src : x, inside);
-    } else {
+  // 1. Stage with SiLU: cell (r, col, half, vector) ← SiLU(x[y0 − 1 + r, col − 1, half·F + c0 + …]),
+  // rounded to the element type, zeros outside the frame. A thread's cells are tid, tid + kThreads, …:
+  // always the same (half, vector), its pixel advancing by kThreads / 4 (one division per thread).
+  // kStageBatch of them are loaded into registers at once, then SiLU'd and stored.
+  constexpr int kVecs = kGroup / kE, kCellsPerPixel = 2 * kVecs, kPixelStep = kThreads / kCellsPerPixel;
+  static_assert(kThreads % kCellsPerPixel == 0, "a thread keeps its (half, vector)");
+  const int cells = (rows + 2) * cols * kCellsPerPixel;
+  const int v = threadIdx.x % kVecs, half = (threadIdx.x / kVecs) % 2;
+  const int64_t sc = c0 + v * kE;  // the thread's first channel
+  const int dr = kPixelStep / cols, dc = kPixelStep % cols;
+  int sr = static_cast<int>(threadIdx.x / kCellsPerPixel) / cols, scol = static_cast<int>(threadIdx.x / kCellsPerPixel) % cols;
+  for (int i0 = threadIdx.x; i0 < cells; i0 += kStageBatch * kThreads) {
+    alignas(16) T e[kStageBatch][kE];
+    int at[kStageBatch];  // the cell's offset in the tile, −1 past the last cell
 #pragma unroll
-      for (int k = 0; k < kE; ++k) dst[k] = inside && c + k < F ? src[k] : from_f32<T>(0.f);
+    for (int j = 0; j < kStageBatch; ++j) {
+      const int64_t y = y0 - 1 + sr, xx = scol - 1;
+      const bool live = i0 + j * kThreads < cells, inside = live && y >= 0 && y < H && xx >= 0 && xx < Wd;
+      const T* src = x + ((f * H + y) * Wd + xx) * 2 * F + half * F + sc;
+      if constexpr (kVec) {
+        *reinterpret_cast<uint4*>(e[j]) = inside ? __ldg(reinterpret_cast<const uint4*>(src)) : make_uint4(0, 0, 0, 0);
+      } else {
+#pragma unroll
+        for (int k = 0; k < kE; ++k) e[j][k] = inside && sc + k < F ? src[k] : from_f32<T>(0.f);
+      }
+      at[j] = live ? sr * row_stride + scol * kPixel + half * kGroup + v * kE : -1;
+      scol += dc, sr += dr;
+      if (scol >= cols) scol -= cols, ++sr;
     }
-  }
-  cp_async_commit();
-  cp_async_wait<0>();
-  for (int i = threadIdx.x; i < cells; i += kThreads) {
-    const T* src;
-    T* dst;
-    int64_t c;
-    cell(i, src, dst, c);
-    alignas(16) T e[kE];
-    *reinterpret_cast<uint4*>(e) = *reinterpret_cast<const uint4*>(dst);
 #pragma unroll
-    for (int k = 0; k < kE; ++k) e[k] = from_f32<T>(silu(to_f32(e[k])));
-    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(e);
+    for (int j = 0; j < kStageBatch; ++j) {
+      if (at[j] < 0) continue;
+#pragma unroll
+      for (int k = 0; k < kE; ++k) e[j][k] = from_f32<T>(silu(to_f32(e[j][k])));
+      *reinterpret_cast<uint4*>(tile + at[j]) = *reinterpret_cast<const uint4*>(e[j]);
+    }
   }
   __syncthreads();
 
-  // 2. Items: channel pair fastest, then output row, then segment.
+  // 2. Items (output row, segment of kSegment pixels), row fastest, for the thread's channel pair
+  // cp = tid % kPairs — fixed, as kThreads is a multiple of kPairs — whose weights it loads once.
+  static_assert(kThreads % kPairs == 0, "a thread keeps its channel pair");
+  const int cp = threadIdx.x % kPairs;
+  const int64_t c = c0 + 2 * cp;
+  if (c >= F) return;
+  const bool two = c + 1 < F;
   const W* w = static_cast<const W*>(p.weight);
   const W* bias = static_cast<const W*>(p.bias);
-  T* out = static_cast<T*>(p.out);
-  const int segments = static_cast<int>((Wd + kSegment - 1) / kSegment), items = segments * rows * kPairs;
-  for (int i = threadIdx.x; i < items; i += kThreads) {
-    const int cp = i % kPairs, r = (i / kPairs) % rows, seg = i / (kPairs * rows);
-    const int64_t c = c0 + 2 * cp;
-    if (c >= F) continue;
-    const bool two = c + 1 < F;
-    auto wpair = [&](const W* src) { return make_float2(to_f32(src[0]), two ? to_f32(src[1]) : 0.f); };
-    float2 wv[9], wg[9];
+  auto wpair = [&](const W* src) { return make_float2(to_f32(src[0]), two ? to_f32(src[1]) : 0.f); };
+  float2 wv[9], wg[9];
 #pragma unroll
-    for (int tap = 0; tap < 9; ++tap) {
-      wv[tap] = wpair(w + tap * 2 * F + c);
-      wg[tap] = wpair(w + tap * 2 * F + F + c);
-    }
-    const float2 bv = wpair(bias + c), bg = wpair(bias + F + c);
+  for (int tap = 0; tap < 9; ++tap) {
+    wv[tap] = wpair(w + tap * 2 * F + c);
+    wg[tap] = wpair(w + tap * 2 * F + F + c);
+  }
+  const float2 bv = wpair(bias + c), bg = wpair(bias + F + c);
+  const int segments = static_cast<int>((Wd + kSegment - 1) / kSegment), items = segments * rows;
+  for (int i = threadIdx.x / kPairs; i < items; i += kThreads / kPairs) {
+    const int r = i % rows, seg = i / rows;
     // window[dy][dx]: staged (value, gate) pairs of rows r + dy, columns x − 1 + dx.
     auto load = [&](int rr, int col, int half) {
       return load_pair(tile + rr * row_stride + col * kPixel + half * kGroup + 2 * cp);
@@ -114,7 +117,8 @@ __global__ void __launch_bounds__(kThreads) depthwise_glu_kernel(DepthwiseGluPar
         val[dy][dx + 1] = load(r + dy, xa + dx, 0);
         gat[dy][dx + 1] = load(r + dy, xa + dx, 1);
       }
-    for (int xo = xa; xo < xb; ++xo) {
+    T* dst = static_cast<T*>(p.out) + ((f * H + y0 + r) * Wd + xa) * F + c;
+    for (int xo = xa; xo < xb; ++xo, dst += F) {
 #pragma unroll
       for (int dy = 0; dy < 3; ++dy) {
         val[dy][0] = val[dy][1], val[dy][1] = val[dy][2], val[dy][2] = load(r + dy, xo + 2, 0);
@@ -129,7 +133,6 @@ __global__ void __launch_bounds__(kThreads) depthwise_glu_kernel(DepthwiseGluPar
           sv.x += wv[tap].x * val[dy][dx].x, sv.y += wv[tap].y * val[dy][dx].y;
           sg.x += wg[tap].x * gat[dy][dx].x, sg.y += wg[tap].y * gat[dy][dx].y;
         }
-      T* dst = out + ((f * H + y0 + r) * Wd + xo) * F + c;
       const float o0 = sv.x * silu(sg.x), o1 = sv.y * silu(sg.y);
       if (two && F % 2 == 0) {
         store_pair(dst, o0, o1);

@@ -515,8 +515,10 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
 
 // ---- 3. the scans: grid (⌈kMT / kScanMT⌉ + 1, H, B). Block x owns m tiles [kScanMT·x, …) of M
 // (16 rows each, fp32); the last block scans z. Forward from init, then the reverse scan, writing
-// M_f + R_f and z_f + zr_f once. The products M·Pk run on tensor cores with operands split into
-// TF32 high and low parts (hi·hi + hi·lo + lo·hi: about fp32 accuracy); warp w computes columns
+// M_f + R_f and z_f + zr_f once. The products M·Pk run on tensor cores in TF32: for fp32 inputs with
+// operands split into high and low parts (hi·hi + hi·lo + lo·hi: about fp32 accuracy); for bf16
+// inputs once, both operands rounded to nearest TF32 (2⁻¹¹ relative, below the bf16 rounding of the
+// summaries' operands, 2⁻⁹, that the states already carry); warp w computes columns
 // [16·(w % 7), +16) of m tile w / 7, each lane holding its 8 accumulator elements of M as state.
 // The Pk (Pz) tiles the steps multiply by are known in advance: each is copied asynchronously while
 // the step before runs. Each thread keeps its forward history in global memory (its own elements,
@@ -530,6 +532,10 @@ constexpr int kStatePad = kD + 4;  // published state row stride: conflict-free 
 // A TF32 part of x: its top 10 mantissa bits, the rest truncated. hi = tf32_part(x), lo =
 // tf32_part(x − hi) (x − hi is exact in fp32): hi + lo is x to 2⁻²² relative.
 __device__ __forceinline__ float tf32_part(float x) { return __uint_as_float(__float_as_uint(x) & 0xffffe000u); }
+// x rounded to the nearest TF32 value (ties away from zero).
+__device__ __forceinline__ float tf32_round(float x) {
+  return __uint_as_float((__float_as_uint(x) + 0x1000u) & 0xffffe000u);
+}
 __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -551,6 +557,7 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const bool is_z = blockIdx.x == gridDim.x - 1;
   const int which = is_z ? 2 : 0;
+  constexpr bool kSplit = sizeof(T) == 4;  // fp32 inputs: 3×TF32 products; bf16: one TF32 product
   const bool seeded = is_z ? p.init_z != nullptr : p.init_kv != nullptr;
 
   // Tiles in the order the steps use them: forward frames f0 … T−1, reverse frames T−2 … 1.
@@ -657,9 +664,13 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
 #pragma unroll
               for (int e = 0; e < 4; ++e) {
                 const int r = lr + g + 8 * (e >> 1), c = n0 + 8 * nt + 2 * t + (e & 1);
-                const float hi = tf32_part(m[nt][e]);
-                mh[r * kStatePad + c] = hi;
-                ml[r * kStatePad + c] = tf32_part(m[nt][e] - hi);
+                if constexpr (kSplit) {
+                  const float hi = tf32_part(m[nt][e]);
+                  mh[r * kStatePad + c] = hi;
+                  ml[r * kStatePad + c] = tf32_part(m[nt][e] - hi);
+                } else {
+                  mh[r * kStatePad + c] = tf32_round(m[nt][e]);
+                }
               }
           },
           [&](const float* ps) {
@@ -667,21 +678,31 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
             // A fragments by ldmatrix: lane l addresses row l % 8 (+8 for matrices 1, 3) at column
             // k0 (+4 for matrices 2, 3) of the published state.
             const int arow = (lr + (lane & 7) + 8 * ((lane >> 3) & 1)) * kStatePad + 4 * (lane >> 4);
-            float small[2][4] = {};  // hi·lo + lo·hi, beside hi·hi: two independent chains per tile
-#pragma unroll 2
-            for (int k0 = 0; k0 < kD; k0 += 8) {
+            // Two accumulator chains per tile: fp32, hi·hi and the small terms hi·lo + lo·hi; bf16,
+            // the even and the odd k steps.
+            float small[2][4] = {};
+            auto k_step = [&](int k0, float(&main)[2][4]) {
               uint32_t ah[4], al[4];
               ldsm_x4(ah, mh + arow + k0);
-              ldsm_x4(al, ml + arow + k0);
+              if constexpr (kSplit) ldsm_x4(al, ml + arow + k0);
 #pragma unroll
               for (int nt = 0; nt < 2; ++nt) {
                 const float b0 = ps[(k0 + t) * kTilePad + n0 + 8 * nt + g];
                 const float b1 = ps[(k0 + t + 4) * kTilePad + n0 + 8 * nt + g];
-                const float bh0 = tf32_part(b0), bh1 = tf32_part(b1);
-                mma_tf32(small[nt], al, __float_as_uint(bh0), __float_as_uint(bh1));
-                mma_tf32(small[nt], ah, __float_as_uint(tf32_part(b0 - bh0)), __float_as_uint(tf32_part(b1 - bh1)));
-                mma_tf32(acc[nt], ah, __float_as_uint(bh0), __float_as_uint(bh1));
+                if constexpr (kSplit) {
+                  const float bh0 = tf32_part(b0), bh1 = tf32_part(b1);
+                  mma_tf32(small[nt], al, __float_as_uint(bh0), __float_as_uint(bh1));
+                  mma_tf32(small[nt], ah, __float_as_uint(tf32_part(b0 - bh0)), __float_as_uint(tf32_part(b1 - bh1)));
+                  mma_tf32(main[nt], ah, __float_as_uint(bh0), __float_as_uint(bh1));
+                } else {
+                  mma_tf32(main[nt], ah, __float_as_uint(tf32_round(b0)), __float_as_uint(tf32_round(b1)));
+                }
               }
+            };
+#pragma unroll
+            for (int k0 = 0; k0 < kD; k0 += 16) {
+              k_step(k0, acc);
+              k_step(k0 + 8, kSplit ? acc : small);
             }
 #pragma unroll
             for (int nt = 0; nt < 2; ++nt)
