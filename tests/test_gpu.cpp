@@ -92,13 +92,18 @@ TEST(GpuKernels, NormsRopeResidualMatchTheirReferences) {
     return at::allclose(got.cpu().to(at::kFloat), want.to(at::kFloat), rtol, atol + 1e-2 * (dt != at::kFloat));
   };
   for (auto dt : {at::kFloat, at::kBFloat16}) {
-    at::Tensor x = at::randn({3, 37, 2240}).to(dt), w = (1 + 0.1 * at::randn({2240})).to(dt);
-    EXPECT_TRUE(close(ops::rms_norm(x.cuda(), w.cuda(), 1e-5), ops::ref::rms_norm(x, w, 1e-5, false, 1.0), dt));
-    EXPECT_TRUE(close(ops::rms_norm(x.cuda(), w.cuda(), 1e-5, true, 0.0125),
-                      ops::ref::rms_norm(x, w, 1e-5, true, 0.0125), dt));
-    at::Tensor r = at::randn({2, 37, 224}), shift = at::randn({2, 1, 224}), scale = at::randn({2, 1, 224});
-    EXPECT_TRUE(close(ops::layer_norm_modulate(r.cuda(), shift.cuda(), scale.cuda(), 1e-6, dt),
-                      ops::ref::layer_norm_modulate(r, shift, scale, 1e-6, dt), dt));
+    for (int64_t C : {2240, 225}) {  // 4-element pieces, single elements
+      at::Tensor x = at::randn({3, 37, C}).to(dt), w = (1 + 0.1 * at::randn({C})).to(dt);
+      EXPECT_TRUE(close(ops::rms_norm(x.cuda(), w.cuda(), 1e-5), ops::ref::rms_norm(x, w, 1e-5, false, 1.0), dt)) << C;
+      EXPECT_TRUE(close(ops::rms_norm(x.cuda(), w.cuda(), 1e-5, true, 0.0125),
+                        ops::ref::rms_norm(x, w, 1e-5, true, 0.0125), dt)) << C;
+    }
+    for (int64_t C : {224, 225, 2240}) {  // 4-element pieces, single elements, several pieces a thread
+      at::Tensor r = at::randn({2, 37, C}), shift = at::randn({2, 1, C}), scale = at::randn({2, 1, C});
+      EXPECT_TRUE(close(ops::layer_norm_modulate(r.cuda(), shift.cuda(), scale.cuda(), 1e-6, dt),
+                        ops::ref::layer_norm_modulate(r, shift, scale, 1e-6, dt), dt)) << C;
+    }
+    at::Tensor r = at::randn({2, 37, 224});
     at::Tensor branch = at::randn({2, 37, 224}).to(dt), gate = at::randn({2, 1, 224});
     at::Tensor got = r.cuda(), want = r.clone();
     ops::gate_residual_(got, gate.cuda(), branch.cuda());
@@ -131,6 +136,16 @@ TEST(GpuKernels, NormsRopeResidualMatchTheirReferences) {
       ops::RopeTable t = cache.table(5, 3, 3, 7);
       at::Tensor q = at::randn({2, 63, 2, 112}).to(dt);
       EXPECT_TRUE(close(ops::apply_rope(q.cuda(), t), ops::ref::apply_rope(q, t.cos.cpu(), t.sin.cpu()), dt));
+      // RMSNorm + RoPE in one pass (fp32 tables; float64 ones take the composition), from the rows
+      // of a wider projection output into a transposed view of key-cache rows [B, H, M, D] at 5…67.
+      at::Tensor wide = at::randn({2, 63, 240}).to(dt), nw = (1 + 0.1 * at::randn({224})).to(dt);
+      at::Tensor rows = wide.cuda().narrow(2, 8, 224), kc = at::zeros({2, 2, 80, 112}, wide.options().device(at::kCUDA));
+      ops::rms_norm_rope_into(rows, nw.cuda(), 1e-5, t, kc.narrow(2, 5, 63).transpose(1, 2));
+      const at::Tensor want = ops::ref::apply_rope(ops::ref::rms_norm(wide.narrow(2, 8, 224), nw, 1e-5, false, 1.0).view({2, 63, 2, 112}),
+                                                   t.cos.cpu(), t.sin.cpu());
+      EXPECT_TRUE(close(kc.narrow(2, 5, 63).transpose(1, 2), want, dt)) << c10::toString(precision);
+      EXPECT_EQ(kc.narrow(2, 0, 5).count_nonzero().item<int64_t>() + kc.narrow(2, 68, 12).count_nonzero().item<int64_t>(), 0)
+          << "cache rows outside the call untouched";
     }
   }
   // The CUDA tables equal the float64 reference table.

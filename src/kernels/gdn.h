@@ -8,8 +8,8 @@
 // q̂, k̂ rotated by RoPE. Five launches: the keys' inverse RMS (and sigmoid(β)); the three summaries
 // of a frame from one pass over its keys, on tensor cores (bf16) or in fp32 FMA (fp32), token slices
 // of a frame added across a thread-block cluster (sm_90); the queries' inverse RMS, beside the
-// summaries; the fp32 scans, their products on tensor cores with 3×TF32 splits, writing the combined
-// states once; the read-out + merge. Built for head dim 112 and up to 16 frames a call
+// summaries; the fp32 scans, their products on tensor cores in TF32 (3×TF32 splits for fp32 inputs,
+// one product for bf16), writing the combined states once; the read-out + merge. Built for head dim 112 and up to 16 frames a call
 // (gdn_supported()).
 #pragma once
 

@@ -1,30 +1,67 @@
 #include "kernels/norm.h"
 
+#include <algorithm>
+
 namespace sanastream::kernels {
 
 namespace {
-constexpr int kThreads = 256;
+constexpr int kPerThread = 16;  // row elements a thread holds
 
-template <typename T, typename W>
-__global__ void rms_norm_kernel(RmsNormParams p) {
-  __shared__ float scratch[32];
-  const T* x = static_cast<const T*>(p.x) + blockIdx.x * p.x_stride;
-  const W* w = static_cast<const W*>(p.weight);
-  T* out = static_cast<T*>(p.out) + blockIdx.x * p.out_stride;
-  float ss = 0.f;
-  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    const float v = to_f32(x[c]);
-    ss += v * v;
+// The fewest warps that hold a row of `cols` elements, kPerThread per thread (0: too many).
+unsigned row_threads(int64_t cols) {
+  const int64_t threads = std::max<int64_t>(32, (cols + kPerThread - 1) / kPerThread + 31) / 32 * 32;
+  return threads > 1024 ? 0u : static_cast<unsigned>(threads);
+}
+bool aligned(const void* q, int64_t bytes) { return reinterpret_cast<uintptr_t>(q) % bytes == 0; }
+int64_t bytes_of(ElemType t) { return t == ElemType::kF32 ? 4 : 2; }
+
+// kWidth consecutive elements as fp32 (kWidth · sizeof aligned), and back.
+template <int kWidth>
+__device__ __forceinline__ void load_n(const float* p, float (&v)[kWidth]) {
+  if constexpr (kWidth == 4) {
+    const float4 u = *reinterpret_cast<const float4*>(p);
+    v[0] = u.x, v[1] = u.y, v[2] = u.z, v[3] = u.w;
+  } else {
+    v[0] = p[0];
   }
-  const float inv = rsqrtf(block_sum(ss, scratch) / static_cast<float>(p.cols) + p.eps);
-  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    float v = to_f32(w[c]) * (to_f32(x[c]) * inv);
-    if (p.relu) v = fmaxf(v, 0.f);
-    out[c] = from_f32<T>(v * p.post_scale);
+}
+template <int kWidth, typename A>
+__device__ __forceinline__ void load_n(const A* p, float (&v)[kWidth]) {
+  if constexpr (kWidth == 4 && sizeof(A) == 2) {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    const A* e = reinterpret_cast<const A*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v[i] = to_f32(e[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) v[i] = to_f32(p[i]);
+  }
+}
+template <int kWidth>
+__device__ __forceinline__ void store_n(float* p, const float (&v)[kWidth]) {
+  if constexpr (kWidth == 4)
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  else
+    p[0] = v[0];
+}
+template <int kWidth, typename T>
+__device__ __forceinline__ void store_n(T* p, const float (&v)[kWidth]) {
+  if constexpr (kWidth == 4 && sizeof(T) == 2) {
+    uint2 u;
+    T* e = reinterpret_cast<T*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) e[i] = from_f32<T>(v[i]);
+    *reinterpret_cast<uint2*>(p) = u;
+  } else {
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) p[i] = from_f32<T>(v[i]);
   }
 }
 
-template <typename T, typename A>
+// One row per block, held in registers: thread t owns the kWidth-element pieces t, t + blockDim, …
+// (at most kPieces). x (and add) are read once, the mean and then the variance come from the
+// registers (two block sums), out is written once and x, with add, written back once.
+template <typename T, typename A, int kWidth, int kPieces>
 __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x, b = row / p.tokens, C = p.channels;
@@ -33,37 +70,131 @@ __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
   const float* shift = p.shift + b * p.mod_stride;
   const float* scale = p.scale + b * p.mod_stride;
   T* out = static_cast<T*>(p.out) + row * C;
+  float v[kPieces][kWidth];
   float s = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {  // each thread rereads only what it wrote
-    float v = x[c];
-    if (add) x[c] = v += to_f32(add[c]);
-    s += v;
+#pragma unroll
+  for (int k = 0; k < kPieces; ++k) {
+    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
+    if (c >= C) continue;
+    load_n<kWidth>(x + c, v[k]);
+    if (add) {
+      float a[kWidth];
+      load_n<kWidth>(add + c, a);
+#pragma unroll
+      for (int i = 0; i < kWidth; ++i) v[k][i] += a[i];
+      store_n<kWidth>(x + c, v[k]);
+    }
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) s += v[k][i];
   }
   const float mean = block_sum(s, scratch) / static_cast<float>(C);
   float sq = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float d = x[c] - mean;
-    sq += d * d;
+#pragma unroll
+  for (int k = 0; k < kPieces; ++k) {
+    if ((threadIdx.x + int64_t(k) * blockDim.x) * kWidth >= C) continue;
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) sq += (v[k][i] - mean) * (v[k][i] - mean);
   }
   const float rstd = rsqrtf(block_sum(sq, scratch) / static_cast<float>(C) + p.eps);
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-    out[c] = from_f32<T>((x[c] - mean) * rstd * (1.f + scale[c]) + shift[c]);
+#pragma unroll
+  for (int k = 0; k < kPieces; ++k) {
+    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
+    if (c >= C) continue;
+    float sc[kWidth], sh[kWidth];
+    load_n<kWidth>(scale + c, sc);
+    load_n<kWidth>(shift + c, sh);
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) v[k][i] = (v[k][i] - mean) * rstd * (1.f + sc[i]) + sh[i];
+    store_n<kWidth>(out + c, v[k]);
+  }
+}
+// One row per block, held in registers as layer_norm_modulate_kernel's; then the epilogue, the
+// rotation of each piece's pairs (4-element pieces never straddle a head: head_dim % 4 == 0) and
+// the store to the piece's head.
+template <typename T, typename W, int kWidth, int kPieces>
+__global__ void rms_norm_kernel(RmsNormParams p) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x, b = row / p.tokens, n = row % p.tokens, C = p.cols;
+  const T* x = static_cast<const T*>(p.x) + row * p.x_stride;
+  const W* w = static_cast<const W*>(p.weight);
+  T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + n * p.out_stride;
+  float v[kPieces][kWidth];
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < kPieces; ++k) {
+    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
+    if (c >= C) continue;
+    load_n<kWidth>(x + c, v[k]);
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) ss += v[k][i] * v[k][i];
+  }
+  const float inv = rsqrtf(block_sum(ss, scratch) / static_cast<float>(C) + p.eps);
+#pragma unroll
+  for (int k = 0; k < kPieces; ++k) {
+    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
+    if (c >= C) continue;
+    float wk[kWidth];
+    load_n<kWidth>(w + c, wk);
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) {
+      float y = wk[i] * (v[k][i] * inv);
+      if (p.relu) y = fmaxf(y, 0.f);
+      v[k][i] = to_f32(from_f32<T>(y * p.post_scale));
+    }
+    const int64_t h = c / p.head_dim, d = c % p.head_dim;
+    if constexpr (kWidth % 2 == 0) {
+      if (p.rope_cos) {
+        const float* cs = p.rope_cos + n * (p.head_dim / 2) + d / 2;
+        const float* sn = p.rope_sin + n * (p.head_dim / 2) + d / 2;
+#pragma unroll
+        for (int i = 0; i < kWidth; i += 2) {
+          const float x0 = v[k][i], x1 = v[k][i + 1], cv = cs[i / 2], sv = sn[i / 2];
+          v[k][i] = x0 * cv - x1 * sv;
+          v[k][i + 1] = x0 * sv + x1 * cv;
+        }
+      }
+    }
+    store_n<kWidth>(out + h * p.out_head_stride + d, v[k]);
+  }
 }
 }  // namespace
 
 cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
+  const unsigned block = row_threads(p.cols);
+  // 4-element pieces when every row, piece and head starts aligned for them; RoPE needs them.
+  const int64_t xb = bytes_of(p.x_type), wb = bytes_of(p.weight_type);
+  const bool vec = p.cols % 4 == 0 && p.head_dim % 4 == 0 && p.x_stride % 4 == 0 && p.out_stride % 4 == 0 &&
+                   p.out_batch_stride % 4 == 0 && p.out_head_stride % 4 == 0 && aligned(p.x, 4 * xb) &&
+                   aligned(p.out, 4 * xb) && aligned(p.weight, 4 * wb);
+  if (block == 0 || p.cols % p.head_dim != 0 || (p.rope_cos && !vec)) return cudaErrorInvalidValue;
+  const unsigned grid = static_cast<unsigned>(p.rows);
   SS_DISPATCH_ELEM(p.x_type, T, {
-    SS_DISPATCH_ELEM(p.weight_type, W, rms_norm_kernel<T, W><<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p));
+    SS_DISPATCH_ELEM(p.weight_type, W, {
+      if (vec)
+        rms_norm_kernel<T, W, 4, kPerThread / 4><<<grid, block, 0, stream>>>(p);
+      else
+        rms_norm_kernel<T, W, 1, kPerThread><<<grid, block, 0, stream>>>(p);
+    });
   });
   return cudaGetLastError();
 }
 
 cudaError_t layer_norm_modulate(const LayerNormModulateParams& p, cudaStream_t stream) {
   if (p.batch * p.tokens == 0) return cudaSuccess;
+  // 4-element pieces when every row and the modulation rows start aligned for them, else single elements.
+  const unsigned block = row_threads(p.channels);
+  if (block == 0) return cudaErrorInvalidValue;
+  const bool vec = p.channels % 4 == 0 && p.mod_stride % 4 == 0 && aligned(p.x, 16) && aligned(p.shift, 16) &&
+                   aligned(p.scale, 16) && aligned(p.out, 4 * bytes_of(p.out_type)) &&
+                   (!p.add || aligned(p.add, 4 * bytes_of(p.add_type)));
+  const unsigned grid = static_cast<unsigned>(p.batch * p.tokens);
   SS_DISPATCH_ELEM(p.out_type, T, {
     SS_DISPATCH_ELEM(p.add_type, A, {
-      layer_norm_modulate_kernel<T, A><<<static_cast<unsigned>(p.batch * p.tokens), kThreads, 0, stream>>>(p);
+      if (vec)
+        layer_norm_modulate_kernel<T, A, 4, kPerThread / 4><<<grid, block, 0, stream>>>(p);
+      else
+        layer_norm_modulate_kernel<T, A, 1, kPerThread><<<grid, block, 0, stream>>>(p);
     });
   });
   return cudaGetLastError();

@@ -5,21 +5,28 @@
 
 namespace sanastream::kernels {
 
-// out = epilogue(w · x · rsqrt(mean(x²) + eps)), epilogue = optional ReLU then × post_scale.
+// out = epilogue(w · x · rsqrt(mean(x²) + eps)), epilogue = optional ReLU then × post_scale, then
+// optionally RoPE per head on interleaved pairs (the normalised value rounded to x's type first, as
+// rms_norm followed by a separate rotation). Rows of at most 16,384 channels.
 struct RmsNormParams {
   const void* x = nullptr;       // [rows, cols], row stride x_stride (elements)
   const void* weight = nullptr;  // [cols]
-  void* out = nullptr;           // [rows, cols], row stride out_stride
-  int64_t rows = 0, cols = 0, x_stride = 0, out_stride = 0;
+  // Row r = b·tokens + n, column c = h·head_dim + d goes to
+  // out + b·out_batch_stride + n·out_stride + h·out_head_stride + d (elements).
+  void* out = nullptr;
+  int64_t rows = 0, cols = 0, x_stride = 0;
+  int64_t tokens = 1, head_dim = 1, out_stride = 0, out_batch_stride = 0, out_head_stride = 0;
   float eps = 1e-5f;
   bool relu = false;
   float post_scale = 1.f;
+  const float* rope_cos = nullptr;  // [tokens, head_dim / 2] fp32, or null: no rotation
+  const float* rope_sin = nullptr;
   ElemType x_type = ElemType::kF32, weight_type = ElemType::kF32;  // out has x's type
 };
 cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream);
 
 // out[b, n, :] = LN(x[b, n, :]) · (1 + scale[b, :]) + shift[b, :], LN without affine; with `add`,
-// x += add first (written back), in the same pass.
+// x += add first (written back), in the same pass. Rows of at most 16,384 channels.
 struct LayerNormModulateParams {
   float* x = nullptr;            // [B, N, C] fp32 (the residual stream), contiguous; written only with add
   const void* add = nullptr;     // [B, N, C] contiguous, add_type, or null

@@ -33,20 +33,20 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::RopeTable& 
   const int64_t B = h.size(0), N = h.size(1), C = h.size(2), H = heads_, D = C / H;
   const std::vector<at::Tensor> parts = in_(h);  // q, k, v, gate: fused, views of one [B, N, 4C] output
   const at::Tensor& gate_pre = parts[3];
-  at::Tensor q = ops::rms_norm(parts[0], q_norm_, kNormEps).view({B, N, H, D});
-  at::Tensor k = ops::rms_norm(parts[1], k_norm_, kNormEps).view({B, N, H, D});
-  at::Tensor v = parts[2].reshape({B, N, H, D});
   mark_region("sa.qkv");
-  q = ops::apply_rope(q, rope).transpose(1, 2);  // [B, H, N, D]
-  k = ops::apply_rope(k, rope).transpose(1, 2);
-  v = v.transpose(1, 2);
-  mark_region("sa.rope");
+  // q and k: RMSNorm over all C channels and RoPE in one pass, k straight into its cache rows.
+  at::Tensor q = at::empty({B, H, N, D}, h.options()), k, v = parts[2].view({B, N, H, D}).transpose(1, 2);
+  ops::rms_norm_rope_into(parts[0], q_norm_, kNormEps, rope, q.transpose(1, 2));
   if (k_buf.defined()) {
-    k_buf.narrow(2, offset, N).copy_(k);
+    ops::rms_norm_rope_into(parts[1], k_norm_, kNormEps, rope, k_buf.narrow(2, offset, N).transpose(1, 2));
     v_buf.narrow(2, offset, N).copy_(v);
     k = k_buf.narrow(2, 0, offset + N);
     v = v_buf.narrow(2, 0, offset + N);
+  } else {
+    k = at::empty({B, H, N, D}, h.options());
+    ops::rms_norm_rope_into(parts[1], k_norm_, kNormEps, rope, k.transpose(1, 2));
   }
+  mark_region("sa.norm_rope");
   at::Tensor out = fp32_attention_
                        ? ops::attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat)).to(h.scalar_type())
                        : ops::attention(q, k, v);

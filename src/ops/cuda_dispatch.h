@@ -8,6 +8,10 @@ namespace sanastream::ops::cuda {
 
 at::Tensor silu_glu(const at::Tensor& x);
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu, double post_scale);
+// rms_norm then RoPE, x [B, N, C] (evenly strided rows) into out [B, N, H, D] (unit stride along D),
+// fp32 tables [N, D/2]. False, with nothing written, when the layout does not suit the kernel.
+bool rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double eps, const at::Tensor& cos,
+                        const at::Tensor& sin, const at::Tensor& out);
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
                                at::ScalarType out_dtype);
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,

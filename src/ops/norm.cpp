@@ -1,5 +1,7 @@
 #include "ops/norm.h"
 
+#include "core/compare.h"
+#include "core/error.h"
 #include "ops/ref/ref.h"
 #ifdef SANASTREAM_HAS_CUDA
 #include "ops/cuda_dispatch.h"
@@ -21,6 +23,18 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, b
   if (use_cuda({x, weight})) return cuda::rms_norm(x, weight, eps, relu, post_scale);
 #endif
   return ref::rms_norm(x, weight, eps, relu, post_scale);
+}
+
+void rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double eps, const RopeTable& table,
+                        const at::Tensor& out) {
+  SS_CHECK(x.dim() == 3 && out.dim() == 4 && out.size(0) == x.size(0) && out.size(1) == x.size(1) &&
+               out.size(2) * out.size(3) == x.size(2) && out.scalar_type() == x.scalar_type(),
+           "rms_norm_rope_into: expected x [B, N, C] and out [B, N, H, D] with H·D = C of x's dtype, got {} and {}",
+           shape_str(x.sizes()), shape_str(out.sizes()));
+#ifdef SANASTREAM_HAS_CUDA
+  if (use_cuda({x, weight}) && cuda::rms_norm_rope_into(x, weight, eps, table.cos, table.sin, out)) return;
+#endif
+  out.copy_(apply_rope(rms_norm(x, weight, eps).view(out.sizes()), table));
 }
 
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,

@@ -3,12 +3,20 @@
 
 #include <ATen/ATen.h>
 
+#include "ops/rope.h"
+
 namespace sanastream::ops {
 
 // RMSNorm over the last dim, computed in fp32: (w * x * rsqrt(mean(x²) + eps)) cast to x's dtype,
 // then optionally ReLU and a scale (the GDN feature maps). x: [..., C]; weight: [C]
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu = false,
                     double post_scale = 1.0);
+
+// rms_norm(x, weight, eps) then apply_rope(…, table), written into out: x [B, N, C]; out [B, N, H, D]
+// with H·D = C, any strides (e.g. a transposed view of [B, H, N', D] key cache rows). On CUDA one pass
+// when the layout allows it (same values: the normalised value is rounded to x's dtype first).
+void rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double eps, const RopeTable& table,
+                        const at::Tensor& out);
 
 // LayerNorm without affine (eps) followed by adaLN modulation: LN(x)·(1 + scale) + shift, computed
 // in fp32 and rounded once to out_dtype.

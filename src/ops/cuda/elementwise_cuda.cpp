@@ -12,27 +12,60 @@ namespace {
 cudaStream_t stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
 }  // namespace
 
-at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& weight_in, double eps, bool relu, double post_scale) {
-  // Rows read in place when they are evenly strided (e.g. one part of a fused projection's output).
-  const bool strided_rows = x_in.dim() >= 2 && x_in.stride(-1) == 1 &&
-                            (x_in.dim() == 2 || (x_in.dim() == 3 && x_in.stride(0) == x_in.stride(1) * x_in.size(1)));
-  at::Tensor x = strided_rows ? x_in : x_in.contiguous(), weight = weight_in.contiguous();
-  at::Tensor out = at::empty(x.sizes(), x.options());
+namespace {
+// Rows read in place when they are evenly strided (e.g. one part of a fused projection's output).
+bool evenly_strided_rows(const at::Tensor& x) {
+  return x.dim() >= 2 && x.stride(-1) == 1 &&
+         (x.dim() == 2 || (x.dim() == 3 && x.stride(0) == x.stride(1) * x.size(1)));
+}
+kernels::RmsNormParams rms_params(const at::Tensor& x, const at::Tensor& weight, double eps) {
   kernels::RmsNormParams p;
   p.x = x.data_ptr();
   p.weight = weight.data_ptr();
-  p.out = out.data_ptr();
   p.cols = x.size(-1);
   p.rows = x.numel() / p.cols;
-  p.x_stride = strided_rows ? x.stride(-2) : p.cols;
-  p.out_stride = p.cols;
+  p.x_stride = x.dim() >= 2 ? x.stride(-2) : p.cols;
   p.eps = static_cast<float>(eps);
-  p.relu = relu;
-  p.post_scale = static_cast<float>(post_scale);
   p.x_type = elem_type(x);
   p.weight_type = elem_type(weight);
+  return p;
+}
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& weight_in, double eps, bool relu, double post_scale) {
+  at::Tensor x = evenly_strided_rows(x_in) ? x_in : x_in.contiguous(), weight = weight_in.contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options());
+  kernels::RmsNormParams p = rms_params(x, weight, eps);
+  p.out = out.data_ptr();
+  p.tokens = p.rows;
+  p.head_dim = p.cols;
+  p.out_stride = p.cols;
+  p.relu = relu;
+  p.post_scale = static_cast<float>(post_scale);
   check_cuda(kernels::rms_norm(p, stream_of(x)), "rms_norm");
   return out;
+}
+
+bool rms_norm_rope_into(const at::Tensor& x_in, const at::Tensor& weight_in, double eps, const at::Tensor& cos,
+                        const at::Tensor& sin, const at::Tensor& out) {
+  const int64_t D = out.size(3), e = x_in.element_size();
+  auto aligned = [&](const at::Tensor& t, int64_t bytes) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % bytes == 0; };
+  if (!evenly_strided_rows(x_in) || x_in.dim() != 3 || cos.scalar_type() != at::kFloat || !cos.is_contiguous() ||
+      !sin.is_contiguous() || out.stride(3) != 1 || D % 4 != 0 || out.stride(0) % 4 != 0 || out.stride(1) % 4 != 0 ||
+      out.stride(2) % 4 != 0 || x_in.stride(1) % 4 != 0 || !aligned(x_in, 4 * e) || !aligned(out, 4 * e))
+    return false;
+  at::Tensor weight = weight_in.to(x_in.scalar_type()).contiguous();
+  kernels::RmsNormParams p = rms_params(x_in, weight, eps);
+  p.out = out.data_ptr();
+  p.tokens = out.size(1);
+  p.head_dim = D;
+  p.out_batch_stride = out.stride(0);
+  p.out_stride = out.stride(1);
+  p.out_head_stride = out.stride(2);
+  p.rope_cos = cos.data_ptr<float>();
+  p.rope_sin = sin.data_ptr<float>();
+  check_cuda(kernels::rms_norm(p, stream_of(x_in)), "rms_norm (RoPE)");
+  return true;
 }
 
 namespace {
@@ -41,6 +74,7 @@ namespace {
 at::Tensor launch_layer_norm_modulate(const at::Tensor& x, const at::Tensor& branch_in, const at::Tensor& shift_in,
                                       const at::Tensor& scale_in, double eps, at::ScalarType out_dtype) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
+  SS_CHECK(C <= 16384, "layer_norm_modulate: at most 16384 channels on CUDA, got {}", C);
   at::Tensor shift = shift_in.to(at::kFloat).reshape({B, C}).contiguous();
   at::Tensor scale = scale_in.to(at::kFloat).reshape({B, C}).contiguous();
   at::Tensor branch = branch_in.defined() ? branch_in.contiguous() : at::Tensor();
