@@ -43,12 +43,23 @@ TEST(DitFusedProjection, EachPartEqualsItsOwnLayer) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(got[1].data_ptr()) - reinterpret_cast<uintptr_t>(got[0].data_ptr()), 16 * 4);
   const std::vector<at::Tensor> no_bias = model::FusedProjection({{parts[0].w, {}}})(x);
   EXPECT_TRUE(at::allclose(no_bias[0], model::dense(x, parts[0].w), 1e-5, 1e-5));
+  // One GEMM per precision: the FP8 part alone (exactly its own layer), the other two stacked.
   std::vector<model::ProjectionPart> mixed = parts;
   mixed[0].precision = ops::Precision::kFP8;
-  const std::vector<at::Tensor> separate = model::FusedProjection(mixed)(x);
-  ASSERT_EQ(separate.size(), parts.size());
+  const std::vector<at::Tensor> grouped = model::FusedProjection(mixed)(x);
+  ASSERT_EQ(grouped.size(), parts.size());
+  EXPECT_TRUE(at::equal(grouped[0], model::Projection(mixed[0].w, mixed[0].b, mixed[0].precision)(x)));
+  for (size_t i = 1; i < parts.size(); ++i)
+    EXPECT_TRUE(at::allclose(grouped[i], model::dense(x, parts[i].w, parts[i].b), 1e-5, 1e-5)) << "part " << i;
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(grouped[2].data_ptr()) - reinterpret_cast<uintptr_t>(grouped[1].data_ptr()), 8 * 4);
+  EXPECT_EQ(grouped[1].stride(1), 16) << "11 outputs padded to 16";
+  // A quantized group stacks as well, each part as its own simulated layer.
+  mixed[1].precision = mixed[2].precision = ops::Precision::kFP8;
+  const std::vector<at::Tensor> fp8 = model::FusedProjection(mixed)(x);
   for (size_t i = 0; i < parts.size(); ++i)
-    EXPECT_TRUE(at::equal(separate[i], model::Projection(mixed[i].w, mixed[i].b, mixed[i].precision)(x))) << "part " << i;
+    EXPECT_TRUE(at::allclose(fp8[i], model::Projection(mixed[i].w, mixed[i].b, mixed[i].precision)(x), 1e-5, 1e-5))
+        << "part " << i;
+  EXPECT_EQ(fp8[0].stride(1), 32) << "27 outputs padded to 32 (a multiple of 16)";
 }
 
 TEST(DitConfig, SoftmaxLayersFollowTheOfficialRule) {

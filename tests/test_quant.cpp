@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/runtime.h"
+#include "model/dit_common.h"
 #include "model/dit_random.h"
 #include "model/hybrid_dit.h"
 #include "model/quant_plan.h"
@@ -182,4 +183,47 @@ TEST(QuantDit, APlanQuantizesTheNamedProjectionsOnly) {
     EXPECT_LT(e, 0.2);
   }
   EXPECT_NE(test::error_of([&] { run(plan_of({"attn.q"}, 4, "fp8")); }).find("the model has 4"), std::string::npos);
+}
+
+// The real FP8 path on a GPU that has it (skipped elsewhere): the row quantization kernel gives
+// the ATen composition's E4M3 values and scales bit for bit, and the FP8 GEMM (at::_scaled_mm)
+// equals the float64 product of the same quantized operands up to accumulation order and the bf16
+// output's rounding, and the BF16 layer within the format's error.
+TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  if (!ops::fp8_gemm_available(at::Device(at::kCUDA, 0), at::kBFloat16)) GTEST_SKIP() << "no FP8 GEMMs on this GPU";
+  at::manual_seed(9);
+  auto same_rows = [](const ops::Fp8Rows& got, const ops::Fp8Rows& want) {
+    return at::equal(got.q.cpu().to(at::kFloat), want.q.to(at::kFloat)) && at::equal(got.scale.cpu(), want.scale);
+  };
+  for (int64_t cols : {224, 225}) {  // 4-element pieces, single elements
+    at::Tensor x = at::randn({37, cols + 16}) * at::exp(at::randn({37, 1}));
+    x[3].zero_();         // an all-zero row: scale 1, zeros
+    x[5][7] = 1e4;        // one large element: the rest of its row near zero
+    const at::Tensor rows = x.to(at::kBFloat16).narrow(1, 8, cols);  // rows of a wider tensor
+    EXPECT_TRUE(same_rows(ops::quantize_fp8_rows(rows.cuda()), ops::quantize_fp8_rows(rows))) << cols;
+  }
+  const int64_t M = 64, K = 224, N = 112;
+  const at::Tensor x = at::randn({2, M / 2, K}).to(at::kBFloat16), w = (at::randn({N, K}) / 15).to(at::kBFloat16);
+  const at::Tensor b = at::randn({N}).to(at::kBFloat16);
+  const model::Projection fp8(w.cuda(), b.cuda(), Precision::kFP8);
+  ASSERT_TRUE(fp8.fp8_gemm());
+  const at::Tensor got = fp8(x.cuda()).cpu().to(at::kDouble);
+  ASSERT_EQ(got.sizes(), at::IntArrayRef({2, M / 2, N}));
+  const ops::Fp8Rows xq = ops::quantize_fp8_rows(x.reshape({M, K})), wq = ops::quantize_fp8_rows(w);
+  const at::Tensor want = (at::matmul(xq.q.to(at::kDouble) * xq.scale.to(at::kDouble),
+                                      (wq.q.to(at::kDouble) * wq.scale.to(at::kDouble)).t()) +
+                           b.to(at::kDouble))
+                              .view({2, M / 2, N});
+  EXPECT_LT(rel_rmse(got, want), 4e-3) << "the same quantized operands";
+  const at::Tensor bf16 = model::dense(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble));
+  const double err = rel_rmse(got, bf16);
+  EXPECT_GT(err, 1e-3) << "FP8 operands, not BF16 ones";
+  EXPECT_LT(err, 0.06) << "E4M3's error";
+  const model::Projection plus_layer(w.cuda(), b.cuda(), Precision::kFP8);
+  const at::Tensor r = at::randn({2, M / 2, N}).to(at::kBFloat16);
+  EXPECT_LT(rel_rmse(plus_layer.plus(r.cuda(), x.cuda()).cpu().to(at::kDouble).view({2, M / 2, N}),
+                     want + r.to(at::kDouble)),
+            4e-3)
+      << "plus: the residual added after the GEMM";
 }

@@ -42,7 +42,10 @@ void register_bench(CLI::App& app) {
   sub->add_option("--latent-frames", c->o.latent_frames, "Latent frames of the timed stream")->capture_default_str();
   sub->add_option("--first-chunk", c->o.first_chunk, "Latent frames of the first chunk")->capture_default_str();
   sub->add_option("--seed", c->o.seed, "Seed of the random weights and inputs")->capture_default_str();
-  sub->add_option("--plan", c->o.plan, "Quantization plan (JSON, docs/QUANT.md): its projections run in FP8/INT8, simulated")->type_name("FILE");
+  sub->add_option("--plan", c->o.plan,
+                  "Quantization plan (JSON, docs/QUANT.md): its projections run in FP8/INT8 (FP8 GEMMs on GPUs "
+                  "that have them, else simulated)")
+      ->type_name("FILE");
   sub->add_option("--tile", c->o.tile, "VAE spatial tiling SIZE[:OVERLAP] | 0 | auto (off on CUDA)")->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every call eagerly (no CUDA graphs)");
   sub->add_flag("--profile", c->o.profile, "Also time each region of the forward (one eager chunk)");

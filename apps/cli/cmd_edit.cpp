@@ -127,7 +127,10 @@ void register_edit(CLI::App& app) {
                   "Write inputs.noise, inputs.src_latents, inputs.prompt_embeds, inputs.prompt_mask and "
                   "output.latents (latent-edit's inputs) to FILE");
   sub->add_option("--prompt-cache", c->r.prompt_cache_dir, "Directory caching prompt embeddings on disk");
-  sub->add_option("--plan", c->r.plan, "Quantization plan (JSON, docs/QUANT.md): its projections run in FP8/INT8, simulated")->type_name("FILE");
+  sub->add_option("--plan", c->r.plan,
+                  "Quantization plan (JSON, docs/QUANT.md): its projections run in FP8/INT8 (FP8 GEMMs on GPUs "
+                  "that have them, else simulated)")
+      ->type_name("FILE");
   add_json_option(sub, &c->json);
   sub->callback([c] { set_runner([c] { run(*c); }); });
 }

@@ -189,7 +189,7 @@ void register_eval(CLI::App& app) {
                   "one table per family and overall")
       ->type_name("FILE");
   sub->add_option("--model", o->model, "Model package the suite edits with")->type_name("DIR");
-  sub->add_option("--plan", o->plan, "Quantization plan the suite edits with (JSON, docs/QUANT.md; simulated)")
+  sub->add_option("--plan", o->plan, "Quantization plan the suite edits with (JSON, docs/QUANT.md)")
       ->type_name("FILE");
   sub->add_option("--target", o->inputs.target, "Reference video for PSNR and SSIM ('-' = stdin)")->type_name("FILE");
   sub->add_option("--run-json", o->run_json, "The --json file of the `sanastream edit` run that made the edit")

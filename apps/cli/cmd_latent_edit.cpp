@@ -93,7 +93,10 @@ void register_latent_edit(CLI::App& app) {
                   "1024; small values test long streams)");
   sub->add_option("--dtype", o->dtype, "fp32 | bf16")->capture_default_str();
   sub->add_option("--device", o->device, "cpu | cuda[:N]")->capture_default_str();
-  sub->add_option("--plan", o->plan, "Quantization plan (JSON, docs/QUANT.md): its projections run in FP8/INT8, simulated")->type_name("FILE");
+  sub->add_option("--plan", o->plan,
+                  "Quantization plan (JSON, docs/QUANT.md): its projections run in FP8/INT8 (FP8 GEMMs on GPUs "
+                  "that have them, else simulated)")
+      ->type_name("FILE");
   sub->add_option("--dump", o->dump, "Write every call's x_in/v_out and the caches (golden names)");
   sub->add_option("--dump-calls", o->dump_calls, "Comma-separated calls whose activations to dump (e.g. 0,15)");
   add_json_option(sub, &o->json);

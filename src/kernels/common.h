@@ -51,18 +51,78 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
-// Block-wide sum for blockDim.x a multiple of 32 (≤ 1024); `scratch` holds 32 floats.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+// Block-wide reduction for blockDim.x a multiple of 32 (≤ 1024): `op` over every thread's v, in a
+// fixed order, `identity` for the missing warps; `scratch` holds 32 floats.
+template <typename Op>
+__device__ __forceinline__ float block_reduce(float v, float* scratch, Op op, float identity) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   __syncthreads();  // scratch may still be read by a previous call
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
   const int warps = blockDim.x >> 5;
-  v = lane < warps ? scratch[lane] : 0.f;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  v = lane < warps ? scratch[lane] : identity;
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  return block_reduce(v, scratch, [](float a, float b) { return a + b; }, 0.f);
+}
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+  return block_reduce(v, scratch, [](float a, float b) { return fmaxf(a, b); }, -INFINITY);
+}
+
+// Row kernels hold one row per block in registers, kRowPerThread elements a thread.
+constexpr int kRowPerThread = 16;
+// The fewest warps that hold a row of `cols` elements (0: more than 16,384).
+inline unsigned row_block_threads(int64_t cols) {
+  const int64_t threads = ((cols + kRowPerThread - 1) / kRowPerThread + 31) / 32 * 32;
+  return threads > 1024 ? 0u : static_cast<unsigned>(threads < 32 ? 32 : threads);
+}
+
+// kWidth consecutive elements as fp32 (kWidth · sizeof aligned), and back.
+template <int kWidth>
+__device__ __forceinline__ void load_n(const float* p, float (&v)[kWidth]) {
+  if constexpr (kWidth == 4) {
+    const float4 u = *reinterpret_cast<const float4*>(p);
+    v[0] = u.x, v[1] = u.y, v[2] = u.z, v[3] = u.w;
+  } else {
+    v[0] = p[0];
+  }
+}
+template <int kWidth, typename A>
+__device__ __forceinline__ void load_n(const A* p, float (&v)[kWidth]) {
+  if constexpr (kWidth == 4 && sizeof(A) == 2) {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    const A* e = reinterpret_cast<const A*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v[i] = to_f32(e[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) v[i] = to_f32(p[i]);
+  }
+}
+template <int kWidth>
+__device__ __forceinline__ void store_n(float* p, const float (&v)[kWidth]) {
+  if constexpr (kWidth == 4)
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  else
+    p[0] = v[0];
+}
+template <int kWidth, typename T>
+__device__ __forceinline__ void store_n(T* p, const float (&v)[kWidth]) {
+  if constexpr (kWidth == 4 && sizeof(T) == 2) {
+    uint2 u;
+    T* e = reinterpret_cast<T*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) e[i] = from_f32<T>(v[i]);
+    *reinterpret_cast<uint2*>(p) = u;
+  } else {
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) p[i] = from_f32<T>(v[i]);
+  }
+}
+
 
 }  // namespace sanastream::kernels
 

@@ -1,62 +1,10 @@
 #include "kernels/norm.h"
 
-#include <algorithm>
-
 namespace sanastream::kernels {
 
 namespace {
-constexpr int kPerThread = 16;  // row elements a thread holds
-
-// The fewest warps that hold a row of `cols` elements, kPerThread per thread (0: too many).
-unsigned row_threads(int64_t cols) {
-  const int64_t threads = std::max<int64_t>(32, (cols + kPerThread - 1) / kPerThread + 31) / 32 * 32;
-  return threads > 1024 ? 0u : static_cast<unsigned>(threads);
-}
 bool aligned(const void* q, int64_t bytes) { return reinterpret_cast<uintptr_t>(q) % bytes == 0; }
 int64_t bytes_of(ElemType t) { return t == ElemType::kF32 ? 4 : 2; }
-
-// kWidth consecutive elements as fp32 (kWidth · sizeof aligned), and back.
-template <int kWidth>
-__device__ __forceinline__ void load_n(const float* p, float (&v)[kWidth]) {
-  if constexpr (kWidth == 4) {
-    const float4 u = *reinterpret_cast<const float4*>(p);
-    v[0] = u.x, v[1] = u.y, v[2] = u.z, v[3] = u.w;
-  } else {
-    v[0] = p[0];
-  }
-}
-template <int kWidth, typename A>
-__device__ __forceinline__ void load_n(const A* p, float (&v)[kWidth]) {
-  if constexpr (kWidth == 4 && sizeof(A) == 2) {
-    const uint2 u = *reinterpret_cast<const uint2*>(p);
-    const A* e = reinterpret_cast<const A*>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) v[i] = to_f32(e[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < kWidth; ++i) v[i] = to_f32(p[i]);
-  }
-}
-template <int kWidth>
-__device__ __forceinline__ void store_n(float* p, const float (&v)[kWidth]) {
-  if constexpr (kWidth == 4)
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  else
-    p[0] = v[0];
-}
-template <int kWidth, typename T>
-__device__ __forceinline__ void store_n(T* p, const float (&v)[kWidth]) {
-  if constexpr (kWidth == 4 && sizeof(T) == 2) {
-    uint2 u;
-    T* e = reinterpret_cast<T*>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) e[i] = from_f32<T>(v[i]);
-    *reinterpret_cast<uint2*>(p) = u;
-  } else {
-#pragma unroll
-    for (int i = 0; i < kWidth; ++i) p[i] = from_f32<T>(v[i]);
-  }
-}
 
 // One row per block, held in registers: thread t owns the kWidth-element pieces t, t + blockDim, …
 // (at most kPieces). x (and add) are read once, the mean and then the variance come from the
@@ -161,7 +109,7 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
 
 cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  const unsigned block = row_threads(p.cols);
+  const unsigned block = row_block_threads(p.cols);
   // 4-element pieces when every row, piece and head starts aligned for them; RoPE needs them.
   const int64_t xb = bytes_of(p.x_type), wb = bytes_of(p.weight_type);
   const bool vec = p.cols % 4 == 0 && p.head_dim % 4 == 0 && p.x_stride % 4 == 0 && p.out_stride % 4 == 0 &&
@@ -172,9 +120,9 @@ cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   SS_DISPATCH_ELEM(p.x_type, T, {
     SS_DISPATCH_ELEM(p.weight_type, W, {
       if (vec)
-        rms_norm_kernel<T, W, 4, kPerThread / 4><<<grid, block, 0, stream>>>(p);
+        rms_norm_kernel<T, W, 4, kRowPerThread / 4><<<grid, block, 0, stream>>>(p);
       else
-        rms_norm_kernel<T, W, 1, kPerThread><<<grid, block, 0, stream>>>(p);
+        rms_norm_kernel<T, W, 1, kRowPerThread><<<grid, block, 0, stream>>>(p);
     });
   });
   return cudaGetLastError();
@@ -183,7 +131,7 @@ cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
 cudaError_t layer_norm_modulate(const LayerNormModulateParams& p, cudaStream_t stream) {
   if (p.batch * p.tokens == 0) return cudaSuccess;
   // 4-element pieces when every row and the modulation rows start aligned for them, else single elements.
-  const unsigned block = row_threads(p.channels);
+  const unsigned block = row_block_threads(p.channels);
   if (block == 0) return cudaErrorInvalidValue;
   const bool vec = p.channels % 4 == 0 && p.mod_stride % 4 == 0 && aligned(p.x, 16) && aligned(p.shift, 16) &&
                    aligned(p.scale, 16) && aligned(p.out, 4 * bytes_of(p.out_type)) &&
@@ -192,9 +140,9 @@ cudaError_t layer_norm_modulate(const LayerNormModulateParams& p, cudaStream_t s
   SS_DISPATCH_ELEM(p.out_type, T, {
     SS_DISPATCH_ELEM(p.add_type, A, {
       if (vec)
-        layer_norm_modulate_kernel<T, A, 4, kPerThread / 4><<<grid, block, 0, stream>>>(p);
+        layer_norm_modulate_kernel<T, A, 4, kRowPerThread / 4><<<grid, block, 0, stream>>>(p);
       else
-        layer_norm_modulate_kernel<T, A, 1, kPerThread><<<grid, block, 0, stream>>>(p);
+        layer_norm_modulate_kernel<T, A, 1, kRowPerThread><<<grid, block, 0, stream>>>(p);
     });
   });
   return cudaGetLastError();

@@ -1,5 +1,7 @@
 #include "model/dit_common.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace sanastream::model {
@@ -14,56 +16,72 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) 
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 
-Projection::Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision p)
-    : w_(p == ops::Precision::kBF16 ? w : ops::fake_quant(w, p, 1)), b_(b), precision_(p) {}
+Projection::Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision p) : b_(b), precision_(p), out_(w.size(0)) {
+  if (p == ops::Precision::kFP8 && ops::fp8_gemm_available(w.device(), w.scalar_type()) && w.size(0) % 16 == 0 &&
+      w.size(1) % 16 == 0)
+    w8_ = ops::quantize_fp8_rows(w);
+  else
+    w_ = p == ops::Precision::kBF16 ? w : ops::fake_quant(w, p, 1);
+}
 
-at::Tensor Projection::operator()(const at::Tensor& x) const { return dense(ops::fake_quant(x, precision_, -1), w_, b_); }
+at::Tensor Projection::operator()(const at::Tensor& x) const {
+  if (fp8_gemm()) {
+    const at::Tensor y = ops::fp8_linear(ops::quantize_fp8_rows(x.reshape({-1, x.size(-1)})), w8_, b_, x.scalar_type());
+    std::vector<int64_t> sizes = x.sizes().vec();
+    sizes.back() = out_;
+    return y.view(sizes);
+  }
+  return dense(ops::fake_quant(x, precision_, -1), w_, b_);
+}
 
 at::Tensor Projection::plus(const at::Tensor& residual, const at::Tensor& x) const {
+  at::Tensor r = residual.reshape({-1, out_});
+  if (fp8_gemm()) return (*this)(x).reshape({-1, out_}) + r;
   const at::Tensor xq = ops::fake_quant(x, precision_, -1);
-  at::Tensor r = residual.reshape({-1, w_.size(0)});
   if (b_.defined()) r = r + b_;
   return at::addmm(r, xq.reshape({-1, xq.size(-1)}), w_.t());
 }
 
-FusedProjection::FusedProjection(const std::vector<ProjectionPart>& parts) {
+FusedProjection::FusedProjection(const std::vector<ProjectionPart>& parts) : parts_(parts.size()) {
   SS_CHECK(!parts.empty(), "FusedProjection: no parts");
-  bool quantized = false, any_bias = false;
-  for (const ProjectionPart& part : parts) {
-    quantized = quantized || part.precision != ops::Precision::kBF16;
-    any_bias = any_bias || part.b.defined();
+  std::vector<ops::Precision> precisions;  // in the order they first appear
+  for (const ProjectionPart& part : parts)
+    if (std::find(precisions.begin(), precisions.end(), part.precision) == precisions.end())
+      precisions.push_back(part.precision);
+  for (ops::Precision prec : precisions) {
+    bool any_bias = false;
+    for (const ProjectionPart& part : parts) any_bias = any_bias || (part.precision == prec && part.b.defined());
+    std::vector<at::Tensor> ws, bs;
+    std::vector<Slot> slots;
+    int64_t total = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const ProjectionPart& part = parts[i];
+      if (part.precision != prec) continue;
+      ws.push_back(part.w);
+      if (any_bias)
+        bs.push_back(part.b.defined() ? part.b.to(part.w.scalar_type()) : at::zeros({part.w.size(0)}, part.w.options()));
+      slots.push_back({i, part.w.size(0)});
+      total += part.w.size(0);
+    }
+    const int64_t multiple = prec == ops::Precision::kBF16 ? 8 : 16, pad = (multiple - total % multiple) % multiple;
+    if (pad > 0) {
+      ws.push_back(at::zeros({pad, ws[0].size(1)}, ws[0].options()));
+      if (any_bias) bs.push_back(at::zeros({pad}, ws[0].options()));
+    }
+    projections_.emplace_back(at::cat(ws), any_bias ? at::cat(bs) : at::Tensor(), prec);
+    slots_.push_back(std::move(slots));
   }
-  if (quantized) {
-    for (const ProjectionPart& part : parts) projections_.emplace_back(part.w, part.b, part.precision);
-    return;
-  }
-  std::vector<at::Tensor> ws, bs;
-  int64_t total = 0;
-  for (const ProjectionPart& part : parts) {
-    ws.push_back(part.w);
-    if (any_bias) bs.push_back(part.b.defined() ? part.b.to(part.w.scalar_type()) : at::zeros({part.w.size(0)}, part.w.options()));
-    widths_.push_back(part.w.size(0));
-    total += part.w.size(0);
-  }
-  const int64_t pad = (8 - total % 8) % 8;
-  if (pad > 0) {
-    ws.push_back(at::zeros({pad, ws[0].size(1)}, ws[0].options()));
-    if (any_bias) bs.push_back(at::zeros({pad}, ws[0].options()));
-  }
-  projections_.emplace_back(at::cat(ws), any_bias ? at::cat(bs) : at::Tensor());
 }
 
 std::vector<at::Tensor> FusedProjection::operator()(const at::Tensor& x) const {
-  std::vector<at::Tensor> out;
-  if (widths_.empty()) {
-    for (const Projection& p : projections_) out.push_back(p(x));
-    return out;
-  }
-  const at::Tensor y = projections_[0](x);
-  int64_t at = 0;
-  for (int64_t w : widths_) {
-    out.push_back(y.narrow(-1, at, w));
-    at += w;
+  std::vector<at::Tensor> out(parts_);
+  for (size_t g = 0; g < projections_.size(); ++g) {
+    const at::Tensor y = projections_[g](x);
+    int64_t at = 0;
+    for (const Slot& slot : slots_[g]) {
+      out[slot.part] = y.narrow(-1, at, slot.width);
+      at += slot.width;
+    }
   }
   return out;
 }

@@ -26,22 +26,29 @@ const at::Tensor& weight(const io::TensorMap& w, const std::string& key);
 // Dense layer on the last dim; bias may be undefined. x: [..., in]; w: [out, in].
 at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
 
-// A projection x·Wᵀ + b that may run quantized (SPEC §6), simulated by ops::fake_quant: the weight
-// rounded once per output channel, the input per token at every call. kBF16 (the default) keeps both
-// in the model's dtype: a plain dense layer sharing the given weight.
+// A projection x·Wᵀ + b that may run quantized (SPEC §6). FP8 on a GPU that has FP8 GEMMs
+// (ops::fp8_gemm_available; bf16 weights, both dims multiples of 16): the weight stored in E4M3 with
+// one scale per output channel, the input quantized per token at every call, at::_scaled_mm. Else
+// simulated by ops::fake_quant: the weight rounded once per output channel, the input per token at
+// every call. kBF16 (the default) keeps both in the model's dtype: a plain dense layer sharing the
+// given weight.
 class Projection {
  public:
   Projection() = default;
   Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision p = ops::Precision::kBF16);  // w: [out, in]
   at::Tensor operator()(const at::Tensor& x) const;
-  // residual + x·Wᵀ + b with the residual added inside the GEMM (one rounding). residual: [..., out]
-  // with x's leading dims; returns [rows, out].
+  // residual + x·Wᵀ + b with the residual added inside the GEMM (one rounding; FP8 GEMMs: after it).
+  // residual: [..., out] with x's leading dims; returns [rows, out].
   at::Tensor plus(const at::Tensor& residual, const at::Tensor& x) const;
-  int64_t out_features() const { return w_.size(0); }
+  int64_t out_features() const { return out_; }
+  // Whether the FP8 GEMM runs (else, for a quantized precision, the simulation).
+  bool fp8_gemm() const { return w8_.q.defined(); }
 
  private:
-  at::Tensor w_, b_;
+  at::Tensor w_, b_;  // w_: the model-dtype or simulated weight (undefined with an FP8 GEMM)
+  ops::Fp8Rows w8_;   // the E4M3 weight and its per-channel scales (FP8 GEMM only)
   ops::Precision precision_ = ops::Precision::kBF16;
+  int64_t out_ = 0;
 };
 
 // One layer of a FusedProjection: weight [out, in], bias [out] or undefined, its precision.
@@ -50,20 +57,26 @@ struct ProjectionPart {
   ops::Precision precision = ops::Precision::kBF16;
 };
 
-// Dense layers on the same input. When every part runs in the model dtype they are one GEMM (issue
-// 13: one launch, fuller waves): the weights stacked, then zero rows up to a multiple of 8 outputs,
-// and the result split into views whose rows start 16-byte aligned where the widths before them are
-// multiples of 8. When any part is quantized, each part is its own Projection.
+// Dense layers on the same input, one GEMM per precision among them (issue 13: fewer launches,
+// fuller waves; issue 15: one activation quantization per precision): the parts of a precision
+// stacked in their order, then zero rows up to a multiple of 8 outputs (16 when quantized), and
+// the results split into views whose rows start 16-byte aligned where the widths before them are
+// multiples of 8.
 class FusedProjection {
  public:
   FusedProjection() = default;
   explicit FusedProjection(const std::vector<ProjectionPart>& parts);
-  // x: [..., in] → one [..., out_i] per part (views of one output when fused).
+  // x: [..., in] → one [..., out_i] per part, in the parts' order (views of their GEMM's output).
   std::vector<at::Tensor> operator()(const at::Tensor& x) const;
 
  private:
-  std::vector<Projection> projections_;  // the stacked one, or one per part
-  std::vector<int64_t> widths_;          // the parts' widths in the stacked output (empty: one per part)
+  struct Slot {
+    size_t part;
+    int64_t width;
+  };
+  std::vector<Projection> projections_;  // one per precision
+  std::vector<std::vector<Slot>> slots_;  // each projection's parts, in output order
+  size_t parts_ = 0;
 };
 
 // x · SiLU(gate(h)) with the gate computed in fp32 and cast back, as the official blocks do.

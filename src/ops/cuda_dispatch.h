@@ -2,7 +2,11 @@
 // structs, launched on the current stream. Callers check shapes; these check layouts.
 #pragma once
 
+#include <utility>
+
 #include <ATen/ATen.h>
+
+#include "core/torch_compat.h"
 
 namespace sanastream::ops::cuda {
 
@@ -19,5 +23,9 @@ at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, con
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype);
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);
+#if SS_HAS_FLOAT8
+// x [rows, cols] (rows evenly strided) → E4M3 [rows, cols] and fp32 scales [rows, 1] (ops::quantize_fp8_rows).
+std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x);
+#endif
 
 }  // namespace sanastream::ops::cuda

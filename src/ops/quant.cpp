@@ -1,8 +1,16 @@
 #include "ops/quant.h"
 
+#include <optional>
 #include <tuple>
 
+#include "core/compare.h"
 #include "core/error.h"
+#include "core/torch_compat.h"
+#ifdef SANASTREAM_HAS_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "ops/cuda_dispatch.h"
+#endif
 
 namespace sanastream::ops {
 
@@ -58,6 +66,49 @@ at::Tensor fake_quant(const at::Tensor& x, Precision p, int64_t dim) {
   at::Tensor absmax = at::amax(at::abs(xf), {dim}, /*keepdim=*/true);
   const at::Tensor scale = at::where(absmax > 0, absmax / format_max(p), at::ones_like(absmax));
   return (round_to_grid(xf / scale, p) * scale).to(x.scalar_type());
+}
+
+bool fp8_gemm_available(const at::Device& device, at::ScalarType dtype) {
+#if SS_HAS_FLOAT8 && defined(SANASTREAM_HAS_CUDA)
+  if (!device.is_cuda() || dtype != at::kBFloat16) return false;
+  const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index());
+  return prop->major > 8 || (prop->major == 8 && prop->minor >= 9);
+#else
+  (void)device, (void)dtype;
+  return false;
+#endif
+}
+
+Fp8Rows quantize_fp8_rows(const at::Tensor& x) {
+#if SS_HAS_FLOAT8
+  SS_CHECK(x.dim() == 2, "quantize_fp8_rows: expected [rows, cols], got {} dims", x.dim());
+#ifdef SANASTREAM_HAS_CUDA
+  if (x.is_cuda()) {
+    auto [q, scale] = cuda::quantize_fp8_rows(x);
+    return {q, scale};
+  }
+#endif
+  const at::Tensor xf = x.to(at::kFloat);
+  const at::Tensor absmax = at::amax(at::abs(xf), {1}, /*keepdim=*/true);
+  const at::Tensor scale = at::where(absmax > 0, absmax / format_max(Precision::kFP8), at::ones_like(absmax));
+  return {round_to_grid(xf / scale, Precision::kFP8).to(at::kFloat8_e4m3fn), scale};
+#else
+  (void)x;
+  SS_FAIL("FP8 tensors need PyTorch 2.1 or newer (this build has {}.{})", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
+#endif
+}
+
+at::Tensor fp8_linear(const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias, at::ScalarType out_dtype) {
+#if SS_HAS_FLOAT8
+  SS_CHECK(x.q.size(1) == w.q.size(1) && x.q.size(1) % 16 == 0 && w.q.size(0) % 16 == 0,
+           "fp8_linear: expected [M, K]·[N, K]ᵀ with K and N multiples of 16, got {} and {}", shape_str(x.q.sizes()),
+           shape_str(w.q.sizes()));
+  const std::optional<at::Tensor> b = bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt;
+  return at::_scaled_mm(x.q, w.q.t(), x.scale, w.scale.view({1, -1}), b, std::nullopt, out_dtype);
+#else
+  (void)x, (void)w, (void)bias, (void)out_dtype;
+  SS_FAIL("FP8 GEMMs need PyTorch 2.1 or newer (this build has {}.{})", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
+#endif
 }
 
 }  // namespace sanastream::ops

@@ -29,4 +29,21 @@ at::Tensor round_to_grid(const at::Tensor& y, Precision p);
 // activation [..., in] per-token scales. Computed in fp32, returned in x's dtype.
 at::Tensor fake_quant(const at::Tensor& x, Precision p, int64_t dim);
 
+// Real FP8 GEMMs (issue 15): on a CUDA device of compute capability 8.9+ with PyTorch 2.1+'s
+// float8 types (the GPU build), E4M3 operands with one fp32 scale per row, the GEMM through
+// at::_scaled_mm. The quantized values are fake_quant's: fp8_linear equals the simulated
+// dense(fake_quant(x, kFP8, −1), fake_quant(w, kFP8, 1), b) up to accumulation order and the
+// dequantized operands' rounding to the model dtype, which the GEMM skips.
+struct Fp8Rows {
+  at::Tensor q;      // [rows, cols] float8_e4m3fn
+  at::Tensor scale;  // [rows, 1] fp32: absmax / 448, 1 for an all-zero row
+};
+// Whether fp8_linear runs on `device` for `dtype` activations (bf16 on a capable GPU).
+bool fp8_gemm_available(const at::Device& device, at::ScalarType dtype);
+// x [rows, cols] (rows evenly strided) quantized per row: the CUDA kernel on the GPU, ATen ops elsewhere.
+Fp8Rows quantize_fp8_rows(const at::Tensor& x);
+// x·wᵀ·(scales) + bias in out_dtype: x [M, K] and w [N, K] from quantize_fp8_rows; K and N multiples
+// of 16; bias [N] in out_dtype or undefined.
+at::Tensor fp8_linear(const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias, at::ScalarType out_dtype);
+
 }  // namespace sanastream::ops
