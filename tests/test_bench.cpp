@@ -40,8 +40,8 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
   }
 }
 
-// --plan: the DiT built with a quantization plan (simulated), named in the report; a plan the part
-// cannot use, or a bad plan file, is one line and exit 1.
+// --plan: the DiT built with a quantization plan (simulated on the CPU), named in the report with how
+// its layers run; a plan the part cannot use, or a bad plan file, is one line and exit 1.
 TEST(Bench, APlanQuantizesTheDitAndIsReported) {
   const std::string dir = temp_dir("bench_plan");
   auto pkg = run_cli({"make-package", "--random-weights", "--preset", "tiny", dir + "/pkg"});
@@ -57,6 +57,7 @@ TEST(Bench, APlanQuantizesTheDitAndIsReported) {
   EXPECT_NE(r.out.find("plan " + dir + "/plan.json (simulated)"), std::string::npos) << r.out;
   const json j = json::parse(std::ifstream(dir + "/out.json"));
   EXPECT_EQ(j["config"]["plan"], dir + "/plan.json");
+  EXPECT_EQ(j["config"]["plan_execution"], "simulated") << "on the CPU";
   EXPECT_GT(j["dit_fps"].get<double>(), 0);
   std::ofstream(dir + "/deep.json") << R"({"format": "sanastream-quant-plan", "version": 1, "groups": [
       {"layers": ["attn.q"], "blocks": [0, 5], "precision": "int8"}]})";

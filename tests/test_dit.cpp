@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 
 // Several projections of one input as one GEMM: each part equals its own dense layer, with and
 // without biases, and every part starts 16-byte aligned when the widths before them are multiples of 8.
-// With a quantized part, every part is its own (simulated) projection.
+// With parts of several precisions, one GEMM per precision.
 TEST(DitFusedProjection, EachPartEqualsItsOwnLayer) {
   at::manual_seed(4);
   const at::Tensor x = at::randn({2, 5, 24});

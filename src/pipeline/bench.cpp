@@ -21,6 +21,7 @@
 #include "model/quant_plan.h"
 #include "ops/device.h"
 #include "ops/gdn.h"
+#include "ops/quant.h"
 #include "ops/rope.h"
 #include "pipeline/dit_loader.h"
 #include "pipeline/edit_engine.h"
@@ -567,6 +568,18 @@ void bench_gdn(const BenchOptions& opt, const BenchSetup& b, json& r) {
   r["config"]["model"] = "gdn-2b-shapes-random";
 }
 
+// How a plan's quantized layers run here: FP8 ones on FP8 GEMMs where the GPU has them (layers whose
+// dims are not multiples of 16 simulated), everything else simulated (ops/quant.h).
+std::string plan_execution(const model::QuantPlan& plan, const Runtime& rt) {
+  bool fp8 = false, int8 = false;
+  for (const model::QuantGroup& g : plan.groups) {
+    fp8 = fp8 || g.precision == ops::Precision::kFP8;
+    int8 = int8 || g.precision == ops::Precision::kINT8;
+  }
+  if (!fp8 || !ops::fp8_gemm_available(rt.device, rt.dtype)) return "simulated";
+  return int8 ? "FP8 GEMMs, INT8 simulated" : "FP8 GEMMs";
+}
+
 }  // namespace
 
 json run_bench(const BenchOptions& opt) {
@@ -586,8 +599,8 @@ json run_bench(const BenchOptions& opt) {
                  {"cuda_graphs", opt.cuda_graphs && b.rt.is_cuda()},
                  {"gpus", opt.gpus},
                  {"streams", opt.streams},
-                 // A plan's projections run fake-quantized (ops/quant.h): its error, not yet its speed.
-                 {"plan", opt.plan.empty() ? json(nullptr) : json(opt.plan)}};
+                 {"plan", opt.plan.empty() ? json(nullptr) : json(opt.plan)},
+                 {"plan_execution", opt.plan.empty() ? json(nullptr) : json(plan_execution(b.plan, b.rt))}};
   if (opt.part == "dit") bench_dit(opt, b, r);
   if (opt.part == "vae-encode" || opt.part == "vae-decode") bench_vae(opt, b, r, opt.part == "vae-encode");
   if (opt.part == "e2e") bench_e2e(opt, b, r);
@@ -598,7 +611,7 @@ json run_bench(const BenchOptions& opt) {
   std::printf("bench %s: %s, %s, %lld latent frames, first chunk %d, %s, graphs %s%s\n", opt.part.c_str(),
               c["model"].get<std::string>().c_str(), c["size"].get<std::string>().c_str(),
               static_cast<long long>(b.T), opt.first_chunk, opt.dtype.c_str(), c["cuda_graphs"].get<bool>() ? "on" : "off",
-              opt.plan.empty() ? "" : fmt::format(", plan {} (simulated)", opt.plan).c_str());
+              opt.plan.empty() ? "" : fmt::format(", plan {} ({})", opt.plan, plan_execution(b.plan, b.rt)).c_str());
   std::string line;
   for (const char* k : {"dit_fps", "vae_encode_fps", "vae_decode_fps", "e2e_fps", "first_frame_ms", "chunk_ms_p50",
                         "chunk_ms_p99", "dit_tflops", "gemm_bf16_tflops"})

@@ -33,7 +33,7 @@ struct BenchOptions {
   uint64_t seed = 0;
   int gpus = 1;                  // e2e: 2 = the VAE on the second GPU, the DiT on the first, pipelined
   int streams = 1;               // e2e: K sessions at once over the visible GPUs
-  std::string plan;              // quantization plan file (model/quant_plan.h; simulated, ops/quant.h)
+  std::string plan;              // quantization plan file (model/quant_plan.h; FP8 GEMMs or simulated, ops/quant.h)
 };
 
 // Returns the JSON summary (keys of the issue; null where a part did not run) and prints a table.
