@@ -72,8 +72,18 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   return block_reduce(v, scratch, [](float a, float b) { return fmaxf(a, b); }, -INFINITY);
 }
 
-// Row kernels hold one row per block in registers, kRowPerThread elements a thread.
+// Row kernels hold one row per block in registers, kRowPerThread elements a thread: thread t owns
+// the kWidth-element pieces t, t + blockDim, … (at most kPieces).
 constexpr int kRowPerThread = 16;
+// fn(k, c) for each of the thread's pieces k that starts inside the row, c its first element.
+template <int kWidth, int kPieces, typename Fn>
+__device__ __forceinline__ void for_each_piece(int64_t cols, Fn fn) {
+#pragma unroll
+  for (int k = 0; k < kPieces; ++k) {
+    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
+    if (c < cols) fn(k, c);
+  }
+}
 // The fewest warps that hold a row of `cols` elements (0: more than 16,384).
 inline unsigned row_block_threads(int64_t cols) {
   const int64_t threads = ((cols + kRowPerThread - 1) / kRowPerThread + 31) / 32 * 32;

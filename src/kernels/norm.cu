@@ -6,9 +6,9 @@ namespace {
 bool aligned(const void* q, int64_t bytes) { return reinterpret_cast<uintptr_t>(q) % bytes == 0; }
 int64_t bytes_of(ElemType t) { return t == ElemType::kF32 ? 4 : 2; }
 
-// One row per block, held in registers: thread t owns the kWidth-element pieces t, t + blockDim, …
-// (at most kPieces). x (and add) are read once, the mean and then the variance come from the
-// registers (two block sums), out is written once and x, with add, written back once.
+// One row per block, held in registers (common.h's pieces). x (and add) are read once, the mean and
+// then the variance come from the registers (two block sums), out is written once and x, with add,
+// written back once.
 template <typename T, typename A, int kWidth, int kPieces>
 __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
   __shared__ float scratch[32];
@@ -19,11 +19,8 @@ __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
   const float* scale = p.scale + b * p.mod_stride;
   T* out = static_cast<T*>(p.out) + row * C;
   float v[kPieces][kWidth];
-  float s = 0.f;
-#pragma unroll
-  for (int k = 0; k < kPieces; ++k) {
-    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
-    if (c >= C) continue;
+  float s = 0.f, sq = 0.f;
+  for_each_piece<kWidth, kPieces>(C, [&](int k, int64_t c) {
     load_n<kWidth>(x + c, v[k]);
     if (add) {
       float a[kWidth];
@@ -34,28 +31,23 @@ __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
     }
 #pragma unroll
     for (int i = 0; i < kWidth; ++i) s += v[k][i];
-  }
+  });
   const float mean = block_sum(s, scratch) / static_cast<float>(C);
-  float sq = 0.f;
-#pragma unroll
-  for (int k = 0; k < kPieces; ++k) {
-    if ((threadIdx.x + int64_t(k) * blockDim.x) * kWidth >= C) continue;
+  for_each_piece<kWidth, kPieces>(C, [&](int k, int64_t) {
 #pragma unroll
     for (int i = 0; i < kWidth; ++i) sq += (v[k][i] - mean) * (v[k][i] - mean);
-  }
+  });
   const float rstd = rsqrtf(block_sum(sq, scratch) / static_cast<float>(C) + p.eps);
-#pragma unroll
-  for (int k = 0; k < kPieces; ++k) {
-    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
-    if (c >= C) continue;
+  for_each_piece<kWidth, kPieces>(C, [&](int k, int64_t c) {
     float sc[kWidth], sh[kWidth];
     load_n<kWidth>(scale + c, sc);
     load_n<kWidth>(shift + c, sh);
 #pragma unroll
     for (int i = 0; i < kWidth; ++i) v[k][i] = (v[k][i] - mean) * rstd * (1.f + sc[i]) + sh[i];
     store_n<kWidth>(out + c, v[k]);
-  }
+  });
 }
+
 // One row per block, held in registers as layer_norm_modulate_kernel's; then the epilogue, the
 // rotation of each piece's pairs (4-element pieces never straddle a head: head_dim % 4 == 0) and
 // the store to the piece's head.
@@ -68,19 +60,13 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
   T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + n * p.out_stride;
   float v[kPieces][kWidth];
   float ss = 0.f;
-#pragma unroll
-  for (int k = 0; k < kPieces; ++k) {
-    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
-    if (c >= C) continue;
+  for_each_piece<kWidth, kPieces>(C, [&](int k, int64_t c) {
     load_n<kWidth>(x + c, v[k]);
 #pragma unroll
     for (int i = 0; i < kWidth; ++i) ss += v[k][i] * v[k][i];
-  }
+  });
   const float inv = rsqrtf(block_sum(ss, scratch) / static_cast<float>(C) + p.eps);
-#pragma unroll
-  for (int k = 0; k < kPieces; ++k) {
-    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
-    if (c >= C) continue;
+  for_each_piece<kWidth, kPieces>(C, [&](int k, int64_t c) {
     float wk[kWidth];
     load_n<kWidth>(w + c, wk);
 #pragma unroll
@@ -103,7 +89,7 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
       }
     }
     store_n<kWidth>(out + h * p.out_head_stride + d, v[k]);
-  }
+  });
 }
 }  // namespace
 

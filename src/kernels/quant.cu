@@ -7,8 +7,8 @@ namespace sanastream::kernels {
 namespace {
 constexpr float kE4M3Max = 448.f;
 
-// One row per block, held in registers (kPieces pieces of kWidth elements a thread): its absmax,
-// then each element divided by the scale (IEEE division, as the reference) and converted.
+// One row per block, held in registers (common.h's pieces): its absmax, then each element divided
+// by the scale (IEEE division, as the reference) and converted.
 template <typename T, int kWidth, int kPieces>
 __global__ void quantize_rows_fp8_kernel(QuantizeRowsParams p) {
   __shared__ float scratch[32];
@@ -17,21 +17,15 @@ __global__ void quantize_rows_fp8_kernel(QuantizeRowsParams p) {
   __nv_fp8_storage_t* q = static_cast<__nv_fp8_storage_t*>(p.q) + row * C;
   float v[kPieces][kWidth];
   float amax = 0.f;
-#pragma unroll
-  for (int k = 0; k < kPieces; ++k) {
-    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
-    if (c >= C) continue;
+  for_each_piece<kWidth, kPieces>(C, [&](int k, int64_t c) {
     load_n<kWidth>(x + c, v[k]);
 #pragma unroll
     for (int i = 0; i < kWidth; ++i) amax = fmaxf(amax, fabsf(v[k][i]));
-  }
+  });
   amax = block_max(amax, scratch);
   const float scale = amax > 0.f ? amax / kE4M3Max : 1.f;
   if (threadIdx.x == 0) p.scales[row] = scale;
-#pragma unroll
-  for (int k = 0; k < kPieces; ++k) {
-    const int64_t c = (threadIdx.x + int64_t(k) * blockDim.x) * kWidth;
-    if (c >= C) continue;
+  for_each_piece<kWidth, kPieces>(C, [&](int k, int64_t c) {
     __nv_fp8_storage_t e[kWidth];
 #pragma unroll
     for (int i = 0; i < kWidth; ++i) e[i] = __nv_cvt_float_to_fp8(v[k][i] / scale, __NV_SATFINITE, __NV_E4M3);
@@ -40,7 +34,7 @@ __global__ void quantize_rows_fp8_kernel(QuantizeRowsParams p) {
     } else {
       q[c] = e[0];
     }
-  }
+  });
 }
 }  // namespace
 
