@@ -1,5 +1,6 @@
 // `sanastream bench` on the CPU with a tiny random-weight package: every part runs, reports its own
 // keys and leaves the others null; bad options are one line and exit 1.
+#include <algorithm>
 #include <fstream>
 #include <tuple>
 #include <vector>
@@ -135,4 +136,75 @@ TEST(Bench, SizesLatentsByThePackagesVaeAndPatch) {
   auto bad = run_cli({"bench", "--part", "dit", "--model", dir + "/pkg", "--device", "cpu", "--size", "64x40"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("--size: expected multiples of 16, got 64x40"), std::string::npos) << bad.err;
+}
+
+// `sanastream quantize --profile` on the CPU (tiny package, FP8 simulated, so no candidate saves
+// time there and the plan stays empty; the search itself: QuantSearch.* in test_quant.cpp): every
+// figure is saved as it is measured, a spent budget stops the command with nothing lost, the same
+// command resumes from the state file and writes the plan with every figure, a state made for other
+// settings and bad options are one line and exit 1, and an unreachable --min-fps writes no plan.
+TEST(QuantizeCli, ProfileResumesAndWritesThePlanWithItsMeasurements) {
+  const std::string dir = temp_dir("quantize");
+  auto pkg = run_cli({"make-package", "--random-weights", "--preset", "tiny", dir + "/pkg"});
+  ASSERT_EQ(pkg.exit_code, 0) << pkg.err;
+  const std::vector<std::string> base = {"quantize", "--profile", "--model", dir + "/pkg", "--device", "cpu",
+                                         "--dtype", "fp32", "--size", "96x64", "--prompts", "1", "--clips", "1"};
+  auto with = [&](std::vector<std::string> extra) {  // FP8 candidates and plan.json unless extra names others
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto named = [&](const char* opt) { return std::find(extra.begin(), extra.end(), opt) != extra.end(); };
+    if (!named("--precisions")) args.insert(args.end(), {"--precisions", "fp8"});
+    if (!named("--out")) args.insert(args.end(), {"--out", dir + "/plan.json"});
+    return run_cli(args);
+  };
+  auto r = with({"--budget-seconds", "0", "--json", dir + "/r0.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("run the same command again"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::ifstream(dir + "/plan.json").good()) << "no plan before the search is complete";
+  EXPECT_EQ(json::parse(std::ifstream(dir + "/r0.json"))["complete"], false);
+
+  r = with({"--json", dir + "/r1.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json r1 = json::parse(std::ifstream(dir + "/r1.json"));
+  EXPECT_EQ(r1["complete"], true);
+  const int measured = r1["measured"].get<int>();
+  EXPECT_GT(measured, 7 * 3);  // 7 groups × (BF16 + FP8) timings, 7 × bands errors, BF16's dit_fps
+  const json plan = json::parse(std::ifstream(dir + "/plan.json"));
+  EXPECT_EQ(plan["format"], "sanastream-quant-plan");
+  const json& m = plan["measurements"];
+  EXPECT_EQ(m["candidates"].size() % 7, 0u);  // 7 groups × the tiny model's depth bands
+  EXPECT_GE(m["candidates"].size(), 7u);
+  for (const json& c : m["candidates"]) {
+    EXPECT_GT(c["error"].get<double>(), 0) << c.dump();
+    EXPECT_LT(c["error"].get<double>(), 0.2) << c.dump();
+  }
+  EXPECT_GT(m["bf16_fps"].get<double>(), 0);
+  EXPECT_LE(m["error"].get<double>(), 0.02);
+  EXPECT_EQ(m["search"]["group_ms"].size(), 14u);
+
+  r = with({"--json", dir + "/r2.json"});  // everything measured: all reused, the same plan
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json r2 = json::parse(std::ifstream(dir + "/r2.json"));
+  EXPECT_EQ(r2["measured"], 0);
+  EXPECT_EQ(r2["reused"].get<int>(), r1["measured"].get<int>() + r1["reused"].get<int>());
+  EXPECT_EQ(json::parse(std::ifstream(dir + "/plan.json"))["groups"], plan["groups"]);
+
+  r = with({"--seed", "5"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("made for another configuration"), std::string::npos) << r.err;
+  r = with({"--state", dir + "/plan.json.state.json", "--min-fps", "1e9", "--out", dir + "/fast.json"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no plan reaches --min-fps"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::ifstream(dir + "/fast.json").good());
+  for (const auto& [extra, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--chunks", "7"}, "at least 8 chunks"},
+           {{"--max-error", "0"}, "--max-error"},
+           {{"--precisions", "bf16"}, "--precisions"}}) {
+    r = with(extra);
+    EXPECT_EQ(r.exit_code, 1) << message;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+  r = run_cli({"quantize", "--out", dir + "/x.json"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--profile is required"), std::string::npos) << r.err;
 }

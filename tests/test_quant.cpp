@@ -10,6 +10,7 @@
 #include "model/hybrid_dit.h"
 #include "model/quant_plan.h"
 #include "ops/quant.h"
+#include "pipeline/quant_search.h"
 #include "support/test_env.h"
 #include "support/tiny_configs.h"
 
@@ -226,4 +227,37 @@ TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
                      want + r.to(at::kDouble)),
             4e-3)
       << "plus: the residual added after the GEMM";
+}
+
+// The search's pieces without a device: the depth bands, and the greedy order — least error per
+// millisecond saved first, a candidate kept only while the whole plan's error stays within the
+// bound, one precision per (group, band), candidates that save nothing never tried.
+TEST(QuantSearch, DepthBandsAndTheGreedyOrder) {
+  using Band = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(pipeline::depth_bands(20), (Band{{0, 5}, {6, 13}, {14, 19}}));
+  EXPECT_EQ(pipeline::depth_bands(4), (Band{{0, 0}, {1, 1}, {2, 3}}));
+  EXPECT_EQ(pipeline::depth_bands(1), (Band{{0, 0}}));
+  auto cand = [](const char* group, int64_t first, Precision p) { return pipeline::QuantCandidate{group, first, first, p}; };
+  const std::vector<pipeline::ScoredCandidate> scored = {
+      {cand("mlp.point_conv", 0, Precision::kFP8), 10, 0.004},   // 0.0004 / ms: first
+      {cand("mlp.point_conv", 0, Precision::kINT8), 12, 0.006},  // 0.0005: its (group, band) is taken
+      {cand("attn.qkv", 0, Precision::kFP8), 4, 0.012},          // 0.003: over the bound with the first
+      {cand("attn.proj", 1, Precision::kFP8), 5, 0.005},         // 0.001: kept
+      {cand("mlp.t_conv", 1, Precision::kFP8), -1, 0.0001},      // slower: never tried
+  };
+  std::vector<std::string> tried;
+  auto error_of = [&](const std::vector<pipeline::QuantCandidate>& plan) {  // errors add
+    tried.push_back(plan.back().key());
+    double e = 0;
+    for (const auto& c : plan)
+      for (const auto& s : scored)
+        if (s.candidate.key() == c.key()) e += s.error;
+    return e;
+  };
+  const auto plan = pipeline::search_plan(scored, 0.01, error_of);
+  ASSERT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan[0].key(), "mlp.point_conv:0-0:fp8");
+  EXPECT_EQ(plan[1].key(), "attn.proj:1-1:fp8");
+  EXPECT_EQ(tried, (std::vector<std::string>{"mlp.point_conv:0-0:fp8", "attn.proj:1-1:fp8", "attn.qkv:0-0:fp8"}));
+  EXPECT_TRUE(pipeline::search_plan(scored, 0.001, error_of).empty()) << "nothing fits a bound below every error";
 }

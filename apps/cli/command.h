@@ -24,6 +24,7 @@ void register_convert(CLI::App& app);
 void register_latent_edit(CLI::App& app);
 void register_golden_check(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_quantize(CLI::App& app);
 void register_encode_video(CLI::App& app);
 void register_decode_latents(CLI::App& app);
 void register_make_package(CLI::App& app);

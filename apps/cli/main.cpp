@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   cli::register_latent_edit(app);
   cli::register_golden_check(app);
   cli::register_bench(app);
+  cli::register_quantize(app);
   cli::register_encode_video(app);
   cli::register_decode_latents(app);
   cli::register_make_package(app);

@@ -582,6 +582,15 @@ std::string plan_execution(const model::QuantPlan& plan, const Runtime& rt) {
 
 }  // namespace
 
+BenchDit load_bench_dit(const BenchOptions& opt, const model::QuantPlan& plan) {
+  const BenchSetup b = make_setup(opt);
+  BenchDit d;
+  d.dit = bench_dit_model(opt, plan, b.rt, &d.name);
+  d.latent_h = b.H;
+  d.latent_w = b.W;
+  return d;
+}
+
 json run_bench(const BenchOptions& opt) {
   const BenchSetup b = make_setup(opt);
   json r;

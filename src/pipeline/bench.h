@@ -11,9 +11,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+namespace sanastream::model {
+class HybridDit;
+struct QuantPlan;
+}  // namespace sanastream::model
 
 namespace sanastream::pipeline {
 
@@ -38,6 +44,15 @@ struct BenchOptions {
 
 // Returns the JSON summary (keys of the issue; null where a part did not run) and prints a table.
 nlohmann::json run_bench(const BenchOptions& opt);
+
+// The DiT `opt` benchmarks — its package or DiT weights, else the 2B streaming shapes with seeded
+// random weights — built with `plan` on opt's device and dtype, and its latent grid at opt's size.
+struct BenchDit {
+  std::unique_ptr<model::HybridDit> dit;
+  std::string name;
+  int64_t latent_h = 0, latent_w = 0;
+};
+BenchDit load_bench_dit(const BenchOptions& opt, const model::QuantPlan& plan);
 
 // FLOPs of one DiT forward over N = T·S tokens attending over `context` cached keys (softmax
 // blocks) and a caption of L tokens; the formula is documented in docs/PERF.md.

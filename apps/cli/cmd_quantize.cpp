@@ -1,0 +1,81 @@
+// sanastream quantize --profile: a mixed-precision plan chosen by measurement (docs/QUANT.md).
+#include <sstream>
+
+#include "command.h"
+#include "core/error.h"
+#include "core/json_report.h"
+#include "core/log.h"
+#include "pipeline/quant_search.h"
+
+namespace sanastream::cli {
+
+namespace {
+struct QuantizeCli {
+  pipeline::QuantSearchOptions o;
+  std::string size = "1280x704", precisions = "fp8,int8", json;
+  bool profile = false;
+};
+
+void run(QuantizeCli& c) {
+  SS_CHECK(c.profile, "quantize: --profile is required (it measures this device; the plan is its result)");
+  const auto x = c.size.find('x');
+  SS_CHECK(x != std::string::npos, "--size: expected WxH, got '{}'", c.size);
+  try {
+    c.o.deploy.width = std::stoll(c.size.substr(0, x));
+    c.o.deploy.height = std::stoll(c.size.substr(x + 1));
+  } catch (const std::logic_error&) {
+    SS_FAIL("--size: expected WxH, got '{}'", c.size);
+  }
+  c.o.precisions.clear();
+  std::stringstream ss(c.precisions);
+  for (std::string item; std::getline(ss, item, ',');) c.o.precisions.push_back(ops::parse_precision(item));
+  if (c.o.state.empty()) c.o.state = c.o.out + ".state.json";
+  const pipeline::QuantSearchReport r = pipeline::quant_search(c.o);
+  if (!r.complete) {
+    std::printf("quantize: %d figures measured, %d reused; the time budget is spent: run the same command again "
+                "to go on (measurements in %s)\n",
+                r.measured, r.reused, c.o.state.c_str());
+  } else {
+    const auto& m = r.summary;
+    std::printf("quantize: plan %s: %.1f dit_fps (BF16 %.1f, predicted %.1f), error %.4g (bound %.4g); %d figures "
+                "measured, %d reused\n",
+                c.o.out.c_str(), m["plan_fps"].get<double>(), m["bf16_fps"].get<double>(),
+                m["predicted_fps"].get<double>(), m["error"].get<double>(), c.o.max_error, r.measured, r.reused);
+  }
+  if (!c.json.empty())
+    write_json_report(c.json, {{"complete", r.complete}, {"measured", r.measured}, {"reused", r.reused},
+                               {"plan", r.complete ? nlohmann::json(c.o.out) : nlohmann::json(nullptr)},
+                               {"summary", r.summary}});
+}
+}  // namespace
+
+void register_quantize(CLI::App& app) {
+  auto c = std::make_shared<QuantizeCli>();
+  auto* sub = app.add_subcommand("quantize", "Choose a mixed-precision plan by measuring this device (docs/QUANT.md)");
+  sub->add_flag("--profile", c->profile, "Measure group times and candidate errors, then search (resumable)");
+  sub->add_option("--model", c->o.deploy.model,
+                  "A model package or DiT weights (default: the 2B DiT with seeded random weights)");
+  sub->add_option("--out", c->o.out, "The plan to write (JSON, with every measured figure)")->required();
+  sub->add_option("--state", c->o.state, "Measurements so far, resumed (default: OUT.state.json)");
+  sub->add_option("--max-error", c->o.max_error, "Bound on the relative RMSE of the final latents against BF16")
+      ->capture_default_str();
+  sub->add_option("--min-fps", c->o.min_fps, "The plan's measured dit_fps must reach this")->capture_default_str();
+  sub->add_option("--precisions", c->precisions, "Candidate precisions, comma-separated: fp8, int8")
+      ->capture_default_str();
+  sub->add_option("--size", c->size, "Frame size WxH it will run at")->capture_default_str();
+  sub->add_option("--device", c->o.deploy.device, "cuda[:N] | cpu")->capture_default_str();
+  sub->add_option("--dtype", c->o.deploy.dtype, "bf16 | fp32")->capture_default_str();
+  sub->add_option("--first-chunk", c->o.deploy.first_chunk, "Latent frames of the first chunk")->capture_default_str();
+  sub->add_option("--steps", c->o.deploy.steps, "Denoising steps per chunk")->capture_default_str();
+  sub->add_option("--chunks", c->o.chunks, "Chunks per error run (at least 8)")->capture_default_str();
+  sub->add_option("--prompts", c->o.prompts, "Error runs: seeded random captions")->capture_default_str();
+  sub->add_option("--clips", c->o.clips, "Error runs: seeded random source latents")->capture_default_str();
+  sub->add_option("--seed", c->o.deploy.seed, "Seed of the random weights and inputs")->capture_default_str();
+  sub->add_option("--budget-seconds", c->o.budget_seconds,
+                  "Start no new measurement after this long (run the command again to go on)")
+      ->capture_default_str();
+  add_json_option(sub, &c->json);
+  sub->callback([c] { set_runner([c] { run(*c); }); });
+}
+
+}  // namespace sanastream::cli

@@ -1,0 +1,321 @@
+#include "pipeline/quant_search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "core/compare.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "model/dit_common.h"
+#include "model/hybrid_dit.h"
+#include "model/quant_plan.h"
+#include "ops/device.h"
+#include "pipeline/latent_edit.h"
+
+namespace sanastream::pipeline {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kTimedCalls = 20;  // GEMM calls per group timing, after 3 untimed
+
+// The layer groups a search decides on, with the GEMM each runs per block and forward: K inputs →
+// N outputs. cross_attn.kv_linear runs once per prompt, not per chunk: there is nothing to gain per
+// chunk, so it stays BF16.
+struct Group {
+  const char* name;
+  std::vector<std::string> layers;
+};
+const std::vector<Group>& layer_groups() {
+  static const std::vector<Group> groups = {{"attn.qkv", {"attn.q", "attn.k", "attn.v"}},
+                                            {"attn.proj", {"attn.proj"}},
+                                            {"cross_attn.q_linear", {"cross_attn.q_linear"}},
+                                            {"cross_attn.proj", {"cross_attn.proj"}},
+                                            {"mlp.inverted_conv", {"mlp.inverted_conv"}},
+                                            {"mlp.point_conv", {"mlp.point_conv"}},
+                                            {"mlp.t_conv", {"mlp.t_conv"}}};
+  return groups;
+}
+std::pair<int64_t, int64_t> group_shape(const std::string& group, const model::DitConfig& cfg) {
+  const int64_t C = cfg.hidden, F = cfg.ffn_hidden;
+  if (group == "attn.qkv") return {C, 3 * C};
+  if (group == "mlp.inverted_conv") return {C, 2 * F};
+  if (group == "mlp.point_conv") return {F, C};
+  if (group == "mlp.t_conv") return {cfg.t_kernel * C, C};
+  return {C, C};
+}
+
+using Candidate = QuantCandidate;
+
+std::string plan_key(const std::vector<Candidate>& plan) {
+  std::vector<std::string> keys;
+  for (const Candidate& c : plan) keys.push_back(c.key());
+  std::sort(keys.begin(), keys.end());
+  std::string out;
+  for (const std::string& k : keys) out += (out.empty() ? "" : "+") + k;
+  return out.empty() ? "bf16" : out;
+}
+model::QuantPlan to_plan(const std::vector<Candidate>& cands) {
+  model::QuantPlan plan;
+  for (const Candidate& c : cands) {
+    const auto& groups = layer_groups();
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const Group& x) { return c.group == x.name; });
+    plan.groups.push_back({g->layers, c.first, c.last, c.precision});
+  }
+  return plan;
+}
+
+// The state file: the search's configuration and every figure measured so far.
+class State {
+ public:
+  State(const std::string& path, const json& config) : path_(path) {
+    j_ = {{"format", "sanastream-quant-search"}, {"version", 1}, {"config", config},
+          {"group_ms", json::object()}, {"error", json::object()}, {"dit_fps", json::object()}};
+    if (path_.empty() || !std::filesystem::exists(path_)) return;
+    json old;
+    try {
+      old = json::parse(read_text_file(path_));
+    } catch (const json::exception& e) {
+      SS_FAIL("{}: not a search state file ({})", path_, e.what());
+    }
+    SS_CHECK(old.value("format", "") == "sanastream-quant-search", "{}: not a search state file", path_);
+    SS_CHECK(old["config"] == config, "{}: made for another configuration ({}); remove it or use another --state",
+             path_, old["config"].dump());
+    j_ = old;
+  }
+  // The figure under table[key], measuring and saving it first when absent.
+  template <typename Measure>
+  double get(const char* table, const std::string& key, Measure measure, QuantSearchReport& report) {
+    if (j_[table].contains(key)) {
+      ++report.reused;
+      return j_[table][key].get<double>();
+    }
+    const double v = measure();
+    j_[table][key] = v;
+    ++report.measured;
+    if (!path_.empty()) write_text_file_atomic(path_, j_.dump(1) + "\n");
+    return v;
+  }
+  bool has(const char* table, const std::string& key) const { return j_[table].contains(key); }
+  const json& figures() const { return j_; }
+
+ private:
+  std::string path_;
+  json j_;
+};
+
+// Stops the command between measurements once its time is spent.
+struct OutOfTime {};
+
+}  // namespace
+
+std::string QuantCandidate::key() const {
+  return fmt::format("{}:{}-{}:{}", group, first, last, ops::precision_name(precision));
+}
+
+std::vector<QuantCandidate> search_plan(std::vector<ScoredCandidate> scored, double max_error,
+                                        const std::function<double(const std::vector<QuantCandidate>&)>& error_of) {
+  scored.erase(std::remove_if(scored.begin(), scored.end(), [](const ScoredCandidate& s) { return s.saved_ms <= 0; }),
+               scored.end());
+  std::stable_sort(scored.begin(), scored.end(), [](const ScoredCandidate& a, const ScoredCandidate& b) {
+    return a.error / a.saved_ms < b.error / b.saved_ms;
+  });
+  std::vector<QuantCandidate> plan;
+  for (const ScoredCandidate& s : scored) {
+    const bool taken = std::any_of(plan.begin(), plan.end(), [&](const QuantCandidate& c) {
+      return c.group == s.candidate.group && c.first == s.candidate.first;
+    });
+    if (taken) continue;
+    std::vector<QuantCandidate> trial = plan;
+    trial.push_back(s.candidate);
+    if (error_of(trial) <= max_error) plan = std::move(trial);
+  }
+  return plan;
+}
+
+std::vector<std::pair<int64_t, int64_t>> depth_bands(int64_t depth) {
+  SS_CHECK(depth >= 1, "depth bands: expected a positive depth, got {}", depth);
+  if (depth == 20) return {{0, 5}, {6, 13}, {14, 19}};
+  std::vector<std::pair<int64_t, int64_t>> bands;
+  for (int64_t i = 0; i < 3; ++i) {
+    const int64_t first = depth * i / 3, last = depth * (i + 1) / 3 - 1;
+    if (last >= first) bands.push_back({first, last});
+  }
+  return bands;
+}
+
+QuantSearchReport quant_search(const QuantSearchOptions& opt) {
+  SS_CHECK(opt.chunks >= 8, "--chunks: the error runs need at least 8 chunks, got {}", opt.chunks);
+  SS_CHECK(opt.prompts >= 1 && opt.clips >= 1, "--prompts and --clips: expected at least 1, got {} and {}",
+           opt.prompts, opt.clips);
+  SS_CHECK(opt.max_error > 0, "--max-error: expected a positive relative RMSE, got {}", opt.max_error);
+  SS_CHECK(!opt.precisions.empty(), "--precisions: expected fp8 and/or int8");
+  for (ops::Precision p : opt.precisions)
+    SS_CHECK(p != ops::Precision::kBF16, "--precisions: expected fp8 and/or int8, got bf16");
+  SS_CHECK(!opt.out.empty(), "--out: the plan file is required");
+  SS_CHECK(opt.deploy.first_chunk >= 1, "--first-chunk: expected at least 1, got {}", opt.deploy.first_chunk);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto spent = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+
+  BenchOptions deploy = opt.deploy;
+  deploy.part = "dit";
+  deploy.plan.clear();
+  const int first_chunk = deploy.first_chunk;
+  deploy.latent_frames = first_chunk + 3 * (opt.chunks - 1);  // the error runs' stream
+  std::vector<std::string> precision_names;
+  for (ops::Precision p : opt.precisions) precision_names.push_back(ops::precision_name(p));
+  const json config = {{"model", deploy.model.empty() ? "2b-streaming-random" : deploy.model},
+                       {"size", fmt::format("{}x{}", deploy.width, deploy.height)},
+                       {"device", deploy.device},
+                       {"dtype", deploy.dtype},
+                       {"first_chunk", first_chunk},
+                       {"steps", deploy.steps},
+                       {"efficient_cache", deploy.efficient_cache},
+                       {"seed", deploy.seed},
+                       {"chunks", opt.chunks},
+                       {"prompts", opt.prompts},
+                       {"clips", opt.clips},
+                       {"precisions", precision_names}};
+  State state(opt.state, config);
+  QuantSearchReport report;
+
+  BenchDit base = load_bench_dit(deploy, {});
+  const model::DitConfig cfg = base.dit->config();
+  const Runtime rt = base.dit->runtime();
+  const int64_t T = deploy.latent_frames, H = base.latent_h, W = base.latent_w;
+  const int64_t tokens = 3 * cfg.tokens_along(H, "height") * cfg.tokens_along(W, "width");  // a steady forward
+  const int64_t forwards = deploy.steps + (deploy.efficient_cache ? 0 : 1);
+
+  // The error runs' inputs: clip c's latents and prompt p's caption, seeded; the same noise for every plan.
+  auto inputs = [&](int p, int c) {
+    io::TensorMap in;
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(deploy.seed * 7919 + 1000 * p + c + 1);
+    in["inputs.noise"] = at::randn({1, cfg.latent_channels, T, H, W}, gen);
+    at::Generator clip_gen = at::make_generator<at::CPUGeneratorImpl>(deploy.seed * 7919 + 500000 + c);
+    in["inputs.src_latents"] = at::randn({1, cfg.source_channels, T, H, W}, clip_gen);
+    at::Generator prompt_gen = at::make_generator<at::CPUGeneratorImpl>(deploy.seed * 7919 + 900000 + p);
+    in["inputs.prompt_embeds"] = at::randn({1, cfg.caption_length, cfg.caption_channels}, prompt_gen);
+    at::Tensor mask = at::zeros({1, cfg.caption_length}, at::kLong);
+    mask.narrow(1, 0, std::min<int64_t>(20 + 17 * p, cfg.caption_length)).fill_(1);
+    in["inputs.prompt_mask"] = mask;
+    return in;
+  };
+  LatentEditOptions le;
+  le.steps = deploy.steps;
+  le.first_chunk = first_chunk;
+  le.efficient_cache = deploy.efficient_cache;
+  std::map<std::pair<int, int>, at::Tensor> reference;  // BF16 final latents per (prompt, clip)
+  auto error_of = [&](const std::vector<Candidate>& plan) {
+    return state.get("error", plan_key(plan), [&] {
+      if (spent() > opt.budget_seconds) throw OutOfTime{};
+      BenchDit q = load_bench_dit(deploy, to_plan(plan));
+      double sum = 0;
+      for (int p = 0; p < opt.prompts; ++p)
+        for (int c = 0; c < opt.clips; ++c) {
+          const io::TensorMap in = inputs(p, c);
+          at::Tensor& ref = reference[{p, c}];
+          if (!ref.defined()) ref = latent_edit(*base.dit, in, le).latents.cpu().to(at::kDouble);
+          const at::Tensor got = latent_edit(*q.dit, in, le).latents.cpu().to(at::kDouble);
+          sum += ((got - ref).pow(2).mean() / ref.pow(2).mean()).sqrt().item<double>();
+        }
+      const double e = sum / (opt.prompts * opt.clips);
+      log_info("quantize: error of {} = {:.4g}", plan_key(plan), e);
+      return e;
+    }, report);
+  };
+  auto fps_of = [&](const std::vector<Candidate>& plan) {
+    return state.get("dit_fps", plan_key(plan), [&] {
+      if (spent() > opt.budget_seconds) throw OutOfTime{};
+      BenchOptions b = opt.deploy;
+      b.part = "dit";
+      b.plan.clear();
+      if (!plan.empty()) {
+        b.plan = opt.out + ".candidate.json";
+        model::save_quant_plan(b.plan, to_plan(plan));
+      }
+      const double fps = run_bench(b)["dit_fps"].get<double>();
+      if (!plan.empty()) std::filesystem::remove(b.plan);
+      return fps;
+    }, report);
+  };
+  // A group's GEMMs per block and forward at the deployment shapes (ms), at one precision.
+  auto group_ms = [&](const Group& g, ops::Precision p) {
+    return state.get("group_ms", fmt::format("{}:{}", g.name, ops::precision_name(p)), [&] {
+      if (spent() > opt.budget_seconds) throw OutOfTime{};
+      const auto [K, N] = group_shape(g.name, cfg);
+      at::manual_seed(static_cast<uint64_t>(K * 31 + N));
+      const model::Projection proj((at::randn({N, K}, rt.f32()) / std::sqrt(double(K))).to(rt.dtype),
+                                   at::randn({N}, rt.f32()).to(rt.dtype), p);
+      const at::Tensor x = at::randn({tokens, K}, rt.f32()).to(rt.dtype);
+      const at::Tensor r = at::randn({tokens, N}, rt.f32()).to(rt.dtype);
+      const bool plus = std::string(g.name) == "mlp.t_conv";  // its residual is added with the GEMM
+      auto call = [&] { return plus ? proj.plus(r, x) : proj(x); };
+      for (int i = 0; i < 3; ++i) call();
+      ops::synchronize(rt);
+      ops::DeviceClock clock(rt.is_cuda());
+      clock.mark();
+      for (int i = 0; i < kTimedCalls; ++i) call();
+      clock.mark();
+      return clock.intervals()[0] / kTimedCalls * 1e3;
+    }, report);
+  };
+
+  try {
+    // 1. Per group: its time at each precision; per candidate: its error alone.
+    const std::vector<std::pair<int64_t, int64_t>> bands = depth_bands(cfg.depth);
+    std::vector<ScoredCandidate> scored;
+    for (const Group& g : layer_groups()) {
+      const double bf16 = group_ms(g, ops::Precision::kBF16);
+      for (ops::Precision p : opt.precisions) {
+        const double saved_per_block = (bf16 - group_ms(g, p)) * forwards;  // per chunk
+        for (const auto& [first, last] : bands) {
+          const Candidate c{g.name, first, last, p};
+          scored.push_back({c, saved_per_block * (last - first + 1), error_of({c})});
+        }
+      }
+    }
+    const double bf16_fps = fps_of({});
+
+    // 2. The search, each trial's error measured (and saved) as it goes.
+    const std::vector<Candidate> plan = search_plan(scored, opt.max_error, error_of);
+    double saved_ms = 0;
+    for (const ScoredCandidate& s : scored)
+      for (const Candidate& c : plan)
+        if (c.key() == s.candidate.key()) saved_ms += s.saved_ms;
+    const double plan_error = plan.empty() ? 0.0 : error_of(plan);
+    const double plan_fps = fps_of(plan);
+    // The speed-up the group timings predict: a chunk at BF16's rate less the time the plan saves.
+    const double chunk_ms = 24.0 / bf16_fps * 1e3, predicted_fps = 24.0 / ((chunk_ms - saved_ms) / 1e3);
+    SS_CHECK(plan_fps >= opt.min_fps,
+             "no plan reaches --min-fps {} under --max-error {}: the best measured {:.1f} dit_fps (BF16 {:.1f}) at "
+             "error {:.4g}",
+             opt.min_fps, opt.max_error, plan_fps, bf16_fps, plan_error);
+
+    model::QuantPlan out = to_plan(plan);
+    json cands = json::array();
+    for (const ScoredCandidate& s : scored)
+      cands.push_back({{"candidate", s.candidate.key()}, {"saved_ms_per_chunk", s.saved_ms}, {"error", s.error}});
+    out.measurements = {{"bf16_fps", bf16_fps},
+                        {"plan_fps", plan_fps},
+                        {"predicted_fps", predicted_fps},
+                        {"error", plan_error},
+                        {"max_error", opt.max_error},
+                        {"candidates", cands},
+                        {"search", state.figures()}};
+    model::save_quant_plan(opt.out, out);
+    report.complete = true;
+    report.summary = out.measurements;
+  } catch (const OutOfTime&) {
+    report.complete = false;
+  }
+  return report;
+}
+
+}  // namespace sanastream::pipeline
