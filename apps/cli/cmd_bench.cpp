@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/json_report.h"
 #include "pipeline/bench.h"
+#include "pipeline/edit_engine.h"
 
 namespace sanastream::cli {
 
@@ -14,14 +15,9 @@ struct BenchCli {
 };
 
 void run(BenchCli& c) {
-  const auto x = c.size.find('x');
-  SS_CHECK(x != std::string::npos, "--size: expected WxH, got '{}'", c.size);
-  try {
-    c.o.width = std::stoll(c.size.substr(0, x));
-    c.o.height = std::stoll(c.size.substr(x + 1));
-  } catch (const std::logic_error&) {
-    SS_FAIL("--size: expected WxH, got '{}'", c.size);
-  }
+  const pipeline::FrameSize size = pipeline::parse_frame_size(c.size, "--size");
+  c.o.width = size.width;
+  c.o.height = size.height;
   c.o.cuda_graphs = !c.no_graphs;
   nlohmann::json r = pipeline::run_bench(c.o);
   if (!c.json.empty()) write_json_report(c.json, r);

@@ -4,7 +4,7 @@
 #include "command.h"
 #include "core/error.h"
 #include "core/json_report.h"
-#include "core/log.h"
+#include "pipeline/edit_engine.h"
 #include "pipeline/quant_search.h"
 
 namespace sanastream::cli {
@@ -18,14 +18,9 @@ struct QuantizeCli {
 
 void run(QuantizeCli& c) {
   SS_CHECK(c.profile, "quantize: --profile is required (it measures this device; the plan is its result)");
-  const auto x = c.size.find('x');
-  SS_CHECK(x != std::string::npos, "--size: expected WxH, got '{}'", c.size);
-  try {
-    c.o.deploy.width = std::stoll(c.size.substr(0, x));
-    c.o.deploy.height = std::stoll(c.size.substr(x + 1));
-  } catch (const std::logic_error&) {
-    SS_FAIL("--size: expected WxH, got '{}'", c.size);
-  }
+  const pipeline::FrameSize size = pipeline::parse_frame_size(c.size, "--size");
+  c.o.deploy.width = size.width;
+  c.o.deploy.height = size.height;
   c.o.precisions.clear();
   std::stringstream ss(c.precisions);
   for (std::string item; std::getline(ss, item, ',');) c.o.precisions.push_back(ops::parse_precision(item));

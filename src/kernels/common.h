@@ -10,6 +10,9 @@ namespace sanastream::kernels {
 
 enum class ElemType : uint8_t { kF32, kBF16, kF16 };
 
+inline int64_t elem_bytes(ElemType t) { return t == ElemType::kF32 ? 4 : 2; }
+inline bool is_aligned(const void* p, int64_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
 }  // namespace sanastream::kernels
 
 #ifdef __CUDACC__

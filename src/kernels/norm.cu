@@ -3,9 +3,6 @@
 namespace sanastream::kernels {
 
 namespace {
-bool aligned(const void* q, int64_t bytes) { return reinterpret_cast<uintptr_t>(q) % bytes == 0; }
-int64_t bytes_of(ElemType t) { return t == ElemType::kF32 ? 4 : 2; }
-
 // One row per block, held in registers (common.h's pieces). x (and add) are read once, the mean and
 // then the variance come from the registers (two block sums), out is written once and x, with add,
 // written back once.
@@ -93,14 +90,17 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
 }
 }  // namespace
 
+bool rms_norm_vectorized(const RmsNormParams& p) {
+  const int64_t xb = elem_bytes(p.x_type);
+  return p.cols % 4 == 0 && p.head_dim % 4 == 0 && p.x_stride % 4 == 0 && p.out_stride % 4 == 0 &&
+         p.out_batch_stride % 4 == 0 && p.out_head_stride % 4 == 0 && is_aligned(p.x, 4 * xb) &&
+         is_aligned(p.out, 4 * xb) && is_aligned(p.weight, 4 * elem_bytes(p.weight_type));
+}
+
 cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
   const unsigned block = row_block_threads(p.cols);
-  // 4-element pieces when every row, piece and head starts aligned for them; RoPE needs them.
-  const int64_t xb = bytes_of(p.x_type), wb = bytes_of(p.weight_type);
-  const bool vec = p.cols % 4 == 0 && p.head_dim % 4 == 0 && p.x_stride % 4 == 0 && p.out_stride % 4 == 0 &&
-                   p.out_batch_stride % 4 == 0 && p.out_head_stride % 4 == 0 && aligned(p.x, 4 * xb) &&
-                   aligned(p.out, 4 * xb) && aligned(p.weight, 4 * wb);
+  const bool vec = rms_norm_vectorized(p);
   if (block == 0 || p.cols % p.head_dim != 0 || (p.rope_cos && !vec)) return cudaErrorInvalidValue;
   const unsigned grid = static_cast<unsigned>(p.rows);
   SS_DISPATCH_ELEM(p.x_type, T, {
@@ -119,9 +119,9 @@ cudaError_t layer_norm_modulate(const LayerNormModulateParams& p, cudaStream_t s
   // 4-element pieces when every row and the modulation rows start aligned for them, else single elements.
   const unsigned block = row_block_threads(p.channels);
   if (block == 0) return cudaErrorInvalidValue;
-  const bool vec = p.channels % 4 == 0 && p.mod_stride % 4 == 0 && aligned(p.x, 16) && aligned(p.shift, 16) &&
-                   aligned(p.scale, 16) && aligned(p.out, 4 * bytes_of(p.out_type)) &&
-                   (!p.add || aligned(p.add, 4 * bytes_of(p.add_type)));
+  const bool vec = p.channels % 4 == 0 && p.mod_stride % 4 == 0 && is_aligned(p.x, 16) && is_aligned(p.shift, 16) &&
+                   is_aligned(p.scale, 16) && is_aligned(p.out, 4 * elem_bytes(p.out_type)) &&
+                   (!p.add || is_aligned(p.add, 4 * elem_bytes(p.add_type)));
   const unsigned grid = static_cast<unsigned>(p.batch * p.tokens);
   SS_DISPATCH_ELEM(p.out_type, T, {
     SS_DISPATCH_ELEM(p.add_type, A, {

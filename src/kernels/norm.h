@@ -23,6 +23,9 @@ struct RmsNormParams {
   const float* rope_sin = nullptr;
   ElemType x_type = ElemType::kF32, weight_type = ElemType::kF32;  // out has x's type
 };
+// Whether the launch takes 4-element pieces: every row, piece and head aligned for them. RoPE needs
+// them (rms_norm refuses a rotation without).
+bool rms_norm_vectorized(const RmsNormParams& p);
 cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream);
 
 // out[b, n, :] = LN(x[b, n, :]) · (1 + scale[b, :]) + shift[b, :], LN without affine; with `add`,

@@ -42,9 +42,8 @@ cudaError_t quantize_rows_fp8(const QuantizeRowsParams& p, cudaStream_t stream) 
   if (p.rows == 0) return cudaSuccess;
   const unsigned block = row_block_threads(p.cols);
   if (block == 0) return cudaErrorInvalidValue;
-  const int64_t xb = p.x_type == ElemType::kF32 ? 4 : 2;
-  const bool vec = p.cols % 4 == 0 && p.x_stride % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % (4 * xb) == 0 &&
-                   reinterpret_cast<uintptr_t>(p.q) % 4 == 0;
+  const bool vec = p.cols % 4 == 0 && p.x_stride % 4 == 0 && is_aligned(p.x, 4 * elem_bytes(p.x_type)) &&
+                   is_aligned(p.q, 4);
   const unsigned grid = static_cast<unsigned>(p.rows);
   SS_DISPATCH_ELEM(p.x_type, T, {
     if (vec)

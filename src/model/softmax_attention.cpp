@@ -35,16 +35,15 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::RopeTable& 
   const at::Tensor& gate_pre = parts[3];
   mark_region("sa.qkv");
   // q and k: RMSNorm over all C channels and RoPE in one pass, k straight into its cache rows.
-  at::Tensor q = at::empty({B, H, N, D}, h.options()), k, v = parts[2].view({B, N, H, D}).transpose(1, 2);
+  at::Tensor q = at::empty({B, H, N, D}, h.options());
+  at::Tensor k = k_buf.defined() ? k_buf.narrow(2, offset, N) : at::empty({B, H, N, D}, h.options());
+  at::Tensor v = parts[2].view({B, N, H, D}).transpose(1, 2);
   ops::rms_norm_rope_into(parts[0], q_norm_, kNormEps, rope, q.transpose(1, 2));
+  ops::rms_norm_rope_into(parts[1], k_norm_, kNormEps, rope, k.transpose(1, 2));
   if (k_buf.defined()) {
-    ops::rms_norm_rope_into(parts[1], k_norm_, kNormEps, rope, k_buf.narrow(2, offset, N).transpose(1, 2));
     v_buf.narrow(2, offset, N).copy_(v);
     k = k_buf.narrow(2, 0, offset + N);
     v = v_buf.narrow(2, 0, offset + N);
-  } else {
-    k = at::empty({B, H, N, D}, h.options());
-    ops::rms_norm_rope_into(parts[1], k_norm_, kNormEps, rope, k.transpose(1, 2));
   }
   mark_region("sa.norm_rope");
   at::Tensor out = fp32_attention_

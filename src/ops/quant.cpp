@@ -60,11 +60,17 @@ at::Tensor round_to_grid(const at::Tensor& y, Precision p) {
   return at::copysign(q, y);
 }
 
+namespace {
+// One scale per slice of fp32 xf along dim (kept): absmax / format_max, 1 for an all-zero slice.
+at::Tensor slice_scales(const at::Tensor& xf, Precision p, int64_t dim) {
+  const at::Tensor absmax = at::amax(at::abs(xf), {dim}, /*keepdim=*/true);
+  return at::where(absmax > 0, absmax / format_max(p), at::ones_like(absmax));
+}
+}  // namespace
+
 at::Tensor fake_quant(const at::Tensor& x, Precision p, int64_t dim) {
   if (p == Precision::kBF16) return x;
-  const at::Tensor xf = x.to(at::kFloat);
-  at::Tensor absmax = at::amax(at::abs(xf), {dim}, /*keepdim=*/true);
-  const at::Tensor scale = at::where(absmax > 0, absmax / format_max(p), at::ones_like(absmax));
+  const at::Tensor xf = x.to(at::kFloat), scale = slice_scales(xf, p, dim);
   return (round_to_grid(xf / scale, p) * scale).to(x.scalar_type());
 }
 
@@ -88,9 +94,7 @@ Fp8Rows quantize_fp8_rows(const at::Tensor& x) {
     return {q, scale};
   }
 #endif
-  const at::Tensor xf = x.to(at::kFloat);
-  const at::Tensor absmax = at::amax(at::abs(xf), {1}, /*keepdim=*/true);
-  const at::Tensor scale = at::where(absmax > 0, absmax / format_max(Precision::kFP8), at::ones_like(absmax));
+  const at::Tensor xf = x.to(at::kFloat), scale = slice_scales(xf, Precision::kFP8, 1);
   return {round_to_grid(xf / scale, Precision::kFP8).to(at::kFloat8_e4m3fn), scale};
 #else
   (void)x;

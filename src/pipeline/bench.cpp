@@ -620,7 +620,9 @@ json run_bench(const BenchOptions& opt) {
   std::printf("bench %s: %s, %s, %lld latent frames, first chunk %d, %s, graphs %s%s\n", opt.part.c_str(),
               c["model"].get<std::string>().c_str(), c["size"].get<std::string>().c_str(),
               static_cast<long long>(b.T), opt.first_chunk, opt.dtype.c_str(), c["cuda_graphs"].get<bool>() ? "on" : "off",
-              opt.plan.empty() ? "" : fmt::format(", plan {} ({})", opt.plan, plan_execution(b.plan, b.rt)).c_str());
+              opt.plan.empty()
+                  ? ""
+                  : fmt::format(", plan {} ({})", opt.plan, c["plan_execution"].get<std::string>()).c_str());
   std::string line;
   for (const char* k : {"dit_fps", "vae_encode_fps", "vae_decode_fps", "e2e_fps", "first_frame_ms", "chunk_ms_p50",
                         "chunk_ms_p99", "dit_tflops", "gemm_bf16_tflops"})

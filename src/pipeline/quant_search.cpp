@@ -233,9 +233,8 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
   auto fps_of = [&](const std::vector<Candidate>& plan) {
     return state.get("dit_fps", plan_key(plan), [&] {
       if (spent() > opt.budget_seconds) throw OutOfTime{};
-      BenchOptions b = opt.deploy;
-      b.part = "dit";
-      b.plan.clear();
+      BenchOptions b = deploy;
+      b.latent_frames = opt.deploy.latent_frames;  // the deployment's stream, not the error runs'
       if (!plan.empty()) {
         b.plan = opt.out + ".candidate.json";
         model::save_quant_plan(b.plan, to_plan(plan));
@@ -250,11 +249,10 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
     return state.get("group_ms", fmt::format("{}:{}", g.name, ops::precision_name(p)), [&] {
       if (spent() > opt.budget_seconds) throw OutOfTime{};
       const auto [K, N] = group_shape(g.name, cfg);
-      at::manual_seed(static_cast<uint64_t>(K * 31 + N));
-      const model::Projection proj((at::randn({N, K}, rt.f32()) / std::sqrt(double(K))).to(rt.dtype),
-                                   at::randn({N}, rt.f32()).to(rt.dtype), p);
-      const at::Tensor x = at::randn({tokens, K}, rt.f32()).to(rt.dtype);
-      const at::Tensor r = at::randn({tokens, N}, rt.f32()).to(rt.dtype);
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(K * 31 + N));
+      auto randn = [&](at::IntArrayRef sizes) { return at::randn(sizes, gen).to(rt.device, rt.dtype); };
+      const model::Projection proj(randn({N, K}) / std::sqrt(double(K)), randn({N}), p);
+      const at::Tensor x = randn({tokens, K}), r = randn({tokens, N});
       const bool plus = std::string(g.name) == "mlp.t_conv";  // its residual is added with the GEMM
       auto call = [&] { return plus ? proj.plus(r, x) : proj(x); };
       for (int i = 0; i < 3; ++i) call();

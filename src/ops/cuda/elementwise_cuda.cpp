@@ -48,22 +48,20 @@ at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& weight_in, double 
 
 bool rms_norm_rope_into(const at::Tensor& x_in, const at::Tensor& weight_in, double eps, const at::Tensor& cos,
                         const at::Tensor& sin, const at::Tensor& out) {
-  const int64_t D = out.size(3), e = x_in.element_size();
-  auto aligned = [&](const at::Tensor& t, int64_t bytes) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % bytes == 0; };
   if (!evenly_strided_rows(x_in) || x_in.dim() != 3 || cos.scalar_type() != at::kFloat || !cos.is_contiguous() ||
-      !sin.is_contiguous() || out.stride(3) != 1 || D % 4 != 0 || out.stride(0) % 4 != 0 || out.stride(1) % 4 != 0 ||
-      out.stride(2) % 4 != 0 || x_in.stride(1) % 4 != 0 || !aligned(x_in, 4 * e) || !aligned(out, 4 * e))
+      !sin.is_contiguous() || out.stride(3) != 1)
     return false;
   at::Tensor weight = weight_in.to(x_in.scalar_type()).contiguous();
   kernels::RmsNormParams p = rms_params(x_in, weight, eps);
   p.out = out.data_ptr();
   p.tokens = out.size(1);
-  p.head_dim = D;
+  p.head_dim = out.size(3);
   p.out_batch_stride = out.stride(0);
   p.out_stride = out.stride(1);
   p.out_head_stride = out.stride(2);
   p.rope_cos = cos.data_ptr<float>();
   p.rope_sin = sin.data_ptr<float>();
+  if (!kernels::rms_norm_vectorized(p)) return false;  // the rotation needs the kernel's 4-element pieces
   check_cuda(kernels::rms_norm(p, stream_of(x_in)), "rms_norm (RoPE)");
   return true;
 }
@@ -140,7 +138,8 @@ at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate_in, const at::Te
   at::Tensor branch = branch_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   at::Tensor gate = gate_in.defined() ? gate_in.to(at::kFloat).reshape({B, C}).contiguous() : at::Tensor();
-  at::Tensor copy = copy_dtype == at::ScalarType::Undefined ? at::Tensor() : at::empty_like(x, x.options().dtype(copy_dtype));
+  at::Tensor copy =
+      copy_dtype == at::ScalarType::Undefined ? at::Tensor() : at::empty_like(x, x.options().dtype(copy_dtype));
   kernels::GateResidualParams p;
   p.x = x.data_ptr<float>();
   p.gate = gate.defined() ? gate.data_ptr<float>() : nullptr;
