@@ -1,6 +1,7 @@
 // GPU tests: skipped cleanly on machines without a CUDA device, run on the H200.
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
 
@@ -13,6 +14,7 @@
 #include "ops/glu.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
+#include "ops/vae.h"
 #include "ops/ref/ref.h"
 #include "support/test_env.h"
 #include "train/objectives.h"
@@ -199,6 +201,57 @@ TEST(GpuKernels, DepthwiseGluMatchesItsReference) {
       const double limit = dt == at::kFloat ? 1e-6 : 1e-2;
       EXPECT_LE(compare_tensors(got, want).rel_l2, limit)
           << c10::toString(dt) << " F=" << c.F << " " << c.height << "x" << c.width;
+    }
+  }
+}
+
+// The VAE convolutions' input (ops/vae.h) against its reference on the CPU in the same dtype: every
+// padding mode, prologue on and off, history or edge repeats in front, repeats behind, 4-element and
+// single-element pieces, a strided tile of a larger frame, and the widths and layouts the kernel
+// leaves to the reference (2,052 channels; NCDHW).
+TEST(GpuKernels, VaeConvInputMatchesItsReference) {
+  REQUIRE_CUDA();
+  struct Case {
+    int64_t C, pad;
+    ops::PadMode mode;
+    bool norm, history, tile, channels_last;
+    int64_t lead, trail;
+  };
+  const std::vector<Case> cases = {
+      {128, 1, ops::PadMode::kReflect, true, false, false, true, 2, 0},
+      {128, 1, ops::PadMode::kReplicate, false, true, false, true, 0, 0},
+      {6, 1, ops::PadMode::kCircular, true, false, false, true, 1, 1},
+      {2048, 0, ops::PadMode::kReflect, true, true, false, true, 0, 0},
+      {256, 1, ops::PadMode::kReflect, true, false, true, true, 2, 0},
+      {2052, 1, ops::PadMode::kReflect, true, false, false, true, 2, 0},
+      {64, 1, ops::PadMode::kReflect, true, false, false, false, 2, 0},
+  };
+  const int64_t B = 2, T = 3, H = 5, W = 7;
+  for (const Case& c : cases) {
+    for (auto dt : {at::kFloat, at::kBFloat16}) {
+      const std::string what = fmt::format("C={} pad={} norm={} history={} tile={} cl={} {}", c.C, c.pad, c.norm,
+                                           c.history, c.tile, c.channels_last, c10::toString(dt));
+      at::Tensor x = (at::randn({B, c.C, T, H + 3, W + 4}) * 3 + 0.5).to(dt);
+      x = c.tile ? x.narrow(3, 1, H).narrow(4, 2, W) : x.narrow(3, 0, H).narrow(4, 0, W).contiguous();
+      const at::Tensor hist = c.history ? at::randn({B, c.C, 2, H + 2 * c.pad, W + 2 * c.pad}).to(dt) : at::Tensor();
+      ops::ConvInputSpec spec;
+      spec.pad = c.pad;
+      spec.mode = c.mode;
+      spec.norm_silu = c.norm;
+      spec.lead = c.lead;
+      spec.trail = c.trail;
+      const at::Tensor want = ops::ref::vae_conv_input(x, hist, spec).to(at::kFloat);
+      const auto fmt = c.channels_last ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+      at::Tensor xg = c.tile ? x.cuda() : x.contiguous(fmt).cuda();
+      if (c.tile) {  // the tile as a view of a channels-last frame
+        at::Tensor big = at::zeros({B, c.C, T, H + 3, W + 4}, x.options()).contiguous(fmt).cuda();
+        big.narrow(3, 1, H).narrow(4, 2, W).copy_(xg);
+        xg = big.narrow(3, 1, H).narrow(4, 2, W);
+      }
+      const at::Tensor got =
+          ops::vae_conv_input(xg, c.history ? hist.contiguous(fmt).cuda() : at::Tensor(), spec).cpu().to(at::kFloat);
+      ASSERT_EQ(got.sizes(), want.sizes()) << what;
+      EXPECT_LE(compare_tensors(got, want).rel_l2, dt == at::kFloat ? 1e-6 : 4e-3) << what;
     }
   }
 }

@@ -43,6 +43,8 @@ void register_bench(CLI::App& app) {
                   "that have them, else simulated)")
       ->type_name("FILE");
   sub->add_option("--tile", c->o.tile, "VAE spatial tiling SIZE[:OVERLAP] | 0 | auto (off on CUDA)")->capture_default_str();
+  sub->add_option("--vae-layout", c->o.vae_layout, "VAE activation layout: auto (ndhwc on CUDA) | ncdhw | ndhwc")
+      ->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every call eagerly (no CUDA graphs)");
   sub->add_flag("--profile", c->o.profile, "Also time each region of the forward (one eager chunk)");
   sub->add_option("--gpus", c->o.gpus,

@@ -26,6 +26,22 @@ VaeDecoderKind parse_decoder_kind(const std::string& name) {
   SS_FAIL("--decoder: expected causal, noncausal or chunk-tile, got '{}'", name);
 }
 
+VaeLayout parse_vae_layout(const std::string& name) {
+  if (name == "auto") return VaeLayout::kAuto;
+  if (name == "ncdhw") return VaeLayout::kChannelsFirst;
+  if (name == "ndhwc") return VaeLayout::kChannelsLast;
+  SS_FAIL("--vae-layout: expected auto, ncdhw or ndhwc, got '{}'", name);
+}
+
+const char* layout_name(VaeLayout l) {
+  switch (l) {
+    case VaeLayout::kAuto: return "auto";
+    case VaeLayout::kChannelsFirst: return "ncdhw";
+    case VaeLayout::kChannelsLast: return "ndhwc";
+  }
+  return "?";
+}
+
 VaeTiling default_vae_tiling() { return {768, 384}; }
 
 VaeTiling parse_vae_tiling(const std::string& spec) {
@@ -154,7 +170,10 @@ std::vector<VaeCache> make_caches(size_t n, int slots) {
 
 // ---------------------------------------------------------------------------------------------------
 
-Ltx2Vae::Ltx2Vae(const io::TensorMap& weights, Ltx2VaeConfig cfg, const Runtime& rt) : cfg_(std::move(cfg)), rt_(rt) {
+Ltx2Vae::Ltx2Vae(const io::TensorMap& weights, Ltx2VaeConfig cfg, const Runtime& rt, VaeLayout layout)
+    : cfg_(std::move(cfg)),
+      rt_(rt),
+      layout_(layout != VaeLayout::kAuto ? layout : rt.is_cuda() ? VaeLayout::kChannelsLast : VaeLayout::kChannelsFirst) {
   int64_t dec_t = cfg_.patch_size_t, dec_s = cfg_.patch_size;
   for (const auto& b : cfg_.up_blocks()) {
     dec_t *= resample_stride(b.upsample)[0];
@@ -163,7 +182,8 @@ Ltx2Vae::Ltx2Vae(const io::TensorMap& weights, Ltx2VaeConfig cfg, const Runtime&
   SS_CHECK(dec_t == cfg_.temporal_ratio() && dec_s == cfg_.spatial_ratio(),
            "VAE config: the decoder expands {}x{} but the encoder compresses {}x{} (time x space)", dec_t, dec_s,
            cfg_.temporal_ratio(), cfg_.spatial_ratio());
-  VaeBuildContext b(weights, rt.options());
+  VaeBuildContext b(weights, rt.options(),
+                    layout_ == VaeLayout::kChannelsLast ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous);
   enc_ = std::make_unique<VaeEncoder>(b, cfg_);
   b.reset_slots();
   dec_ = std::make_unique<VaeDecoder>(b, cfg_);
@@ -317,11 +337,11 @@ Ltx2VaeSource resolve_ltx2_vae_source(const std::string& path, const std::string
   return s;
 }
 
-std::unique_ptr<Ltx2Vae> load_ltx2_vae(const Ltx2VaeSource& src, const Runtime& rt) {
+std::unique_ptr<Ltx2Vae> load_ltx2_vae(const Ltx2VaeSource& src, const Runtime& rt, VaeLayout layout) {
   Ltx2VaeConfig cfg = load_ltx2_vae_config(src.config_path);
   io::WeightSet ws = io::load_weights(src.weights_path);
   try {
-    return std::make_unique<Ltx2Vae>(ws.tensors, std::move(cfg), rt);
+    return std::make_unique<Ltx2Vae>(ws.tensors, std::move(cfg), rt, layout);
   } catch (const Error& e) {
     SS_FAIL("{}: {}", src.weights_path, e.message());
   }

@@ -41,14 +41,21 @@ struct VaeChunkTile {
   int64_t stride_frames = 8;
 };
 
+// How the activations lie in memory: channels-last 3-D (NDHWC: cuDNN's tensor-core layout, and rows of
+// channels for the per-pixel norms) or NCDHW. Auto: channels-last on CUDA, NCDHW on the CPU.
+enum class VaeLayout { kAuto, kChannelsFirst, kChannelsLast };
+VaeLayout parse_vae_layout(const std::string& name);  // "auto" | "ncdhw" | "ndhwc"
+const char* layout_name(VaeLayout l);
+
 class Ltx2Vae {
  public:
   // Weights are checked against the config (every tensor present, shaped as the config implies, none
   // left over) and converted to rt's device and dtype.
-  Ltx2Vae(const io::TensorMap& weights, Ltx2VaeConfig cfg, const Runtime& rt);
+  Ltx2Vae(const io::TensorMap& weights, Ltx2VaeConfig cfg, const Runtime& rt, VaeLayout layout = VaeLayout::kAuto);
 
   const Ltx2VaeConfig& config() const { return cfg_; }
   const Runtime& runtime() const { return rt_; }
+  VaeLayout layout() const { return layout_; }  // never kAuto
 
   // video: [B, Cin, 1 + k·tr, H, W] in [−1, 1], H and W multiples of sr (tr, sr: the compression ratios)
   // → the posterior mode [B, Cl, 1 + k, H/sr, W/sr] in the model dtype.
@@ -71,6 +78,7 @@ class Ltx2Vae {
 
   Ltx2VaeConfig cfg_;
   Runtime rt_;
+  VaeLayout layout_;
   std::unique_ptr<VaeEncoder> enc_;
   std::unique_ptr<VaeDecoder> dec_;
   at::Tensor mean_, std_;  // [1, Cl, 1, 1, 1] model dtype
@@ -116,7 +124,7 @@ struct Ltx2VaeSource {
   std::string weights_path;
 };
 Ltx2VaeSource resolve_ltx2_vae_source(const std::string& path, const std::string& config_path = "");
-std::unique_ptr<Ltx2Vae> load_ltx2_vae(const Ltx2VaeSource& src, const Runtime& rt);
+std::unique_ptr<Ltx2Vae> load_ltx2_vae(const Ltx2VaeSource& src, const Runtime& rt, VaeLayout layout = VaeLayout::kAuto);
 
 // Seeded random weights for a config, in the diffusers layout (tests, measurements).
 io::TensorMap random_ltx2_vae_weights(const Ltx2VaeConfig& cfg, uint64_t seed, at::ScalarType dtype = at::kFloat);

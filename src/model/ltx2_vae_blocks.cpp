@@ -4,6 +4,8 @@
 
 #include "core/compare.h"
 #include "core/error.h"
+#include "model/profile.h"
+#include "ops/vae.h"
 
 namespace sanastream::model {
 
@@ -13,54 +15,56 @@ constexpr double kPixelNormEps = 1e-8;
 
 int64_t prod(const std::array<int64_t, 3>& s) { return s[0] * s[1] * s[2]; }
 
-// x: [B, C, T, H, W] → x / sqrt(mean_c(x²) + 1e-8), computed in fp32, returned in x's dtype.
-at::Tensor pixel_norm(const at::Tensor& x) {
-  const at::Tensor xf = x.to(at::kFloat);
-  return (xf / at::sqrt(at::mean(xf * xf, {1}, /*keepdim=*/true) + kPixelNormEps)).to(x.scalar_type());
-}
-
-// Pads dim d of x by p on both sides with the given mode (not zeros: the convolution does that).
-at::Tensor pad_dim(const at::Tensor& x, int64_t d, int64_t p, VaePadding mode) {
-  const int64_t n = x.size(d);
-  at::Tensor lo, hi;
-  switch (mode) {
-    case VaePadding::kReflect:
-      SS_CHECK(n > p, "VAE: reflect padding needs at least {} pixels along each axis at every level, got {} (frames or "
-               "spatial tiles are too small)", p + 1, n);
-      lo = x.narrow(d, 1, p).flip({d});
-      hi = x.narrow(d, n - 1 - p, p).flip({d});
-      break;
-    case VaePadding::kReplicate: {
-      std::vector<int64_t> sizes = x.sizes().vec();
-      sizes[d] = p;
-      lo = x.narrow(d, 0, 1).expand(sizes);
-      hi = x.narrow(d, n - 1, 1).expand(sizes);
-      break;
-    }
-    case VaePadding::kCircular:
-      SS_CHECK(n >= p, "VAE: circular padding needs at least {} pixels along each axis, got {}", p, n);
-      lo = x.narrow(d, n - p, p);
-      hi = x.narrow(d, 0, p);
-      break;
-    case VaePadding::kZeros: return x;
+ops::PadMode pad_mode(VaePadding p) {
+  switch (p) {
+    case VaePadding::kReplicate: return ops::PadMode::kReplicate;
+    case VaePadding::kCircular: return ops::PadMode::kCircular;
+    default: return ops::PadMode::kReflect;
   }
-  return at::cat({lo, x, hi}, d);
 }
 
-// [B, C, T·st, H·sh, W·sw] → [B, C·st·sh·sw, T, H, W]; channel (c, a, b, e) ↦ ((c·st + a)·sh + b)·sw + e.
-at::Tensor space_to_channel(const at::Tensor& x, const std::array<int64_t, 3>& s) {
+// A [B, C, T, H, W] tensor stored channels-last seen as its memory, [B, T, H, W, C], and back.
+at::Tensor cl_view(const at::Tensor& x) { return x.permute({0, 2, 3, 4, 1}); }
+at::Tensor from_cl(const at::Tensor& y) { return y.permute({0, 4, 1, 2, 3}); }
+bool is_cl(at::MemoryFormat f) { return f == at::MemoryFormat::ChannelsLast3d; }
+
+// [B, C, T·st, H·sh, W·sw] → [B, C·st·sh·sw, T, H, W] in `fmt`; channel (c, a, b, e) ↦ ((c·st + a)·sh + b)·sw + e.
+at::Tensor space_to_channel(const at::Tensor& x, const std::array<int64_t, 3>& s, at::MemoryFormat fmt) {
   const int64_t B = x.size(0), C = x.size(1), T = x.size(2) / s[0], H = x.size(3) / s[1], W = x.size(4) / s[2];
+  if (is_cl(fmt))
+    return from_cl(cl_view(x).reshape({B, T, s[0], H, s[1], W, s[2], C})
+                       .permute({0, 1, 3, 5, 7, 2, 4, 6})
+                       .reshape({B, T, H, W, C * prod(s)}));
   return x.reshape({B, C, T, s[0], H, s[1], W, s[2]})
       .permute({0, 1, 3, 5, 7, 2, 4, 6})
       .reshape({B, C * prod(s), T, H, W});
 }
 
-// The inverse layout: [B, C·st·sh·sw, T, H, W] → [B, C, T·st, H·sh, W·sw].
-at::Tensor channel_to_space(const at::Tensor& x, const std::array<int64_t, 3>& s) {
+// The inverse layout: [B, C·st·sh·sw, T, H, W] → [B, C, T·st, H·sh, W·sw] in `fmt`.
+at::Tensor channel_to_space(const at::Tensor& x, const std::array<int64_t, 3>& s, at::MemoryFormat fmt) {
   const int64_t B = x.size(0), C = x.size(1) / prod(s), T = x.size(2), H = x.size(3), W = x.size(4);
+  if (is_cl(fmt))
+    return from_cl(cl_view(x).reshape({B, T, H, W, C, s[0], s[1], s[2]})
+                       .permute({0, 1, 5, 2, 6, 3, 7, 4})
+                       .reshape({B, T * s[0], H * s[1], W * s[2], C}));
   return x.reshape({B, C, s[0], s[1], s[2], T, H, W})
       .permute({0, 1, 5, 2, 6, 3, 7, 4})
       .reshape({B, C, T * s[0], H * s[1], W * s[2]});
+}
+
+// [B, n·g, T, H, W] → the mean of each run of g channels, [B, n, T, H, W] in `fmt`.
+at::Tensor group_mean(const at::Tensor& x, int64_t n, int64_t g, at::MemoryFormat fmt) {
+  if (is_cl(fmt)) {
+    const at::Tensor v = cl_view(x);
+    return from_cl(v.reshape({v.size(0), v.size(1), v.size(2), v.size(3), n, g}).mean(-1));
+  }
+  return x.reshape({x.size(0), n, g, x.size(2), x.size(3), x.size(4)}).mean(2);
+}
+
+// [B, C, T, H, W] → its channels repeated k times, [B, k·C, T, H, W] in `fmt`.
+at::Tensor repeat_channels(const at::Tensor& x, int64_t k, at::MemoryFormat fmt) {
+  if (is_cl(fmt)) return from_cl(cl_view(x).repeat({1, 1, 1, 1, k}));
+  return x.repeat({1, k, 1, 1, 1});
 }
 
 // The first frame of x repeated n times: [B, C, n, H, W].
@@ -72,8 +76,8 @@ at::Tensor first_frames(const at::Tensor& x, int64_t n) {
 
 // ---------------------------------------------------------------------------------------------------
 
-VaeBuildContext::VaeBuildContext(const io::TensorMap& weights, at::TensorOptions options)
-    : weights_(&weights), options_(options) {}
+VaeBuildContext::VaeBuildContext(const io::TensorMap& weights, at::TensorOptions options, at::MemoryFormat format)
+    : weights_(&weights), options_(options), format_(format) {}
 
 VaeBuildContext::VaeBuildContext(uint64_t seed, at::ScalarType dtype)
     : options_(at::TensorOptions().dtype(dtype)), gen_(at::detail::createCPUGenerator(seed)) {}
@@ -105,7 +109,8 @@ at::Tensor VaeBuildContext::take(const std::string& key, const std::vector<int64
   SS_CHECK(it->second.sizes().vec() == shape, "VAE weights: '{}' expected shape {} from the config, got {}", key,
            shape_str(shape), shape_str(it->second.sizes()));
   used_.insert(key);
-  return it->second.to(options_);
+  const at::Tensor t = it->second.to(options_);
+  return t.dim() == 5 ? t.contiguous(format_) : t;
 }
 
 void VaeBuildContext::check_all_used() const {
@@ -123,44 +128,54 @@ void VaeBuildContext::check_all_used() const {
 // ---------------------------------------------------------------------------------------------------
 
 VaeConv::VaeConv(VaeBuildContext& b, const std::string& key, int64_t in, int64_t out, VaePadding pad, int64_t stride)
-    : pad_(pad), stride_(stride), slot_(b.new_slot()) {
+    : pad_(pad), stride_(stride), slot_(b.new_slot()), fmt_(b.format()) {
   w_ = b.take(key + ".conv.weight", {out, in, 3, 3, 3});
   b_ = b.take(key + ".conv.bias", {out});
 }
 
 void VaeConv::keep_outputs(int64_t n) {
-  w_ = w_.narrow(0, 0, n).contiguous();
+  w_ = w_.narrow(0, 0, n).contiguous(fmt_);
   b_ = b_.narrow(0, 0, n).contiguous();
 }
 
-at::Tensor VaeConv::forward(const at::Tensor& x, bool causal, VaeCache* cache) const {
+at::Tensor VaeConv::forward(const at::Tensor& x, bool causal, VaeCache* cache, bool norm_silu) const {
   const int64_t kt = w_.size(2), kh = w_.size(3), kw = w_.size(4), ph = kh / 2, pw = kw / 2, s = stride_;
+  SS_CHECK(ph == pw, "VAE: square spatial kernels expected, got {}x{}", kh, kw);
   auto empty = [&]() {
     return at::empty({x.size(0), w_.size(0), 0, (x.size(3) + 2 * ph - kh) / s + 1, (x.size(4) + 2 * pw - kw) / s + 1},
                      x.options());
   };
-  at::Tensor seq = x;  // [B, in, T', H, W] after temporal padding
+  // The padded input sequence [B, in, T', H + 2·ph, W + 2·pw] (zero padding is the convolution's).
+  ops::ConvInputSpec spec;
+  spec.pad = pad_ == VaePadding::kZeros ? 0 : ph;
+  spec.mode = pad_mode(pad_);
+  spec.norm_silu = norm_silu;
+  spec.eps = kPixelNormEps;
+  at::Tensor seq;
   if (causal) {
     VaeCacheSlot* slot = cache ? &cache->slots.at(slot_) : nullptr;
     const bool history = slot && slot->started;
     if (x.size(2) == 0 && !history) return empty();
-    if (kt > 1) seq = at::cat({history ? slot->frames : first_frames(x, kt - 1), x}, 2);
+    spec.lead = history ? 0 : kt - 1;
+    seq = ops::vae_conv_input(x, history ? slot->frames : at::Tensor(), spec);
     // Output window j reads padded frames [j·s, j·s + kt); the next call starts at the first unused window.
     const int64_t n = seq.size(2) >= kt ? (seq.size(2) - kt) / s + 1 : 0;
     if (slot) {
-      slot->frames = seq.narrow(2, n * s, seq.size(2) - n * s).clone(at::MemoryFormat::Contiguous);
+      slot->frames = seq.narrow(2, n * s, seq.size(2) - n * s).clone(fmt_);
       slot->started = true;
     }
     if (n == 0) return empty();
     seq = seq.narrow(2, 0, (n - 1) * s + kt);
   } else {
     SS_CHECK(cache == nullptr, "VAE: the non-causal path keeps no streaming cache (expected a whole clip)");
-    const int64_t p = (kt - 1) / 2;
-    if (p > 0) seq = at::cat({first_frames(x, p), x, first_frames(x.narrow(2, x.size(2) - 1, 1), p)}, 2);
+    spec.lead = spec.trail = (kt - 1) / 2;
+    seq = ops::vae_conv_input(x, at::Tensor(), spec);
   }
-  if (pad_ != VaePadding::kZeros) seq = pad_dim(pad_dim(seq, 3, ph, pad_), 4, pw, pad_);
-  const int64_t sp = pad_ == VaePadding::kZeros ? 1 : 0;
-  return at::conv3d(seq, w_, b_, {s, s, s}, {0, ph * sp, pw * sp});
+  mark_region(norm_silu ? "vae.norm_silu_pad" : "vae.pad");
+  const int64_t zp = pad_ == VaePadding::kZeros ? ph : 0;
+  at::Tensor y = at::conv3d(seq, w_, b_, {s, s, s}, {0, zp, zp});
+  mark_region("vae.conv");
+  return y;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -176,8 +191,8 @@ VaeResnet::VaeResnet(VaeBuildContext& b, const std::string& p, int64_t in, int64
 }
 
 at::Tensor VaeResnet::forward(const at::Tensor& x, bool causal, VaeCache* cache) const {
-  at::Tensor h = conv1_.forward(at::silu(pixel_norm(x)), causal, cache);  // [B, out, T, H, W]
-  h = conv2_.forward(at::silu(pixel_norm(h)), causal, cache);
+  at::Tensor h = conv1_.forward(x, causal, cache, /*norm_silu=*/true);  // [B, out, T, H, W]
+  h = conv2_.forward(h, causal, cache, /*norm_silu=*/true);
   at::Tensor shortcut = x;
   if (norm3_w_.defined()) {
     const at::Tensor xf = x.to(at::kFloat).movedim(1, -1);  // LayerNorm over channels, in fp32
@@ -186,7 +201,9 @@ at::Tensor VaeResnet::forward(const at::Tensor& x, bool causal, VaeCache* cache)
                    .to(x.scalar_type());
     shortcut = at::conv3d(shortcut, short_w_, short_b_);
   }
-  return h + shortcut;
+  h.add_(shortcut);
+  mark_region("vae.residual");
+  return h;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -197,7 +214,8 @@ VaeDownsampler::VaeDownsampler(VaeBuildContext& b, const std::string& p, int64_t
       out_(out),
       group_(in * prod(stride_) / out),
       conv_(b, p + ".conv", in, out / prod(stride_), pad),
-      slot_(b.new_slot()) {
+      slot_(b.new_slot()),
+      fmt_(b.format()) {
   SS_CHECK(out % prod(stride_) == 0 && (in * prod(stride_)) % out == 0,
            "VAE config: {} downsampler {} → {} channels: the width must divide by {} and into {}·{}", p,
            resample_name(kind), out, prod(stride_), in, prod(stride_));
@@ -215,7 +233,7 @@ at::Tensor VaeDownsampler::forward(const at::Tensor& x, bool causal, VaeCache* c
       }
       if (slot.frames.defined()) seq = at::cat({slot.frames, seq}, 2);
       const int64_t usable = seq.size(2) / st * st;
-      slot.frames = usable < seq.size(2) ? seq.narrow(2, usable, seq.size(2) - usable).clone(at::MemoryFormat::Contiguous)
+      slot.frames = usable < seq.size(2) ? seq.narrow(2, usable, seq.size(2) - usable).clone(fmt_)
                                          : at::Tensor();
       seq = seq.narrow(2, 0, usable);
     } else {
@@ -226,10 +244,12 @@ at::Tensor VaeDownsampler::forward(const at::Tensor& x, bool causal, VaeCache* c
   }
   if (seq.size(2) == 0)
     return at::empty({x.size(0), out_, 0, x.size(3) / stride_[1], x.size(4) / stride_[2]}, x.options());
-  const at::Tensor s2c = space_to_channel(seq, stride_);  // [B, in·st·sh·sw, T/st, H/sh, W/sw]
-  const at::Tensor residual =
-      s2c.reshape({s2c.size(0), out_, group_, s2c.size(2), s2c.size(3), s2c.size(4)}).mean(2);
-  return space_to_channel(conv_.forward(seq, causal, cache), stride_) + residual;
+  const at::Tensor residual = group_mean(space_to_channel(seq, stride_, fmt_), out_, group_, fmt_);
+  mark_region("vae.resample");
+  at::Tensor y = conv_.forward(seq, causal, cache);
+  y = space_to_channel(y, stride_, fmt_).add_(residual);
+  mark_region("vae.resample");
+  return y;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -240,7 +260,8 @@ VaeUpsampler::VaeUpsampler(VaeBuildContext& b, const std::string& p, int64_t in,
       residual_(residual),
       factor_(factor),
       conv_(b, p + ".conv", in, in * prod(stride_) / factor, pad),
-      slot_(b.new_slot()) {
+      slot_(b.new_slot()),
+      fmt_(b.format()) {
   SS_CHECK((in * prod(stride_)) % factor == 0 && (!residual || (in % prod(stride_) == 0 && prod(stride_) % factor == 0)),
            "VAE config: {} upsampler ({}, factor {}) cannot map {} channels", p, resample_name(kind), factor, in);
 }
@@ -252,18 +273,20 @@ at::Tensor VaeUpsampler::forward(const at::Tensor& x, bool causal, VaeCache* cac
     if (slot.started) trim = 0;
     if (x.size(2) > 0) slot.started = true;
   }
-  at::Tensor y = channel_to_space(conv_.forward(x, causal, cache), stride_);  // [B, in/factor, T·st, H·sh, W·sw]
+  at::Tensor y = conv_.forward(x, causal, cache);
+  y = channel_to_space(y, stride_, fmt_);  // [B, in/factor, T·st, H·sh, W·sw]
   y = y.narrow(2, trim, y.size(2) - trim);
   if (residual_) {
-    at::Tensor r = channel_to_space(x, stride_).repeat({1, prod(stride_) / factor_, 1, 1, 1});
-    y = y + r.narrow(2, trim, r.size(2) - trim);
+    const at::Tensor r = repeat_channels(channel_to_space(x, stride_, fmt_), prod(stride_) / factor_, fmt_);
+    y.add_(r.narrow(2, trim, r.size(2) - trim));
   }
+  mark_region("vae.resample");
   return y;
 }
 
 // ---------------------------------------------------------------------------------------------------
 
-VaeEncoder::VaeEncoder(VaeBuildContext& b, const Ltx2VaeConfig& c) : patch_(c.patch_size) {
+VaeEncoder::VaeEncoder(VaeBuildContext& b, const Ltx2VaeConfig& c) : patch_(c.patch_size), fmt_(b.format()) {
   const VaePadding pad = c.encoder_padding;
   int64_t ch = c.latent_channels;  // diffusers: conv_in maps the patches to latent_channels
   conv_in_ = std::make_unique<VaeConv>(b, "encoder.conv_in", c.in_channels * c.patch_size * c.patch_size, ch, pad);
@@ -296,7 +319,14 @@ at::Tensor VaeEncoder::forward(const at::Tensor& video, bool causal, VaeCache* c
   // Patchify: [B, C, F, H, W] → [B, C·p·p, F, H/p, W/p], channel = (c·p + pw)·p + ph (diffusers' order).
   const int64_t B = video.size(0), C = video.size(1), F = video.size(2), p = patch_;
   const int64_t H = video.size(3) / p, W = video.size(4) / p;
-  at::Tensor h = video.reshape({B, C, F, H, p, W, p}).permute({0, 1, 6, 4, 2, 3, 5}).reshape({B, C * p * p, F, H, W});
+  mark_region("vae.outside");
+  at::Tensor h = is_cl(fmt_) ? from_cl(video.reshape({B, C, F, H, p, W, p})
+                                           .permute({0, 2, 3, 5, 1, 6, 4})
+                                           .reshape({B, F, H, W, C * p * p}))
+                             : video.reshape({B, C, F, H, p, W, p})
+                                   .permute({0, 1, 6, 4, 2, 3, 5})
+                                   .reshape({B, C * p * p, F, H, W});
+  mark_region("vae.patchify");
   h = conv_in_->forward(h, causal, cache);
   for (const auto& blk : blocks_) {
     for (const auto& r : blk.resnets) h = r.forward(h, causal, cache);
@@ -304,12 +334,12 @@ at::Tensor VaeEncoder::forward(const at::Tensor& video, bool causal, VaeCache* c
     if (blk.downsampler) h = blk.downsampler->forward(h, causal, cache);
   }
   for (const auto& r : mid_) h = r.forward(h, causal, cache);
-  return conv_out_->forward(at::silu(pixel_norm(h)), causal, cache);  // [B, Cl, T, H/sr, W/sr]
+  return conv_out_->forward(h, causal, cache, /*norm_silu=*/true);  // [B, Cl, T, H/sr, W/sr]
 }
 
 // ---------------------------------------------------------------------------------------------------
 
-VaeDecoder::VaeDecoder(VaeBuildContext& b, const Ltx2VaeConfig& c) : patch_(c.patch_size) {
+VaeDecoder::VaeDecoder(VaeBuildContext& b, const Ltx2VaeConfig& c) : patch_(c.patch_size), fmt_(b.format()) {
   const VaePadding pad = c.decoder_padding;
   int64_t ch = c.decoder_mid_channels();
   conv_in_ = std::make_unique<VaeConv>(b, "decoder.conv_in", c.latent_channels, ch, pad);
@@ -343,17 +373,22 @@ VaeDecoder::VaeDecoder(VaeBuildContext& b, const Ltx2VaeConfig& c) : patch_(c.pa
 }
 
 at::Tensor VaeDecoder::forward(const at::Tensor& latents, bool causal, VaeCache* cache) const {
-  at::Tensor h = conv_in_->forward(latents, causal, cache);
+  mark_region("vae.outside");
+  at::Tensor h = conv_in_->forward(latents.contiguous(fmt_), causal, cache);
   for (const auto& r : mid_) h = r.forward(h, causal, cache);
   for (const auto& blk : blocks_) {
     if (blk.conv_in) h = blk.conv_in->forward(h, causal, cache);
     if (blk.upsampler) h = blk.upsampler->forward(h, causal, cache);
     for (const auto& r : blk.resnets) h = r.forward(h, causal, cache);
   }
-  h = conv_out_->forward(at::silu(pixel_norm(h)), causal, cache);  // [B, Cout·p·p, F, H, W]
+  h = conv_out_->forward(h, causal, cache, /*norm_silu=*/true);  // [B, Cout·p·p, F, H, W]
   // Unpatchify, the inverse of the encoder's order: channel (c·p + pw)·p + ph.
   const int64_t B = h.size(0), p = patch_, C = h.size(1) / (p * p), F = h.size(2), H = h.size(3), W = h.size(4);
-  return h.reshape({B, C, p, p, F, H, W}).permute({0, 1, 4, 5, 3, 6, 2}).reshape({B, C, F, H * p, W * p});
+  at::Tensor y = is_cl(fmt_) ? cl_view(h).reshape({B, F, H, W, C, p, p}).permute({0, 4, 1, 2, 6, 3, 5})
+                             : h.reshape({B, C, p, p, F, H, W}).permute({0, 1, 4, 5, 3, 6, 2});
+  y = y.reshape({B, C, F, H * p, W * p});
+  mark_region("vae.patchify");
+  return y;
 }
 
 }  // namespace sanastream::model

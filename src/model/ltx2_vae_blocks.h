@@ -21,7 +21,7 @@ namespace sanastream::model {
 
 // One layer's state between streaming calls.
 struct VaeCacheSlot {
-  at::Tensor frames;     // conv: the input frames the next window starts with; downsampler: pending frames
+  at::Tensor frames;     // conv: the padded input frames the next window starts with; downsampler: pending frames
   bool started = false;  // conv: history exists; downsampler: first-frame prefix added; upsampler: trim done
 };
 
@@ -35,7 +35,9 @@ struct VaeCache {
 // cache slot numbers.
 class VaeBuildContext {
  public:
-  VaeBuildContext(const io::TensorMap& weights, at::TensorOptions options);
+  // Read mode: convolution weights are stored in `format` (ChannelsLast3d: the activations' layout too).
+  VaeBuildContext(const io::TensorMap& weights, at::TensorOptions options,
+                  at::MemoryFormat format = at::MemoryFormat::Contiguous);
   VaeBuildContext(uint64_t seed, at::ScalarType dtype);
 
   // The tensor `key` of `shape` (read or generated).
@@ -46,10 +48,12 @@ class VaeBuildContext {
   // Read mode: throws when the weights hold tensors the configured network does not use.
   void check_all_used() const;
   const io::TensorMap& generated() const { return generated_; }
+  at::MemoryFormat format() const { return format_; }
 
  private:
   const io::TensorMap* weights_ = nullptr;
   at::TensorOptions options_;
+  at::MemoryFormat format_ = at::MemoryFormat::Contiguous;
   std::set<std::string> used_;
   std::optional<at::Generator> gen_;
   io::TensorMap generated_;
@@ -61,9 +65,11 @@ class VaeBuildContext {
 class VaeConv {
  public:
   VaeConv(VaeBuildContext& b, const std::string& key, int64_t in, int64_t out, VaePadding pad, int64_t stride = 1);
-  // x: [B, in, T, H, W] → [B, out, T', H', W']. A cache (causal only) carries the frames the next call's
-  // first output window needs, so split inputs give the whole-clip result; T may be 0.
-  at::Tensor forward(const at::Tensor& x, bool causal, VaeCache* cache) const;
+  // x: [B, in, T, H, W] → [B, out, T', H', W'], with norm_silu of SiLU(x / sqrt(mean_c(x²) + 1e-8)) (the
+  // resnets' prologue, fused into building the padded input). A cache (causal only) carries the padded
+  // input frames the next call's first output window needs, so split inputs give the whole-clip
+  // result; T may be 0.
+  at::Tensor forward(const at::Tensor& x, bool causal, VaeCache* cache, bool norm_silu = false) const;
   int64_t out_channels() const { return w_.size(0); }
   // Keeps only the first n output channels (the encoder head's mode()).
   void keep_outputs(int64_t n);
@@ -73,6 +79,7 @@ class VaeConv {
   VaePadding pad_;
   int64_t stride_;
   int slot_;
+  at::MemoryFormat fmt_;
 };
 
 // LTX2VideoResnetBlock3d: x + conv2(SiLU(norm(conv1(SiLU(norm(x)))))), norm = x / sqrt(mean_c(x²) + 1e-8);
@@ -101,6 +108,7 @@ class VaeDownsampler {
   int64_t out_, group_;
   VaeConv conv_;
   int slot_;
+  at::MemoryFormat fmt_;
 };
 
 // LTXVideoUpsampler3d: channel-to-space of conv(x) (and, residual, of x with its channels repeated),
@@ -117,6 +125,7 @@ class VaeUpsampler {
   int64_t factor_;
   VaeConv conv_;
   int slot_;
+  at::MemoryFormat fmt_;
 };
 
 // LTX2VideoEncoder3d, producing the posterior mode: patchify (space-to-channel by patch_size), conv_in,
@@ -139,6 +148,7 @@ class VaeEncoder {
   std::vector<Block> blocks_;
   std::vector<VaeResnet> mid_;
   int slots_ = 0;
+  at::MemoryFormat fmt_;
 };
 
 // LTX2VideoDecoder3d: conv_in, mid block, up blocks (optional width-changing resnet, upsampler,
@@ -161,6 +171,7 @@ class VaeDecoder {
   std::vector<VaeResnet> mid_;
   std::vector<Block> blocks_;
   int slots_ = 0;
+  at::MemoryFormat fmt_;
 };
 
 }  // namespace sanastream::model

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "core/torch_compat.h"
+#include "ops/vae.h"
 
 namespace sanastream::ops::cuda {
 
@@ -23,6 +24,9 @@ at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, con
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype);
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);
+// ops::vae_conv_input on channels-last frames (channel stride 1, history too); undefined when the
+// layout or the width does not suit the kernel.
+at::Tensor vae_conv_input(const at::Tensor& x, const at::Tensor& history, const ConvInputSpec& spec);
 #if SS_HAS_FLOAT8
 // x [rows, cols] (rows evenly strided) → E4M3 [rows, cols] and fp32 scales [rows, 1] (ops::quantize_fp8_rows).
 std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x);

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <cstdio>
 #include <map>
 #include <thread>
@@ -69,6 +71,18 @@ class ProfileTimer : public model::RegionTimer {
     auto iv = clock_.intervals();
     for (size_t i = 0; i < iv.size(); ++i) t[names_[i + 1]] += iv[i];
     return t;
+  }
+  // Into the result: each region's time divided by `per` (ms per `unit`) and their sum.
+  void report(json& r, double per, const char* unit) {
+    json prof = json::object();
+    double sum = 0;
+    for (auto& [name, sec] : totals()) {
+      prof[name] = sec / per * 1e3;
+      sum += sec / per * 1e3;
+    }
+    r["profile_ms"] = prof;
+    r["profile_unit"] = unit;
+    r["profile_total_ms"] = sum;
   }
 
  private:
@@ -157,17 +171,18 @@ std::unique_ptr<model::HybridDit> bench_dit_model(const BenchOptions& opt, const
 
 // Without --model: the LTX-2 VAE's shapes (the diffusers defaults) with seeded random weights.
 std::unique_ptr<model::Ltx2Vae> bench_vae_model(const BenchOptions& opt, const Runtime& rt, std::string* name) {
+  const model::VaeLayout layout = model::parse_vae_layout(opt.vae_layout);
   if (is_package(opt.model)) {
     *name = opt.model;
-    return load_package_vae(load_model_package(opt.model), rt);
+    return load_package_vae(load_model_package(opt.model), rt, layout);
   }
   if (!opt.model.empty()) {
     *name = opt.model;
-    return model::load_ltx2_vae(model::resolve_ltx2_vae_source(opt.model), rt);
+    return model::load_ltx2_vae(model::resolve_ltx2_vae_source(opt.model), rt, layout);
   }
   *name = "ltx2-vae-random";
   const model::Ltx2VaeConfig cfg;
-  return std::make_unique<model::Ltx2Vae>(model::random_ltx2_vae_weights(cfg, opt.seed, rt.dtype), cfg, rt);
+  return std::make_unique<model::Ltx2Vae>(model::random_ltx2_vae_weights(cfg, opt.seed, rt.dtype), cfg, rt, layout);
 }
 
 model::VaeTiling bench_tiling(const BenchOptions& opt, const Runtime& rt) {
@@ -250,17 +265,7 @@ void bench_dit(const BenchOptions& opt, const BenchSetup& b, json& r) {
     sample_streaming(*dit, noise.narrow(2, 0, frames), src.narrow(2, 0, frames), caption, po, {},
                      [&](int64_t c, int64_t, int64_t) { model::set_region_timer(c == 1 ? &timer : nullptr); });
     model::set_region_timer(nullptr);
-    std::vector<std::pair<double, std::string>> rows;
-    double sum = 0;
-    for (auto& [k, v] : timer.totals()) {
-      rows.emplace_back(v / calls, k);
-      sum += v / calls;
-    }
-    std::sort(rows.rbegin(), rows.rend());
-    json prof = json::object();
-    for (auto& [sec, name] : rows) prof[name] = sec * 1e3;
-    r["profile_ms_per_forward"] = prof;
-    r["profile_total_ms"] = sum * 1e3;
+    timer.report(r, static_cast<double>(calls), "forward");
   }
 }
 
@@ -285,25 +290,32 @@ void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encod
   ops::reset_peak_memory(rt);
   ops::DeviceClock clock(rt.is_cuda());
   clock.mark();
-  if (encode) {
-    model::Ltx2VaeEncodeStream stream(*vae, tiling);
-    for (const at::Tensor& x : inputs) {
-      stream.push(x);
+  // One pass over the first `n` chunks, each chunk's work handed to `timer` when chunk `timed` comes.
+  auto pass = [&](size_t n, const std::function<void(size_t)>& before) {
+    std::optional<model::Ltx2VaeEncodeStream> enc;
+    std::optional<model::Ltx2VaeDecodeStream> dec;
+    encode ? (void)enc.emplace(*vae, tiling) : (void)dec.emplace(*vae, tiling);
+    for (size_t c = 0; c < n; ++c) {
+      before(c);
+      encode ? enc->push(inputs[c]) : dec->push(inputs[c]);
       clock.mark();
     }
-  } else {
-    model::Ltx2VaeDecodeStream stream(*vae, tiling);
-    for (const at::Tensor& z : inputs) {
-      stream.push(z);
-      clock.mark();
-    }
-  }
+  };
+  pass(inputs.size(), [](size_t) {});
   const std::vector<double> chunk_s = clock.intervals();
   fill_chunk_stats(r, chunk_s, encode ? "vae_encode_fps" : "vae_decode_fps");
   r["peak_gpu_bytes"] = rt.is_cuda() ? json(ops::peak_memory(rt).device_bytes) : json(nullptr);
   r["config"]["model"] = model_name;
   r["config"]["vae"] = vae->config().to_json();
   r["config"]["tiling"] = model::describe(tiling);
+  r["config"]["vae_layout"] = model::layout_name(vae->layout());
+  if (opt.profile) {
+    // One more pass; the regions of chunk 2 (steady-state shape) are timed.
+    ProfileTimer timer(rt.is_cuda());
+    pass(3, [&](size_t c) { model::set_region_timer(c == 2 ? &timer : nullptr); });
+    model::set_region_timer(nullptr);
+    timer.report(r, 1.0, "chunk");
+  }
 }
 
 // One e2e pass, as `edit` runs it: frames in host memory (RGB24, pinned on CUDA) → upload, [−1, 1] →
@@ -629,12 +641,12 @@ json run_bench(const BenchOptions& opt) {
     if (!r[k].is_null()) line += fmt::format("  {} {:.1f}", k, r[k].get<double>());
   if (!r["peak_gpu_bytes"].is_null()) line += fmt::format("  peak_gpu {:.2f} GB", r["peak_gpu_bytes"].get<double>() / 1e9);
   std::printf("%s\n", line.c_str());
-  if (r.contains("profile_ms_per_forward")) {
+  if (r.contains("profile_ms")) {
     std::vector<std::pair<double, std::string>> rows;
-    for (auto& [k, v] : r["profile_ms_per_forward"].items()) rows.emplace_back(v.get<double>(), k);
+    for (auto& [k, v] : r["profile_ms"].items()) rows.emplace_back(v.get<double>(), k);
     std::sort(rows.rbegin(), rows.rend());
     const double total = r["profile_total_ms"].get<double>();
-    std::printf("  profile (chunk 2, ms per forward, eager):\n");
+    std::printf("  profile (chunk 2, ms per %s, eager):\n", r["profile_unit"].get<std::string>().c_str());
     for (auto& [ms, name] : rows) std::printf("    %-20s %8.3f ms  %5.1f %%\n", name.c_str(), ms, 100 * ms / total);
     std::printf("    %-20s %8.3f ms\n", "total", total);
   }

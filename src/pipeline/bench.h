@@ -36,6 +36,7 @@ struct BenchOptions {
   bool cuda_graphs = true;
   bool profile = false;          // per-region GPU time of one forward at the steady-state shape
   std::string tile = "auto";     // VAE spatial tiling: SIZE[:OVERLAP] | 0 | auto (off on CUDA, the VAE default on CPU)
+  std::string vae_layout = "auto";  // VAE activations: auto | ncdhw | ndhwc (model/ltx2_vae.h)
   uint64_t seed = 0;
   int gpus = 1;                  // e2e: 2 = the VAE on the second GPU, the DiT on the first, pipelined
   int streams = 1;               // e2e: K sessions at once over the visible GPUs

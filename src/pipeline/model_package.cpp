@@ -368,8 +368,8 @@ std::unique_ptr<model::HybridDit> load_package_dit(const ModelPackage& pkg, mode
   return load_dit(package_dit_source(pkg.dit_for(variant)), rt, plan);
 }
 
-std::unique_ptr<model::Ltx2Vae> load_package_vae(const ModelPackage& pkg, const Runtime& rt) {
-  return model::load_ltx2_vae(model::resolve_ltx2_vae_source(pkg.vae.path), rt);
+std::unique_ptr<model::Ltx2Vae> load_package_vae(const ModelPackage& pkg, const Runtime& rt, model::VaeLayout layout) {
+  return model::load_ltx2_vae(model::resolve_ltx2_vae_source(pkg.vae.path), rt, layout);
 }
 
 std::unique_ptr<model::Ltx2Vae> load_vae(const std::string& package_or_vae_dir, const Runtime& rt) {

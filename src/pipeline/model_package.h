@@ -92,7 +92,8 @@ ModelChoice resolve_model_dir(const std::string& cli_model, const std::string& e
 DitSource package_dit_source(const PackageDit& dit);
 std::unique_ptr<model::HybridDit> load_package_dit(const ModelPackage& pkg, model::DitVariant variant,
                                                    const Runtime& rt, const model::QuantPlan& plan = {});
-std::unique_ptr<model::Ltx2Vae> load_package_vae(const ModelPackage& pkg, const Runtime& rt);
+std::unique_ptr<model::Ltx2Vae> load_package_vae(const ModelPackage& pkg, const Runtime& rt,
+                                                  model::VaeLayout layout = model::VaeLayout::kAuto);
 // A VAE from a model package (a directory with model.json) or a VAE directory (config.json + weights).
 std::unique_ptr<model::Ltx2Vae> load_vae(const std::string& package_or_vae_dir, const Runtime& rt);
 

@@ -171,4 +171,50 @@ at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, con
   return silu_glu(y).permute({0, 2, 3, 1}).contiguous();
 }
 
+namespace {
+// Pads dim d of x by p on both sides with `mode`.
+at::Tensor pad_dim(const at::Tensor& x, int64_t d, int64_t p, PadMode mode) {
+  const int64_t n = x.size(d);
+  at::Tensor lo, hi;
+  switch (mode) {
+    case PadMode::kReflect:
+      lo = x.narrow(d, 1, p).flip({d});
+      hi = x.narrow(d, n - 1 - p, p).flip({d});
+      break;
+    case PadMode::kReplicate: {
+      std::vector<int64_t> sizes = x.sizes().vec();
+      sizes[d] = p;
+      lo = x.narrow(d, 0, 1).expand(sizes);
+      hi = x.narrow(d, n - 1, 1).expand(sizes);
+      break;
+    }
+    case PadMode::kCircular:
+      lo = x.narrow(d, n - p, p);
+      hi = x.narrow(d, 0, p);
+      break;
+  }
+  return at::cat({lo, x, hi}, d);
+}
+
+// The frame f of x repeated n times along T.
+at::Tensor repeat_frame(const at::Tensor& x, int64_t f, int64_t n) {
+  return x.narrow(2, f, 1).expand({x.size(0), x.size(1), n, x.size(3), x.size(4)});
+}
+}  // namespace
+
+at::Tensor vae_conv_input(const at::Tensor& x, const at::Tensor& history, const ConvInputSpec& s) {
+  at::Tensor y = x;
+  if (s.norm_silu) {
+    const at::Tensor xf = x.to(at::kFloat);
+    y = at::silu((xf / at::sqrt(at::mean(xf * xf, {1}, /*keepdim=*/true) + s.eps)).to(x.scalar_type()));
+  }
+  if (s.pad > 0 && x.size(2) > 0) y = pad_dim(pad_dim(y, 3, s.pad, s.mode), 4, s.pad, s.mode);
+  std::vector<at::Tensor> parts;
+  if (history.defined()) parts.push_back(history);
+  if (s.lead > 0) parts.push_back(repeat_frame(y, 0, s.lead));
+  if (y.size(2) > 0) parts.push_back(y);
+  if (s.trail > 0) parts.push_back(repeat_frame(y, y.size(2) - 1, s.trail));
+  return at::cat(parts, 2).contiguous((history.defined() ? history : x).suggest_memory_format());
+}
+
 }  // namespace sanastream::ops::ref

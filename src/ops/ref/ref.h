@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include "ops/gdn.h"
+#include "ops/vae.h"
 
 namespace sanastream::ops::ref {
 
@@ -32,5 +33,6 @@ at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const Ro
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias);
 at::Tensor silu_glu(const at::Tensor& x);
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);
+at::Tensor vae_conv_input(const at::Tensor& x, const at::Tensor& history, const ConvInputSpec& spec);
 
 }  // namespace sanastream::ops::ref

@@ -1,0 +1,56 @@
+#include <c10/cuda/CUDAStream.h>
+
+#include "kernels/vae.h"
+#include "ops/cuda/launch.h"
+#include "ops/cuda_dispatch.h"
+
+namespace sanastream::ops::cuda {
+
+namespace {
+kernels::PadMode pad_mode(PadMode m) {
+  switch (m) {
+    case PadMode::kReflect: return kernels::PadMode::kReflect;
+    case PadMode::kReplicate: return kernels::PadMode::kReplicate;
+    case PadMode::kCircular: return kernels::PadMode::kCircular;
+  }
+  return kernels::PadMode::kReflect;
+}
+}  // namespace
+
+at::Tensor vae_conv_input(const at::Tensor& x, const at::Tensor& history, const ConvInputSpec& s) {
+  const int64_t B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  const int64_t hist = history.defined() ? history.size(2) : 0;
+  if ((x.stride(1) != 1 && C > 1) || (hist > 0 && history.stride(1) != 1 && C > 1) ||
+      (hist > 0 && history.scalar_type() != x.scalar_type()))
+    return {};
+  const int64_t front = hist + s.lead, frames = front + T + s.trail;
+  at::Tensor out = at::empty({B, C, frames, H + 2 * s.pad, W + 2 * s.pad}, x.options(),
+                             at::MemoryFormat::ChannelsLast3d);
+  kernels::VaeConvInputParams p;
+  p.x = x.data_ptr();
+  p.out = out.data_ptr();
+  for (int i = 0; i < 4; ++i) {
+    p.x_strides[i] = x.stride(i == 0 ? 0 : i + 1);
+    p.out_strides[i] = out.stride(i == 0 ? 0 : i + 1);
+  }
+  p.batch = B;
+  p.frames = T;
+  p.height = H;
+  p.width = W;
+  p.channels = C;
+  p.out_frames = frames;
+  p.out_begin = hist;
+  p.front = front;
+  p.pad = static_cast<int>(s.pad);
+  p.mode = pad_mode(s.mode);
+  p.norm_silu = s.norm_silu;
+  p.eps = static_cast<float>(s.eps);
+  p.type = elem_type(x);
+  const cudaError_t err = kernels::vae_conv_input(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  if (err == cudaErrorInvalidValue) return {};  // refused before any launch
+  check_cuda(err, "vae_conv_input");
+  if (hist > 0) out.narrow(2, 0, hist).copy_(history);
+  return out;
+}
+
+}  // namespace sanastream::ops::cuda
