@@ -22,8 +22,10 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
       {"dit", "dit_fps"}, {"vae-encode", "vae_encode_fps"}, {"vae-decode", "vae_decode_fps"}, {"e2e", "e2e_fps"}};
   for (const auto& [part, key] : parts) {
     const std::string out = dir + "/" + part + ".json";
-    auto r = run_cli({"bench", "--part", part, "--model", dir + "/pkg", "--device", "cpu", "--dtype", "fp32", "--size",
-                      "96x64", "--latent-frames", "14", "--first-chunk", "5", "--json", out});
+    std::vector<std::string> args = {"bench", "--part", part, "--model", dir + "/pkg", "--device", "cpu", "--dtype",
+                                     "fp32", "--size", "96x64", "--latent-frames", "14", "--first-chunk", "5", "--json", out};
+    if (part != "e2e") args.push_back("--profile");
+    auto r = run_cli(args);
     ASSERT_EQ(r.exit_code, 0) << part << ": " << r.err;
     const json j = json::parse(std::ifstream(out));
     for (const char* k : {"dit_fps", "vae_encode_fps", "vae_decode_fps", "e2e_fps"})
@@ -37,7 +39,21 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
     if (part == "e2e") {  // what the chunks ran: the VAE's tiling and the DiT forwards per chunk
       EXPECT_TRUE(j["config"]["tiling"].is_string());
       EXPECT_EQ(j["config"]["forwards_per_chunk"], 5);
+      // The stages of the same run and the bound they set; the overlapped engine gives the same frames.
+      double inv = 0;
+      for (const char* st : {"input", "encode", "dit", "decode"}) {
+        EXPECT_GT(j["stages"][st]["ms_p50"].get<double>(), 0) << st;
+        inv += 1 / j["stages"][st]["fps"].get<double>();
+      }
+      EXPECT_NEAR(j["serial_bound_fps"].get<double>(), 1 / inv, 1e-6 / inv);
+      EXPECT_GT(j["overlapped"]["e2e_fps"].get<double>(), 0);
+      EXPECT_TRUE(j["overlapped"]["frames_identical"].get<bool>());
+    } else {  // --profile: the regions of one steady chunk (the VAE's) or forward (the DiT's)
+      EXPECT_EQ(j["profile_unit"], part == "dit" ? "forward" : "chunk");
+      EXPECT_GT(j["profile_ms"][part == "dit" ? "ffn.in" : "vae.conv"].get<double>(), 0) << part;
+      EXPECT_GT(j["profile_total_ms"].get<double>(), 0) << part;
     }
+    if (part.rfind("vae", 0) == 0) EXPECT_EQ(j["config"]["vae_layout"], "ncdhw");  // auto on the CPU
   }
 }
 

@@ -1,6 +1,7 @@
 #include "pipeline/bench.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -325,7 +326,11 @@ void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encod
 struct E2ePass {
   std::vector<double> chunk_s;
   at::Tensor out;
+  // Sequential passes: each chunk's device time in the stages (input upload and conversion, encode,
+  // DiT, decode with the conversion to RGB24), seconds.
+  std::vector<std::array<double, 4>> stage_s;
 };
+constexpr const char* kE2eStages[4] = {"input", "encode", "dit", "decode"};
 
 E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const FrameSize& size,
                  const EditEngineOptions& eo, const at::Tensor& in, int64_t n_chunks, bool pipelined) {
@@ -377,7 +382,23 @@ E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const F
   } else {
     EditEngine engine(dit, vae, size, eo);
     engine.set_prompt(embeds, mask);
-    for (int64_t c = 0; c < n_chunks; ++c) deliver(engine.process(next_input(engine.chunk_frames()), c + 1 == n_chunks));
+    // process() in its three stages, with a device clock mark after each.
+    ops::DeviceClock stages(vae_device.is_cuda());
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const bool last = c + 1 == n_chunks;
+      stages.mark();
+      const at::Tensor x = next_input(engine.chunk_frames());
+      stages.mark();
+      const at::Tensor src = engine.encode(x, last);
+      stages.mark();
+      const at::Tensor latents = engine.sample(src, last);
+      stages.mark();
+      deliver(engine.decode(latents, x.size(2)));
+      stages.mark();
+    }
+    const std::vector<double> iv = stages.intervals();
+    for (int64_t c = 0; c < n_chunks; ++c)
+      p.stage_s.push_back({iv[5 * c], iv[5 * c + 1], iv[5 * c + 2], iv[5 * c + 3]});
   }
   SS_CHECK(frame_out == frames, "e2e: {} frames out of {} in", frame_out, frames);
   return p;
@@ -412,6 +433,29 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   const double one_fps = r["e2e_fps"].get<double>();
   r["first_frame_ms"] = one.chunk_s[0] * 1e3;
   r["peak_gpu_bytes"] = rt.is_cuda() ? json(ops::peak_memory(rt).device_bytes) : json(nullptr);
+  // The stages of the same run (steady chunks' medians), and the rate they allow run one after another.
+  json stages = json::object();
+  double inv_sum = 0;
+  for (size_t k = 0; k < 4; ++k) {
+    std::vector<double> v;
+    for (size_t c = 2; c + 1 < one.stage_s.size(); ++c) v.push_back(one.stage_s[c][k]);
+    const double ms = percentile(v, 0.5) * 1e3;
+    stages[kE2eStages[k]] = {{"ms_p50", ms}, {"fps", 24e3 / ms}};
+    inv_sum += ms / 24e3;
+  }
+  r["stages"] = stages;
+  r["serial_bound_fps"] = 1.0 / inv_sum;
+  r["e2e_vs_serial_bound"] = one_fps * inv_sum;
+  if (opt.gpus == 1 && opt.streams == 1) {
+    // The overlap: the stages in their own threads and streams on the same device (PipelinedEditEngine).
+    const E2ePass piped = e2e_pass(*dit, *vae, size, eo, in, b.n_chunks, true);
+    json o;
+    fill_chunk_stats(o, piped.chunk_s, "e2e_fps");
+    o["first_frame_ms"] = piped.chunk_s[0] * 1e3;
+    o["speedup"] = o["e2e_fps"].get<double>() / one_fps;
+    o["frames_identical"] = at::equal(one.out, piped.out);
+    r["overlapped"] = o;
+  }
   if (opt.gpus > 1) {
     // The split: this DiT on the first GPU, the VAE again on the second (the CPU: both on it).
     SS_CHECK(!rt.is_cuda() || torch::cuda::device_count() >= 2, "--gpus 2: expected 2 visible GPUs, got {}",
@@ -641,6 +685,21 @@ json run_bench(const BenchOptions& opt) {
     if (!r[k].is_null()) line += fmt::format("  {} {:.1f}", k, r[k].get<double>());
   if (!r["peak_gpu_bytes"].is_null()) line += fmt::format("  peak_gpu {:.2f} GB", r["peak_gpu_bytes"].get<double>() / 1e9);
   std::printf("%s\n", line.c_str());
+  if (r.contains("stages")) {
+    std::string st;
+    for (const char* k : kE2eStages)
+      st += fmt::format("  {} {:.1f} ms ({:.0f} fps)", k, r["stages"][k]["ms_p50"].get<double>(),
+                        r["stages"][k]["fps"].get<double>());
+    std::printf("  stages:%s; serial bound %.1f fps, e2e %.2f of it\n", st.c_str(), r["serial_bound_fps"].get<double>(),
+                r["e2e_vs_serial_bound"].get<double>());
+  }
+  if (r.contains("overlapped")) {
+    const json& o = r["overlapped"];
+    std::printf("  overlapped (stages on their own streams): e2e_fps %.1f  chunk_ms_p50 %.1f  first_frame_ms %.1f  "
+                "speed-up %.2f  frames identical %s\n",
+                o["e2e_fps"].get<double>(), o["chunk_ms_p50"].get<double>(), o["first_frame_ms"].get<double>(),
+                o["speedup"].get<double>(), o["frames_identical"].get<bool>() ? "yes" : "no");
+  }
   if (r.contains("profile_ms")) {
     std::vector<std::pair<double, std::string>> rows;
     for (auto& [k, v] : r["profile_ms"].items()) rows.emplace_back(v.get<double>(), k);
