@@ -24,7 +24,8 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
     const std::string out = dir + "/" + part + ".json";
     std::vector<std::string> args = {"bench", "--part", part, "--model", dir + "/pkg", "--device", "cpu", "--dtype",
                                      "fp32", "--size", "96x64", "--latent-frames", "14", "--first-chunk", "5", "--json", out};
-    if (part != "e2e") args.push_back("--profile");
+    for (const char* a : part == "e2e" ? std::vector<const char*>{"--pace", "500"} : std::vector<const char*>{"--profile"})
+      args.push_back(a);
     auto r = run_cli(args);
     ASSERT_EQ(r.exit_code, 0) << part << ": " << r.err;
     const json j = json::parse(std::ifstream(out));
@@ -41,13 +42,18 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
       EXPECT_EQ(j["config"]["forwards_per_chunk"], 5);
       // The stages of the same run and the bound they set; the overlapped engine gives the same frames.
       double inv = 0;
-      for (const char* st : {"input", "encode", "dit", "decode"}) {
+      for (const char* st : {"input", "encode", "dit", "decode", "output"}) {
         EXPECT_GT(j["stages"][st]["ms_p50"].get<double>(), 0) << st;
         inv += 1 / j["stages"][st]["fps"].get<double>();
       }
       EXPECT_NEAR(j["serial_bound_fps"].get<double>(), 1 / inv, 1e-6 / inv);
       EXPECT_GT(j["overlapped"]["e2e_fps"].get<double>(), 0);
       EXPECT_TRUE(j["overlapped"]["frames_identical"].get<bool>());
+      // --pace: latent frames encoded as their frames arrive and the first one decoded ahead give the
+      // same frames (up to a level: the convolutions run on other frame counts).
+      EXPECT_GT(j["paced"]["first_frame_latency_ms"].get<double>(), 0);
+      EXPECT_EQ(j["paced"]["chunk_latency_ms"].size(), 4u);
+      EXPECT_LE(j["paced"]["max_abs_diff"].get<int64_t>(), 1);
     } else {  // --profile: the regions of one steady chunk (the VAE's) or forward (the DiT's)
       EXPECT_EQ(j["profile_unit"], part == "dit" ? "forward" : "chunk");
       EXPECT_GT(j["profile_ms"][part == "dit" ? "ffn.in" : "vae.conv"].get<double>(), 0) << part;

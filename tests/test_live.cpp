@@ -303,9 +303,9 @@ class ControlClient {
 }  // namespace
 
 // A file in real time with a control socket: `stats` answers at once, a bad command gets an error
-// line and changes nothing, `prompt:` takes effect at the next chunk — the chunks before it equal a
-// run with the first prompt only, the chunks from it on differ — and pause/resume pass whole chunks
-// through unedited.
+// line and changes nothing, `prompt:` takes effect at the next chunk to begin — the chunks before it
+// equal a run with the first prompt only, the chunks from it on differ — and pause/resume pass whole
+// chunks through unedited.
 TEST(EditControl, APromptChangeAppliesAtTheNextChunkAndBadCommandsChangeNothing) {
   const std::string dir = temp_dir("live_control");
   const int64_t frames = 17 + 6 * 24;
@@ -350,7 +350,9 @@ TEST(EditControl, APromptChangeAppliesAtTheNextChunkAndBadCommandsChangeNothing)
   const at::Tensor lb = io::load_safetensors(dir + "/b.safetensors").at("output.latents");
   const int64_t before = 3 + 3 * (at - 1);  // latent frames of chunks 0 … at−1
   ASSERT_EQ(la.sizes(), lb.sizes());
-  EXPECT_TRUE(at::equal(la.narrow(2, 0, before), lb.narrow(2, 0, before)));
+  // In real time each latent frame is encoded as its frames arrive (8 at a time, not 24): the same
+  // latents up to the convolutions' rounding on other frame counts.
+  EXPECT_LT(compare_tensors(lb.narrow(2, 0, before), la.narrow(2, 0, before)).rel_l2, 1e-4);
   EXPECT_GT(compare_tensors(lb.narrow(2, before, 3), la.narrow(2, before, 3)).rel_l2, 1e-3);
 }
 
@@ -370,10 +372,10 @@ TEST(EditControl, PauseAndResumeOverTheSocket) {
   ASSERT_TRUE(client.connected()) << slurp(dir + "/edit.err");
   while (client.ask("stats")["chunks"].get<int64_t>() < 1 && seconds_since(t0) < 60)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // The reply comes when the next chunk begins, paused; resume once two paused chunks are done.
   const json paused = client.ask("pause");
   ASSERT_EQ(paused["ok"], true) << paused.dump();
-  const int64_t out_at_pause = client.ask("stats")["frames_out"];
-  while (client.ask("stats")["frames_out"].get<int64_t>() < out_at_pause + 48 && seconds_since(t0) < 60)
+  while (client.ask("stats")["chunk"].get<int64_t>() < paused["chunk"].get<int64_t>() + 2 && seconds_since(t0) < 60)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(client.ask("stats")["paused"], true);
   const json resumed = client.ask("resume");

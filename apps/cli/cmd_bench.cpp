@@ -47,6 +47,11 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every call eagerly (no CUDA graphs)");
   sub->add_flag("--profile", c->o.profile, "Also time each region of the forward (one eager chunk)");
+  sub->add_option("--pace", c->o.pace,
+                  "e2e: also feed the frames in real time at FPS, encoding each latent frame as its frames arrive, "
+                  "and report the latency from a chunk's last frame to its edited frames (the first frame's first)")
+      ->check(CLI::PositiveNumber)
+      ->type_name("FPS");
   sub->add_option("--gpus", c->o.gpus,
                   "e2e: 2 = the VAE on cuda:1 and the DiT on cuda:0, pipelined (after the one-GPU run: speed-up and "
                   "whether the frames are the same; on the CPU both stages share it)")

@@ -470,7 +470,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         while (std::optional<InFlight> c = in_flight.pop()) {
           std::optional<at::Tensor> y = piped->pop();
           SS_CHECK(y.has_value(), "edit --gpus 2: the pipeline ended before chunk {}", counters.chunks.load());
-          const at::Tensor out = pipeline::model_to_rgb24(*y, out_size).to(at::kCPU);
+          const at::Tensor out = ops::to_host(pipeline::model_to_rgb24(*y, out_size));
           ++counters.chunks;
           chunk_ms.push_back(ms_since(c->t0));
           rss_mib.push_back(ops::current_rss_mib());
@@ -483,6 +483,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
     });
   try {
     std::vector<SourceFrame> pending;
+    int64_t ahead = 0;  // pending frames the engine has encoded already (EditEngine::encode_ahead)
     bool done = false;
     while (!done) {
       check_interrupt();
@@ -493,7 +494,30 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       SS_CHECK(!whole_clip || static_cast<int64_t>(pending.size()) <= pkg.max_frames,
                "--mode bidirectional takes clips of up to {} frames at {} fps; {} is longer: use --mode streaming",
                pkg.max_frames, fps, r.input);
+      if (pending.size() == 1 && f) {
+        // A chunk begins: its prompt, the last scheduled at or before its first frame's time, then the
+        // control channel's commands (a pause decides the whole chunk, before any of it is encoded).
+        const double chunk_time = static_cast<double>(pending.front().index) / fps;
+        size_t want = prompt_index;
+        while (want + 1 < schedule.size() && schedule[want + 1].seconds <= chunk_time + 1e-9) ++want;
+        if (prompt_log.empty() || want != prompt_index) {
+          use_prompt(embeddings[want], schedule[want].prompt, chunk_time);
+          prompt_index = want;
+        }
+        if (control) apply_control(chunk_time);
+      }
       const int64_t want_frames = whole_clip ? std::numeric_limits<int64_t>::max() : next_chunk_frames();
+      // Live: each whole latent frame of the chunk is encoded as soon as its frames are in, so a complete
+      // chunk has one latent frame's encoding left (the first output sooner, the GPU busy while waiting).
+      if (engine && r.realtime && !done && !counters.paused) {
+        const int64_t end = engine->latent_frame_end(ahead);
+        if (static_cast<int64_t>(pending.size()) == end && end < want_frames) {
+          std::vector<at::Tensor> rgb;
+          for (int64_t i = ahead; i < end; ++i) rgb.push_back(pending[static_cast<size_t>(i)].rgb);
+          engine->encode_ahead(pipeline::rgb24_to_model(at::stack(rgb), proc, vae_rt.dtype, vae_rt.device));
+          ahead = end;
+        }
+      }
       if (pending.empty() || (!done && static_cast<int64_t>(pending.size()) < want_frames)) continue;
       check_interrupt();
       std::vector<double> times;
@@ -503,8 +527,8 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         arrivals.push_back(sf.arrival);
       }
       // Behind the source: a whole chunk already waits behind this one, so this one is dropped
-      // (or shown as the last edited chunk again) to catch up.
-      if (r.realtime && !done && static_cast<int64_t>(frames_in.size()) >= want_frames) {
+      // (or shown as the last edited chunk again) to catch up — unless the engine has begun it.
+      if (r.realtime && !done && ahead == 0 && static_cast<int64_t>(frames_in.size()) >= want_frames) {
         const auto n = static_cast<int64_t>(pending.size());
         counters.dropped += n;
         ++counters.stream_chunk;
@@ -515,19 +539,9 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         }
         continue;
       }
-      // The prompt of this chunk: the last scheduled at or before its first frame's time, then the
-      // control channel's commands.
-      const double chunk_time = static_cast<double>(pending.front().index) / fps;
-      size_t want = prompt_index;
-      while (want + 1 < schedule.size() && schedule[want + 1].seconds <= chunk_time + 1e-9) ++want;
-      if (prompt_log.empty() || want != prompt_index) {
-        use_prompt(embeddings[want], schedule[want].prompt, chunk_time);
-        prompt_index = want;
-      }
-      if (control) apply_control(chunk_time);
       const auto t0 = Clock::now();
       std::vector<at::Tensor> rgb;
-      for (auto& sf : pending) rgb.push_back(sf.rgb);
+      for (size_t i = static_cast<size_t>(ahead); i < pending.size(); ++i) rgb.push_back(pending[i].rgb);
       const at::Tensor x = pipeline::rgb24_to_model(at::stack(rgb), proc, vae_rt.dtype, vae_rt.device);
       if (piped) {
         // The chunk enters the pipeline; the collector takes it out, in order, with its frames' times.
@@ -538,14 +552,14 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         continue;
       }
       at::Tensor y;
-      if (counters.paused)
+      if (counters.paused && ahead == 0)
         y = x;  // passed through: the same cover-crop and scaling as an edited chunk
       else
         y = engine ? engine->process(x, done)
-                   : pipeline::edit_whole_clip(*dit, *vae, x, embeddings[want].embeds, embeddings[want].mask,
-                                               negative.embeds, negative.mask, wc);
-      at::Tensor out = pipeline::model_to_rgb24(y, out_size).to(at::kCPU);
-      if (!counters.paused) {
+                   : pipeline::edit_whole_clip(*dit, *vae, x, embeddings[prompt_index].embeds,
+                                               embeddings[prompt_index].mask, negative.embeds, negative.mask, wc);
+      at::Tensor out = ops::to_host(pipeline::model_to_rgb24(y, out_size));
+      if (!counters.paused || ahead > 0) {
         ++counters.chunks;
         chunk_ms.push_back(ms_since(t0));
         if (engine) dit_ms.push_back(engine->last_dit_ms());
@@ -553,6 +567,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         last_edited = out;
       }
       pending.clear();
+      ahead = 0;
       ++counters.stream_chunk;
       if (!chunks_out.push(EditedChunk{out, std::move(times), std::move(arrivals)})) break;
     }

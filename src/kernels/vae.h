@@ -24,7 +24,8 @@ struct VaeConvInputParams {
   int pad = 0;  // 0 or 1
   PadMode mode = PadMode::kReflect;
   // SiLU of the per-pixel RMS norm, the normalised value rounded to the element type first (as the
-  // reference's two ops); else a copy.
+  // reference's two ops; x times the reciprocal RMS, SiLU through __expf and __fdividef: a few fp32
+  // ulps from the reference's division and expf); else a copy.
   bool norm_silu = false;
   float eps = 1e-8f;
   ElemType type = ElemType::kBF16;

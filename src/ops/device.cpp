@@ -109,4 +109,9 @@ std::vector<double> DeviceClock::intervals() {
   return out;
 }
 
+at::Tensor to_host(const at::Tensor& t) {
+  if (t.device().is_cpu()) return t;
+  return at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(true)).copy_(t);
+}
+
 }  // namespace sanastream::ops

@@ -14,6 +14,7 @@
 #include <c10/core/DeviceGuard.h>
 #include <torch/cuda.h>
 
+#include "core/bounded_queue.h"
 #include "core/error.h"
 #include "core/stats.h"
 #include "core/runtime.h"
@@ -128,6 +129,7 @@ BenchSetup make_setup(const BenchOptions& opt) {
            "--part: expected dit, vae-encode, vae-decode, e2e or gdn, got '{}'", opt.part);
   SS_CHECK((opt.gpus == 1 && opt.streams == 1) || opt.part == "e2e", "--gpus and --streams: expected --part e2e, got {}",
            opt.part);
+  SS_CHECK(opt.pace == 0 || opt.part == "e2e", "--pace feeds the whole pipeline: expected --part e2e, got {}", opt.part);
   SS_CHECK(opt.plan.empty() || opt.part == "dit" || opt.part == "e2e",
            "--plan quantizes the DiT: expected --part dit or e2e, got {}", opt.part);
   BenchSetup b;
@@ -327,10 +329,10 @@ struct E2ePass {
   std::vector<double> chunk_s;
   at::Tensor out;
   // Sequential passes: each chunk's device time in the stages (input upload and conversion, encode,
-  // DiT, decode with the conversion to RGB24), seconds.
-  std::vector<std::array<double, 4>> stage_s;
+  // DiT, decode, output: the conversion to RGB24 and the copy to host memory), seconds.
+  std::vector<std::array<double, 5>> stage_s;
 };
-constexpr const char* kE2eStages[4] = {"input", "encode", "dit", "decode"};
+constexpr const char* kE2eStages[5] = {"input", "encode", "dit", "decode", "output"};
 
 E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const FrameSize& size,
                  const EditEngineOptions& eo, const at::Tensor& in, int64_t n_chunks, bool pipelined) {
@@ -342,7 +344,7 @@ E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const F
   at::Generator gen = at::detail::createCPUGenerator(eo.seed);
   const at::Tensor embeds = at::randn({1, 1, cfg.caption_length, cfg.caption_channels}, gen);
   E2ePass p;
-  p.out = at::empty_like(in);
+  p.out = at::empty(in.sizes(), in.options().pinned_memory(in.is_pinned()));
   const int64_t frames = in.size(0);
   int64_t frame_in = 0, frame_out = 0;
   auto start = std::chrono::steady_clock::now();
@@ -393,14 +395,102 @@ E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const F
       stages.mark();
       const at::Tensor latents = engine.sample(src, last);
       stages.mark();
-      deliver(engine.decode(latents, x.size(2)));
+      const at::Tensor video = engine.decode(latents, x.size(2));
+      stages.mark();
+      deliver(video);
       stages.mark();
     }
     const std::vector<double> iv = stages.intervals();
     for (int64_t c = 0; c < n_chunks; ++c)
-      p.stage_s.push_back({iv[5 * c], iv[5 * c + 1], iv[5 * c + 2], iv[5 * c + 3]});
+      p.stage_s.push_back({iv[6 * c], iv[6 * c + 1], iv[6 * c + 2], iv[6 * c + 3], iv[6 * c + 4]});
   }
   SS_CHECK(frame_out == frames, "e2e: {} frames out of {} in", frame_out, frames);
+  return p;
+}
+
+// The paced pass (--pace FPS): frames arrive in real time at `fps` (a feeder thread stamps each one and
+// queues it), and the engine works as they come, as a live session does: each whole latent frame of a
+// chunk is encoded as soon as its frames are in (EditEngine::encode_ahead), and the first chunk's first
+// latent frame is decoded ahead, so its frame leaves before the rest are decoded. Latency: from a
+// chunk's last frame's arrival to its first frame (the first chunk) or all its frames (every chunk)
+// in host memory.
+struct PacedPass {
+  double first_frame_ms = 0;
+  std::vector<double> chunk_latency_s;
+  at::Tensor out;
+};
+
+PacedPass paced_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const FrameSize& size,
+                     const EditEngineOptions& eo, const at::Tensor& in, double fps) {
+  using Clock = std::chrono::steady_clock;
+  const model::DitConfig& cfg = dit.config();
+  const int64_t frames = in.size(0);
+  at::Tensor mask = at::zeros({1, cfg.caption_length}, at::kLong);
+  mask.narrow(1, 0, std::min<int64_t>(37, cfg.caption_length)).fill_(1);
+  at::Generator gen = at::detail::createCPUGenerator(eo.seed);
+  const at::Tensor embeds = at::randn({1, 1, cfg.caption_length, cfg.caption_channels}, gen);
+  EditEngine engine(dit, vae, size, eo);
+  engine.set_prompt(embeds, mask);
+  PacedPass p;
+  p.out = at::empty(in.sizes(), in.options().pinned_memory(in.is_pinned()));
+  int64_t frame_out = 0;
+  auto deliver = [&](const at::Tensor& video) {
+    const at::Tensor rgb = model_to_rgb24(video, size);
+    p.out.narrow(0, frame_out, rgb.size(0)).copy_(rgb);
+    frame_out += rgb.size(0);
+  };
+  auto input = [&](int64_t first, int64_t n) {
+    return rgb24_to_model(in.narrow(0, first, n), size, vae.runtime().dtype, vae.runtime().device);
+  };
+
+  std::vector<Clock::time_point> arrival(static_cast<size_t>(frames));
+  BoundedQueue<int64_t> arrived(static_cast<size_t>(frames));
+  std::thread feeder([&] {
+    const Clock::time_point t0 = Clock::now();
+    for (int64_t i = 0; i < frames; ++i) {
+      std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(static_cast<double>(i) / fps)));
+      arrival[static_cast<size_t>(i)] = Clock::now();
+      if (!arrived.push(i)) return;
+    }
+    arrived.close();
+  });
+  try {
+    for (int64_t c = 0, next = 0; next < frames; ++c) {
+      const int64_t want = std::min(engine.chunk_frames(), frames - next);
+      const bool last = next + want == frames;
+      // Whole latent frames are encoded as their frames arrive.
+      int64_t ahead = 0;
+      for (int64_t have = 1; have <= want; ++have) {
+        SS_CHECK(arrived.pop().has_value(), "e2e --pace: the frame feeder stopped");
+        if (have == engine.latent_frame_end(ahead) && have < want) {
+          engine.encode_ahead(input(next + ahead, have - ahead));
+          ahead = have;
+        }
+      }
+      const Clock::time_point complete = arrival[static_cast<size_t>(next + want - 1)];
+      const at::Tensor latents = engine.sample(engine.encode(input(next + ahead, want - ahead), last), last);
+      at::Tensor video;
+      if (c == 0 && latents.size(2) > 1) {
+        const at::Tensor first = engine.decode_ahead(latents.narrow(2, 0, 1));
+        deliver(first);
+        p.first_frame_ms = std::chrono::duration<double, std::milli>(Clock::now() - complete).count();
+        video = engine.decode(latents.narrow(2, 1, latents.size(2) - 1), want - first.size(2));
+      } else {
+        video = engine.decode(latents, want);
+      }
+      deliver(video);
+      if (c == 0 && latents.size(2) == 1)
+        p.first_frame_ms = std::chrono::duration<double, std::milli>(Clock::now() - complete).count();
+      p.chunk_latency_s.push_back(std::chrono::duration<double>(Clock::now() - complete).count());
+      next += want;
+    }
+  } catch (...) {
+    arrived.close();
+    feeder.join();
+    throw;
+  }
+  feeder.join();
   return p;
 }
 
@@ -436,7 +526,7 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   // The stages of the same run (steady chunks' medians), and the rate they allow run one after another.
   json stages = json::object();
   double inv_sum = 0;
-  for (size_t k = 0; k < 4; ++k) {
+  for (size_t k = 0; k < 5; ++k) {
     std::vector<double> v;
     for (size_t c = 2; c + 1 < one.stage_s.size(); ++c) v.push_back(one.stage_s[c][k]);
     const double ms = percentile(v, 0.5) * 1e3;
@@ -446,6 +536,16 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   r["stages"] = stages;
   r["serial_bound_fps"] = 1.0 / inv_sum;
   r["e2e_vs_serial_bound"] = one_fps * inv_sum;
+  if (opt.pace > 0) {
+    const PacedPass paced = paced_pass(*dit, *vae, size, eo, in, opt.pace);
+    std::vector<double> steady(paced.chunk_latency_s.begin() + 1, paced.chunk_latency_s.end());
+    r["paced"] = {{"fps", opt.pace},
+                  {"first_frame_latency_ms", paced.first_frame_ms},
+                  {"chunk_latency_ms", json(paced.chunk_latency_s) },
+                  {"later_chunk_latency_ms_p50", steady.empty() ? json(nullptr) : json(percentile(steady, 0.5) * 1e3)},
+                  {"max_abs_diff", (one.out.to(at::kInt) - paced.out.to(at::kInt)).abs().max().item<int64_t>()}};
+    for (auto& v : r["paced"]["chunk_latency_ms"]) v = v.get<double>() * 1e3;
+  }
   if (opt.gpus == 1 && opt.streams == 1) {
     // The overlap: the stages in their own threads and streams on the same device (PipelinedEditEngine).
     const E2ePass piped = e2e_pass(*dit, *vae, size, eo, in, b.n_chunks, true);
@@ -692,6 +792,16 @@ json run_bench(const BenchOptions& opt) {
                         r["stages"][k]["fps"].get<double>());
     std::printf("  stages:%s; serial bound %.1f fps, e2e %.2f of it\n", st.c_str(), r["serial_bound_fps"].get<double>(),
                 r["e2e_vs_serial_bound"].get<double>());
+  }
+  if (r.contains("paced")) {
+    const json& pc = r["paced"];
+    std::printf("  paced at %.1f fps: first frame %.1f ms after the first chunk's last frame arrived; later chunks done "
+                "%s ms after their last frame (p50); frames vs the unpaced run: max diff %lld\n",
+                pc["fps"].get<double>(), pc["first_frame_latency_ms"].get<double>(),
+                pc["later_chunk_latency_ms_p50"].is_null()
+                    ? "-"
+                    : fmt::format("{:.1f}", pc["later_chunk_latency_ms_p50"].get<double>()).c_str(),
+                static_cast<long long>(pc["max_abs_diff"].get<int64_t>()));
   }
   if (r.contains("overlapped")) {
     const json& o = r["overlapped"];

@@ -41,6 +41,7 @@ struct BenchOptions {
   int gpus = 1;                  // e2e: 2 = the VAE on the second GPU, the DiT on the first, pipelined
   int streams = 1;               // e2e: K sessions at once over the visible GPUs
   std::string plan;              // quantization plan file (model/quant_plan.h; FP8 GEMMs or simulated, ops/quant.h)
+  double pace = 0;               // e2e: also feed the frames in real time at this rate and measure latency
 };
 
 // Returns the JSON summary (keys of the issue; null where a part did not run) and prints a table.

@@ -91,6 +91,8 @@ struct EditEngine::State {
   model::Ltx2VaeDecodeStream decoder;
   model::CaptionState caption;
   std::unique_ptr<StreamingSampler> sampler;
+  std::vector<at::Tensor> ahead;  // posterior modes of the current chunk's frames encoded ahead
+  int64_t ahead_frames = 0;
   // --dump-latents: per-chunk tensors on the host (fp32; the source latents in the model dtype).
   at::Tensor first_embeds, first_mask;
   std::vector<at::Tensor> noise, src, out;
@@ -143,22 +145,48 @@ int64_t EditEngine::chunk_frames(int64_t index) const {
 }
 
 at::Tensor EditEngine::process(const at::Tensor& frames, bool last) {
-  const int64_t n = frames.size(2);
+  const int64_t n = s_->ahead_frames + frames.size(2);
   return decode(sample(encode(frames, last), last), n);
+}
+
+namespace {
+void check_frame_shape(const at::Tensor& frames, const FrameSize& size) {
+  SS_CHECK(frames.dim() == 5 && frames.size(1) == 3 && frames.size(3) == size.height && frames.size(4) == size.width,
+           "edit: expected frames [1, 3, n, {}, {}], got {}", size.height, size.width, shape_str(frames.sizes()));
+}
+}  // namespace
+
+int64_t EditEngine::latent_frame_end(int64_t encoded) const {
+  return encoded_ == 0 && encoded == 0 ? 1 : encoded + s_->vae.config().temporal_ratio();
+}
+
+void EditEngine::encode_ahead(const at::Tensor& frames) {
+  State& s = *s_;
+  check_frame_shape(frames, s.size);
+  const int64_t n = frames.size(2);
+  SS_CHECK(n >= 1 && s.ahead_frames + n < chunk_frames(),
+           "edit: encode_ahead takes fewer frames than chunk {} still takes ({} of {} encoded), got {}", encoded_,
+           s.ahead_frames, chunk_frames(), n);
+  s.ahead.push_back(s.encoder.push(frames));
+  s.ahead_frames += n;
 }
 
 at::Tensor EditEngine::encode(const at::Tensor& frames, bool last) {
   State& s = *s_;
-  const int64_t want = chunk_frames(), n = frames.size(2), tr = s.vae.config().temporal_ratio();
-  SS_CHECK(frames.dim() == 5 && frames.size(1) == 3 && frames.size(3) == s.size.height && frames.size(4) == s.size.width,
-           "edit: expected frames [1, 3, n, {}, {}], got {}", s.size.height, s.size.width, shape_str(frames.sizes()));
-  SS_CHECK(n == want || (last && n >= 1 && n < want), "edit: chunk {} takes {} frames, got {}", encoded_, want, n);
+  check_frame_shape(frames, s.size);
+  const int64_t want = chunk_frames(), rest = frames.size(2), n = s.ahead_frames + rest;
+  const int64_t tr = s.vae.config().temporal_ratio();
+  SS_CHECK(rest >= 1 && (n == want || (last && n < want)), "edit: chunk {} takes {} frames, got {}", encoded_, want, n);
   // Pad a short last chunk to whole latent frames by repeating its last frame.
   const int64_t whole = encoded_ == 0 ? 1 + (n - 1 + tr - 1) / tr * tr : (n + tr - 1) / tr * tr;
   at::Tensor x = frames;
-  if (whole > n) x = at::cat({frames, frames.narrow(2, n - 1, 1).expand({-1, -1, whole - n, -1, -1})}, 2);
+  if (whole > n) x = at::cat({frames, frames.narrow(2, rest - 1, 1).expand({-1, -1, whole - n, -1, -1})}, 2);
   ++encoded_;
-  return s.vae.normalize(s.encoder.push(x));
+  s.ahead.push_back(s.encoder.push(x));
+  const at::Tensor mode = s.ahead.size() == 1 ? s.ahead[0] : at::cat(s.ahead, 2);
+  s.ahead.clear();
+  s.ahead_frames = 0;
+  return s.vae.normalize(mode);
 }
 
 at::Tensor EditEngine::sample(const at::Tensor& source, bool last) {
@@ -186,10 +214,14 @@ at::Tensor EditEngine::sample(const at::Tensor& source, bool last) {
 }
 
 at::Tensor EditEngine::decode(const at::Tensor& latents, int64_t n) {
-  State& s = *s_;
-  const at::Tensor video = s.decoder.push(s.vae.denormalize(latents.to(s.vae.runtime().device)));
+  const at::Tensor video = decode_ahead(latents);
   ++chunks_;
   return video.narrow(2, 0, n);
+}
+
+at::Tensor EditEngine::decode_ahead(const at::Tensor& latents) {
+  State& s = *s_;
+  return s.decoder.push(s.vae.denormalize(latents.to(s.vae.runtime().device)));
 }
 
 io::TensorMap EditEngine::dump() const {

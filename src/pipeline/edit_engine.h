@@ -69,17 +69,29 @@ class EditEngine {
   double last_dit_ms() const;
   // frames: [1, 3, n, H, W] in [−1, 1] at the processing size, n = chunk_frames() (n < that only with
   // last). Returns the n edited frames, [1, 3, n, H, W] in [−1, 1], model dtype on the model's device.
+  // After encode_ahead(), frames are the chunk's remaining ones and all its frames come back.
   at::Tensor process(const at::Tensor& frames, bool last);
 
   // process()'s three stages, for a caller that runs them concurrently (PipelinedEditEngine): each is
   // called in chunk order and from one thread at a time; the DiT and the VAE may be on different
   // devices (latents are moved between them).
   // frames as process() takes them → the chunk's normalised source latents, on the VAE's device.
+  // After encode_ahead(), the chunk's remaining frames (at least one).
   at::Tensor encode(const at::Tensor& frames, bool last);
+  // Encodes the chunk's next frames now, as they arrive (fewer than the chunk still takes), so that
+  // encode() of the rest has only those left to do; the latents are the same either way.
+  void encode_ahead(const at::Tensor& frames);
+  // The frames of the current chunk that complete its next latent frame when `encoded` of them are
+  // encoded: the first chunk's first frame alone, then every temporal ratio (8) frames.
+  int64_t latent_frame_end(int64_t encoded) const;
   // Source latents → the edited latents, on the DiT's device (noise drawn, caches advanced).
   at::Tensor sample(const at::Tensor& src, bool last);
-  // Edited latents → the chunk's first n frames, on the VAE's device.
+  // Edited latents → the chunk's first n frames, on the VAE's device. After decode_ahead(), the
+  // chunk's remaining latent frames and frames.
   at::Tensor decode(const at::Tensor& latents, int64_t n);
+  // Decodes the chunk's leading latent frames now (its first frames out sooner) and returns all their
+  // frames; padding, which only a short last chunk has, is trimmed by decode() alone.
+  at::Tensor decode_ahead(const at::Tensor& latents);
   // The golden-named tensors of the chunks so far (EditEngineOptions::dump): inputs.noise,
   // inputs.src_latents, inputs.prompt_embeds, inputs.prompt_mask (the first prompt), output.latents.
   io::TensorMap dump() const;
