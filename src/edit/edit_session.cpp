@@ -296,8 +296,11 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   eo.dump = !r.dump_latents.empty();
   eo.rope_limit = r.rope_limit;
   std::unique_ptr<pipeline::EditEngine> engine;
-  std::unique_ptr<pipeline::PipelinedEditEngine> piped;  // --gpus 2
-  if (r.gpus == 2)
+  // --gpus 2, and a GPU streaming offline: the stages overlapped in their own threads and CUDA streams
+  // (PipelinedEditEngine; docs/PERF.md measures the gain on one GPU). Live sessions (--realtime,
+  // --control) keep one engine, which encodes frames as they arrive.
+  std::unique_ptr<pipeline::PipelinedEditEngine> piped;
+  if (r.gpus == 2 || (rt.is_cuda() && !whole_clip && !r.realtime && r.control.empty()))
     piped = std::make_unique<pipeline::PipelinedEditEngine>(*dit, *vae, proc, eo);
   else if (!whole_clip)
     engine = std::make_unique<pipeline::EditEngine>(*dit, *vae, proc, eo);
@@ -456,7 +459,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       control->reply(c.client, reply);
     }
   };
-  // --gpus 2: the chunks in the pipeline, in order, and the thread that takes them out to the writer.
+  // The pipelined engine: the chunks in it, in order, and the thread that takes them out to the writer.
   struct InFlight {
     Clock::time_point t0;
     std::vector<double> times;
@@ -469,7 +472,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       try {
         while (std::optional<InFlight> c = in_flight.pop()) {
           std::optional<at::Tensor> y = piped->pop();
-          SS_CHECK(y.has_value(), "edit --gpus 2: the pipeline ended before chunk {}", counters.chunks.load());
+          SS_CHECK(y.has_value(), "edit: the pipeline ended before chunk {}", counters.chunks.load());
           const at::Tensor out = ops::to_host(pipeline::model_to_rgb24(*y, out_size));
           ++counters.chunks;
           chunk_ms.push_back(ms_since(c->t0));
@@ -507,16 +510,15 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         if (control) apply_control(chunk_time);
       }
       const int64_t want_frames = whole_clip ? std::numeric_limits<int64_t>::max() : next_chunk_frames();
-      // Live: each whole latent frame of the chunk is encoded as soon as its frames are in, so a complete
-      // chunk has one latent frame's encoding left (the first output sooner, the GPU busy while waiting).
-      if (engine && r.realtime && !done && !counters.paused) {
-        const int64_t end = engine->latent_frame_end(ahead);
-        if (static_cast<int64_t>(pending.size()) == end && end < want_frames) {
-          std::vector<at::Tensor> rgb;
-          for (int64_t i = ahead; i < end; ++i) rgb.push_back(pending[static_cast<size_t>(i)].rgb);
-          engine->encode_ahead(pipeline::rgb24_to_model(at::stack(rgb), proc, vae_rt.dtype, vae_rt.device));
-          ahead = end;
-        }
+      // Live: whenever no frame waits, the chunk's frames so far are encoded, so a complete chunk has
+      // about one frame's encoding left (the first output sooner; the GPU works while frames come in).
+      const auto have = static_cast<int64_t>(pending.size());
+      if (engine && r.realtime && !done && !counters.paused && have > ahead && have < want_frames &&
+          frames_in.size() == 0) {
+        std::vector<at::Tensor> rgb;
+        for (int64_t i = ahead; i < have; ++i) rgb.push_back(pending[static_cast<size_t>(i)].rgb);
+        engine->encode_ahead(pipeline::rgb24_to_model(at::stack(rgb), proc, vae_rt.dtype, vae_rt.device));
+        ahead = have;
       }
       if (pending.empty() || (!done && static_cast<int64_t>(pending.size()) < want_frames)) continue;
       check_interrupt();

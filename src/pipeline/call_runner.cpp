@@ -40,9 +40,12 @@ at::Tensor DitCallRunner::eager(const at::Tensor& x, const at::Tensor& src, cons
 }
 
 at::Tensor DitCallRunner::run(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts,
-                              const ops::RopeTable& rope, model::StreamCache* cache, const model::Capture& capture) {
+                              const ops::RopeTable& rope, model::StreamCache* cache, const model::Capture& capture,
+                              bool graph) {
 #ifdef SANASTREAM_HAS_CUDA
-  if (graphs_on_ && !capture.on()) return replay(x, src, ts, rope, cache);
+  if (graphs_on_ && graph && !capture.on()) return replay(x, src, ts, rope, cache);
+#else
+  (void)graph;
 #endif
   return eager(x, src, ts, rope, cache, capture);
 }

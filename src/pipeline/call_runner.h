@@ -18,11 +18,10 @@ class DitCallRunner {
 
   // x: [B, Cl, T, H, W] fp32; src: [B, Cs, T, H, W]; ts: the timestep's precomputed conditioning;
   // rope: the chunk's rows. Returns the velocity (fp32), valid until the next run(). A call with an
-  // active capture runs eagerly.
+  // active capture, or with `graph` false (a shape that will not recur: capturing it would cost a
+  // warm-up call and the capture for nothing), runs eagerly.
   at::Tensor run(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts, const ops::RopeTable& rope,
-                 model::StreamCache* cache, const model::Capture& capture = {});
-
-  int64_t graphs_captured() const { return static_cast<int64_t>(graphs_.size()); }
+                 model::StreamCache* cache, const model::Capture& capture = {}, bool graph = true);
 
  private:
   struct Graph;

@@ -156,10 +156,6 @@ void check_frame_shape(const at::Tensor& frames, const FrameSize& size) {
 }
 }  // namespace
 
-int64_t EditEngine::latent_frame_end(int64_t encoded) const {
-  return encoded_ == 0 && encoded == 0 ? 1 : encoded + s_->vae.config().temporal_ratio();
-}
-
 void EditEngine::encode_ahead(const at::Tensor& frames) {
   State& s = *s_;
   check_frame_shape(frames, s.size);

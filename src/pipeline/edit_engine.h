@@ -78,12 +78,11 @@ class EditEngine {
   // frames as process() takes them → the chunk's normalised source latents, on the VAE's device.
   // After encode_ahead(), the chunk's remaining frames (at least one).
   at::Tensor encode(const at::Tensor& frames, bool last);
-  // Encodes the chunk's next frames now, as they arrive (fewer than the chunk still takes), so that
-  // encode() of the rest has only those left to do; the latents are the same either way.
+  // Encodes the chunk's next frames now, as they arrive (fewer than the chunk still takes; any number,
+  // down to one: the causal encoder takes each layer as far as the frames allow), so that encode() of
+  // the rest has only those left to do. The latents are the whole chunk's up to the convolutions'
+  // rounding on other frame counts.
   void encode_ahead(const at::Tensor& frames);
-  // The frames of the current chunk that complete its next latent frame when `encoded` of them are
-  // encoded: the first chunk's first frame alone, then every temporal ratio (8) frames.
-  int64_t latent_frame_end(int64_t encoded) const;
   // Source latents → the edited latents, on the DiT's device (noise drawn, caches advanced).
   at::Tensor sample(const at::Tensor& src, bool last);
   // Edited latents → the chunk's first n frames, on the VAE's device. After decode_ahead(), the

@@ -103,12 +103,14 @@ struct StreamingSampler::State {
   }
   bool record() const { return dump.out != nullptr; }
 
-  // One model call; records its inputs, output and (on request) activations under the golden names.
-  at::Tensor call(const at::Tensor& x, const at::Tensor& src, float t, const ops::RopeTable& rope) {
+  // One model call of chunk `chunk`; records its inputs, output and (on request) activations under the
+  // golden names. The first chunk's calls run eagerly: they write the sink (cache offset 0), a shape no
+  // later call has, so a CUDA graph of it would only delay the first frames.
+  at::Tensor call(const at::Tensor& x, const at::Tensor& src, float t, const ops::RopeTable& rope, int64_t chunk) {
     io::TensorMap acts;
     model::Capture capture;
     if (record() && dump.activation_calls.count(calls)) capture = {&acts, ""};
-    at::Tensor v = runner.run(x, src, timestep(t, x.size(0)), rope, &cache, capture);
+    at::Tensor v = runner.run(x, src, timestep(t, x.size(0)), rope, &cache, capture, /*graph=*/chunk > 0);
     if (record()) {
       auto host = [](const at::Tensor& a) {
         return a.detach().to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
@@ -187,7 +189,7 @@ at::Tensor StreamingSampler::step(const at::Tensor& noise, const at::Tensor& src
   check_interrupt();
   const int64_t c = chunks_, n = noise.size(2), H = noise.size(3), W = noise.size(4);
   if (s.pending) {
-    s.call(s.pending->x, s.pending->src, 0.f, s.pending->rope);  // the t = 0 pass on the clean chunk
+    s.call(s.pending->x, s.pending->src, 0.f, s.pending->rope, s.pending->chunk);  // the t = 0 pass on the clean chunk
     s.commit(s.pending->chunk, s.pending->frames);
     s.pending.reset();
   }
@@ -207,7 +209,7 @@ at::Tensor StreamingSampler::step(const at::Tensor& noise, const at::Tensor& src
   at::Tensor x = noise.to(rt.device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
   for (size_t i = 0; i < s.timesteps.size(); ++i) {
     const bool last_step = i + 1 == s.timesteps.size();
-    at::Tensor v = s.call(x, src_chunk, s.timesteps[i], rope);
+    at::Tensor v = s.call(x, src_chunk, s.timesteps[i], rope, c);
     if (s.opt.efficient_cache && last_step && !last) s.commit(c, n);
     // Euler step in fp32, rounded to the model's dtype as the official scheduler does.
     const float sigma = s.timesteps[i] / 1000.f;
