@@ -508,7 +508,9 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   const int64_t frames = 1 + (b.T - 1) * vae->config().temporal_ratio();
   auto host = at::TensorOptions().dtype(at::kByte).pinned_memory(rt.is_cuda());
   at::Generator gen = at::detail::createCPUGenerator(opt.seed + 1);
-  const at::Tensor in = at::randint(0, 256, {frames, size.height, size.width, 3}, gen, at::kByte).to(host);
+  // (Tensor::to() with only pinned_memory changed returns the tensor itself, unpinned: copy into one.)
+  const std::vector<int64_t> shape = {frames, size.height, size.width, 3};
+  const at::Tensor in = at::empty(shape, host).copy_(at::randint(0, 256, shape, gen, at::kByte));
 
   EditEngineOptions eo;
   eo.steps = opt.steps;
@@ -549,16 +551,20 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   }
   if (opt.gpus == 1 && opt.streams == 1) {
     // The overlap: the stages in their own threads and streams on the same device (PipelinedEditEngine).
+    ops::reset_peak_memory(rt);
     const E2ePass piped = e2e_pass(*dit, *vae, size, eo, in, b.n_chunks, true);
     json o;
     fill_chunk_stats(o, piped.chunk_s, "e2e_fps");
     o["first_frame_ms"] = piped.chunk_s[0] * 1e3;
     o["speedup"] = o["e2e_fps"].get<double>() / one_fps;
     o["frames_identical"] = at::equal(one.out, piped.out);
+    o["peak_gpu_bytes"] = rt.is_cuda() ? json(ops::peak_memory(rt).device_bytes) : json(nullptr);
     r["overlapped"] = o;
     if (rt.is_cuda()) {  // what `edit` runs on one GPU (streaming, not --realtime)
       fill_chunk_stats(r, piped.chunk_s, "e2e_fps");
       r["first_frame_ms"] = o["first_frame_ms"];
+      r["sequential"]["peak_gpu_bytes"] = r["peak_gpu_bytes"];
+      r["peak_gpu_bytes"] = o["peak_gpu_bytes"];
       r["config"]["engine"] = "overlapped";
     }
   }
