@@ -47,6 +47,9 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every call eagerly (no CUDA graphs)");
   sub->add_flag("--profile", c->o.profile, "Also time each region of the forward (one eager chunk)");
+  sub->add_option("--vae-call-latents", c->o.vae_call_latents,
+                  "e2e: latent frames a VAE call takes at most (0: a whole chunk); 1 lowers peak GPU memory")
+      ->capture_default_str();
   sub->add_option("--pace", c->o.pace,
                   "e2e: also feed the frames in real time at FPS, encoding each latent frame as its frames arrive, "
                   "and report the latency from a chunk's last frame to its edited frames (the first frame's first)")

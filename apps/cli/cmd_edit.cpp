@@ -122,6 +122,9 @@ void register_edit(CLI::App& app) {
   sub->add_option("--dtype", c->r.dtype, "bf16 | fp32 (default: bf16 on CUDA, fp32 on the CPU)");
   sub->add_option("--tile", c->r.tile, "VAE spatial tiling SIZE[:OVERLAP] | 0 | auto (off on CUDA)")
       ->capture_default_str();
+  sub->add_option("--vae-call-latents", c->r.vae_call_latents,
+                  "Latent frames a VAE call takes at most (0: a whole chunk); 1 lowers peak GPU memory (docs/PERF.md)")
+      ->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every DiT call eagerly (no CUDA graphs)");
   sub->add_option("--dump-latents", c->r.dump_latents,
                   "Write inputs.noise, inputs.src_latents, inputs.prompt_embeds, inputs.prompt_mask and "

@@ -293,14 +293,14 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   eo.seed = r.seed;
   eo.tiling = r.tile == "auto" ? (rt.is_cuda() ? model::VaeTiling{} : model::default_vae_tiling())
                                : model::parse_vae_tiling(r.tile);
+  eo.vae_call_latents = r.vae_call_latents;
   eo.dump = !r.dump_latents.empty();
   eo.rope_limit = r.rope_limit;
   std::unique_ptr<pipeline::EditEngine> engine;
-  // --gpus 2, and a GPU streaming offline: the stages overlapped in their own threads and CUDA streams
-  // (PipelinedEditEngine; docs/PERF.md measures the gain on one GPU). Live sessions (--realtime,
-  // --control) keep one engine, which encodes frames as they arrive.
+  // --gpus 2: the stages pipelined over the two GPUs. On one GPU they run one after another: overlapped
+  // on their own streams they gained 1 % and cost 0.6 GB (docs/PERF.md).
   std::unique_ptr<pipeline::PipelinedEditEngine> piped;
-  if (r.gpus == 2 || (rt.is_cuda() && !whole_clip && !r.realtime && r.control.empty()))
+  if (r.gpus == 2)
     piped = std::make_unique<pipeline::PipelinedEditEngine>(*dit, *vae, proc, eo);
   else if (!whole_clip)
     engine = std::make_unique<pipeline::EditEngine>(*dit, *vae, proc, eo);

@@ -130,6 +130,8 @@ BenchSetup make_setup(const BenchOptions& opt) {
   SS_CHECK((opt.gpus == 1 && opt.streams == 1) || opt.part == "e2e", "--gpus and --streams: expected --part e2e, got {}",
            opt.part);
   SS_CHECK(opt.pace == 0 || opt.part == "e2e", "--pace feeds the whole pipeline: expected --part e2e, got {}", opt.part);
+  SS_CHECK(opt.vae_call_latents == 0 || opt.part == "e2e", "--vae-call-latents: expected --part e2e, got {}",
+           opt.part);
   SS_CHECK(opt.plan.empty() || opt.part == "dit" || opt.part == "e2e",
            "--plan quantizes the DiT: expected --part dit or e2e, got {}", opt.part);
   BenchSetup b;
@@ -519,6 +521,8 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   eo.cuda_graphs = opt.cuda_graphs;
   eo.seed = opt.seed;
   eo.tiling = bench_tiling(opt, rt);
+  eo.vae_call_latents = opt.vae_call_latents;
+  r["config"]["vae_call_latents"] = opt.vae_call_latents;
   ops::reset_peak_memory(rt);
   const E2ePass one = e2e_pass(*dit, *vae, size, eo, in, b.n_chunks, false);
   fill_chunk_stats(r, one.chunk_s, "e2e_fps");
@@ -537,8 +541,6 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   }
   r["stages"] = stages;
   r["serial_bound_fps"] = 1.0 / inv_sum;
-  r["sequential"] = {{"e2e_fps", one_fps}, {"chunk_ms_p50", r["chunk_ms_p50"]}, {"first_frame_ms", r["first_frame_ms"]}};
-  r["config"]["engine"] = "sequential";
   if (opt.pace > 0) {
     const PacedPass paced = paced_pass(*dit, *vae, size, eo, in, opt.pace);
     std::vector<double> steady(paced.chunk_latency_s.begin() + 1, paced.chunk_latency_s.end());
@@ -560,13 +562,6 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
     o["frames_identical"] = at::equal(one.out, piped.out);
     o["peak_gpu_bytes"] = rt.is_cuda() ? json(ops::peak_memory(rt).device_bytes) : json(nullptr);
     r["overlapped"] = o;
-    if (rt.is_cuda()) {  // what `edit` runs on one GPU (streaming, not --realtime)
-      fill_chunk_stats(r, piped.chunk_s, "e2e_fps");
-      r["first_frame_ms"] = o["first_frame_ms"];
-      r["sequential"]["peak_gpu_bytes"] = r["peak_gpu_bytes"];
-      r["peak_gpu_bytes"] = o["peak_gpu_bytes"];
-      r["config"]["engine"] = "overlapped";
-    }
   }
   r["e2e_vs_serial_bound"] = r["e2e_fps"].get<double>() * inv_sum;
   if (opt.gpus > 1) {
@@ -803,8 +798,7 @@ json run_bench(const BenchOptions& opt) {
     for (const char* k : kE2eStages)
       st += fmt::format("  {} {:.1f} ms ({:.0f} fps)", k, r["stages"][k]["ms_p50"].get<double>(),
                         r["stages"][k]["fps"].get<double>());
-    std::printf("  stages:%s; serial bound %.1f fps, e2e (%s engine) %.2f of it\n", st.c_str(),
-                r["serial_bound_fps"].get<double>(), r["config"]["engine"].get<std::string>().c_str(),
+    std::printf("  stages:%s; serial bound %.1f fps, e2e %.2f of it\n", st.c_str(), r["serial_bound_fps"].get<double>(),
                 r["e2e_vs_serial_bound"].get<double>());
   }
   if (r.contains("paced")) {
@@ -820,9 +814,12 @@ json run_bench(const BenchOptions& opt) {
   if (r.contains("overlapped")) {
     const json& o = r["overlapped"];
     std::printf("  overlapped (stages on their own streams): e2e_fps %.1f  chunk_ms_p50 %.1f  first_frame_ms %.1f  "
-                "speed-up %.2f  frames identical %s\n",
+                "speed-up %.2f  frames identical %s%s\n",
                 o["e2e_fps"].get<double>(), o["chunk_ms_p50"].get<double>(), o["first_frame_ms"].get<double>(),
-                o["speedup"].get<double>(), o["frames_identical"].get<bool>() ? "yes" : "no");
+                o["speedup"].get<double>(), o["frames_identical"].get<bool>() ? "yes" : "no",
+                o["peak_gpu_bytes"].is_null()
+                    ? ""
+                    : fmt::format("  peak_gpu {:.2f} GB", o["peak_gpu_bytes"].get<double>() / 1e9).c_str());
   }
   if (r.contains("profile_ms")) {
     std::vector<std::pair<double, std::string>> rows;

@@ -42,6 +42,7 @@ struct BenchOptions {
   int streams = 1;               // e2e: K sessions at once over the visible GPUs
   std::string plan;              // quantization plan file (model/quant_plan.h; FP8 GEMMs or simulated, ops/quant.h)
   double pace = 0;               // e2e: also feed the frames in real time at this rate and measure latency
+  int64_t vae_call_latents = 0; // e2e: latent frames a VAE call takes at most (0: a whole chunk)
 };
 
 // Returns the JSON summary (keys of the issue; null where a part did not run) and prints a table.

@@ -93,6 +93,23 @@ struct EditEngine::State {
   std::unique_ptr<StreamingSampler> sampler;
   std::vector<at::Tensor> ahead;  // posterior modes of the current chunk's frames encoded ahead
   int64_t ahead_frames = 0;
+
+  // The VAE streams' calls, in pieces of opt.vae_call_latents latent frames (whole when 0): the same
+  // result, the activations of one piece at a time.
+  at::Tensor encode_pieces(const at::Tensor& frames) {
+    const int64_t n = frames.size(2), piece = opt.vae_call_latents * vae.config().temporal_ratio();
+    if (piece == 0 || n <= piece) return encoder.push(frames);
+    std::vector<at::Tensor> out;
+    for (int64_t i = 0; i < n; i += piece) out.push_back(encoder.push(frames.narrow(2, i, std::min(piece, n - i))));
+    return at::cat(out, 2);
+  }
+  at::Tensor decode_pieces(const at::Tensor& latents) {
+    const int64_t t = latents.size(2), piece = opt.vae_call_latents;
+    if (piece == 0 || t <= piece) return decoder.push(latents);
+    std::vector<at::Tensor> out;
+    for (int64_t i = 0; i < t; i += piece) out.push_back(decoder.push(latents.narrow(2, i, std::min(piece, t - i))));
+    return at::cat(out, 2);
+  }
   // --dump-latents: per-chunk tensors on the host (fp32; the source latents in the model dtype).
   at::Tensor first_embeds, first_mask;
   std::vector<at::Tensor> noise, src, out;
@@ -112,6 +129,8 @@ EditEngine::EditEngine(const model::HybridDit& dit, const model::Ltx2Vae& vae, c
            dc.latent_channels, dc.source_channels);
   SS_CHECK(opt.first_chunk >= 3 && opt.first_chunk <= 5, "--first-chunk: expected 3, 4 or 5 latent frames, got {}",
            opt.first_chunk);
+  SS_CHECK(opt.vae_call_latents >= 0, "--vae-call-latents: expected 0 (a whole chunk) or more, got {}",
+           opt.vae_call_latents);
 }
 
 EditEngine::~EditEngine() = default;
@@ -163,7 +182,7 @@ void EditEngine::encode_ahead(const at::Tensor& frames) {
   SS_CHECK(n >= 1 && s.ahead_frames + n < chunk_frames(),
            "edit: encode_ahead takes fewer frames than chunk {} still takes ({} of {} encoded), got {}", encoded_,
            s.ahead_frames, chunk_frames(), n);
-  s.ahead.push_back(s.encoder.push(frames));
+  s.ahead.push_back(s.encode_pieces(frames));
   s.ahead_frames += n;
 }
 
@@ -178,7 +197,7 @@ at::Tensor EditEngine::encode(const at::Tensor& frames, bool last) {
   at::Tensor x = frames;
   if (whole > n) x = at::cat({frames, frames.narrow(2, rest - 1, 1).expand({-1, -1, whole - n, -1, -1})}, 2);
   ++encoded_;
-  s.ahead.push_back(s.encoder.push(x));
+  s.ahead.push_back(s.encode_pieces(x));
   const at::Tensor mode = s.ahead.size() == 1 ? s.ahead[0] : at::cat(s.ahead, 2);
   s.ahead.clear();
   s.ahead_frames = 0;
@@ -217,7 +236,7 @@ at::Tensor EditEngine::decode(const at::Tensor& latents, int64_t n) {
 
 at::Tensor EditEngine::decode_ahead(const at::Tensor& latents) {
   State& s = *s_;
-  return s.decoder.push(s.vae.denormalize(latents.to(s.vae.runtime().device)));
+  return s.decode_pieces(s.vae.denormalize(latents.to(s.vae.runtime().device)));
 }
 
 io::TensorMap EditEngine::dump() const {

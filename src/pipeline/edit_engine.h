@@ -48,6 +48,7 @@ struct EditEngineOptions {
   int64_t rope_limit = 0;        // temporal RoPE positions before rebasing (0: the model's table, 1024)
   uint64_t seed = 0;
   model::VaeTiling tiling;       // VAE spatial tiling (off: {})
+  int64_t vae_call_latents = 0;  // latent frames a VAE call takes at most (0: a whole chunk): memory for speed
   bool dump = false;             // keep the golden-named tensors for --dump-latents
 };
 
