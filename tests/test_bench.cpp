@@ -24,7 +24,8 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
     const std::string out = dir + "/" + part + ".json";
     std::vector<std::string> args = {"bench", "--part", part, "--model", dir + "/pkg", "--device", "cpu", "--dtype",
                                      "fp32", "--size", "96x64", "--latent-frames", "14", "--first-chunk", "5", "--json", out};
-    for (const char* a : part == "e2e" ? std::vector<const char*>{"--pace", "500"} : std::vector<const char*>{"--profile"})
+    for (const char* a : part == "e2e" ? std::vector<const char*>{"--pace", "500", "--text-encoder"}
+                                       : std::vector<const char*>{"--profile"})
       args.push_back(a);
     auto r = run_cli(args);
     ASSERT_EQ(r.exit_code, 0) << part << ": " << r.err;
@@ -54,6 +55,8 @@ TEST(Bench, EveryPartRunsOnTheCpuAndReportsItsKeys) {
       EXPECT_GT(j["paced"]["first_frame_latency_ms"].get<double>(), 0);
       EXPECT_EQ(j["paced"]["chunk_latency_ms"].size(), 4u);
       EXPECT_LE(j["paced"]["max_abs_diff"].get<int64_t>(), 1);
+      EXPECT_TRUE(j["config"]["text_encoder"].is_string());  // the package's, resident through the run
+      EXPECT_TRUE(j["text_encoder_gpu_bytes"].is_null());      // CPU
     } else {  // --profile: the regions of one steady chunk (the VAE's) or forward (the DiT's)
       EXPECT_EQ(j["profile_unit"], part == "dit" ? "forward" : "chunk");
       EXPECT_GT(j["profile_ms"][part == "dit" ? "ffn.in" : "vae.conv"].get<double>(), 0) << part;

@@ -50,6 +50,9 @@ void register_bench(CLI::App& app) {
   sub->add_option("--vae-call-latents", c->o.vae_call_latents,
                   "e2e: latent frames a VAE call takes at most (0: a whole chunk); 1 lowers peak GPU memory")
       ->capture_default_str();
+  sub->add_flag("--text-encoder", c->o.text_encoder,
+               "e2e: keep the text encoder resident on the device during the run, as edit does (the package's, "
+               "else Gemma-2-2b's shapes with random weights); the peak memory includes it");
   sub->add_option("--pace", c->o.pace,
                   "e2e: also feed the frames in real time at FPS, encoding each latent frame as its frames arrive, "
                   "and report the latency from a chunk's last frame to its edited frames (the first frame's first)")

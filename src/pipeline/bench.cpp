@@ -132,6 +132,7 @@ BenchSetup make_setup(const BenchOptions& opt) {
   SS_CHECK(opt.pace == 0 || opt.part == "e2e", "--pace feeds the whole pipeline: expected --part e2e, got {}", opt.part);
   SS_CHECK(opt.vae_call_latents == 0 || opt.part == "e2e", "--vae-call-latents: expected --part e2e, got {}",
            opt.part);
+  SS_CHECK(!opt.text_encoder || opt.part == "e2e", "--text-encoder: expected --part e2e, got {}", opt.part);
   SS_CHECK(opt.plan.empty() || opt.part == "dit" || opt.part == "e2e",
            "--plan quantizes the DiT: expected --part dit or e2e, got {}", opt.part);
   BenchSetup b;
@@ -523,6 +524,16 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   eo.tiling = bench_tiling(opt, rt);
   eo.vae_call_latents = opt.vae_call_latents;
   r["config"]["vae_call_latents"] = opt.vae_call_latents;
+  // The text encoder as `edit` holds it: resident through the run, so the peak counts it.
+  std::unique_ptr<model::Gemma2Model> text_encoder;
+  r["text_encoder_gpu_bytes"] = nullptr;
+  if (opt.text_encoder) {
+    ops::reset_peak_memory(rt);
+    const int64_t before = ops::peak_memory(rt).device_bytes;
+    text_encoder = load_resident_text_encoder(is_package(opt.model) ? opt.model : "", "2b", opt.seed, rt);
+    if (rt.is_cuda()) r["text_encoder_gpu_bytes"] = ops::peak_memory(rt).device_bytes - before;
+    r["config"]["text_encoder"] = text_encoder->config().summary();
+  }
   ops::reset_peak_memory(rt);
   const E2ePass one = e2e_pass(*dit, *vae, size, eo, in, b.n_chunks, false);
   fill_chunk_stats(r, one.chunk_s, "e2e_fps");
@@ -792,6 +803,8 @@ json run_bench(const BenchOptions& opt) {
                         "chunk_ms_p99", "dit_tflops", "gemm_bf16_tflops"})
     if (!r[k].is_null()) line += fmt::format("  {} {:.1f}", k, r[k].get<double>());
   if (!r["peak_gpu_bytes"].is_null()) line += fmt::format("  peak_gpu {:.2f} GB", r["peak_gpu_bytes"].get<double>() / 1e9);
+  if (r.contains("text_encoder_gpu_bytes") && !r["text_encoder_gpu_bytes"].is_null())
+    line += fmt::format(" (text encoder resident: {:.2f} GB of it)", r["text_encoder_gpu_bytes"].get<double>() / 1e9);
   std::printf("%s\n", line.c_str());
   if (r.contains("stages")) {
     std::string st;

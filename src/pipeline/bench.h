@@ -43,6 +43,7 @@ struct BenchOptions {
   std::string plan;              // quantization plan file (model/quant_plan.h; FP8 GEMMs or simulated, ops/quant.h)
   double pace = 0;               // e2e: also feed the frames in real time at this rate and measure latency
   int64_t vae_call_latents = 0; // e2e: latent frames a VAE call takes at most (0: a whole chunk)
+  bool text_encoder = false;     // e2e: the text encoder resident on the device during the run (as in edit)
 };
 
 // Returns the JSON summary (keys of the issue; null where a part did not run) and prints a table.

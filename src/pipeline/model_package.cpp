@@ -640,6 +640,19 @@ io::TensorMap cast_floating(const io::TensorMap& w, at::ScalarType dtype) {
 
 }  // namespace
 
+std::unique_ptr<model::Gemma2Model> load_resident_text_encoder(const std::string& package, const std::string& preset,
+                                                               uint64_t seed, const Runtime& rt) {
+  if (!package.empty()) {
+    const ModelPackage pkg = load_model_package(package);
+    return model::load_gemma2(pkg.text_encoder.path + "/config.json",
+                              io::resolve_weights_path(pkg.text_encoder.path, "text encoder"), rt,
+                              model::Gemma2Attention::kEager);
+  }
+  const model::Gemma2Config cfg = model::parse_gemma2_config(random_package_preset(preset).text_encoder, preset);
+  return std::make_unique<model::Gemma2Model>(random_gemma2_weights(cfg, seed, rt.dtype), cfg, rt,
+                                              model::Gemma2Attention::kEager);
+}
+
 std::vector<model::SpmPiece> read_sentencepiece_pieces(const std::string& bytes, const std::string& origin) {
   std::vector<model::SpmPiece> out;
   WireReader top(bytes, 0, bytes.size(), origin);

@@ -127,6 +127,10 @@ struct RandomPackagePreset {
 };
 RandomPackagePreset random_package_preset(const std::string& name,  // "tiny" | "small" | "2b" | "demo"
                                           const std::string& tokenizer = "");
+// The text encoder `edit` keeps resident beside the DiT and the VAE, on rt: a package's, or (package
+// "") the named preset's Gemma-2 with seeded random weights — for memory measurements.
+std::unique_ptr<model::Gemma2Model> load_resident_text_encoder(const std::string& package, const std::string& preset,
+                                                               uint64_t seed, const Runtime& rt);
 
 struct RandomPackageOptions {
   std::string preset = "tiny";
