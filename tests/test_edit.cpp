@@ -145,28 +145,30 @@ TEST(EditMultiGpu, PipelinedStagesGiveTheOneDeviceOutput) {
 }
 
 // --vae-call-latents 1: the VAE takes one latent frame a call (the peak memory of one piece); the
-// latents and frames are the whole-chunk run's up to the convolutions' rounding on other frame counts.
+// latents and frames are the whole-chunk run's (auto on the CPU) up to the convolutions' rounding on
+// other frame counts; the run reports the value it used; a bad value is one line.
 TEST(EditMemory, VaeCallsOfOneLatentFrameGiveTheWholeChunksResult) {
   const std::string dir = temp_dir("edit_vae_calls");
   const std::string src = synthetic_clip(dir, 17 + 2 * 24);
-  for (const std::string n : {"0", "1"}) {
+  for (const std::string n : {"auto", "1"}) {  // auto: whole chunks on the CPU
     auto r = run_edit_cli({"-i", src, "-p", "make it snowy", "--device", "cpu", "--first-chunk", "3",
                            "--vae-call-latents", n, "-o", dir + "/out" + n + ".y4m", "--dump-latents",
-                           dir + "/lat" + n + ".safetensors"});
+                           dir + "/lat" + n + ".safetensors", "--json", dir + "/run" + n + ".json"});
     ASSERT_EQ(r.exit_code, 0) << n << ": " << r.err;
+    EXPECT_EQ(read_json(dir + "/run" + n + ".json")["vae_call_latents"], n == "1" ? 1 : 0);
   }
-  const io::TensorMap a = io::load_safetensors(dir + "/lat0.safetensors"),
+  const io::TensorMap a = io::load_safetensors(dir + "/latauto.safetensors"),
                       b = io::load_safetensors(dir + "/lat1.safetensors");
   for (const char* k : {"inputs.src_latents", "output.latents"})
     EXPECT_LT(compare_tensors(b.at(k).to(at::kFloat), a.at(k).to(at::kFloat)).rel_l2, 1e-5) << k;
-  const std::string ya = read_file(dir + "/out0.y4m"), yb = read_file(dir + "/out1.y4m");
+  const std::string ya = read_file(dir + "/outauto.y4m"), yb = read_file(dir + "/out1.y4m");
   ASSERT_EQ(ya.size(), yb.size());
   int64_t worst = 0;
   for (size_t i = 0; i < ya.size(); ++i)
     worst = std::max<int64_t>(worst, std::abs(static_cast<int>(static_cast<uint8_t>(ya[i])) -
                                               static_cast<int>(static_cast<uint8_t>(yb[i]))));
   EXPECT_LE(worst, 1);
-  auto bad = run_edit_cli({"-i", src, "-p", "make it snowy", "--device", "cpu", "--vae-call-latents", "-1", "-o",
+  auto bad = run_edit_cli({"-i", src, "-p", "make it snowy", "--device", "cpu", "--vae-call-latents", "some", "-o",
                            dir + "/bad.y4m"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_EQ(bad.err_lines(), 1) << bad.err;

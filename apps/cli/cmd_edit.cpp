@@ -123,7 +123,8 @@ void register_edit(CLI::App& app) {
   sub->add_option("--tile", c->r.tile, "VAE spatial tiling SIZE[:OVERLAP] | 0 | auto (off on CUDA)")
       ->capture_default_str();
   sub->add_option("--vae-call-latents", c->r.vae_call_latents,
-                  "Latent frames a VAE call takes at most (0: a whole chunk); 1 lowers peak GPU memory (docs/PERF.md)")
+                  "Latent frames a VAE call takes at most: N, 0 (a whole chunk) or auto (1 on GPUs under 20 GiB: "
+                  "lower peak memory, docs/PERF.md)")
       ->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every DiT call eagerly (no CUDA graphs)");
   sub->add_option("--dump-latents", c->r.dump_latents,

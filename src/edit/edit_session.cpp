@@ -178,6 +178,25 @@ int first_chunk_for(const EditRequest& r, const video::VideoInfo& info, double f
   return T <= 3 ? 3 : static_cast<int>(3 + T % 3);
 }
 
+// --vae-call-latents: a count, or auto — one latent frame per VAE call on GPUs of under 20 GiB (at
+// 1280×704 the pipeline then peaks at 15.7 GB with the text encoder, 16.5 GB with whole chunks;
+// docs/PERF.md), whole chunks elsewhere.
+int64_t vae_call_latents_for(const std::string& spec, const Runtime& rt) {
+  if (spec == "auto") {
+    const int64_t bytes = ops::device_memory_bytes(rt);
+    return bytes > 0 && bytes < (int64_t{20} << 30) ? 1 : 0;
+  }
+  size_t used = 0;
+  int64_t n = -1;
+  try {
+    n = std::stoll(spec, &used);
+  } catch (const std::exception&) {
+  }
+  SS_CHECK(used == spec.size() && n >= 0, "--vae-call-latents: expected auto or a count of latent frames (0: a whole "
+           "chunk), got '{}'", spec);
+  return n;
+}
+
 }  // namespace
 
 json run_edit(const EditRequest& r, const ProgressFn& progress) {
@@ -272,6 +291,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
              torch::cuda::device_count());
   Runtime vae_rt = rt;
   if (r.gpus == 2 && rt.is_cuda()) vae_rt.device = at::Device(at::kCUDA, 1);
+  const int64_t vae_call_latents = vae_call_latents_for(r.vae_call_latents, vae_rt);
   auto dit = pipeline::load_package_dit(pkg, variant, rt, model::load_quant_plan(r.plan));
   auto vae = pipeline::load_package_vae(pkg, vae_rt);
   SS_CHECK(whole_clip || pkg.vae.decoder == model::VaeDecoderKind::kCausal,
@@ -293,7 +313,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   eo.seed = r.seed;
   eo.tiling = r.tile == "auto" ? (rt.is_cuda() ? model::VaeTiling{} : model::default_vae_tiling())
                                : model::parse_vae_tiling(r.tile);
-  eo.vae_call_latents = r.vae_call_latents;
+  eo.vae_call_latents = vae_call_latents;
   eo.dump = !r.dump_latents.empty();
   eo.rope_limit = r.rope_limit;
   std::unique_ptr<pipeline::EditEngine> engine;
@@ -609,6 +629,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   j["output_size"] = out_size.str();
   j["fps"] = fps;
   j["first_chunk"] = whole_clip ? json(nullptr) : json(first_chunk);
+  j["vae_call_latents"] = vae_call_latents;
   j["frames_in"] = counters.source_frames.load();
   j["frames_out"] = frames_out;
   j["chunks"] = counters.chunks.load();

@@ -52,7 +52,8 @@ struct EditRequest {
                                  // on the CPU both stages share it)
   std::string dtype;             // "" = bf16 on CUDA, fp32 on the CPU
   std::string tile = "auto";     // VAE spatial tiling: SIZE[:OVERLAP] | 0 | auto (off on CUDA, the default on CPU)
-  int64_t vae_call_latents = 0;  // latent frames a VAE call takes at most (0: a whole chunk)
+  std::string vae_call_latents = "auto";  // latent frames a VAE call takes at most: N, 0 (a whole chunk) or
+                                         // auto (1 on GPUs under 20 GiB, else 0)
   std::string dump_latents;      // safetensors file of the golden-named latents (for latent-edit)
   std::string prompt_cache_dir;  // on-disk prompt-embedding cache ("" = memory only)
   int64_t rope_limit = 0;        // RoPE positions before rebasing (SPEC §3); 0 = the model's table

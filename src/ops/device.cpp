@@ -6,6 +6,7 @@
 
 #ifdef SANASTREAM_HAS_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #endif
@@ -107,6 +108,14 @@ std::vector<double> DeviceClock::intervals() {
   for (size_t i = 0; i + 1 < host_.size(); ++i)
     out.push_back(std::chrono::duration<double>(host_[i + 1] - host_[i]).count());
   return out;
+}
+
+int64_t device_memory_bytes(const Runtime& rt) {
+#ifdef SANASTREAM_HAS_CUDA
+  if (rt.is_cuda()) return static_cast<int64_t>(at::cuda::getDeviceProperties(device_index(rt))->totalGlobalMem);
+#endif
+  (void)rt;
+  return 0;
 }
 
 at::Tensor to_host(const at::Tensor& t) {

@@ -23,6 +23,8 @@ PeakMemory peak_memory(const Runtime& rt);
 double current_rss_mib();
 // Waits until the runtime's device has finished all work queued on it (a no-op on the CPU).
 void synchronize(const Runtime& rt);
+// The runtime's GPU memory in bytes (0 on the CPU).
+int64_t device_memory_bytes(const Runtime& rt);
 // t in host memory: from a GPU into pinned memory (a DMA copy at the bus's speed instead of a staged
 // pageable one; the caching host allocator reuses the buffers), a CPU tensor as it is.
 at::Tensor to_host(const at::Tensor& t);
