@@ -574,12 +574,29 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         continue;
       }
       at::Tensor y;
-      if (counters.paused && ahead == 0)
+      if (counters.paused && ahead == 0) {
         y = x;  // passed through: the same cover-crop and scaling as an edited chunk
-      else
+      } else if (engine && r.realtime && engine->chunks_done() == 0) {
+        // Live, the first chunk: its first latent frame is decoded ahead and its frame leaves at once.
+        const int64_t n = static_cast<int64_t>(pending.size());
+        const at::Tensor latents = engine->sample(engine->encode(x, done), done);
+        if (latents.size(2) > 1) {
+          const at::Tensor first = engine->decode_ahead(latents.narrow(2, 0, 1));
+          const auto k = static_cast<std::ptrdiff_t>(first.size(2));
+          EditedChunk head{ops::to_host(pipeline::model_to_rgb24(first, out_size)),
+                           {times.begin(), times.begin() + k}, {arrivals.begin(), arrivals.begin() + k}};
+          times.erase(times.begin(), times.begin() + k);
+          arrivals.erase(arrivals.begin(), arrivals.begin() + k);
+          if (!chunks_out.push(std::move(head))) break;
+          y = engine->decode(latents.narrow(2, 1, latents.size(2) - 1), n - k);
+        } else {
+          y = engine->decode(latents, n);
+        }
+      } else {
         y = engine ? engine->process(x, done)
                    : pipeline::edit_whole_clip(*dit, *vae, x, embeddings[prompt_index].embeds,
                                                embeddings[prompt_index].mask, negative.embeds, negative.mask, wc);
+      }
       at::Tensor out = ops::to_host(pipeline::model_to_rgb24(y, out_size));
       if (!counters.paused || ahead > 0) {
         ++counters.chunks;
