@@ -46,7 +46,8 @@ void register_bench(CLI::App& app) {
   sub->add_option("--vae-layout", c->o.vae_layout, "VAE activation layout: auto (ndhwc on CUDA) | ncdhw | ndhwc")
       ->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every call eagerly (no CUDA graphs)");
-  sub->add_flag("--profile", c->o.profile, "Also time each region of the forward (one eager chunk)");
+  sub->add_flag("--profile", c->o.profile,
+                "Also time each region of one eager steady chunk (dit: per forward; vae-*: per chunk)");
   sub->add_option("--vae-call-latents", c->o.vae_call_latents,
                   "e2e: latent frames a VAE call takes at most (0: a whole chunk); 1 lowers peak GPU memory")
       ->capture_default_str();
@@ -54,7 +55,7 @@ void register_bench(CLI::App& app) {
                "e2e: keep the text encoder resident on the device during the run, as edit does (the package's, "
                "else Gemma-2-2b's shapes with random weights); the peak memory includes it");
   sub->add_option("--pace", c->o.pace,
-                  "e2e: also feed the frames in real time at FPS, encoding each latent frame as its frames arrive, "
+                  "e2e: also feed the frames in real time at FPS, encoding what has arrived whenever no frame waits, "
                   "and report the latency from a chunk's last frame to its edited frames (the first frame's first)")
       ->check(CLI::PositiveNumber)
       ->type_name("FPS");
