@@ -507,6 +507,12 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   try {
     std::vector<SourceFrame> pending;
     int64_t ahead = 0;  // pending frames the engine has encoded already (EditEngine::encode_ahead)
+    // Pending frames [begin, end) at the processing size, [1, 3, n, H, W] on the VAE's device.
+    auto to_model = [&](int64_t begin, int64_t end) {
+      std::vector<at::Tensor> rgb;
+      for (int64_t i = begin; i < end; ++i) rgb.push_back(pending[static_cast<size_t>(i)].rgb);
+      return pipeline::rgb24_to_model(at::stack(rgb), proc, vae_rt.dtype, vae_rt.device);
+    };
     bool done = false;
     while (!done) {
       check_interrupt();
@@ -535,9 +541,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       const auto have = static_cast<int64_t>(pending.size());
       if (engine && r.realtime && !done && !counters.paused && have > ahead && have < want_frames &&
           frames_in.size() == 0) {
-        std::vector<at::Tensor> rgb;
-        for (int64_t i = ahead; i < have; ++i) rgb.push_back(pending[static_cast<size_t>(i)].rgb);
-        engine->encode_ahead(pipeline::rgb24_to_model(at::stack(rgb), proc, vae_rt.dtype, vae_rt.device));
+        engine->encode_ahead(to_model(ahead, have));
         ahead = have;
       }
       if (pending.empty() || (!done && static_cast<int64_t>(pending.size()) < want_frames)) continue;
@@ -562,9 +566,7 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
         continue;
       }
       const auto t0 = Clock::now();
-      std::vector<at::Tensor> rgb;
-      for (size_t i = static_cast<size_t>(ahead); i < pending.size(); ++i) rgb.push_back(pending[i].rgb);
-      const at::Tensor x = pipeline::rgb24_to_model(at::stack(rgb), proc, vae_rt.dtype, vae_rt.device);
+      const at::Tensor x = to_model(ahead, static_cast<int64_t>(pending.size()));
       if (piped) {
         // The chunk enters the pipeline; the collector takes it out, in order, with its frames' times.
         piped->push(x, done);
@@ -576,26 +578,21 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
       at::Tensor y;
       if (counters.paused && ahead == 0) {
         y = x;  // passed through: the same cover-crop and scaling as an edited chunk
-      } else if (engine && r.realtime && engine->chunks_done() == 0) {
-        // Live, the first chunk: its first latent frame is decoded ahead and its frame leaves at once.
-        const int64_t n = static_cast<int64_t>(pending.size());
-        const at::Tensor latents = engine->sample(engine->encode(x, done), done);
-        if (latents.size(2) > 1) {
-          const at::Tensor first = engine->decode_ahead(latents.narrow(2, 0, 1));
-          const auto k = static_cast<std::ptrdiff_t>(first.size(2));
-          EditedChunk head{ops::to_host(pipeline::model_to_rgb24(first, out_size)),
-                           {times.begin(), times.begin() + k}, {arrivals.begin(), arrivals.begin() + k}};
-          times.erase(times.begin(), times.begin() + k);
-          arrivals.erase(arrivals.begin(), arrivals.begin() + k);
-          if (!chunks_out.push(std::move(head))) break;
-          y = engine->decode(latents.narrow(2, 1, latents.size(2) - 1), n - k);
-        } else {
-          y = engine->decode(latents, n);
-        }
+      } else if (engine) {
+        // Live, the first chunk's first frame leaves as soon as it is decoded, ahead of the rest.
+        pipeline::EditEngine::FramesFn first_out;
+        if (r.realtime)
+          first_out = [&](const at::Tensor& head) {
+            const auto k = static_cast<std::ptrdiff_t>(head.size(2));
+            chunks_out.push(EditedChunk{ops::to_host(pipeline::model_to_rgb24(head, out_size)),
+                                        {times.begin(), times.begin() + k}, {arrivals.begin(), arrivals.begin() + k}});
+            times.erase(times.begin(), times.begin() + k);
+            arrivals.erase(arrivals.begin(), arrivals.begin() + k);
+          };
+        y = engine->process(x, done, first_out);
       } else {
-        y = engine ? engine->process(x, done)
-                   : pipeline::edit_whole_clip(*dit, *vae, x, embeddings[prompt_index].embeds,
-                                               embeddings[prompt_index].mask, negative.embeds, negative.mask, wc);
+        y = pipeline::edit_whole_clip(*dit, *vae, x, embeddings[prompt_index].embeds, embeddings[prompt_index].mask,
+                                      negative.embeds, negative.mask, wc);
       }
       at::Tensor out = ops::to_host(pipeline::model_to_rgb24(y, out_size));
       if (!counters.paused || ahead > 0) {

@@ -296,18 +296,19 @@ void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encod
   ops::reset_peak_memory(rt);
   ops::DeviceClock clock(rt.is_cuda());
   clock.mark();
-  // One pass over the first `n` chunks, each chunk's work handed to `timer` when chunk `timed` comes.
-  auto pass = [&](size_t n, const std::function<void(size_t)>& before) {
+  // One streamed pass over the first `n` chunks: before(c) ahead of chunk c, after(c) behind it.
+  using ChunkFn = std::function<void(size_t)>;
+  auto pass = [&](size_t n, const ChunkFn& before, const ChunkFn& after) {
     std::optional<model::Ltx2VaeEncodeStream> enc;
     std::optional<model::Ltx2VaeDecodeStream> dec;
     encode ? (void)enc.emplace(*vae, tiling) : (void)dec.emplace(*vae, tiling);
     for (size_t c = 0; c < n; ++c) {
       before(c);
       encode ? enc->push(inputs[c]) : dec->push(inputs[c]);
-      clock.mark();
+      after(c);
     }
   };
-  pass(inputs.size(), [](size_t) {});
+  pass(inputs.size(), [](size_t) {}, [&](size_t) { clock.mark(); });
   const std::vector<double> chunk_s = clock.intervals();
   fill_chunk_stats(r, chunk_s, encode ? "vae_encode_fps" : "vae_decode_fps");
   r["peak_gpu_bytes"] = rt.is_cuda() ? json(ops::peak_memory(rt).device_bytes) : json(nullptr);
@@ -318,7 +319,7 @@ void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encod
   if (opt.profile) {
     // One more pass; the regions of chunk 2 (steady-state shape) are timed.
     ProfileTimer timer(rt.is_cuda());
-    pass(3, [&](size_t c) { model::set_region_timer(c == 2 ? &timer : nullptr); });
+    pass(3, [&](size_t c) { model::set_region_timer(c == 2 ? &timer : nullptr); }, [](size_t) {});
     model::set_region_timer(nullptr);
     timer.report(r, 1.0, "chunk");
   }
@@ -337,37 +338,63 @@ struct E2ePass {
 };
 constexpr const char* kE2eStages[5] = {"input", "encode", "dit", "decode", "output"};
 
-E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const FrameSize& size,
-                 const EditEngineOptions& eo, const at::Tensor& in, int64_t n_chunks, bool pipelined) {
-  const model::DitConfig& cfg = dit.config();
-  const at::Device vae_device = vae.runtime().device;
-  const at::ScalarType dtype = vae.runtime().dtype;
+// The e2e passes' prompt: random embeddings from the run's seed (never zeros) with 37 valid tokens,
+// as the golden sets' prompt mask.
+struct BenchPrompt {
+  at::Tensor embeds, mask;
+};
+BenchPrompt random_prompt(const model::DitConfig& cfg, uint64_t seed) {
   at::Tensor mask = at::zeros({1, cfg.caption_length}, at::kLong);
   mask.narrow(1, 0, std::min<int64_t>(37, cfg.caption_length)).fill_(1);
-  at::Generator gen = at::detail::createCPUGenerator(eo.seed);
-  const at::Tensor embeds = at::randn({1, 1, cfg.caption_length, cfg.caption_channels}, gen);
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  return {at::randn({1, 1, cfg.caption_length, cfg.caption_channels}, gen), mask};
+}
+
+// The e2e passes' frames on both sides of the engine: RGB24 input in host memory, converted on the
+// way in, and the edited frames written back to host memory shaped (and pinned) like it.
+struct HostFrames {
+  HostFrames(const at::Tensor& rgb, const FrameSize& size, const model::Ltx2Vae& vae)
+      : in(rgb), out(at::empty(rgb.sizes(), rgb.options().pinned_memory(rgb.is_pinned()))), size(size), vae(vae) {}
+  // Input frames [first, first + n) as the engine takes them.
+  at::Tensor input(int64_t first, int64_t n) const {
+    return rgb24_to_model(in.narrow(0, first, n), size, vae.runtime().dtype, vae.runtime().device);
+  }
+  // Edited frames after those written so far.
+  void write(const at::Tensor& video) {
+    const at::Tensor rgb = model_to_rgb24(video, size);
+    out.narrow(0, written, rgb.size(0)).copy_(rgb);
+    written += rgb.size(0);
+  }
+
+  at::Tensor in, out;
+  int64_t written = 0;
+  FrameSize size;
+  const model::Ltx2Vae& vae;
+};
+
+E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const FrameSize& size,
+                 const EditEngineOptions& eo, const at::Tensor& in, int64_t n_chunks, bool pipelined) {
+  const BenchPrompt prompt = random_prompt(dit.config(), eo.seed);
+  HostFrames io(in, size, vae);
   E2ePass p;
-  p.out = at::empty(in.sizes(), in.options().pinned_memory(in.is_pinned()));
   const int64_t frames = in.size(0);
-  int64_t frame_in = 0, frame_out = 0;
+  int64_t frame_in = 0;
   auto start = std::chrono::steady_clock::now();
   auto deliver = [&](const at::Tensor& video) {  // a chunk's frames into host memory, timed
-    const at::Tensor rgb = model_to_rgb24(video, size);
-    p.out.narrow(0, frame_out, rgb.size(0)).copy_(rgb);
-    frame_out += rgb.size(0);
+    io.write(video);
     const auto now = std::chrono::steady_clock::now();
     p.chunk_s.push_back(std::chrono::duration<double>(now - start).count());
     start = now;
   };
   auto next_input = [&](int64_t want) {
     const int64_t n = std::min(want, frames - frame_in);
-    const at::Tensor x = rgb24_to_model(in.narrow(0, frame_in, n), size, dtype, vae_device);
+    const at::Tensor x = io.input(frame_in, n);
     frame_in += n;
     return x;
   };
   if (pipelined) {
     PipelinedEditEngine engine(dit, vae, size, eo);
-    engine.set_prompt(embeds, mask);
+    engine.set_prompt(prompt.embeds, prompt.mask);
     std::exception_ptr feed_error;
     std::thread feeder([&] {
       try {
@@ -386,9 +413,9 @@ E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const F
     if (feed_error) std::rethrow_exception(feed_error);
   } else {
     EditEngine engine(dit, vae, size, eo);
-    engine.set_prompt(embeds, mask);
+    engine.set_prompt(prompt.embeds, prompt.mask);
     // process() in its three stages, with a device clock mark after each.
-    ops::DeviceClock stages(vae_device.is_cuda());
+    ops::DeviceClock stages(vae.runtime().is_cuda());
     for (int64_t c = 0; c < n_chunks; ++c) {
       const bool last = c + 1 == n_chunks;
       stages.mark();
@@ -407,7 +434,8 @@ E2ePass e2e_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const F
     for (int64_t c = 0; c < n_chunks; ++c)
       p.stage_s.push_back({iv[6 * c], iv[6 * c + 1], iv[6 * c + 2], iv[6 * c + 3], iv[6 * c + 4]});
   }
-  SS_CHECK(frame_out == frames, "e2e: {} frames out of {} in", frame_out, frames);
+  SS_CHECK(io.written == frames, "e2e: {} frames out of {} in", io.written, frames);
+  p.out = io.out;
   return p;
 }
 
@@ -426,25 +454,12 @@ struct PacedPass {
 PacedPass paced_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, const FrameSize& size,
                      const EditEngineOptions& eo, const at::Tensor& in, double fps) {
   using Clock = std::chrono::steady_clock;
-  const model::DitConfig& cfg = dit.config();
-  const int64_t frames = in.size(0);
-  at::Tensor mask = at::zeros({1, cfg.caption_length}, at::kLong);
-  mask.narrow(1, 0, std::min<int64_t>(37, cfg.caption_length)).fill_(1);
-  at::Generator gen = at::detail::createCPUGenerator(eo.seed);
-  const at::Tensor embeds = at::randn({1, 1, cfg.caption_length, cfg.caption_channels}, gen);
+  const BenchPrompt prompt = random_prompt(dit.config(), eo.seed);
   EditEngine engine(dit, vae, size, eo);
-  engine.set_prompt(embeds, mask);
+  engine.set_prompt(prompt.embeds, prompt.mask);
+  HostFrames io(in, size, vae);
   PacedPass p;
-  p.out = at::empty(in.sizes(), in.options().pinned_memory(in.is_pinned()));
-  int64_t frame_out = 0;
-  auto deliver = [&](const at::Tensor& video) {
-    const at::Tensor rgb = model_to_rgb24(video, size);
-    p.out.narrow(0, frame_out, rgb.size(0)).copy_(rgb);
-    frame_out += rgb.size(0);
-  };
-  auto input = [&](int64_t first, int64_t n) {
-    return rgb24_to_model(in.narrow(0, first, n), size, vae.runtime().dtype, vae.runtime().device);
-  };
+  const int64_t frames = in.size(0);
 
   std::vector<Clock::time_point> arrival(static_cast<size_t>(frames));
   BoundedQueue<int64_t> arrived(static_cast<size_t>(frames));
@@ -459,7 +474,7 @@ PacedPass paced_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, con
     arrived.close();
   });
   try {
-    for (int64_t c = 0, next = 0; next < frames; ++c) {
+    for (int64_t next = 0; next < frames;) {
       const int64_t want = std::min(engine.chunk_frames(), frames - next);
       const bool last = next + want == frames;
       // What has arrived is encoded whenever nothing else waits.
@@ -467,24 +482,17 @@ PacedPass paced_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, con
       for (int64_t have = 1; have <= want; ++have) {
         SS_CHECK(arrived.pop().has_value(), "e2e --pace: the frame feeder stopped");
         if (arrived.size() == 0 && have < want) {
-          engine.encode_ahead(input(next + ahead, have - ahead));
+          engine.encode_ahead(io.input(next + ahead, have - ahead));
           ahead = have;
         }
       }
       const Clock::time_point complete = arrival[static_cast<size_t>(next + want - 1)];
-      const at::Tensor latents = engine.sample(engine.encode(input(next + ahead, want - ahead), last), last);
-      at::Tensor video;
-      if (c == 0 && latents.size(2) > 1) {
-        const at::Tensor first = engine.decode_ahead(latents.narrow(2, 0, 1));
-        deliver(first);
-        p.first_frame_ms = std::chrono::duration<double, std::milli>(Clock::now() - complete).count();
-        video = engine.decode(latents.narrow(2, 1, latents.size(2) - 1), want - first.size(2));
-      } else {
-        video = engine.decode(latents, want);
-      }
-      deliver(video);
-      if (c == 0 && latents.size(2) == 1)
-        p.first_frame_ms = std::chrono::duration<double, std::milli>(Clock::now() - complete).count();
+      auto write = [&](const at::Tensor& video) {  // the first frames out give the first-frame latency
+        const bool first = io.written == 0;
+        io.write(video);
+        if (first) p.first_frame_ms = std::chrono::duration<double, std::milli>(Clock::now() - complete).count();
+      };
+      write(engine.process(io.input(next + ahead, want - ahead), last, write));
       p.chunk_latency_s.push_back(std::chrono::duration<double>(Clock::now() - complete).count());
       next += want;
     }
@@ -494,6 +502,7 @@ PacedPass paced_pass(const model::HybridDit& dit, const model::Ltx2Vae& vae, con
     throw;
   }
   feeder.join();
+  p.out = io.out;
   return p;
 }
 

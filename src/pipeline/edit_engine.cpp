@@ -94,21 +94,21 @@ struct EditEngine::State {
   std::vector<at::Tensor> ahead;  // posterior modes of the current chunk's frames encoded ahead
   int64_t ahead_frames = 0;
 
-  // The VAE streams' calls, in pieces of opt.vae_call_latents latent frames (whole when 0): the same
-  // result, the activations of one piece at a time.
-  at::Tensor encode_pieces(const at::Tensor& frames) {
-    const int64_t n = frames.size(2), piece = opt.vae_call_latents * vae.config().temporal_ratio();
-    if (piece == 0 || n <= piece) return encoder.push(frames);
+  // A VAE stream's push in pieces of `piece` frames along dim 2 (whole when 0): the same result, the
+  // activations of one piece at a time (EditEngineOptions::vae_call_latents).
+  template <typename Stream>
+  static at::Tensor push_pieces(Stream& stream, const at::Tensor& x, int64_t piece) {
+    const int64_t n = x.size(2);
+    if (piece == 0 || n <= piece) return stream.push(x);
     std::vector<at::Tensor> out;
-    for (int64_t i = 0; i < n; i += piece) out.push_back(encoder.push(frames.narrow(2, i, std::min(piece, n - i))));
+    for (int64_t i = 0; i < n; i += piece) out.push_back(stream.push(x.narrow(2, i, std::min(piece, n - i))));
     return at::cat(out, 2);
   }
-  at::Tensor decode_pieces(const at::Tensor& latents) {
-    const int64_t t = latents.size(2), piece = opt.vae_call_latents;
-    if (piece == 0 || t <= piece) return decoder.push(latents);
-    std::vector<at::Tensor> out;
-    for (int64_t i = 0; i < t; i += piece) out.push_back(decoder.push(latents.narrow(2, i, std::min(piece, t - i))));
-    return at::cat(out, 2);
+  at::Tensor encode_frames(const at::Tensor& frames) {
+    return push_pieces(encoder, frames, opt.vae_call_latents * vae.config().temporal_ratio());
+  }
+  at::Tensor decode_latents(const at::Tensor& latents) {
+    return push_pieces(decoder, vae.denormalize(latents.to(vae.runtime().device)), opt.vae_call_latents);
   }
   // --dump-latents: per-chunk tensors on the host (fp32; the source latents in the model dtype).
   at::Tensor first_embeds, first_mask;
@@ -163,9 +163,14 @@ int64_t EditEngine::chunk_frames(int64_t index) const {
   return index == 0 ? 1 + (s_->opt.first_chunk - 1) * tr : 3 * tr;
 }
 
-at::Tensor EditEngine::process(const at::Tensor& frames, bool last) {
+at::Tensor EditEngine::process(const at::Tensor& frames, bool last, const FramesFn& first_out) {
   const int64_t n = s_->ahead_frames + frames.size(2);
-  return decode(sample(encode(frames, last), last), n);
+  const at::Tensor latents = sample(encode(frames, last), last);
+  if (!first_out || chunks_ > 0 || latents.size(2) == 1) return decode(latents, n);
+  // The first chunk's first latent frame alone, its frames out before the rest are decoded.
+  const at::Tensor head = s_->decode_latents(latents.narrow(2, 0, 1));
+  first_out(head);
+  return decode(latents.narrow(2, 1, latents.size(2) - 1), n - head.size(2));
 }
 
 namespace {
@@ -182,7 +187,7 @@ void EditEngine::encode_ahead(const at::Tensor& frames) {
   SS_CHECK(n >= 1 && s.ahead_frames + n < chunk_frames(),
            "edit: encode_ahead takes fewer frames than chunk {} still takes ({} of {} encoded), got {}", encoded_,
            s.ahead_frames, chunk_frames(), n);
-  s.ahead.push_back(s.encode_pieces(frames));
+  s.ahead.push_back(s.encode_frames(frames));
   s.ahead_frames += n;
 }
 
@@ -197,7 +202,7 @@ at::Tensor EditEngine::encode(const at::Tensor& frames, bool last) {
   at::Tensor x = frames;
   if (whole > n) x = at::cat({frames, frames.narrow(2, rest - 1, 1).expand({-1, -1, whole - n, -1, -1})}, 2);
   ++encoded_;
-  s.ahead.push_back(s.encode_pieces(x));
+  s.ahead.push_back(s.encode_frames(x));
   const at::Tensor mode = s.ahead.size() == 1 ? s.ahead[0] : at::cat(s.ahead, 2);
   s.ahead.clear();
   s.ahead_frames = 0;
@@ -229,14 +234,9 @@ at::Tensor EditEngine::sample(const at::Tensor& source, bool last) {
 }
 
 at::Tensor EditEngine::decode(const at::Tensor& latents, int64_t n) {
-  const at::Tensor video = decode_ahead(latents);
+  const at::Tensor video = s_->decode_latents(latents);
   ++chunks_;
   return video.narrow(2, 0, n);
-}
-
-at::Tensor EditEngine::decode_ahead(const at::Tensor& latents) {
-  State& s = *s_;
-  return s.decode_pieces(s.vae.denormalize(latents.to(s.vae.runtime().device)));
 }
 
 io::TensorMap EditEngine::dump() const {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -70,8 +71,11 @@ class EditEngine {
   double last_dit_ms() const;
   // frames: [1, 3, n, H, W] in [−1, 1] at the processing size, n = chunk_frames() (n < that only with
   // last). Returns the n edited frames, [1, 3, n, H, W] in [−1, 1], model dtype on the model's device.
-  // After encode_ahead(), frames are the chunk's remaining ones and all its frames come back.
-  at::Tensor process(const at::Tensor& frames, bool last);
+  // After encode_ahead(), frames are the chunk's remaining ones and all its frames come back. With
+  // `first_out` (live: the first frame sooner), the first chunk's first latent frame is decoded alone
+  // and its frames handed to it before the rest are decoded; the rest come back.
+  using FramesFn = std::function<void(const at::Tensor&)>;
+  at::Tensor process(const at::Tensor& frames, bool last, const FramesFn& first_out = {});
 
   // process()'s three stages, for a caller that runs them concurrently (PipelinedEditEngine): each is
   // called in chunk order and from one thread at a time; the DiT and the VAE may be on different
@@ -86,12 +90,8 @@ class EditEngine {
   void encode_ahead(const at::Tensor& frames);
   // Source latents → the edited latents, on the DiT's device (noise drawn, caches advanced).
   at::Tensor sample(const at::Tensor& src, bool last);
-  // Edited latents → the chunk's first n frames, on the VAE's device. After decode_ahead(), the
-  // chunk's remaining latent frames and frames.
+  // Edited latents → the chunk's first n frames, on the VAE's device.
   at::Tensor decode(const at::Tensor& latents, int64_t n);
-  // Decodes the chunk's leading latent frames now (its first frames out sooner) and returns all their
-  // frames; padding, which only a short last chunk has, is trimmed by decode() alone.
-  at::Tensor decode_ahead(const at::Tensor& latents);
   // The golden-named tensors of the chunks so far (EditEngineOptions::dump): inputs.noise,
   // inputs.src_latents, inputs.prompt_embeds, inputs.prompt_mask (the first prompt), output.latents.
   io::TensorMap dump() const;

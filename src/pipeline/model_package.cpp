@@ -642,11 +642,9 @@ io::TensorMap cast_floating(const io::TensorMap& w, at::ScalarType dtype) {
 
 std::unique_ptr<model::Gemma2Model> load_resident_text_encoder(const std::string& package, const std::string& preset,
                                                                uint64_t seed, const Runtime& rt) {
-  if (!package.empty()) {
-    const ModelPackage pkg = load_model_package(package);
-    return model::load_gemma2(pkg.text_encoder.path + "/config.json",
-                              io::resolve_weights_path(pkg.text_encoder.path, "text encoder"), rt,
-                              model::Gemma2Attention::kEager);
+  if (!package.empty()) {  // the files PromptEncoder reads (load_gemma2 resolves the directory's weights)
+    const std::string dir = load_model_package(package).text_encoder.path;
+    return model::load_gemma2(dir + "/config.json", dir, rt, model::Gemma2Attention::kEager);
   }
   const model::Gemma2Config cfg = model::parse_gemma2_config(random_package_preset(preset).text_encoder, preset);
   return std::make_unique<model::Gemma2Model>(random_gemma2_weights(cfg, seed, rt.dtype), cfg, rt,
