@@ -12,6 +12,12 @@
 #include "ops/ref/ref.h"
 #include "ops/rope.h"
 #include "support/test_env.h"
+#ifdef SANASTREAM_HAS_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels/gdn.h"
+#include "ops/cuda/gdn_cuda.h"
+#endif
 
 using namespace sanastream;
 
@@ -131,6 +137,48 @@ TEST(GpuGdnKernel, MatchesTheFp64Reference) {
     }
   }
 }
+
+#ifdef SANASTREAM_HAS_CUDA
+// bf16 on Hopper runs the wgmma scans; the portable mma.sync scans (every other device, and fp32)
+// are held to the same float64 reference on the same inputs here, frame counts 1–16.
+TEST(GpuGdnKernel, PortableScansMatchTheFp64ReferenceInBf16) {
+  REQUIRE_CUDA();
+  make_runtime("cuda", "fp32");
+  int device = 0, major = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  // The GPU build targets sm_90a: on Hopper bf16 takes the wgmma scans, so the two paths differ.
+  EXPECT_EQ(kernels::gdn_wgmma_scans(kernels::ElemType::kBF16), major == 9);
+  EXPECT_FALSE(kernels::gdn_wgmma_scans(kernels::ElemType::kF32));
+  struct Shape {
+    int64_t B, H, T, S;
+  };
+  const std::vector<Shape> shapes = {{1, 2, 1, 35}, {2, 2, 2, 120}, {1, 3, 3, 880}, {1, 2, 5, 120}, {1, 2, 16, 40}};
+  uint64_t seed = 300;
+  for (const Shape& s : shapes) {
+    for (bool with_init : {false, true}) {
+      const std::string what = fmt::format("B={} H={} T={} S={} init={}", s.B, s.H, s.T, s.S, with_init);
+      GdnCase c = random_case(s.B, s.H, 112, s.T, s.S, with_init, ++seed);
+      GdnCase cpu = cast(c, at::kBFloat16, at::kCPU), dev = cast(c, at::kBFloat16, at::kCUDA);
+      ASSERT_TRUE(ops::cuda::gdn_fused_applies(dev.p, dev.fm, dev.rope)) << what;
+      ops::GdnState want_state, fast_state, portable_state;
+      at::Tensor want = ops::ref::gdn_gated(cpu.p, cpu.fm, cpu.rope, cpu.init, &want_state, 1e-8);
+      poison_device_memory();
+      at::Tensor fast = ops::cuda::gdn_gated(dev.p, dev.fm, dev.rope, dev.init, &fast_state, 1e-8);
+      at::Tensor portable = ops::cuda::gdn_gated(dev.p, dev.fm, dev.rope, dev.init, &portable_state, 1e-8, true);
+      auto check = [&](const char* name, const at::Tensor& out, const ops::GdnState& state) {
+        EXPECT_LT(rel(out, want), 1e-2) << what << " " << name;
+        EXPECT_LT(rel(state.kv, want_state.kv), 1e-2) << what << " " << name << " (state)";
+        EXPECT_LT(rel(state.z, want_state.z), 1e-2) << what << " " << name << " (z)";
+      };
+      check("default", fast, fast_state);
+      check("portable", portable, portable_state);
+      // Both scans carry fp32 states with TF32 products: their final states agree far below bf16.
+      EXPECT_LT(rel(fast_state.kv, portable_state.kv), 1e-4) << what;
+    }
+  }
+}
+#endif
 
 // Streaming: three calls, each seeded by the previous call's final state written in place into
 // the same cache tensors it reads (as the DiT cache does), against the float64 chain.

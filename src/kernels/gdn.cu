@@ -15,16 +15,26 @@ constexpr int kChunk = 32;              // tokens per summary chunk (two k16 ste
 constexpr int kMaxFrames = 16;          // frames per call: the most the tests cover
 constexpr int kReadTokens = 64;         // tokens per read-out block (4 warps of 16)
 constexpr int kMaxSlices = 8;           // token slices per summary at most (a cluster of 8 is portable)
+constexpr int kWgRows = 64;             // rows of M a wgmma scan block owns (one m64): two blocks a head
+
+// Whether this build holds sm_90a code (wgmma and the bulk-copy engine exist only there).
+#ifdef SANASTREAM_SM90A
+constexpr bool kBuiltSm90a = true;
+#else
+constexpr bool kBuiltSm90a = false;
+#endif
 
 // Launch shapes, one row per architecture: the first row whose compute capability the device reaches.
 struct LaunchShape {
   int min_major;
-  int max_slices;  // token slices per summary: a thread-block cluster adds their partials (1 below sm_90)
-  bool overlap;    // kernels 2–4 launched with programmatic stream serialization
+  int max_slices;   // token slices per summary: a thread-block cluster adds their partials (1 below sm_90)
+  bool overlap;     // kernels 2–4 launched with programmatic stream serialization
+  bool wgmma_scan;  // bf16 scans on warpgroup tensor cores (sm_90a builds)
 };
 constexpr LaunchShape kShapes[] = {
-    {9, kMaxSlices, true},  // Hopper: the portable cluster size
-    {0, 1, false},          // sm_80–89: no clusters
+    {10, kMaxSlices, true, false},      // after Hopper: no wgmma
+    {9, kMaxSlices, true, kBuiltSm90a},  // Hopper: the portable cluster size
+    {0, 1, false, false},               // sm_80–89: no clusters
 };
 
 LaunchShape launch_shape() {
@@ -42,9 +52,12 @@ struct Workspace {
   float2* kfac;   // [B·N, H] (sigmoid(β), inverse RMS of the k row)
   float* sums;    // [B, H, T, 3, D, D] fp32: Pk, A, Pz
   float* bz;      // [B, H, T, D] fp32: K β
-  float* hist;    // [B, H, T, D, D] fp32: the forward states M_f
+  float* hist;    // [B, H, T, 2·64, D] fp32: the forward states M_f ([.., D, D] for the mma.sync scans)
   void* states;   // [B, H, T, D, D] (type): M_f + R_f, [v, k]
   float* zc;      // [B, H, T, D] fp32: z_f, then z_f + zr_f
+  unsigned* ready;  // [B, H, T]: scan blocks done with frame f's combined state (zeroed by the first kernel)
+  int scan_blocks = 0;  // scan blocks a head: the read-out of a frame starts once `ready` reaches it
+  bool pk_cores = false;  // Pk rounded to TF32 as the wgmma scans' B operand (core_offset of [n][kperm(k)])
 };
 
 size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
@@ -52,9 +65,9 @@ size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
 size_t carve(const GdnParams& p, Workspace* w) {
   const size_t rows = p.batch * p.frames * p.tokens, bht = p.batch * p.heads * p.frames;
   const size_t elem = p.type == ElemType::kF32 ? 4 : 2;
-  constexpr int kParts = 7;
+  constexpr int kParts = 8;
   const size_t sizes[kParts] = {rows * 4,          rows * p.heads * 8,   bht * 3 * kD * kD * 4, bht * kD * 4,
-                                bht * kD * kD * 4, bht * kD * kD * elem, bht * kD * 4};
+                                bht * 2 * kWgRows * kD * 4, bht * kD * kD * elem, bht * kD * 4, bht * 4};
   char* base = static_cast<char*>(p.workspace);
   void* parts[kParts];
   size_t off = 0;
@@ -64,7 +77,8 @@ size_t carve(const GdnParams& p, Workspace* w) {
   }
   if (w)
     *w = {static_cast<float*>(parts[0]), static_cast<float2*>(parts[1]), static_cast<float*>(parts[2]),
-          static_cast<float*>(parts[3]), static_cast<float*>(parts[4]), parts[5], static_cast<float*>(parts[6])};
+          static_cast<float*>(parts[3]), static_cast<float*>(parts[4]), parts[5], static_cast<float*>(parts[6]),
+          static_cast<unsigned*>(parts[7])};
   return off;
 }
 
@@ -116,6 +130,24 @@ __device__ __forceinline__ void load8_nc(const float* p, float (&x)[8]) {
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 
+// A TF32 part of x: its top 10 mantissa bits, the rest truncated. hi = tf32_part(x), lo =
+// tf32_part(x − hi) (x − hi is exact in fp32): hi + lo is x to 2⁻²² relative.
+__device__ __forceinline__ float tf32_part(float x) { return __uint_as_float(__float_as_uint(x) & 0xffffe000u); }
+// x rounded to the nearest TF32 value (ties away from zero).
+__device__ __forceinline__ float tf32_round(float x) {
+  return __uint_as_float((__float_as_uint(x) + 0x1000u) & 0xffffe000u);
+}
+
+// Offset (floats) of element (r, c) of a K-major wgmma operand with `groups` 8-row groups, in core
+// matrices of 8 rows × 16 bytes: [c / 4][r / 8][r % 8][c % 4]. The byte distance between core
+// matrices along k (the descriptor's leading offset) is groups · 128, along the rows (its stride
+// offset) 128.
+__device__ __forceinline__ constexpr int core_offset(int r, int c, int groups) {
+  return ((c / 4) * groups + r / 8) * 32 + (r % 8) * 4 + c % 4;
+}
+// The wgmma scans' k order within each 8: even indices first (2t → t, 2t + 1 → t + 4).
+__device__ __forceinline__ constexpr int kperm(int k) { return (k & ~7) | (k & 1) << 2 | (k & 7) >> 1; }
+
 // RoPE on interleaved pairs: (x0, x1) → (x0·c − x1·s, x0·s + x1·c); cos4/sin4 hold the 4 pairs' angles.
 __device__ __forceinline__ void rotate8(const float (&x)[8], float4 cos4, float4 sin4, float (&xr)[8]) {
   const float cc[4] = {cos4.x, cos4.y, cos4.z, cos4.w}, ss[4] = {sin4.x, sin4.y, sin4.z, sin4.w};
@@ -161,6 +193,21 @@ __device__ __forceinline__ void allow_next_kernel() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
+}
+
+// A frame's combined state is read as soon as it is final, before the scans end: each scan block
+// counts itself into `ready` once its part of the frame is written (release), the read-out waits for
+// the count (acquire). Thread 0 of a scan block, after a barrier over the writes:
+__device__ __forceinline__ void mark_ready(unsigned* count) {
+  asm volatile("red.release.gpu.global.add.u32 [%0], 1;\n" ::"l"(count) : "memory");
+}
+__device__ __forceinline__ void wait_ready(const unsigned* count, unsigned blocks) {
+  unsigned v = 0;
+  while (true) {
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(count) : "memory");
+    if (v >= blocks) break;
+    __nanosleep(64);
+  }
 }
 
 // ---- warp tile products: acc[16 × kD] += A(16 × 16) · B(16 × kD), fp32 accumulators in the
@@ -233,6 +280,10 @@ __device__ __forceinline__ void tile_qmt(float (&acc)[kNT][4], const float (&q)[
 template <typename T, bool kKeys>
 __global__ void __launch_bounds__(256) gdn_inv_rms_kernel(GdnParams p, Workspace w) {
   allow_next_kernel();
+  if (kKeys)  // the previous call's read-out has finished: this kernel starts after it
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < p.batch * p.heads * p.frames;
+         i += int64_t(gridDim.x) * blockDim.x)
+      w.ready[i] = 0;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * 8 + warp, N = p.frames * p.tokens;
   if (row < p.batch * N) {
@@ -389,32 +440,43 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
   constexpr int kP = kSumPad<T>;
   float bacc[8] = {};
   if (tid < kD) sm.k_norm[tid] = to_f32(static_cast<const T*>(p.k_norm)[h * kD + tid]);
-  wait_for_previous_kernel();  // (sigmoid(β), inverse RMS)
-  allow_next_kernel();
 
   // This slice's chunks: [c0, c0 + n).
   const int chunks = static_cast<int>((S + kChunk - 1) / kChunk), per = (chunks + slices - 1) / slices;
   const int c0 = slice * per, n = c0 + per <= chunks ? per : (chunks > c0 ? chunks - c0 : 0);
 
-  // Starts the copies of local chunk i (one commit group, empty past the end): the thread's vectors
-  // of token s (rows past S: the frame's first row, zero-filled).
-  auto issue = [&](int i) {
-    if (i < n) {
-      SumRaw<T>& raw = sm.raw[i % 2];
-      const int64_t s = int64_t(c0 + i) * kChunk + tok;
-      const bool ok = s < S;
-      const int64_t nn = f * S + (ok ? s : 0), row = b * N + nn;
-      const T* k_src = static_cast<const T*>(p.k) + row * p.k_stride + h * kD + c;
-      const T* v_src = static_cast<const T*>(p.v) + row * p.v_stride + h * kD + c;
+  // The copies of local chunk i: the thread's vectors of token s (rows past S: the frame's first row,
+  // zero-filled). The inputs (k, v, RoPE rows) may be copied before the first kernel has finished;
+  // its (sigmoid(β), inverse RMS) only after.
+  auto chunk_row = [&](int i, int64_t* nn) {
+    const int64_t s = int64_t(c0 + i) * kChunk + tok;
+    *nn = f * S + (s < S ? s : 0);
+    return s < S;
+  };
+  auto issue_inputs = [&](int i) {
+    if (i >= n) return;
+    SumRaw<T>& raw = sm.raw[i % 2];
+    int64_t nn;
+    const bool ok = chunk_row(i, &nn);
+    const T* k_src = static_cast<const T*>(p.k) + (b * N + nn) * p.k_stride + h * kD + c;
+    const T* v_src = static_cast<const T*>(p.v) + (b * N + nn) * p.v_stride + h * kD + c;
 #pragma unroll
-      for (int e = 0; e < 8; e += 16 / sizeof(T)) {
-        cp_async<16>(raw.k + tid * 8 + e, k_src + e, ok);
-        cp_async<16>(sm.v[i % 3] + tok * kP + c + e, v_src + e, ok);
-      }
-      cp_async<16>(raw.cos + tid * 4, p.rope_cos + nn * (kD / 2) + c / 2, ok);
-      cp_async<16>(raw.sin + tid * 4, p.rope_sin + nn * (kD / 2) + c / 2, ok);
-      cp_async<8>(raw.kfac + tid, w.kfac + row * p.heads + h, ok);
+    for (int e = 0; e < 8; e += 16 / sizeof(T)) {
+      cp_async<16>(raw.k + tid * 8 + e, k_src + e, ok);
+      cp_async<16>(sm.v[i % 3] + tok * kP + c + e, v_src + e, ok);
     }
+    cp_async<16>(raw.cos + tid * 4, p.rope_cos + nn * (kD / 2) + c / 2, ok);
+    cp_async<16>(raw.sin + tid * 4, p.rope_sin + nn * (kD / 2) + c / 2, ok);
+  };
+  auto issue_factors = [&](int i) {
+    if (i >= n) return;
+    int64_t nn;
+    const bool ok = chunk_row(i, &nn);
+    cp_async<8>(sm.raw[i % 2].kfac + tid, w.kfac + (b * N + nn) * p.heads + h, ok);
+  };
+  auto issue = [&](int i) {  // all of chunk i as one commit group (empty past the end)
+    issue_inputs(i);
+    issue_factors(i);
     cp_async_commit();
   };
   // Normalises (RMSNorm, ReLU, k-scale), rotates and weights the thread's vector of local chunk i.
@@ -445,9 +507,14 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
   // Pipeline, one barrier per chunk: chunk i + 2 in flight while chunk i's products run beside the
   // transform of the thread's own vector of chunk i + 1 (copied an iteration earlier).
   float acc[3][kHalfNT][4] = {};
-  issue(0);
-  issue(1);
-  cp_async_wait<1>();
+  issue_inputs(0);
+  issue_inputs(1);
+  wait_for_previous_kernel();  // (sigmoid(β), inverse RMS)
+  allow_next_kernel();
+  issue_factors(0);
+  issue_factors(1);
+  cp_async_commit();  // chunks 0 and 1 as one group
+  cp_async_wait<0>();
   __syncthreads();  // k_norm
   if (n > 0) transform(0);
   __syncthreads();
@@ -468,10 +535,19 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
   SumEpilogue& ep = *reinterpret_cast<SumEpilogue*>(smem_raw);
   const int g = lane >> 2, q = lane & 3;
   float* out = w.sums + (bh * p.frames + f) * 3 * kD * kD;
-  auto store_unit = [&](int u, float4 v) {  // the lane's four elements of unit u
-    float* o = out + (u / kHalfNT) * kD * kD + (m0 + g) * kD + (n0 + u % kHalfNT) * 8 + 2 * q;
-    store2(o, v.x, v.y);
-    store2(o + 8 * kD, v.z, v.w);
+  auto store_unit = [&](int u, float4 v) {  // the lane's four elements of unit u: rows r, r + 8, columns c, c + 1
+    const int r = m0 + g, c = (n0 + u % kHalfNT) * 8 + 2 * q;
+    float* o = out + (u / kHalfNT) * kD * kD;
+    if (u < kHalfNT && w.pk_cores) {  // Pk[r][c] is the B operand's element (n = c, k = kperm(r))
+      const int k = kperm(r);
+      o[core_offset(c, k, kNT)] = tf32_round(v.x);
+      o[core_offset(c + 1, k, kNT)] = tf32_round(v.y);
+      o[core_offset(c, k + 8, kNT)] = tf32_round(v.z);
+      o[core_offset(c + 1, k + 8, kNT)] = tf32_round(v.w);
+    } else {
+      store2(o + r * kD + c, v.x, v.y);
+      store2(o + (r + 8) * kD + c, v.z, v.w);
+    }
   };
   auto unit = [&](int u) {
     const float(&a)[4] = acc[u / kHalfNT][u % kHalfNT];
@@ -513,8 +589,9 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
   }
 }
 
-// ---- 3. the scans: grid (⌈kMT / kScanMT⌉ + 1, H, B). Block x owns m tiles [kScanMT·x, …) of M
-// (16 rows each, fp32); the last block scans z. Forward from init, then the reverse scan, writing
+// ---- 3. the scans, portable (sm_80 on; fp32 inputs on every device; below, the Hopper form for
+// bf16): grid (⌈kMT / kScanMT⌉ + 1, H, B). Block x owns m tiles [kScanMT·x, …) of M (16 rows each,
+// fp32); the last block scans z. Forward from init, then the reverse scan, writing
 // M_f + R_f and z_f + zr_f once. The products M·Pk run on tensor cores in TF32: for fp32 inputs with
 // operands split into high and low parts (hi·hi + hi·lo + lo·hi: about fp32 accuracy); for bf16
 // inputs once, both operands rounded to nearest TF32 (2⁻¹¹ relative, below the bf16 rounding of the
@@ -529,13 +606,6 @@ constexpr int kScanThreads = kScanMT * kMT * 32;  // 14 warps: 7 column pairs of
 constexpr int kTilePad = kD + 8;   // Pk tile row stride (floats): conflict-free B fragments
 constexpr int kStatePad = kD + 4;  // published state row stride: conflict-free A fragments
 
-// A TF32 part of x: its top 10 mantissa bits, the rest truncated. hi = tf32_part(x), lo =
-// tf32_part(x − hi) (x − hi is exact in fp32): hi + lo is x to 2⁻²² relative.
-__device__ __forceinline__ float tf32_part(float x) { return __uint_as_float(__float_as_uint(x) & 0xffffe000u); }
-// x rounded to the nearest TF32 value (ties away from zero).
-__device__ __forceinline__ float tf32_round(float x) {
-  return __uint_as_float((__float_as_uint(x) + 0x1000u) & 0xffffe000u);
-}
 __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -543,7 +613,7 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-constexpr int scan_smem() { return (2 * kD * kTilePad + 2 * kScanMT * 16 * kStatePad) * sizeof(float); }
+constexpr int scan_smem() { return (2 * kD * kTilePad + 2 * kScanMT * 16 * kStatePad + kMaxFrames) * sizeof(float); }
 
 template <typename T>
 __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Workspace w) {
@@ -551,10 +621,11 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
   float* tiles = sm;                           // [2][kD][kTilePad] Pk (or Pz) of the next two steps
   float* mh = tiles + 2 * kD * kTilePad;       // [kScanMT·16][kStatePad] state rows, TF32 high part (z: [kD])
   float* ml = mh + kScanMT * 16 * kStatePad;   // [kScanMT·16][kStatePad] low part
+  float* decay = ml + kScanMT * 16 * kStatePad;  // [kMaxFrames] g_f
   const int64_t h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h;
   const int T_ = static_cast<int>(p.frames);
-  const float* decay = p.decay + b * T_ * p.heads + h;  // frame f at f · H
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  if (tid < T_) decay[tid] = p.decay[(b * T_ + tid) * p.heads + h];  // an input: read before waiting
   const bool is_z = blockIdx.x == gridDim.x - 1;
   const int which = is_z ? 2 : 0;
   constexpr bool kSplit = sizeof(T) == 4;  // fp32 inputs: 3×TF32 products; bf16: one TF32 product
@@ -584,21 +655,30 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
     issue(next + 2);
     ++next;
   };
-  // The initial state is an input: it is read before waiting for the summaries.
+  // The initial state and the decays are inputs: they are read before waiting for the summaries.
   auto start = [&] {
     wait_for_previous_kernel();  // the summaries (through the query inverse RMS)
     allow_next_kernel();
     issue(0);
     issue(1);
+    __syncthreads();  // the decays
   };
+  // Step i of 2T − 1 runs on frame f(i): forward 0 … T − 1, then reverse T − 1 … 1. Each step's
+  // summary rows are loaded during the step before.
+  const int n_steps = 2 * T_ - 1;
+  auto step_frame = [&](int i) { return i < T_ ? i : n_steps - i; };
 
   if (is_z) {  // z_f = g_f·(z − Pzᵀ z) + b_f (fp32 FMA: a matrix-vector product per step)
     const bool active = tid < kD;
+    float* zh = mh + kD;  // [T][kD] the forward history, each thread's own column
     float z = active && p.init_z ? p.init_z[bh * kD + tid] : 0.f;
     start();
-    float* zc = w.zc + bh * T_ * kD + tid;  // frame f at f · D
-    auto step = [&](int f, bool zero) {
-      const float bf = active ? w.bz[(bh * T_ + f) * kD + tid] : 0.f, gf = decay[f * p.heads];
+    auto load_b = [&](int i) { return active && i < n_steps ? w.bz[(bh * T_ + step_frame(i)) * kD + tid] : 0.f; };
+    float b_next = load_b(0);
+    auto step = [&](int i, bool zero) {
+      const int f = step_frame(i);
+      const float bf = b_next;
+      b_next = load_b(i + 1);
       float acc = 0.f;
       if (!zero)
         with_tile([&] { if (active) mh[tid] = z; },
@@ -607,17 +687,20 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
 #pragma unroll 8
                       for (int k = 0; k < kD; ++k) acc = fmaf(ps[k * kTilePad + tid], mh[k], acc);
                   });
-      z = gf * (z - acc) + bf;
+      z = decay[f] * (z - acc) + bf;
     };
     for (int f = 0; f < T_; ++f) {
       step(f, f == 0 && !seeded);
-      if (active) zc[f * kD] = z;
+      if (active) zh[f * kD + tid] = z;
     }
     if (active && p.final_z) p.final_z[bh * kD + tid] = z;
     z = 0.f;
+    float* zc = w.zc + bh * T_ * kD + tid;  // frame f at f · D
     for (int f = T_ - 1; f >= 0; --f) {
-      if (active) zc[f * kD] += z;
-      if (f > 0) step(f, f == T_ - 1);
+      if (active) zc[f * kD] = zh[f * kD + tid] + z;
+      __syncthreads();
+      if (tid == 0) mark_ready(w.ready + bh * T_ + f);
+      if (f > 0) step(n_steps - f, f == T_ - 1);
     }
     cp_async_wait<0>();
     return;
@@ -641,20 +724,30 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
         m[nt][2 * half + 1] = v.y;
       }
   start();
-  // m ← g_f·(m − m·Pk_f) + A_f; `zero`: m is known to be 0.
-  auto step = [&](int f, bool zero) {
-    const float* A = w.sums + ((bh * T_ + f) * 3 + 1) * kD * kD;
+  // The lane's elements of frame f of the [.., D, D] tensor at `base` (8 floats).
+  auto load_tile = [&](const float* base, int64_t f, float (&x)[2][4]) {
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const float2 v = *reinterpret_cast<const float2*>(base + at(f, nt, half));
+        x[nt][2 * half] = v.x;
+        x[nt][2 * half + 1] = v.y;
+      }
+  };
+  const float* sums = w.sums + bh * T_ * 3 * kD * kD;  // frame f's A at (3f + 1) · D²
+  float a_next[2][4] = {};
+  if (busy) load_tile(sums, 1, a_next);
+  // Step i: m ← g_f·(m − m·Pk_f) + A_f; `zero`: m is known to be 0.
+  auto step = [&](int i, bool zero) {
+    const int f = step_frame(i);
     float a[2][4], acc[2][4] = {};
-    if (busy)
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const float2 v = *reinterpret_cast<const float2*>(A + at(0, nt, half));
-          a[nt][2 * half] = v.x;
-          a[nt][2 * half + 1] = v.y;
-        }
-    const float gf = decay[f * p.heads];
+      for (int e = 0; e < 4; ++e) a[nt][e] = a_next[nt][e];
+    if (busy && i + 1 < n_steps) load_tile(sums, 3 * step_frame(i + 1) + 1, a_next);
+    const float gf = decay[f];
     if (!zero)
       with_tile(
           [&] {
@@ -717,7 +810,7 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
   float* hist = w.hist + bh * T_ * kD * kD;
   for (int f = 0; f < T_; ++f) {
     step(f, f == 0 && !seeded);
-    if (busy)
+    if (busy && f + 1 < T_)  // the last forward state stays in registers
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
@@ -728,28 +821,364 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int half = 0; half < 2; ++half) store2(p.final_kv + at(bh, nt, half), m[nt][2 * half], m[nt][2 * half + 1]);
+  float fwd[2][4];  // M_f of the frame the reverse scan is at, loaded during the step before
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) m[nt][e] = 0.f;
+    for (int e = 0; e < 4; ++e) fwd[nt][e] = m[nt][e], m[nt][e] = 0.f;
   T* states = static_cast<T*>(w.states) + bh * T_ * kD * kD;
   for (int f = T_ - 1; f >= 0; --f) {
     if (busy)
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const float2 hv = load2(hist + at(f, nt, half));
-          store2(states + at(f, nt, half), hv.x + m[nt][2 * half], hv.y + m[nt][2 * half + 1]);
-        }
-    if (f > 0) step(f, f == T_ - 1);
+        for (int half = 0; half < 2; ++half)
+          store2(states + at(f, nt, half), fwd[nt][2 * half] + m[nt][2 * half], fwd[nt][2 * half + 1] + m[nt][2 * half + 1]);
+    __syncthreads();
+    if (tid == 0) mark_ready(w.ready + bh * T_ + f);
+    if (f > 0) {
+      if (busy) load_tile(hist, f - 1, fwd);
+      step(n_steps - f, f == T_ - 1);
+    }
   }
   cp_async_wait<0>();
 }
 
-// ---- 4. read-out and merge: grid (⌈S / kReadTokens⌉, T, B·H), 16 tokens per warp. Everything a
-// block reads is copied asynchronously at once: the state tile, the query rows, their RoPE rows and
-// inverse RMS, z. Each lane builds its two query rows' features (rows g and g + 8 of its warp's 16)
+// ---- 3 on Hopper (sm_90a, bf16 inputs): the scans on warpgroup tensor cores. Grid (3, H, B), one
+// warpgroup a block. Blocks 0 and 1 own rows [64·x, +64) of M (block 1's rows 112–127 are zeros).
+// The state lives in the accumulators of wgmma m64n112 (56 fp32 a thread); a step runs
+// D ← D − M̃·Pk (fourteen k steps of 8, A negated), M̃ the state rounded to TF32 as the register A
+// operand, then D ← g_f·D + A_f. The accumulator fragment holds columns 2t, 2t + 1 of each 8 where
+// the A fragment wants k positions t, t + 4, so the k order within each 8 is permuted — even
+// columns first — in A and in the rows of Pk alike (kperm). The summaries write Pk so permuted,
+// rounded to TF32, as the B operand in the core-matrix layout (8 rows × 16 bytes a core matrix, no
+// swizzle). Each Pk tile and each step's rows of A_f arrive whole in bulk copies (completion counted
+// on mbarriers), two steps ahead. The states a step leaves (the forward history, the combined
+// states, the final state) are staged in shared memory and leave in one bulk store; the history,
+// private to this kernel, in the accumulators' own order (conflict-free, 64 rows a block), comes
+// back the same way. Block 2 scans z with Pz tiles copied like Pk (row-major), each thread one
+// output over all 112 inputs in eight accumulators. ------------------------------------------------
+
+constexpr int kWgThreads = 128;    // one warpgroup
+constexpr int kWgAcc = kD / 2;     // accumulators a thread holds: 64 × 112 / 128
+constexpr uint32_t kTileBytes = kD * kD * sizeof(float);
+
+struct WgScanSmem {
+  float tile[2][kD * kD];            // Pk tiles as the B operand (core layout of [n][kperm]), or Pz tiles
+  float rows[2][kWgRows * kD];       // the block's rows of A_f, row-major; z: the vector and its history
+  float out[kWgRows * kD];           // the history (accumulator order) and the final state (rows) out
+  float back[kWgRows * kD];          // the history back in
+  __nv_bfloat16 out16[kWgRows * kD];  // combined states out
+  float decay[kMaxFrames];           // g_f
+  uint64_t bar[5];                   // tiles 0, 1; rows 0, 1; io
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void mbar_init(uint64_t* bar) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_u32(bar)) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+// The barrier's one arrival, expecting `bytes` of bulk copies before its phase completes.
+__device__ __forceinline__ void mbar_expect(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done)
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(smem_u32(bar)), "r"(parity)
+        : "memory");
+}
+// Global → shared through the bulk-copy engine, counted on `bar`.
+__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                   smem_u32(dst)),
+               "l"(src), "r"(bytes), "r"(smem_u32(bar))
+               : "memory");
+}
+// Shared → global through the bulk-copy engine, as one bulk group of the thread.
+__device__ __forceinline__ void bulk_store(void* dst, const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(smem_u32(src)), "r"(bytes)
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+// Waits until the thread's bulk stores have read their shared memory (kRead), or have completed.
+template <bool kRead>
+__device__ __forceinline__ void bulk_wait() {
+  if constexpr (kRead)
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+  else
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+// A shared-memory matrix descriptor, no swizzle: start address, leading and stride byte offsets.
+__device__ __forceinline__ uint64_t wg_desc(const float* p, uint32_t leading, uint32_t stride) {
+  return uint64_t((smem_u32(p) & 0x3ffff) >> 4) | uint64_t(leading >> 4) << 16 | uint64_t(stride >> 4) << 32;
+}
+// D(64 × 112) −= A·B for one k step of 8: A (TF32) from registers in the m64k8 fragment —
+// a[0..3] at rows g, g + 8, g, g + 8 and k positions t, t, t + 4, t + 4 of the warp's 16 rows —
+// B (TF32) from shared memory (descriptor), fp32 accumulators in the m64n112 fragment: d[4j + e]
+// holds row 16·(warp % 4) + g + 8·(e / 2), column 8j + 2t + e % 2 (g = lane / 4, t = lane % 4).
+__device__ __forceinline__ void wgmma_sub_tf32(float (&d)[56], const uint32_t (&a)[4], uint64_t b_desc) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %61, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n112k8.f32.tf32.tf32 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55}, {%56, %57, %58, %59}, %60, p, -1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1));
+}
+// Keeps the compiler from moving accesses to the accumulators (and the computation of the register
+// operands) across the asynchronous products.
+template <int N>
+__device__ __forceinline__ void pin(float (&x)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(x[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void pin(uint32_t (&x)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(x[i][0]), "+r"(x[i][1]), "+r"(x[i][2]), "+r"(x[i][3])::"memory");
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kWgThreads, 1) gdn_scan_wgmma_kernel(GdnParams p, Workspace w) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  WgScanSmem& sm = *reinterpret_cast<WgScanSmem*>(smem_raw);
+  const int64_t h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h;
+  const int T_ = static_cast<int>(p.frames), n_steps = 2 * T_ - 1;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const bool is_z = blockIdx.x == 2;
+  const bool seeded = is_z ? p.init_z != nullptr : p.init_kv != nullptr;
+  const int row0 = blockIdx.x * kWgRows, n_rows = kD - row0 < kWgRows ? kD - row0 : kWgRows;  // M blocks
+  if (tid < T_) sm.decay[tid] = p.decay[(b * T_ + tid) * p.heads + h];  // an input: read before waiting
+  if (tid < 5) mbar_init(&sm.bar[tid]);
+  // Step i of 2T − 1 runs on frame f(i): forward 0 … T − 1, then reverse T − 1 … 1. Tiles in the
+  // order the steps with a product use them: forward frames f0 … T − 1, reverse frames T − 2 … 1.
+  auto step_frame = [&](int i) { return i < T_ ? i : n_steps - i; };
+  const int f0 = seeded ? 0 : 1, forward = T_ - f0, n_tiles = forward + (T_ > 2 ? T_ - 2 : 0);
+  const float* sums = w.sums + bh * T_ * 3 * kD * kD;  // frame f's Pk, A, Pz at (3f + {0, 1, 2}) · D²
+  auto issue_tile = [&](int i) {  // warp 0: tile i into buffer i % 2
+    if (i < n_tiles && lane == 0) {
+      const int f = i < forward ? f0 + i : T_ - 2 - (i - forward);
+      mbar_expect(&sm.bar[i % 2], kTileBytes);
+      bulk_load(sm.tile[i % 2], sums + (3 * f + (is_z ? 2 : 0)) * kD * kD, kTileBytes, &sm.bar[i % 2]);
+    }
+  };
+  auto issue_rows = [&](int i) {  // warp 0 of an M block: step i's rows of A_f into buffer i % 2
+    if (i < n_steps && lane == 0) {
+      const uint32_t bytes = n_rows * kD * sizeof(float);
+      mbar_expect(&sm.bar[2 + i % 2], bytes);
+      bulk_load(sm.rows[i % 2], sums + (3 * step_frame(i) + 1) * kD * kD + row0 * kD, bytes, &sm.bar[2 + i % 2]);
+    }
+  };
+  int next = 0;  // the next tile a step consumes
+  auto tile_ready = [&] {
+    mbar_wait(&sm.bar[next % 2], (next / 2) & 1);
+    return sm.tile[next % 2];
+  };
+  auto start = [&] {  // the initial state and the decays are inputs: read before waiting
+    wait_for_previous_kernel();  // the summaries (through the query inverse RMS)
+    allow_next_kernel();
+    __syncthreads();  // the barriers' initialisation, the decays
+    if (warp == 0) {
+      issue_tile(0);
+      issue_tile(1);
+      if (!is_z) {
+        issue_rows(0);
+        issue_rows(1);
+      }
+    }
+  };
+
+  if (is_z) {  // z_f = g_f·(z − Pzᵀ z) + b_f (fp32 FMA: a matrix-vector product per step)
+    const bool active = tid < kD;
+    float* zs = sm.rows[0];       // [kD] z as published for the product
+    float* zh = sm.rows[0] + kD;  // [T][kD] the forward history, each thread's own column
+    float z = active && p.init_z ? p.init_z[bh * kD + tid] : 0.f;
+    start();
+    auto load_b = [&](int i) { return active && i < n_steps ? w.bz[(bh * T_ + step_frame(i)) * kD + tid] : 0.f; };
+    float b_next = load_b(0);
+    auto step = [&](int i, bool zero) {
+      const int f = step_frame(i);
+      const float bf = b_next;
+      b_next = load_b(i + 1);
+      float acc = 0.f;
+      if (!zero) {
+        if (active) zs[tid] = z;
+        const float* ps = tile_ready();
+        __syncthreads();
+        if (active) {
+          float part[8] = {};
+#pragma unroll
+          for (int k = 0; k < kD; k += 8) {
+            const float4 z0 = *reinterpret_cast<const float4*>(zs + k), z1 = *reinterpret_cast<const float4*>(zs + k + 4);
+            const float zk[8] = {z0.x, z0.y, z0.z, z0.w, z1.x, z1.y, z1.z, z1.w};
+#pragma unroll
+            for (int e = 0; e < 8; ++e) part[e] = fmaf(ps[(k + e) * kD + tid], zk[e], part[e]);
+          }
+          acc = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+        }
+        __syncthreads();  // every thread is done with the tile and z
+        if (warp == 0) issue_tile(next + 2);
+        ++next;
+      }
+      z = sm.decay[f] * (z - acc) + bf;
+    };
+    for (int f = 0; f < T_; ++f) {
+      step(f, f == 0 && !seeded);
+      if (active) zh[f * kD + tid] = z;
+    }
+    if (active && p.final_z) p.final_z[bh * kD + tid] = z;
+    z = 0.f;
+    float* zc = w.zc + bh * T_ * kD + tid;  // frame f at f · D
+    for (int f = T_ - 1; f >= 0; --f) {
+      if (active) zc[f * kD] = zh[f * kD + tid] + z;
+      __syncthreads();
+      if (tid == 0) mark_ready(w.ready + bh * T_ + f);
+      if (f > 0) step(n_steps - f, f == T_ - 1);
+    }
+    return;
+  }
+
+  // The thread's rows of M: row0 + lr and + 8 (lr = 16·warp + g); accumulator 4j + e holds row
+  // lr + 8·(e / 2), column 8j + 2t + e % 2. Rows past kD are zeros and never stored.
+  const int lr = warp * 16 + g;
+  // The thread's element e: row lr + 8·((e / 2) % 2), column 8·(e / 4) + 2t + e % 2 of the block's rows.
+  auto at = [&](int e) { return (lr + 8 * ((e >> 1) & 1)) * kD + 8 * (e >> 2) + 2 * t; };
+  auto mine = [&](int e) { return lr + 8 * ((e >> 1) & 1) < n_rows; };
+  float d[kWgAcc];
+#pragma unroll
+  for (int e = 0; e < kWgAcc; e += 2) {
+    const float2 v = seeded && mine(e) ? *reinterpret_cast<const float2*>(p.init_kv + bh * kD * kD + row0 * kD + at(e))
+                                       : make_float2(0.f, 0.f);
+    d[e] = v.x;
+    d[e + 1] = v.y;
+  }
+  start();
+  auto rows_of = [&](auto* base, int64_t f) { return base + (f * kD + row0) * kD; };  // frame f's block rows
+  int sent = -1;  // thread 0: the frame whose combined state is on its way out, not yet marked ready
+  auto mark_sent = [&] {  // thread 0: once the bulk store has written it
+    if (sent >= 0) {
+      bulk_wait<false>();
+      asm volatile("fence.proxy.async.global;\n" ::: "memory");  // the bulk writes, before the release
+      mark_ready(w.ready + bh * T_ + sent);
+      sent = -1;
+    }
+  };
+  // Step i: D ← g_f·(D − M̃·Pk_f) + A_f; `zero`: D is known to be 0.
+  auto step = [&](int i, bool zero) {
+    if (!zero) {
+      uint32_t a[kNT][4];  // M̃, k permuted: the accumulators' columns 2t, 2t + 1 at k positions t, t + 4
+#pragma unroll
+      for (int j = 0; j < kNT; ++j) {
+        a[j][0] = __float_as_uint(tf32_round(d[4 * j]));
+        a[j][1] = __float_as_uint(tf32_round(d[4 * j + 2]));
+        a[j][2] = __float_as_uint(tf32_round(d[4 * j + 1]));
+        a[j][3] = __float_as_uint(tf32_round(d[4 * j + 3]));
+      }
+      pin(a);
+      const float* tile = tile_ready();
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      pin(d);
+#pragma unroll
+      for (int s = 0; s < kNT; ++s) wgmma_sub_tf32(d, a[s], wg_desc(tile + s * 2 * kNT * 32, kNT * 128, 128));
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      if (tid == 0) mark_sent();  // while the products run
+      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      pin(d);
+    }
+    mbar_wait(&sm.bar[2 + i % 2], (i / 2) & 1);
+    const float gf = sm.decay[step_frame(i)];
+    const float* af = sm.rows[i % 2];
+#pragma unroll
+    for (int e = 0; e < kWgAcc; e += 2) {
+      const float2 v = *reinterpret_cast<const float2*>(af + at(e));
+      d[e] = gf * d[e] + v.x;
+      d[e + 1] = gf * d[e + 1] + v.y;
+    }
+    __syncthreads();  // every thread is done with the buffers: they take the copies two steps on
+    if (warp == 0) {
+      if (!zero) issue_tile(next + 2);
+      issue_rows(i + 2);
+    }
+    next += !zero;
+  };
+  // The thread's element pair e, e + 1 in accumulator order: [e / 2][thread][2].
+  auto own = [&](int e) { return (e / 2 * kWgThreads + tid) * 2; };
+  // Stages x(e) at buf + where(e) once the last bulk store has read the buffer, then thread 0 sends
+  // `bytes` of it to dst in one bulk store; `more` runs on thread 0 after every thread has staged.
+  auto put = [&](auto* buf, auto where, auto x, auto* dst, uint32_t bytes, auto more) {
+    if (tid == 0) {
+      mark_sent();
+      bulk_wait<true>();
+    }
+    __syncthreads();
+#pragma unroll
+    for (int e = 0; e < kWgAcc; e += 2) store2(buf + where(e), x(e), x(e + 1));
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the stores, to the bulk copies
+    __syncthreads();
+    if (tid == 0) {
+      bulk_store(dst, buf, bytes);
+      more();
+    }
+  };
+  auto state = [&](int e) { return d[e]; };
+  auto nothing = [] {};
+  const uint32_t row_bytes = n_rows * kD * sizeof(float), own_bytes = kWgRows * kD * sizeof(float);
+  // The block's history slot of frame f: 64 rows in accumulator order (two slots a frame).
+  float* hist = w.hist + (bh * T_ * 2 + blockIdx.x) * kWgRows * kD;
+  auto hist_of = [&](int f) { return hist + f * 2 * kWgRows * kD; };
+  // Forward: M_f leaves as the history; M_{T−2} stays in sm.back (each thread reads back only its
+  // own elements), M_{T−1} in registers.
+  for (int f = 0; f < T_; ++f) {
+    step(f, f == 0 && !seeded);
+    if (f + 2 < T_) {
+      put(sm.out, own, state, hist_of(f), own_bytes, nothing);
+    } else if (f + 2 == T_) {
+#pragma unroll
+      for (int e = 0; e < kWgAcc; e += 2) store2(sm.back + own(e), d[e], d[e + 1]);
+    }
+  }
+  // Reverse: d = R_f; M_f + R_f leaves as the combined state, M_{f−1} coming back meanwhile.
+  auto load_back = [&](int f) {  // thread 0, every thread done with sm.back: M_f into it
+    if (f >= 0) {
+      mbar_expect(&sm.bar[4], own_bytes);
+      bulk_load(sm.back, hist_of(f), own_bytes, &sm.bar[4]);
+    }
+  };
+  if (tid == 0) bulk_wait<false>();  // the history is written
+  if (p.final_kv) put(sm.out, at, state, rows_of(p.final_kv, bh), row_bytes, nothing);
+  T* states = static_cast<T*>(w.states) + bh * T_ * kD * kD;
+  put(sm.out16, at, state, rows_of(states, T_ - 1), row_bytes / 2, [&] { sent = T_ - 1; });
+#pragma unroll
+  for (int e = 0; e < kWgAcc; ++e) d[e] = 0.f;
+  for (int f = T_ - 1; f > 0; --f) {
+    step(n_steps - f, f == T_ - 1);  // d = R_{f−1}
+    if (f < T_ - 1) mbar_wait(&sm.bar[4], (T_ - 2 - f) & 1);  // M_{f−1} from the history
+    put(sm.out16, at, [&](int e) { return sm.back[own(e & ~1) + (e & 1)] + d[e]; }, rows_of(states, f - 1),
+        row_bytes / 2, [&] {
+          sent = f - 1;
+          load_back(f - 2);
+        });
+  }
+  if (tid == 0) mark_sent();
+#else
+  __trap();  // launched only where the build has sm_90a code (see launch())
+#endif
+}
+
+// ---- 4. read-out and merge: grid (⌈S / kReadTokens⌉, B·H, T), the last frame first, 16 tokens per
+// warp. A block starts while the scans run and waits only for its own frame's state (`ready`).
+// Everything it reads is copied asynchronously at once: the state tile, the query rows, their RoPE
+// rows and inverse RMS, z. Each lane builds its two query rows' features (rows g and g + 8 of its warp's 16)
 // in registers; the gate rows then arrive in the query buffer while the products run. ------------
 
 template <typename T>
@@ -767,8 +1196,8 @@ template <typename T>
 __global__ void __launch_bounds__(kReadTokens * 2, sizeof(T) == 2 ? 3 : 1) gdn_readout_kernel(GdnParams p, Workspace w) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   ReadoutSmem<T>& sm = *reinterpret_cast<ReadoutSmem<T>*>(smem_raw);
-  const int f = blockIdx.y;
-  const int64_t bh = blockIdx.z, b = bh / p.heads, h = bh % p.heads;
+  const int f = static_cast<int>(p.frames) - 1 - blockIdx.z;  // the scans finish the last frame first
+  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t S = p.tokens, N = p.frames * S, s0 = int64_t(blockIdx.x) * kReadTokens;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   constexpr int kRowVecs = kD * sizeof(T) / 16, kE = 16 / sizeof(T), kThreads = kReadTokens * 2;
@@ -797,7 +1226,8 @@ __global__ void __launch_bounds__(kReadTokens * 2, sizeof(T) == 2 ? 3 : 1) gdn_r
     const int i = (tid - kReadTokens) * kE;
     cp_async<16>(sm.q_norm + i, static_cast<const T*>(p.q_norm) + h * kD + i, true);
   }
-  wait_for_previous_kernel();  // the scans: the state tile and z
+  if (tid == 0) wait_ready(w.ready + bh * p.frames + f, w.scan_blocks);  // this frame's state tile and z
+  __syncthreads();
   const T* st = static_cast<const T*>(w.states) + (bh * p.frames + f) * kD * kD;
   for (int i = tid; i < kD * kRowVecs; i += kThreads)
     cp_async<16>(sm.m + (i / kRowVecs) * kPad + (i % kRowVecs) * kE, st + i * kE, true);
@@ -903,6 +1333,8 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
   Workspace w;
   carve(p, &w);
   const LaunchShape shape = launch_shape();
+  constexpr bool kBf16 = sizeof(T) == 2;
+  w.pk_cores = kBf16 && shape.wgmma_scan && !p.portable_scans;
   const int64_t rows = p.batch * p.frames * p.tokens, BH = p.batch * p.heads;
   const unsigned T_ = static_cast<unsigned>(p.frames);
 
@@ -927,12 +1359,19 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
   if (err != cudaSuccess) return err;
   err = launch_after(gdn_inv_rms_kernel<T, false>, rms_grid, 256, 0, 1, shape, stream, p, w);
   if (err != cudaSuccess) return err;
-  err = launch_after(gdn_scan_kernel<T>,
-                     dim3((kMT + kScanMT - 1) / kScanMT + 1, static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
-                     kScanThreads, scan_smem(), 1, shape, stream, p, w);
+  w.scan_blocks = w.pk_cores ? 3 : (kMT + kScanMT - 1) / kScanMT + 1;
+  if constexpr (kBf16) {
+    if (w.pk_cores)
+      err = launch_after(gdn_scan_wgmma_kernel<T>, dim3(w.scan_blocks, static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
+                         kWgThreads, sizeof(WgScanSmem), 1, shape, stream, p, w);
+  }
+  if (!w.pk_cores)
+    err = launch_after(gdn_scan_kernel<T>,
+                       dim3(w.scan_blocks, static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
+                       kScanThreads, scan_smem(), 1, shape, stream, p, w);
   if (err != cudaSuccess) return err;
   err = launch_after(gdn_readout_kernel<T>,
-                     dim3(static_cast<unsigned>((p.tokens + kReadTokens - 1) / kReadTokens), T_, static_cast<unsigned>(BH)),
+                     dim3(static_cast<unsigned>((p.tokens + kReadTokens - 1) / kReadTokens), static_cast<unsigned>(BH), T_),
                      kReadTokens * 2, sizeof(ReadoutSmem<T>), 1, shape, stream, p, w);
   if (err != cudaSuccess) return err;
   return cudaGetLastError();
@@ -943,6 +1382,8 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
 bool gdn_supported(int64_t head_dim, int64_t frames, ElemType type) {
   return head_dim == kD && frames <= kMaxFrames && (type == ElemType::kBF16 || type == ElemType::kF32);
 }
+
+bool gdn_wgmma_scans(ElemType type) { return type == ElemType::kBF16 && launch_shape().wgmma_scan; }
 
 size_t gdn_workspace_bytes(const GdnParams& p) { return carve(p, nullptr); }
 

@@ -8,8 +8,10 @@
 // q̂, k̂ rotated by RoPE. Five launches: the keys' inverse RMS (and sigmoid(β)); the three summaries
 // of a frame from one pass over its keys, on tensor cores (bf16) or in fp32 FMA (fp32), token slices
 // of a frame added across a thread-block cluster (sm_90); the queries' inverse RMS, beside the
-// summaries; the fp32 scans, their products on tensor cores in TF32 (3×TF32 splits for fp32 inputs,
-// one product for bf16), writing the combined states once; the read-out + merge. Built for head dim 112 and up to 16 frames a call
+// summaries; the fp32 scans, their products in TF32 on tensor cores — bf16 inputs on sm_90a on
+// warpgroup tensor cores (wgmma, one product per step), otherwise mma.sync (3×TF32 splits for fp32
+// inputs) — writing the combined states once; the read-out + merge, each frame's blocks starting
+// as soon as the scans have finished that frame. Built for head dim 112 and up to 16 frames a call
 // (gdn_supported()).
 #pragma once
 
@@ -43,11 +45,15 @@ struct GdnParams {
   float eps = 1e-8f;       // num / (den + eps)
   ElemType type = ElemType::kBF16;       // q, k, v, gate, beta, out: kBF16 or kF32
   ElemType norm_type = ElemType::kBF16;  // q_norm, k_norm
+  bool portable_scans = false;           // the mma.sync scans even where the wgmma ones run (tests)
 };
 
 // Whether the kernels handle this head dim, frame count (≤ 16) and element type (else use the
 // ATen path).
 bool gdn_supported(int64_t head_dim, int64_t frames, ElemType type);
+// Whether calls with this element type run the wgmma scans on the current device (bf16, Hopper, a
+// build with sm_90a code), else the portable mma.sync ones.
+bool gdn_wgmma_scans(ElemType type);
 size_t gdn_workspace_bytes(const GdnParams& p);
 cudaError_t gdn_forward(const GdnParams& p, cudaStream_t stream);
 

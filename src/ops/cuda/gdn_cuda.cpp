@@ -32,7 +32,7 @@ bool gdn_fused_applies(const GdnProjections& p, const GdnFeatureMaps& fm, const 
 }
 
 at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
-                     GdnState* final_state, double eps) {
+                     GdnState* final_state, double eps, bool portable_scans) {
   const int64_t B = p.q.size(0), N = p.q.size(1), C = p.q.size(2), H = fm.heads, D = C / H, T = fm.frames;
   const auto f32 = p.q.options().dtype(at::kFloat);
   SS_CHECK(p.decay.sizes() == at::IntArrayRef({B, T, H}), "GDN: decay expected [{}, {}, {}], got {}", B, T, H,
@@ -81,6 +81,7 @@ at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const Ro
   k.tokens = N / T;
   k.heads = H;
   k.head_dim = D;
+  k.portable_scans = portable_scans;
   k.q_stride = p.q.stride(1);
   k.k_stride = p.k.stride(1);
   k.v_stride = p.v.stride(1);

@@ -8,8 +8,9 @@ namespace sanastream::ops::cuda {
 // Whether the fused kernels take these inputs (CUDA, bf16 or fp32, head dim 112, ≤ 16 frames,
 // 16-byte rows).
 bool gdn_fused_applies(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope);
-// ops::gdn_gated through the kernels; call only where gdn_fused_applies().
+// ops::gdn_gated through the kernels; call only where gdn_fused_applies(). `portable_scans`: the
+// mma.sync scans even where the wgmma ones run (the portable kernels' test on Hopper).
 at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
-                     GdnState* final_state, double eps);
+                     GdnState* final_state, double eps, bool portable_scans = false);
 
 }  // namespace sanastream::ops::cuda
