@@ -601,6 +601,43 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
 // the step before runs. Each thread keeps its forward history in global memory (its own elements,
 // read back by itself: L2-resident). ------------------------------------------------------------
 
+// The z scan of both scan kernels: z_f = g_f·(z − Pzᵀ z) + b_f, `product(z)` giving Pzᵀ z for the
+// step's Pz tile (every thread calls it; the tiles come in the order of the scans of M). Forward from
+// the initial z, its history in shared memory (`zh` [T][kD], each thread its own column), the final
+// z out, then the reverse, writing z_f + zr_f once a frame and counting the block into the frame's
+// ready count. `start` runs once the initial z is read; b_f is loaded a step ahead. Threads ≥ kD
+// hold no element.
+template <typename Start, typename Product>
+__device__ __forceinline__ void scan_z(const GdnParams& p, const Workspace& w, int64_t bh, bool seeded,
+                                       const float* decay, float* zh, Start start, Product product) {
+  const int T_ = static_cast<int>(p.frames), n_steps = 2 * T_ - 1, tid = threadIdx.x;
+  const bool active = tid < kD;
+  auto frame = [&](int i) { return i < T_ ? i : n_steps - i; };
+  float z = active && p.init_z ? p.init_z[bh * kD + tid] : 0.f;
+  start();
+  auto load_b = [&](int i) { return active && i < n_steps ? w.bz[(bh * T_ + frame(i)) * kD + tid] : 0.f; };
+  float b_next = load_b(0);
+  auto step = [&](int i, bool zero) {  // `zero`: z is known to be 0
+    const float bf = b_next;
+    b_next = load_b(i + 1);
+    const float acc = zero ? 0.f : product(z);
+    z = decay[frame(i)] * (z - acc) + bf;
+  };
+  for (int f = 0; f < T_; ++f) {
+    step(f, f == 0 && !seeded);
+    if (active) zh[f * kD + tid] = z;
+  }
+  if (active && p.final_z) p.final_z[bh * kD + tid] = z;
+  z = 0.f;
+  float* zc = w.zc + bh * T_ * kD + tid;  // frame f at f · D
+  for (int f = T_ - 1; f >= 0; --f) {
+    if (active) zc[f * kD] = zh[f * kD + tid] + z;
+    __syncthreads();
+    if (tid == 0) mark_ready(w.ready + bh * T_ + f);
+    if (f > 0) step(n_steps - f, f == T_ - 1);
+  }
+}
+
 constexpr int kScanMT = 2;                      // m tiles per scan block
 constexpr int kScanThreads = kScanMT * kMT * 32;  // 14 warps: 7 column pairs of n tiles per m tile
 constexpr int kTilePad = kD + 8;   // Pk tile row stride (floats): conflict-free B fragments
@@ -668,40 +705,18 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
   const int n_steps = 2 * T_ - 1;
   auto step_frame = [&](int i) { return i < T_ ? i : n_steps - i; };
 
-  if (is_z) {  // z_f = g_f·(z − Pzᵀ z) + b_f (fp32 FMA: a matrix-vector product per step)
+  if (is_z) {  // z (fp32 FMA: a matrix-vector product per step)
     const bool active = tid < kD;
-    float* zh = mh + kD;  // [T][kD] the forward history, each thread's own column
-    float z = active && p.init_z ? p.init_z[bh * kD + tid] : 0.f;
-    start();
-    auto load_b = [&](int i) { return active && i < n_steps ? w.bz[(bh * T_ + step_frame(i)) * kD + tid] : 0.f; };
-    float b_next = load_b(0);
-    auto step = [&](int i, bool zero) {
-      const int f = step_frame(i);
-      const float bf = b_next;
-      b_next = load_b(i + 1);
+    scan_z(p, w, bh, seeded, decay, mh + kD, start, [&](float z) {
       float acc = 0.f;
-      if (!zero)
-        with_tile([&] { if (active) mh[tid] = z; },
-                  [&](const float* ps) {
-                    if (active)
+      with_tile([&] { if (active) mh[tid] = z; },
+                [&](const float* ps) {
+                  if (active)
 #pragma unroll 8
-                      for (int k = 0; k < kD; ++k) acc = fmaf(ps[k * kTilePad + tid], mh[k], acc);
-                  });
-      z = decay[f] * (z - acc) + bf;
-    };
-    for (int f = 0; f < T_; ++f) {
-      step(f, f == 0 && !seeded);
-      if (active) zh[f * kD + tid] = z;
-    }
-    if (active && p.final_z) p.final_z[bh * kD + tid] = z;
-    z = 0.f;
-    float* zc = w.zc + bh * T_ * kD + tid;  // frame f at f · D
-    for (int f = T_ - 1; f >= 0; --f) {
-      if (active) zc[f * kD] = zh[f * kD + tid] + z;
-      __syncthreads();
-      if (tid == 0) mark_ready(w.ready + bh * T_ + f);
-      if (f > 0) step(n_steps - f, f == T_ - 1);
-    }
+                    for (int k = 0; k < kD; ++k) acc = fmaf(ps[k * kTilePad + tid], mh[k], acc);
+                });
+      return acc;
+    });
     cp_async_wait<0>();
     return;
   }
@@ -998,53 +1013,30 @@ __global__ void __launch_bounds__(kWgThreads, 1) gdn_scan_wgmma_kernel(GdnParams
     }
   };
 
-  if (is_z) {  // z_f = g_f·(z − Pzᵀ z) + b_f (fp32 FMA: a matrix-vector product per step)
+  if (is_z) {  // z (fp32 FMA: a matrix-vector product per step, in eight partial sums)
     const bool active = tid < kD;
-    float* zs = sm.rows[0];       // [kD] z as published for the product
-    float* zh = sm.rows[0] + kD;  // [T][kD] the forward history, each thread's own column
-    float z = active && p.init_z ? p.init_z[bh * kD + tid] : 0.f;
-    start();
-    auto load_b = [&](int i) { return active && i < n_steps ? w.bz[(bh * T_ + step_frame(i)) * kD + tid] : 0.f; };
-    float b_next = load_b(0);
-    auto step = [&](int i, bool zero) {
-      const int f = step_frame(i);
-      const float bf = b_next;
-      b_next = load_b(i + 1);
+    float* zs = sm.rows[0];  // [kD] z as published for the product, then the history
+    scan_z(p, w, bh, seeded, sm.decay, zs + kD, start, [&](float z) {
       float acc = 0.f;
-      if (!zero) {
-        if (active) zs[tid] = z;
-        const float* ps = tile_ready();
-        __syncthreads();
-        if (active) {
-          float part[8] = {};
-#pragma unroll
-          for (int k = 0; k < kD; k += 8) {
-            const float4 z0 = *reinterpret_cast<const float4*>(zs + k), z1 = *reinterpret_cast<const float4*>(zs + k + 4);
-            const float zk[8] = {z0.x, z0.y, z0.z, z0.w, z1.x, z1.y, z1.z, z1.w};
-#pragma unroll
-            for (int e = 0; e < 8; ++e) part[e] = fmaf(ps[(k + e) * kD + tid], zk[e], part[e]);
-          }
-          acc = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-        }
-        __syncthreads();  // every thread is done with the tile and z
-        if (warp == 0) issue_tile(next + 2);
-        ++next;
-      }
-      z = sm.decay[f] * (z - acc) + bf;
-    };
-    for (int f = 0; f < T_; ++f) {
-      step(f, f == 0 && !seeded);
-      if (active) zh[f * kD + tid] = z;
-    }
-    if (active && p.final_z) p.final_z[bh * kD + tid] = z;
-    z = 0.f;
-    float* zc = w.zc + bh * T_ * kD + tid;  // frame f at f · D
-    for (int f = T_ - 1; f >= 0; --f) {
-      if (active) zc[f * kD] = zh[f * kD + tid] + z;
+      if (active) zs[tid] = z;
+      const float* ps = tile_ready();
       __syncthreads();
-      if (tid == 0) mark_ready(w.ready + bh * T_ + f);
-      if (f > 0) step(n_steps - f, f == T_ - 1);
-    }
+      if (active) {
+        float part[8] = {};
+#pragma unroll
+        for (int k = 0; k < kD; k += 8) {
+          const float4 z0 = *reinterpret_cast<const float4*>(zs + k), z1 = *reinterpret_cast<const float4*>(zs + k + 4);
+          const float zk[8] = {z0.x, z0.y, z0.z, z0.w, z1.x, z1.y, z1.z, z1.w};
+#pragma unroll
+          for (int e = 0; e < 8; ++e) part[e] = fmaf(ps[(k + e) * kD + tid], zk[e], part[e]);
+        }
+        acc = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+      }
+      __syncthreads();  // every thread is done with the tile and z
+      if (warp == 0) issue_tile(next + 2);
+      ++next;
+      return acc;
+    });
     return;
   }
 
