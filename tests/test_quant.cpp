@@ -154,6 +154,20 @@ TEST(QuantPlan, BadPlansAreOneClearError) {
   EXPECT_TRUE(model::load_quant_plan("").empty());  // no --plan
 }
 
+// The committed plans (configs/quant/) load and fit the depth of the model each is named for.
+TEST(QuantPlan, TheCommittedPlansFitTheirModels) {
+  const std::string dir = std::string(SANASTREAM_SOURCE_DIR) + "/configs/quant/";
+  const model::QuantPlan two_b = model::load_quant_plan(dir + "fp8-all-2b.json");
+  two_b.check_depth(20);
+  const model::QuantPlan demo = model::load_quant_plan(dir + "fp8-all-demo.json");
+  demo.check_depth(8);  // models/demo: 8 blocks
+  for (const std::string& layer : model::quantizable_layers()) {
+    EXPECT_EQ(two_b.block(19)(layer), Precision::kFP8) << layer;
+    EXPECT_EQ(demo.block(7)(layer), Precision::kFP8) << layer;
+  }
+  EXPECT_NE(test::error_of([&] { demo.check_depth(7); }).find("the model has 7"), std::string::npos);
+}
+
 // The DiT under a plan (CPU, fp32): the quantized projections change the output by the formats'
 // error, more layers more; an empty plan is the model itself.
 TEST(QuantDit, APlanQuantizesTheNamedProjectionsOnly) {
