@@ -601,6 +601,19 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
 // the step before runs. Each thread keeps its forward history in global memory (its own elements,
 // read back by itself: L2-resident). ------------------------------------------------------------
 
+// The scans' order, one for both scan kernels: step i of 2T − 1 runs on frame frame(i) — forward
+// 0 … T − 1, then reverse T − 1 … 1 (reverse_step(f): the step from frame f to f − 1). The Pk (Pz)
+// tiles come in the order the steps with a product use them: forward frames first … T − 1 (first =
+// 1 when the scan starts from zero: step 0 multiplies nothing), then reverse frames T − 2 … 1.
+struct ScanOrder {
+  int frames, steps, first, forward, tiles;
+  __device__ ScanOrder(int T, bool seeded)
+      : frames(T), steps(2 * T - 1), first(seeded ? 0 : 1), forward(T - first), tiles(forward + (T > 2 ? T - 2 : 0)) {}
+  __device__ int frame(int i) const { return i < frames ? i : steps - i; }
+  __device__ int reverse_step(int f) const { return steps - f; }
+  __device__ int tile_frame(int i) const { return i < forward ? first + i : frames - 2 - (i - forward); }
+};
+
 // The z scan of both scan kernels: z_f = g_f·(z − Pzᵀ z) + b_f, `product(z)` giving Pzᵀ z for the
 // step's Pz tile (every thread calls it; the tiles come in the order of the scans of M). Forward from
 // the initial z, its history in shared memory (`zh` [T][kD], each thread its own column), the final
@@ -610,18 +623,18 @@ __global__ void __launch_bounds__(kSumThreads, 1) gdn_summaries_kernel(GdnParams
 template <typename Start, typename Product>
 __device__ __forceinline__ void scan_z(const GdnParams& p, const Workspace& w, int64_t bh, bool seeded,
                                        const float* decay, float* zh, Start start, Product product) {
-  const int T_ = static_cast<int>(p.frames), n_steps = 2 * T_ - 1, tid = threadIdx.x;
+  const int T_ = static_cast<int>(p.frames), tid = threadIdx.x;
+  const ScanOrder order(T_, seeded);
   const bool active = tid < kD;
-  auto frame = [&](int i) { return i < T_ ? i : n_steps - i; };
   float z = active && p.init_z ? p.init_z[bh * kD + tid] : 0.f;
   start();
-  auto load_b = [&](int i) { return active && i < n_steps ? w.bz[(bh * T_ + frame(i)) * kD + tid] : 0.f; };
+  auto load_b = [&](int i) { return active && i < order.steps ? w.bz[(bh * T_ + order.frame(i)) * kD + tid] : 0.f; };
   float b_next = load_b(0);
   auto step = [&](int i, bool zero) {  // `zero`: z is known to be 0
     const float bf = b_next;
     b_next = load_b(i + 1);
     const float acc = zero ? 0.f : product(z);
-    z = decay[frame(i)] * (z - acc) + bf;
+    z = decay[order.frame(i)] * (z - acc) + bf;
   };
   for (int f = 0; f < T_; ++f) {
     step(f, f == 0 && !seeded);
@@ -634,7 +647,7 @@ __device__ __forceinline__ void scan_z(const GdnParams& p, const Workspace& w, i
     if (active) zc[f * kD] = zh[f * kD + tid] + z;
     __syncthreads();
     if (tid == 0) mark_ready(w.ready + bh * T_ + f);
-    if (f > 0) step(n_steps - f, f == T_ - 1);
+    if (f > 0) step(order.reverse_step(f), f == T_ - 1);
   }
 }
 
@@ -668,12 +681,10 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
   constexpr bool kSplit = sizeof(T) == 4;  // fp32 inputs: 3×TF32 products; bf16: one TF32 product
   const bool seeded = is_z ? p.init_z != nullptr : p.init_kv != nullptr;
 
-  // Tiles in the order the steps use them: forward frames f0 … T−1, reverse frames T−2 … 1.
-  const int f0 = seeded ? 0 : 1, forward = T_ - f0, n_tiles = forward + (T_ > 2 ? T_ - 2 : 0);
+  const ScanOrder order(T_, seeded);
   auto issue = [&](int i) {
-    if (i < n_tiles) {
-      const int f = i < forward ? f0 + i : T_ - 2 - (i - forward);
-      const float* src = w.sums + ((bh * T_ + f) * 3 + which) * kD * kD;
+    if (i < order.tiles) {
+      const float* src = w.sums + ((bh * T_ + order.tile_frame(i)) * 3 + which) * kD * kD;
       float* dst = tiles + (i % 2) * kD * kTilePad;
       for (int v = tid; v < kD * kD / 4; v += kScanThreads)
         cp_async<16>(dst + (v / (kD / 4)) * kTilePad + (v % (kD / 4)) * 4, src + 4 * v, true);
@@ -700,10 +711,6 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
     issue(1);
     __syncthreads();  // the decays
   };
-  // Step i of 2T − 1 runs on frame f(i): forward 0 … T − 1, then reverse T − 1 … 1. Each step's
-  // summary rows are loaded during the step before.
-  const int n_steps = 2 * T_ - 1;
-  auto step_frame = [&](int i) { return i < T_ ? i : n_steps - i; };
 
   if (is_z) {  // z (fp32 FMA: a matrix-vector product per step)
     const bool active = tid < kD;
@@ -755,13 +762,13 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
   if (busy) load_tile(sums, 1, a_next);
   // Step i: m ← g_f·(m − m·Pk_f) + A_f; `zero`: m is known to be 0.
   auto step = [&](int i, bool zero) {
-    const int f = step_frame(i);
+    const int f = order.frame(i);
     float a[2][4], acc[2][4] = {};
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) a[nt][e] = a_next[nt][e];
-    if (busy && i + 1 < n_steps) load_tile(sums, 3 * step_frame(i + 1) + 1, a_next);
+    if (busy && i + 1 < order.steps) load_tile(sums, 3 * order.frame(i + 1) + 1, a_next);  // the next step's A
     const float gf = decay[f];
     if (!zero)
       with_tile(
@@ -853,7 +860,7 @@ __global__ void __launch_bounds__(kScanThreads) gdn_scan_kernel(GdnParams p, Wor
     if (tid == 0) mark_ready(w.ready + bh * T_ + f);
     if (f > 0) {
       if (busy) load_tile(hist, f - 1, fwd);
-      step(n_steps - f, f == T_ - 1);
+      step(order.reverse_step(f), f == T_ - 1);
     }
   }
   cp_async_wait<0>();
@@ -968,30 +975,27 @@ __global__ void __launch_bounds__(kWgThreads, 1) gdn_scan_wgmma_kernel(GdnParams
   extern __shared__ __align__(16) unsigned char smem_raw[];
   WgScanSmem& sm = *reinterpret_cast<WgScanSmem*>(smem_raw);
   const int64_t h = blockIdx.y, b = blockIdx.z, bh = b * p.heads + h;
-  const int T_ = static_cast<int>(p.frames), n_steps = 2 * T_ - 1;
+  const int T_ = static_cast<int>(p.frames);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const bool is_z = blockIdx.x == 2;
   const bool seeded = is_z ? p.init_z != nullptr : p.init_kv != nullptr;
   const int row0 = blockIdx.x * kWgRows, n_rows = kD - row0 < kWgRows ? kD - row0 : kWgRows;  // M blocks
   if (tid < T_) sm.decay[tid] = p.decay[(b * T_ + tid) * p.heads + h];  // an input: read before waiting
   if (tid < 5) mbar_init(&sm.bar[tid]);
-  // Step i of 2T − 1 runs on frame f(i): forward 0 … T − 1, then reverse T − 1 … 1. Tiles in the
-  // order the steps with a product use them: forward frames f0 … T − 1, reverse frames T − 2 … 1.
-  auto step_frame = [&](int i) { return i < T_ ? i : n_steps - i; };
-  const int f0 = seeded ? 0 : 1, forward = T_ - f0, n_tiles = forward + (T_ > 2 ? T_ - 2 : 0);
+  const ScanOrder order(T_, seeded);
   const float* sums = w.sums + bh * T_ * 3 * kD * kD;  // frame f's Pk, A, Pz at (3f + {0, 1, 2}) · D²
   auto issue_tile = [&](int i) {  // warp 0: tile i into buffer i % 2
-    if (i < n_tiles && lane == 0) {
-      const int f = i < forward ? f0 + i : T_ - 2 - (i - forward);
+    if (i < order.tiles && lane == 0) {
       mbar_expect(&sm.bar[i % 2], kTileBytes);
-      bulk_load(sm.tile[i % 2], sums + (3 * f + (is_z ? 2 : 0)) * kD * kD, kTileBytes, &sm.bar[i % 2]);
+      bulk_load(sm.tile[i % 2], sums + (3 * order.tile_frame(i) + (is_z ? 2 : 0)) * kD * kD, kTileBytes,
+                &sm.bar[i % 2]);
     }
   };
   auto issue_rows = [&](int i) {  // warp 0 of an M block: step i's rows of A_f into buffer i % 2
-    if (i < n_steps && lane == 0) {
+    if (i < order.steps && lane == 0) {
       const uint32_t bytes = n_rows * kD * sizeof(float);
       mbar_expect(&sm.bar[2 + i % 2], bytes);
-      bulk_load(sm.rows[i % 2], sums + (3 * step_frame(i) + 1) * kD * kD + row0 * kD, bytes, &sm.bar[2 + i % 2]);
+      bulk_load(sm.rows[i % 2], sums + (3 * order.frame(i) + 1) * kD * kD + row0 * kD, bytes, &sm.bar[2 + i % 2]);
     }
   };
   int next = 0;  // the next tile a step consumes
@@ -1088,7 +1092,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) gdn_scan_wgmma_kernel(GdnParams
       pin(d);
     }
     mbar_wait(&sm.bar[2 + i % 2], (i / 2) & 1);
-    const float gf = sm.decay[step_frame(i)];
+    const float gf = sm.decay[order.frame(i)];
     const float* af = sm.rows[i % 2];
 #pragma unroll
     for (int e = 0; e < kWgAcc; e += 2) {
@@ -1153,7 +1157,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) gdn_scan_wgmma_kernel(GdnParams
 #pragma unroll
   for (int e = 0; e < kWgAcc; ++e) d[e] = 0.f;
   for (int f = T_ - 1; f > 0; --f) {
-    step(n_steps - f, f == T_ - 1);  // d = R_{f−1}
+    step(order.reverse_step(f), f == T_ - 1);  // d = R_{f−1}
     if (f < T_ - 1) mbar_wait(&sm.bar[4], (T_ - 2 - f) & 1);  // M_{f−1} from the history
     put(sm.out16, at, [&](int e) { return sm.back[own(e & ~1) + (e & 1)] + d[e]; }, rows_of(states, f - 1),
         row_bytes / 2, [&] {
