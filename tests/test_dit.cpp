@@ -215,6 +215,102 @@ TEST(DitStreaming, OtherShapesAndChunkingsRunAndAgree) {
   }
 }
 
+// The cross-attention attends to the caption's tokens only, as the official code's compacted caption:
+// each row's tokens first, the keys cut to the longest row rounded up to 128, the rest masked.
+TEST(DitCaption, OnlyTheCaptionsTokensAreAttendedTo) {
+  auto shape = test::small_dit_shape(4, model::DitVariant::kStreaming);
+  shape.caption_length = 300;
+  Runtime rt = make_runtime("cpu", "fp32");
+  auto dit = model::load_hybrid_dit(model::random_dit_weights(shape, 13), nlohmann::json::object(), rt);
+  auto in = small_inputs(shape, 2, 3, 4, 8);
+  const at::Tensor x = in.at("inputs.noise"), src = in.at("inputs.src_latents").to(at::kFloat);
+  const at::Tensor t = at::full({1}, 600.0);
+  const at::Tensor embeds = at::randn({1, 1, 300, 64});
+  auto mask_of = [](std::initializer_list<std::pair<int64_t, int64_t>> spans) {
+    at::Tensor m = at::zeros({1, 300}, at::kLong);
+    for (auto [a, n] : spans) m.narrow(1, a, n).fill_(1);
+    return m;
+  };
+  // 40 tokens, not a prefix: at 0–9, 50–69 and 200–209.
+  const at::Tensor mask = mask_of({{0, 10}, {50, 20}, {200, 10}});
+  const model::CaptionState cs = dit->encode_caption(embeds, mask);
+  ASSERT_EQ(cs.y.size(1), 128);
+  ASSERT_TRUE(cs.bias.defined());
+  EXPECT_EQ(cs.kv[0].k.size(2), 128);
+  const at::Tensor v = dit->forward(x, src, t, cs);
+
+  // The same tokens as a prefix: the same keys, bit for bit.
+  const at::Tensor idx = mask[0].nonzero().squeeze(1);
+  at::Tensor front = at::randn({1, 1, 300, 64});
+  front.narrow(2, 0, 40).copy_(embeds.index_select(2, idx));
+  EXPECT_TRUE(at::equal(dit->forward(x, src, t, dit->encode_caption(front, mask_of({{0, 40}}))), v));
+  // Whatever sits under the mask is never read.
+  at::Tensor garbage = 100 * at::randn({1, 1, 300, 64});
+  garbage.index_copy_(2, idx, embeds.index_select(2, idx));
+  EXPECT_TRUE(at::equal(dit->forward(x, src, t, dit->encode_caption(garbage, mask)), v));
+  // All 300 keys with the bias over the padding (the official non-compacted form): the same output.
+  EXPECT_TRUE(at::allclose(dit->forward(x, src, t, model::pad_caption_keys(cs, 300)), v, 1e-5, 1e-6));
+
+  // The key count: a bucket of 128 (no bias when it is full), the whole caption when full or empty.
+  auto keys = [&](const at::Tensor& m) {
+    const model::CaptionState c = dit->encode_caption(embeds, m);
+    return std::make_pair(c.y.size(1), c.bias.defined());
+  };
+  EXPECT_EQ(keys(mask_of({{3, 128}})), std::make_pair(int64_t{128}, false));
+  EXPECT_EQ(keys(mask_of({{0, 129}})), std::make_pair(int64_t{256}, true));
+  EXPECT_EQ(keys(mask_of({{0, 300}})), std::make_pair(int64_t{300}, false));
+  EXPECT_EQ(keys(mask_of({})), std::make_pair(int64_t{300}, true));
+  EXPECT_THROW(model::pad_caption_keys(cs, 100), Error);
+
+  // A batch of two prompts of 40 and 140 tokens: 256 keys, each row as alone.
+  const at::Tensor mask2 = at::cat({mask, mask_of({{5, 140}})});
+  const at::Tensor embeds2 = at::cat({embeds, at::randn({1, 1, 300, 64})});
+  const model::CaptionState c2 = dit->encode_caption(embeds2, mask2);
+  EXPECT_EQ(c2.y.size(1), 256);
+  const at::Tensor v2 = dit->forward(at::cat({x, x}), at::cat({src, src}), at::full({2}, 600.0), c2);
+  EXPECT_TRUE(at::allclose(v2.narrow(0, 0, 1), v, 1e-5, 1e-6));
+  const at::Tensor v1 = dit->forward(x, src, t, dit->encode_caption(embeds2.narrow(0, 1, 1), mask2.narrow(0, 1, 1)));
+  EXPECT_TRUE(at::allclose(v2.narrow(0, 1, 1), v1, 1e-5, 1e-6));
+}
+
+// A live prompt change to a caption with another key count (40 → 140 tokens: 128 → 256 keys) replaces
+// the sampler's caption (and, on CUDA, its graphs); it streams what an in-place change to the same
+// caption computes. On CPU, and on CUDA with graphs where there is a device.
+TEST(DitCaption, PromptChangeToAnotherKeyCountOnCpuAndCuda) {
+  auto shape = test::small_dit_shape(4, model::DitVariant::kStreaming);
+  shape.caption_length = 300;
+  const auto weights = model::random_dit_weights(shape, 17);
+  for (const char* device : {"cpu", "cuda"}) {
+    if (std::string(device) == "cuda" && !cuda_available()) continue;
+    Runtime rt = make_runtime(device, "fp32");
+    auto dit = model::load_hybrid_dit(weights, nlohmann::json::object(), rt);
+    at::manual_seed(9);
+    const at::Tensor noise = at::randn({1, 16, 11, 3, 4}), src = at::randn({1, 16, 11, 3, 4});
+    at::Tensor m1 = at::zeros({1, 300}, at::kLong), m2 = at::zeros({1, 300}, at::kLong);
+    m1.narrow(1, 0, 40).fill_(1);
+    m2.narrow(1, 0, 140).fill_(1);
+    const model::CaptionState a = dit->encode_caption(at::randn({1, 1, 300, 64}), m1);
+    const model::CaptionState b = dit->encode_caption(at::randn({1, 1, 300, 64}), m2);
+    ASSERT_NE(a.y.size(1), b.y.size(1));
+    auto stream = [&](const model::CaptionState& first) {
+      pipeline::StreamingOptions o;
+      o.first_chunk = 5;
+      o.cuda_graphs = true;
+      pipeline::StreamingSampler sampler(*dit, first, 1, 3, 4, 5, 3, o);
+      std::vector<at::Tensor> out;
+      for (int64_t s = 0; s < 11;) {
+        const int64_t n = s == 0 ? 5 : 3;
+        if (s == 8) sampler.set_caption(b);
+        out.push_back(sampler.step(noise.narrow(2, s, n), src.narrow(2, s, n), s + n == 11).cpu());
+        s += n;
+      }
+      return at::cat(out, 2);
+    };
+    const at::Tensor replaced = stream(a), in_place = stream(model::pad_caption_keys(a, b.y.size(1)));
+    EXPECT_TRUE(at::allclose(replaced, in_place, 1e-5, 1e-5)) << device;
+  }
+}
+
 // A patch of 2: the embedding is the official strided 1×2×2 Conv3d, each token's output row
 // (row, column, channel) lands on its 2×2 latent pixels, and streaming runs on the token grid.
 TEST(DitPatch, EmbeddingIsTheStridedConvAndTheOutputUnpatchifies) {

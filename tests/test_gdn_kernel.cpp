@@ -204,6 +204,21 @@ TEST(GpuGdnKernel, StreamingCallsCarryTheStateInPlace) {
 }
 
 // Head dims the kernels are not built for take the ATen path on CUDA, with the same results.
+// The decay kernel against its reference on strided rows (the block's fused projection output), bf16
+// and fp32, more heads than warps and a frame not a multiple of 32 tokens.
+TEST(GpuGdnKernel, DecayMatchesItsReference) {
+  REQUIRE_CUDA();
+  at::manual_seed(6);
+  const int64_t B = 2, T = 5, S = 880 + 7, H = 20;
+  const at::Tensor neg_a = -at::exp(at::randn({H})), dt_bias = 8 * at::randn({H}) + 4;
+  for (auto dt : {at::kBFloat16, at::kFloat}) {
+    const at::Tensor rows = at::randn({B, T * S, 3 * H + 8}).to(dt), logits = rows.narrow(2, 2 * H + 8, H);
+    const at::Tensor want = ops::ref::gdn_decay(logits, T, neg_a, dt_bias);
+    const at::Tensor got = ops::gdn_decay(logits.cuda(), T, neg_a.cuda(), dt_bias.cuda()).cpu();
+    EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-7)) << c10::toString(dt) << " " << (got - want).abs().max().item<float>();
+  }
+}
+
 TEST(GpuGdnKernel, OtherHeadDimsTakeTheAtenPath) {
   REQUIRE_CUDA();
   make_runtime("cuda", "fp32");

@@ -131,6 +131,17 @@ TEST(GpuKernels, NormsRopeResidualMatchTheirReferences) {
       ops::ref::gate_residual_(wx, {}, br);
       EXPECT_TRUE(at::allclose(gx.cpu(), wx, 1.3e-6, 1e-5)) << C;
       EXPECT_TRUE(close(h, ops::ref::layer_norm_modulate(wx, sh, sc, 1e-6, dt), dt)) << C;
+      // x += gate·branch before the LayerNorm (the FFN's residual update in the next block's pass),
+      // the gate a view of the modulation rows, and the final layer's fp32 output.
+      const at::Tensor mod = at::randn({2, 6, C});
+      for (auto out_dtype : {dt, at::kFloat}) {
+        gx = x0.cuda(), wx = x0.clone();
+        const at::Tensor hg = ops::add_layer_norm_modulate_(gx, br.cuda(), sh.cuda(), sc.cuda(), 1e-6, out_dtype,
+                                                            mod.cuda().narrow(1, 5, 1));
+        ops::ref::gate_residual_(wx, mod.narrow(1, 5, 1), br);
+        EXPECT_TRUE(at::allclose(gx.cpu(), wx, 1.3e-6, 1e-5)) << C;
+        EXPECT_TRUE(close(hg, ops::ref::layer_norm_modulate(wx, sh, sc, 1e-6, out_dtype), out_dtype)) << C;
+      }
     }
     ops::RopeDims dims{40, 36, 36, 10000.0};
     for (auto precision : {at::kFloat, at::kDouble}) {

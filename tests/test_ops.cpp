@@ -1,6 +1,7 @@
 // Op references against independent formulations (CONVENTIONS numerics policy).
 #include <cmath>
 
+#include "core/error.h"
 #include "ops/attention.h"
 #include "ops/gdn.h"
 #include "ops/glu.h"
@@ -132,6 +133,22 @@ TEST(Gdn, ForwardStateCarriesAcrossCalls) {
   EXPECT_TRUE(at::allclose(second.final_state.z, whole.final_state.z, 1e-5, 1e-6));
   // The last frame sees no later frame, so its output is the forward scan's alone in both cases.
   EXPECT_TRUE(at::allclose(second.out.select(2, 1), whole.out.select(2, 5), 1e-5, 1e-6));
+}
+
+// The decay from the tokens' gate projections equals the official order, the projection of the frame's
+// mean token, including softplus's linear branch above 20.
+TEST(Gdn, DecayFromTokenProjectionsIsTheOfficialFrameMeanGate) {
+  at::manual_seed(4);
+  const int64_t B = 2, T = 3, S = 35, C = 48, H = 5;
+  const at::Tensor h = at::randn({B, T * S, C}), w = at::randn({H, C}) / std::sqrt(double(C)), b = at::randn({H});
+  const at::Tensor neg_a = -at::exp(at::randn({H})), dt_bias = at::tensor({0.5f, -3.f, 19.f, 25.f, 1.f});
+  const at::Tensor official =
+      at::exp(neg_a * at::softplus(at::linear(h.view({B, T, S, C}).mean(2), w, b) + dt_bias));
+  const at::Tensor logits = at::cat({at::randn({B, T * S, 3}), at::linear(h, w, b)}, 2).narrow(2, 3, H);
+  const at::Tensor g = ops::gdn_decay(logits, T, neg_a, dt_bias);
+  ASSERT_EQ(g.sizes(), (at::IntArrayRef{B, T, H}));
+  EXPECT_TRUE(at::allclose(g, official, 1e-5, 1e-7));
+  EXPECT_THROW(ops::gdn_decay(logits, 4, neg_a, dt_bias), Error);
 }
 
 TEST(Rope, RotatesInterleavedPairsAndComposesInTime) {

@@ -57,4 +57,17 @@ bool gdn_wgmma_scans(ElemType type);
 size_t gdn_workspace_bytes(const GdnParams& p);
 cudaError_t gdn_forward(const GdnParams& p, cudaStream_t stream);
 
+// The decays of a call, one launch: g[b, f, h] = exp(neg_a[h]·softplus(mean_s logits[b, f·S + s, h] +
+// dt_bias[h])), softplus(x) = x above 20 (as torch's). The logits are the gate projection of each token
+// (its mean over the frame is the projection of the frame's mean token).
+struct GdnDecayParams {
+  const void* logits = nullptr;    // [B, T·S, H] `type` elements, row stride `stride` (unit along H)
+  const float* neg_a = nullptr;    // [H] −exp(A_log)
+  const float* dt_bias = nullptr;  // [H]
+  float* decay = nullptr;          // [B, T, H], contiguous
+  int64_t batch = 0, frames = 0, tokens = 0, heads = 0, stride = 0;  // B, T, S, H
+  ElemType type = ElemType::kBF16;  // kBF16 or kF32
+};
+cudaError_t gdn_decay(const GdnDecayParams& p, cudaStream_t stream);
+
 }  // namespace sanastream::kernels

@@ -14,14 +14,20 @@ __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
   const A* add = p.add ? static_cast<const A*>(p.add) + row * C : nullptr;
   const float* shift = p.shift + b * p.mod_stride;
   const float* scale = p.scale + b * p.mod_stride;
+  const float* gate = p.gate ? p.gate + b * p.mod_stride : nullptr;
   T* out = static_cast<T*>(p.out) + row * C;
   float v[kPieces][kWidth];
   float s = 0.f, sq = 0.f;
   for_each_piece<kWidth, kPieces>(C, [&](int k, int64_t c) {
     load_n<kWidth>(x + c, v[k]);
     if (add) {
-      float a[kWidth];
+      float a[kWidth], g[kWidth];
       load_n<kWidth>(add + c, a);
+      if (gate) {
+        load_n<kWidth>(gate + c, g);
+#pragma unroll
+        for (int i = 0; i < kWidth; ++i) a[i] *= g[i];
+      }
 #pragma unroll
       for (int i = 0; i < kWidth; ++i) v[k][i] += a[i];
       store_n<kWidth>(x + c, v[k]);
@@ -120,7 +126,8 @@ cudaError_t layer_norm_modulate(const LayerNormModulateParams& p, cudaStream_t s
   const unsigned block = row_block_threads(p.channels);
   if (block == 0) return cudaErrorInvalidValue;
   const bool vec = p.channels % 4 == 0 && p.mod_stride % 4 == 0 && is_aligned(p.x, 16) && is_aligned(p.shift, 16) &&
-                   is_aligned(p.scale, 16) && is_aligned(p.out, 4 * elem_bytes(p.out_type)) &&
+                   is_aligned(p.scale, 16) && (!p.gate || is_aligned(p.gate, 16)) &&
+                   is_aligned(p.out, 4 * elem_bytes(p.out_type)) &&
                    (!p.add || is_aligned(p.add, 4 * elem_bytes(p.add_type)));
   const unsigned grid = static_cast<unsigned>(p.batch * p.tokens);
   SS_DISPATCH_ELEM(p.out_type, T, {

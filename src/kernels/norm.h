@@ -33,6 +33,7 @@ cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream);
 struct LayerNormModulateParams {
   float* x = nullptr;            // [B, N, C] fp32 (the residual stream), contiguous; written only with add
   const void* add = nullptr;     // [B, N, C] contiguous, add_type, or null
+  const float* gate = nullptr;   // [B, C] fp32, row stride mod_stride: x += gate·add (null: x += add)
   const float* shift = nullptr;  // [B, C] fp32, row stride mod_stride
   const float* scale = nullptr;  // [B, C] fp32, row stride mod_stride
   void* out = nullptr;           // [B, N, C] contiguous, out_type

@@ -42,6 +42,15 @@ at::Tensor Projection::plus(const at::Tensor& residual, const at::Tensor& x) con
   return at::addmm(r, xq.reshape({-1, xq.size(-1)}), w_.t());
 }
 
+void Projection::add_to_(at::Tensor& out, const at::Tensor& x) const {
+  if (fp8_gemm()) {
+    out.add_((*this)(x));
+    return;
+  }
+  out.addmm_(ops::fake_quant(x, precision_, -1), w_.t());
+  if (b_.defined()) out.add_(b_);
+}
+
 FusedProjection::FusedProjection(const std::vector<ProjectionPart>& parts) : parts_(parts.size()) {
   SS_CHECK(!parts.empty(), "FusedProjection: no parts");
   std::vector<ops::Precision> precisions;  // in the order they first appear

@@ -40,6 +40,8 @@ class Projection {
   // residual + x·Wᵀ + b with the residual added inside the GEMM (one rounding; FP8 GEMMs: after it).
   // residual: [..., out] with x's leading dims; returns [rows, out].
   at::Tensor plus(const at::Tensor& residual, const at::Tensor& x) const;
+  // out += x·Wᵀ + b in place (inside the GEMM; FP8 GEMMs: after it). out: [rows, out], x: [rows, in].
+  void add_to_(at::Tensor& out, const at::Tensor& x) const;
   int64_t out_features() const { return out_; }
   // Whether the FP8 GEMM runs (else, for a quantized precision, the simulation).
   bool fp8_gemm() const { return w8_.q.defined(); }

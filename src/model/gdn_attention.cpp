@@ -18,11 +18,10 @@ GdnAttention::GdnAttention(const io::TensorMap& w, const std::string& p, int64_t
                          {weight(w, p + "k.weight").squeeze(-1), {}, prec("attn.k")},
                          {weight(w, p + "v.weight"), {}, prec("attn.v")},
                          {weight(w, p + "output_gate.weight"), weight(w, p + "output_gate.bias")},
-                         {weight(w, p + "beta_proj.weight"), weight(w, p + "beta_proj.bias")}});
+                         {weight(w, p + "beta_proj.weight"), weight(w, p + "beta_proj.bias")},
+                         {weight(w, p + "gate_proj.weight"), weight(w, p + "gate_proj.bias")}});
   q_norm_ = weight(w, p + "q_norm.weight");
   k_norm_ = weight(w, p + "k_norm.weight");
-  gate_w_ = weight(w, p + "gate_proj.weight");
-  gate_b_ = weight(w, p + "gate_proj.bias");
   neg_a_ = -at::exp(weight(w, p + "A_log").to(at::kFloat));
   dt_bias_ = weight(w, p + "dt_bias").to(at::kFloat);
   proj_ = Projection(weight(w, p + "proj.weight"), weight(w, p + "proj.bias"), prec("attn.proj"));
@@ -30,14 +29,14 @@ GdnAttention::GdnAttention(const io::TensorMap& w, const std::string& p, int64_t
 
 at::Tensor GdnAttention::forward(const at::Tensor& h, const DitGrid& g, const ops::RopeTable& rope,
                                  const ops::GdnState& init, ops::GdnState* final_state) const {
-  const int64_t B = h.size(0), C = h.size(2), H = heads_, D = C / H, T = g.T, S = g.S();
+  const int64_t C = h.size(2), H = heads_, D = C / H, T = g.T, S = g.S();
   ops::GdnProjections p;
-  const std::vector<at::Tensor> parts = in_(h);  // fused: views of one [B, N, 4C + H (+ pad)] output
+  const std::vector<at::Tensor> parts = in_(h);  // fused: views of one [B, N, 4C + 2H (+ pad)] output
   p.q = parts[0], p.k = parts[1], p.v = parts[2], p.gate = parts[3], p.beta_logits = parts[4];
   mark_region("gdn.in");
-  // Decay per frame and head from the frame's mean token.
-  at::Tensor a = dense(h.view({B, T, S, C}).mean(2), gate_w_, gate_b_).to(at::kFloat);  // [B, T, H]
-  p.decay = at::exp(neg_a_ * at::softplus(a + dt_bias_));
+  // Decay per frame and head from the gate projection of the frame's mean token, taken as the mean of
+  // the tokens' projections (parts[5]).
+  p.decay = ops::gdn_decay(parts[5], T, neg_a_, dt_bias_);
   mark_region("gdn.decay");
   ops::GdnFeatureMaps fm;
   fm.q_norm = q_norm_;

@@ -21,10 +21,9 @@ class GdnAttention {
                      ops::GdnState* final_state) const;
 
  private:
-  FusedProjection in_;            // q, k, v, output gate [C, C] each, β logits [H, C]
+  FusedProjection in_;            // q, k, v, output gate [C, C] each, β logits and decay gate [H, C] each
   Projection proj_;               // [C, C]
   at::Tensor q_norm_, k_norm_;    // [C]
-  at::Tensor gate_w_, gate_b_;    // [H, C], [H]: the decay's gate on frame means
   at::Tensor neg_a_, dt_bias_;    // [H] fp32: −exp(A_log), dt_bias
   int64_t heads_;
 };

@@ -1,6 +1,7 @@
 #include "model/hybrid_dit.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "core/compare.h"
 #include "core/error.h"
@@ -14,6 +15,28 @@ namespace {
 constexpr double kLayerNormEps = 1e-6;
 constexpr double kCaptionNormEps = 1e-5;
 constexpr double kMaskBias = -10000.0;
+// The caption's keys are cut to its longest row of tokens rounded up to this: prompts of similar
+// length share one shape, so a live prompt change replays the same CUDA graphs.
+constexpr int64_t kCaptionKeyBucket = 128;
+
+// The caption's tokens (mask ≠ 0) of each row moved to the front and the rows cut to `keys`; the
+// bias masks each row's padding, undefined when no row has any.
+std::pair<at::Tensor, at::Tensor> compact_caption(const at::Tensor& y, const at::Tensor& mask, int64_t keys) {
+  const int64_t B = y.size(0), C = y.size(2);
+  std::vector<at::Tensor> rows;
+  at::Tensor valid = at::zeros({B, keys}, mask.options().dtype(at::kFloat));
+  bool padded = false;
+  for (int64_t b = 0; b < B; ++b) {
+    const at::Tensor idx = mask[b].nonzero().squeeze(1);
+    const int64_t n = idx.numel();
+    rows.push_back(at::cat({y[b].index_select(0, idx.to(y.device())), at::zeros({keys - n, C}, y.options())}));
+    valid[b].narrow(0, 0, n).fill_(1);
+    padded = padded || n < keys;
+  }
+  at::Tensor bias;
+  if (padded) bias = ((1 - valid) * kMaskBias).to(y.device(), y.scalar_type()).view({B, 1, 1, keys});
+  return {at::stack(rows), bias};
+}
 }  // namespace
 
 HybridDit::HybridDit(const io::TensorMap& weights, DitConfig cfg, const Runtime& rt, const QuantPlan& plan)
@@ -59,11 +82,37 @@ CaptionState HybridDit::encode_caption(const at::Tensor& embeds_in, const at::Te
   capture.put("y_embedder", y.unsqueeze(1));
   y = ops::rms_norm(y, weight(w_, "attention_y_norm.weight"), kCaptionNormEps);
   capture.put("attention_y_norm", y.unsqueeze(1));
+  // Only the caption's tokens are attended to, as the official code's compacted caption: masked keys
+  // (bias −10000) contribute exp(−10000 + s) = 0 anyway. A mask without tokens keeps every key (the
+  // official softmax is then uniform over all of them).
   CaptionState cs;
-  cs.y = y;
-  cs.bias = ((1 - mask.to(rt_.device, rt_.dtype)) * kMaskBias).view({mask.size(0), 1, 1, mask.size(1)});
-  for (const auto& blk : blocks_) cs.kv.push_back(blk.cross->project_caption(y));
+  const at::Tensor m = mask.to(at::kCPU, at::kLong);
+  const int64_t longest = m.ne(0).sum(1).max().item<int64_t>(), L = m.size(1);
+  if (longest == 0) {
+    cs.y = y;
+    cs.bias = ((1 - m.to(rt_.device, rt_.dtype)) * kMaskBias).view({m.size(0), 1, 1, L});
+  } else {
+    std::tie(cs.y, cs.bias) = compact_caption(y, m, std::min(L, (longest + kCaptionKeyBucket - 1) / kCaptionKeyBucket * kCaptionKeyBucket));
+  }
+  for (const auto& blk : blocks_) cs.kv.push_back(blk.cross->project_caption(cs.y));
   return cs;
+}
+
+CaptionState pad_caption_keys(const CaptionState& c, int64_t keys) {
+  const int64_t B = c.y.size(0), K = c.y.size(1);
+  SS_CHECK(keys >= K, "caption keys: cannot pad {} keys to {}", K, keys);
+  if (keys == K) return c;
+  auto pad = [&](const at::Tensor& t, int64_t dim) {
+    std::vector<int64_t> sizes = t.sizes().vec();
+    sizes[dim] = keys - K;
+    return at::cat({t, at::zeros(sizes, t.options())}, dim);
+  };
+  CaptionState out;
+  out.y = pad(c.y, 1);
+  const at::Tensor bias = c.bias.defined() ? c.bias : at::zeros({B, 1, 1, K}, c.y.options());
+  out.bias = at::cat({bias, at::full({B, 1, 1, keys - K}, kMaskBias, bias.options())}, 3);
+  for (const auto& kv : c.kv) out.kv.push_back({pad(kv.k, 2), pad(kv.v, 2)});
+  return out;
 }
 
 at::Tensor HybridDit::timestep_embedding(const at::Tensor& timestep) const {
@@ -128,14 +177,21 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   SS_CHECK(!cache || (cache->tokens_per_frame() == g.S() && cache->ffn_in.size() == blocks_.size()),
            "stream cache made for another grid or model");
 
+  // Each block's FFN residual update x += gate·mlp is made by the next LayerNorm's pass (the final
+  // layer's after the last block).
+  at::Tensor mlp, gate_mlp;
+  auto layer_norm = [&](const at::Tensor& shift, const at::Tensor& scale, at::ScalarType out_dtype) {
+    return mlp.defined() ? ops::add_layer_norm_modulate_(x, mlp, shift, scale, kLayerNormEps, out_dtype, gate_mlp)
+                         : ops::layer_norm_modulate(x, shift, scale, kLayerNormEps, out_dtype);
+  };
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& blk = blocks_[i];
     const std::string name = fmt::format("block{:02d}.", i);
     auto mod = (blk.scale_shift.unsqueeze(0) + t0.view({B, 6, C})).to(at::kFloat).chunk(6, 1);  // each [B, 1, C]
     const at::Tensor &shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
-    const at::Tensor &shift_mlp = mod[3], &scale_mlp = mod[4], &gate_mlp = mod[5];
+    const at::Tensor &shift_mlp = mod[3], &scale_mlp = mod[4];
 
-    at::Tensor h = ops::layer_norm_modulate(x, shift_msa, scale_msa, kLayerNormEps, dt);
+    at::Tensor h = layer_norm(shift_msa, scale_msa, dt);
     mark_region("norm_modulate");
     at::Tensor a;
     if (blk.gdn) {
@@ -153,16 +209,19 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
     cap.put(name + "cross_attn", c);
     h = ops::add_layer_norm_modulate_(x, c, shift_mlp, scale_mlp, kLayerNormEps, dt);  // x += c first
     mark_region("norm_modulate");
-    at::Tensor m = blk.ffn->forward(h, g, cache ? cache->ffn_in[i] : at::Tensor(), cache ? &cache->ffn_out[i] : nullptr);
-    cap.put(name + "mlp", m);
-    ops::gate_residual_(x, gate_mlp, m);
-    mark_region("gate_residual");
-    cap.put(name + "out", x);
+    mlp = blk.ffn->forward(h, g, cache ? cache->ffn_in[i] : at::Tensor(), cache ? &cache->ffn_out[i] : nullptr);
+    gate_mlp = mod[5];
+    cap.put(name + "mlp", mlp);
+    if (cap.on()) {  // the block's output, as the next LayerNorm will make it
+      at::Tensor out = x.clone();
+      ops::gate_residual_(out, gate_mlp, mlp);
+      cap.put(name + "out", out);
+    }
   }
 
   // The final layer runs in fp32 (C → 128 is cheap) so the velocity is not rounded to bf16.
   auto fmod = (weight(w_, "final_layer.scale_shift_table").unsqueeze(0) + t.unsqueeze(1)).chunk(2, 1);
-  at::Tensor out = ops::layer_norm_modulate(x, fmod[0], fmod[1], kLayerNormEps, at::kFloat);
+  at::Tensor out = layer_norm(fmod[0], fmod[1], at::kFloat);
   out = dense(out, weight(w_, "final_layer.linear.weight").to(at::kFloat),
               weight(w_, "final_layer.linear.bias").to(at::kFloat));  // [B, N, p·p·Cl] fp32
   cap.put("final_layer", out);

@@ -19,12 +19,16 @@
 namespace sanastream::model {
 
 // The caption side of every call for one prompt, computed once: the embedded and normalised
-// caption, the mask bias and each block's cross-attention keys/values.
+// caption's tokens, the mask bias and each block's cross-attention keys/values. K keys: each row's
+// tokens first, K its longest row rounded up to 128 (at most L; L when no row has a token).
 struct CaptionState {
-  at::Tensor y;                                 // [B, L, C] model dtype
-  at::Tensor bias;                              // [B, 1, 1, L] (1 − mask)·(−10000)
-  std::vector<CrossAttention::CaptionKV> kv;    // per block
+  at::Tensor y;                                 // [B, K, C] model dtype
+  at::Tensor bias;                              // [B, 1, 1, K] (1 − mask)·(−10000); undefined: no padding
+  std::vector<CrossAttention::CaptionKV> kv;    // per block, [B, H, K, D]
 };
+
+// `c` with its keys padded to `keys` (≥ its own; zeros, masked by the bias).
+CaptionState pad_caption_keys(const CaptionState& c, int64_t keys);
 
 // A timestep's conditioning: the t_embedder output [B, C] and the t_block output [B, 6C]. The
 // streaming sampler computes those of its fixed schedule once (embed_timestep) and passes them in.

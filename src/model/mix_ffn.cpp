@@ -14,9 +14,8 @@ MixFfn::MixFfn(const io::TensorMap& w, const std::string& p, const BlockPrecisio
   b_dw_ = weight(w, p + "depth_conv.conv.bias");
   out_ = Projection(weight(w, p + "point_conv.conv.weight").flatten(1), {}, prec("mlp.point_conv"));
   const at::Tensor& t = weight(w, p + "t_conv.weight");  // [C, C, K, 1]
-  t_kernel_ = t.size(2);
-  // [C_out, C_in, K, 1] → [C_out, K·C_in]: the K taps as one GEMM over time-shifted copies.
-  temporal_ = Projection(t.squeeze(-1).permute({0, 2, 1}).reshape({t.size(0), -1}).contiguous(), {}, prec("mlp.t_conv"));
+  for (int64_t k = 0; k < t.size(2); ++k)
+    taps_.emplace_back(t.select(2, k).squeeze(-1).contiguous(), at::Tensor(), prec("mlp.t_conv"));
 }
 
 at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx,
@@ -29,23 +28,27 @@ at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tens
   mark_region("ffn.depthwise_glu");
   at::Tensor pc = out_(x.view({B, T, S, F2 / 2}));                                // [B, T, S, C]
   // Temporal conv over frames, residual included: out[t] = pc[t] + Σ_k W_k · pc[t + k − P], P = (K − 1)/2,
-  // frames before the call from left_ctx (zeros when undefined), after it zeros. The K shifted
-  // inputs side by side as one GEMM input, written straight from their sources.
-  const int64_t P = context_frames(), K = t_kernel_;
-  at::Tensor taps = at::empty({B, T, S, K * C}, pc.options());  // [B, T, S, K·C]
-  for (int64_t k = 0; k < K; ++k) {
-    at::Tensor dst = taps.narrow(3, k * C, C);
-    const int64_t shift = k - P;  // output frame t reads frame t + shift
-    const int64_t n_left = std::clamp<int64_t>(-shift, 0, T), t1 = std::clamp<int64_t>(T - shift, 0, T);
-    if (n_left > 0) {
-      at::Tensor d = dst.narrow(1, 0, n_left);
-      if (left_ctx.defined()) d.copy_(left_ctx.narrow(1, P + shift, n_left));
-      else d.zero_();
+  // frames before the call from left_ctx (zeros when undefined), after it zeros. One GEMM per tap over
+  // the frames it reaches, each input a run of whole frames in place: the centre tap with the residual
+  // writes every frame, the others add into theirs.
+  const int64_t P = context_frames(), K = static_cast<int64_t>(taps_.size());
+  at::Tensor out = taps_[P].plus(pc, pc).view({B, T, S, C});
+  // out[t0 .. t0 + n) += W_k · src[s0 .. s0 + n), per batch row (its frames are contiguous).
+  auto add = [&](int64_t k, int64_t t0, const at::Tensor& src, int64_t s0, int64_t n) {
+    if (n <= 0) return;
+    for (int64_t b = 0; b < B; ++b) {
+      at::Tensor o = out[b].narrow(0, t0, n).view({n * S, C});
+      taps_[k].add_to_(o, src[b].narrow(0, s0, n).reshape({n * S, C}));
     }
-    if (t1 > n_left) dst.narrow(1, n_left, t1 - n_left).copy_(pc.narrow(1, n_left + shift, t1 - n_left));
-    if (t1 < T) dst.narrow(1, t1, T - t1).zero_();
+  };
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t shift = k - P;  // output frame t reads frame t + shift
+    if (shift == 0) continue;
+    const int64_t n_left = std::clamp<int64_t>(-shift, 0, T), t1 = std::clamp<int64_t>(T - shift, 0, T);
+    if (left_ctx.defined()) add(k, 0, left_ctx, P + shift, n_left);
+    add(k, n_left, pc, n_left + shift, t1 - n_left);
   }
-  at::Tensor out = temporal_.plus(pc, taps).view({B, T * S, C});
+  out = out.view({B, T * S, C});
   if (last_frames) last_frames->copy_(pc.narrow(1, T - P, P));
   mark_region("ffn.temporal");
   return out;

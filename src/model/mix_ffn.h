@@ -13,7 +13,7 @@ class MixFfn {
   // prec: the block's precisions ("mlp.inverted_conv", "mlp.point_conv", "mlp.t_conv").
   MixFfn(const io::TensorMap& w, const std::string& prefix, const BlockPrecisions& prec = {});
 
-  int64_t context_frames() const { return (t_kernel_ - 1) / 2; }
+  int64_t context_frames() const { return (static_cast<int64_t>(taps_.size()) - 1) / 2; }
 
   // h: [B, N, C] → [B, N, C]. left_ctx: [B, P, S, C] (P = context_frames()) or undefined (zeros).
   // last_frames (nullable) receives, in place, this call's last P point-conv frames [B, P, S, C].
@@ -23,8 +23,7 @@ class MixFfn {
   Projection in_;                // [2F, C], [2F]
   at::Tensor w_dw_taps_, b_dw_;  // [9, 2F] (the depthwise 3×3 weight, tap-major), [2F]
   Projection out_;               // [C, F]
-  Projection temporal_;          // [C, K·C] temporal taps, tap-major along the input
-  int64_t t_kernel_;
+  std::vector<Projection> taps_; // the temporal conv's K taps, [C, C] each
 };
 
 }  // namespace sanastream::model

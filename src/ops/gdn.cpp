@@ -128,6 +128,21 @@ at::Tensor gdn_gated_aten(const GdnProjections& p, const GdnFeatureMaps& fm, con
 
 }  // namespace
 
+at::Tensor gdn_decay(const at::Tensor& logits, int64_t frames, const at::Tensor& neg_a, const at::Tensor& dt_bias) {
+  SS_CHECK(logits.dim() == 3 && frames > 0 && logits.size(1) % frames == 0 && neg_a.numel() == logits.size(2) &&
+               dt_bias.numel() == logits.size(2) && neg_a.scalar_type() == at::kFloat &&
+               dt_bias.scalar_type() == at::kFloat,
+           "GDN decay: expected logits [B, T·S, H] with T = {} and fp32 neg_a, dt_bias [H], got {}, {}, {}", frames,
+           shape_str(logits.sizes()), shape_str(neg_a.sizes()), shape_str(dt_bias.sizes()));
+#ifdef SANASTREAM_HAS_CUDA
+  if (logits.is_cuda() && !ref::reference_mode() && !ref::records_grad({logits, neg_a, dt_bias})) {
+    at::Tensor g = cuda::gdn_decay(logits, frames, neg_a, dt_bias);
+    if (g.defined()) return g;
+  }
+#endif
+  return ref::gdn_decay(logits, frames, neg_a, dt_bias);
+}
+
 at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
                      GdnState* final_state, double eps, bool fused) {
   SS_CHECK(p.q.dim() == 3 && fm.heads > 0 && fm.frames > 0 && p.q.size(2) % fm.heads == 0 &&

@@ -62,6 +62,12 @@ struct GdnFeatureMaps {
   int64_t heads = 0, frames = 0;
 };
 
+// The decays g_f [B, T, H] fp32 from the gate projection of every token, logits [B, T·S, H] (unit
+// stride along H): g = exp(neg_a·softplus(mean over the frame's tokens + dt_bias)); neg_a, dt_bias
+// [H] fp32. The frame mean of the projections is the projection of the frame's mean token (the
+// official order), so the gate projection runs in the block's input GEMM. On CUDA one kernel.
+at::Tensor gdn_decay(const at::Tensor& logits, int64_t frames, const at::Tensor& neg_a, const at::Tensor& dt_bias);
+
 // Returns [B, N, H·D] in the model dtype. init: the forward scan's initial state (undefined =
 // zeros); final_state (nullable): receives the forward state after the last frame, in place when
 // its tensors are defined, else assigned. On CUDA the fused kernels (kernels/gdn.h) run where they

@@ -46,11 +46,13 @@ at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, con
 }
 
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
-                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype) {
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype,
+                                    const at::Tensor& gate) {
 #ifdef SANASTREAM_HAS_CUDA
-  if (use_cuda({x, branch, shift, scale})) return cuda::add_layer_norm_modulate_(x, branch, shift, scale, eps, out_dtype);
+  if (use_cuda({x, branch, shift, scale, gate}))
+    return cuda::add_layer_norm_modulate_(x, branch, shift, scale, eps, out_dtype, gate);
 #endif
-  ref::gate_residual_(x, {}, branch);
+  ref::gate_residual_(x, gate, branch);
   return ref::layer_norm_modulate(x, shift, scale, eps, out_dtype);
 }
 

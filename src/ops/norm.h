@@ -24,9 +24,11 @@ void rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double ep
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
                                at::ScalarType out_dtype);
 
-// x += branch, then layer_norm_modulate(x, …), in one pass on CUDA. x as gate_residual_'s.
+// x += gate · branch (gate undefined: x += branch), then layer_norm_modulate(x, …), in one pass on
+// CUDA. x, gate and branch as gate_residual_'s.
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
-                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype);
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype,
+                                    const at::Tensor& gate = {});
 
 // x += gate · branch in place, in fp32 (gate undefined: x += branch). With a copy_dtype, also returns
 // the updated x in that dtype, written by the same pass (else an undefined tensor).

@@ -28,6 +28,8 @@ DitCallRunner::DitCallRunner(const model::HybridDit& dit, const model::CaptionSt
 
 DitCallRunner::~DitCallRunner() = default;
 
+void DitCallRunner::drop_graphs() { graphs_.clear(); }
+
 at::Tensor DitCallRunner::eager(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts,
                                 const ops::RopeTable& rope, model::StreamCache* cache,
                                 const model::Capture& capture) const {

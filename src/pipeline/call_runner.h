@@ -22,6 +22,8 @@ class DitCallRunner {
   // warm-up call and the capture for nothing), runs eagerly.
   at::Tensor run(const at::Tensor& x, const at::Tensor& src, const model::TimestepState& ts, const ops::RopeTable& rope,
                  model::StreamCache* cache, const model::Capture& capture = {}, bool graph = true);
+  // Forgets the captured graphs (the caption they read was replaced); later calls capture anew.
+  void drop_graphs();
 
  private:
   struct Graph;

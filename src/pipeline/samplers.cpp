@@ -97,7 +97,7 @@ struct StreamingSampler::State {
   }
 
   static model::CaptionState clone_caption(const model::CaptionState& c) {
-    model::CaptionState out{c.y.clone(), c.bias.clone(), {}};
+    model::CaptionState out{c.y.clone(), c.bias.defined() ? c.bias.clone() : at::Tensor(), {}};
     for (const auto& kv : c.kv) out.kv.push_back({kv.k.clone(), kv.v.clone()});
     return out;
   }
@@ -172,11 +172,17 @@ StreamingSampler::~StreamingSampler() = default;
 
 void StreamingSampler::set_caption(const model::CaptionState& caption) {
   model::CaptionState& c = s_->caption;
-  SS_CHECK(caption.y.sizes() == c.y.sizes() && caption.kv.size() == c.kv.size(),
-           "a new caption must have the shape of the first: {} vs {}", shape_str(caption.y.sizes()),
+  SS_CHECK(caption.y.size(0) == c.y.size(0) && caption.kv.size() == c.kv.size(),
+           "a new caption must have the batch and depth of the first: {} vs {}", shape_str(caption.y.sizes()),
            shape_str(c.y.sizes()));
+  if (caption.y.sizes() != c.y.sizes() || caption.bias.defined() != c.bias.defined()) {
+    // Another number of keys: the captured calls read the old tensors, so they go with them.
+    c = State::clone_caption(caption);
+    s_->runner.drop_graphs();
+    return;
+  }
   c.y.copy_(caption.y);
-  c.bias.copy_(caption.bias);
+  if (c.bias.defined()) c.bias.copy_(caption.bias);
   for (size_t i = 0; i < c.kv.size(); ++i) {
     c.kv[i].k.copy_(caption.kv[i].k);
     c.kv[i].v.copy_(caption.kv[i].v);
@@ -239,10 +245,15 @@ at::Tensor sample_streaming(const model::HybridDit& dit, const at::Tensor& noise
   return latents;
 }
 
-model::CaptionState concat_captions(const model::CaptionState& a, const model::CaptionState& b) {
+model::CaptionState concat_captions(const model::CaptionState& a_in, const model::CaptionState& b_in) {
+  const int64_t keys = std::max(a_in.y.size(1), b_in.y.size(1));
+  const model::CaptionState a = model::pad_caption_keys(a_in, keys), b = model::pad_caption_keys(b_in, keys);
   model::CaptionState out;
   out.y = at::cat({a.y, b.y}, 0);
-  out.bias = at::cat({a.bias, b.bias}, 0);
+  if (a.bias.defined() || b.bias.defined()) {
+    auto bias = [](const model::CaptionState& c) { return c.bias.defined() ? c.bias : at::zeros({c.y.size(0), 1, 1, c.y.size(1)}, c.y.options()); };
+    out.bias = at::cat({bias(a), bias(b)}, 0);
+  }
   for (size_t i = 0; i < a.kv.size(); ++i)
     out.kv.push_back({at::cat({a.kv[i].k, b.kv[i].k}, 0), at::cat({a.kv[i].v, b.kv[i].v}, 0)});
   return out;

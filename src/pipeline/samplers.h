@@ -67,8 +67,9 @@ class StreamingSampler {
   StreamingSampler(const StreamingSampler&) = delete;
   StreamingSampler& operator=(const StreamingSampler&) = delete;
 
-  // Conditions the chunks from the next step() on with another caption of the same shape (a prompt
-  // schedule); the caches are kept.
+  // Conditions the chunks from the next step() on with another caption of the same batch (a prompt
+  // schedule); the caches are kept. One with another number of keys (a much longer or shorter
+  // prompt) drops the captured CUDA graphs: the next calls capture theirs again.
   void set_caption(const model::CaptionState& caption);
   // noise: [B, Cl, n, H, W] fp32; src: [B, Cs, n, H, W] — the next n latent frames. `last`: no more
   // chunks follow (their caches are not written). Returns the chunk's latents, fp32 on the model's

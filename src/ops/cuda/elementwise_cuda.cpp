@@ -67,20 +67,23 @@ bool rms_norm_rope_into(const at::Tensor& x_in, const at::Tensor& weight_in, dou
 }
 
 namespace {
-// out = LN(x)·(1 + scale) + shift, after x += branch when branch is defined (x then the contiguous
-// fp32 residual, updated in place).
-at::Tensor launch_layer_norm_modulate(const at::Tensor& x, const at::Tensor& branch_in, const at::Tensor& shift_in,
-                                      const at::Tensor& scale_in, double eps, at::ScalarType out_dtype) {
+// out = LN(x)·(1 + scale) + shift, after x += gate·branch when branch is defined (x then the
+// contiguous fp32 residual, updated in place; gate undefined: x += branch).
+at::Tensor launch_layer_norm_modulate(const at::Tensor& x, const at::Tensor& branch_in, const at::Tensor& gate_in,
+                                      const at::Tensor& shift_in, const at::Tensor& scale_in, double eps,
+                                      at::ScalarType out_dtype) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   SS_CHECK(C <= 16384, "layer_norm_modulate: at most 16384 channels on CUDA, got {}", C);
   at::Tensor shift = shift_in.to(at::kFloat).reshape({B, C}).contiguous();
   at::Tensor scale = scale_in.to(at::kFloat).reshape({B, C}).contiguous();
   at::Tensor branch = branch_in.defined() ? branch_in.contiguous() : at::Tensor();
+  at::Tensor gate = gate_in.defined() ? gate_in.to(at::kFloat).reshape({B, C}).contiguous() : at::Tensor();
   at::Tensor out = at::empty({B, N, C}, x.options().dtype(out_dtype));
   kernels::LayerNormModulateParams p;
   p.x = x.data_ptr<float>();
   p.add = branch.defined() ? branch.data_ptr() : nullptr;
   p.add_type = branch.defined() ? elem_type(branch) : kernels::ElemType::kF32;
+  p.gate = gate.defined() ? gate.data_ptr<float>() : nullptr;
   p.shift = shift.data_ptr<float>();
   p.scale = scale.data_ptr<float>();
   p.out = out.data_ptr();
@@ -101,13 +104,13 @@ void check_residual(const at::Tensor& x, const char* op) {
 
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
                                at::ScalarType out_dtype) {
-  return launch_layer_norm_modulate(x.to(at::kFloat).contiguous(), {}, shift, scale, eps, out_dtype);
+  return launch_layer_norm_modulate(x.to(at::kFloat).contiguous(), {}, {}, shift, scale, eps, out_dtype);
 }
 
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
-                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype) {
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype, const at::Tensor& gate) {
   check_residual(x, "add_layer_norm_modulate_");
-  return launch_layer_norm_modulate(x, branch, shift, scale, eps, out_dtype);
+  return launch_layer_norm_modulate(x, branch, gate, shift, scale, eps, out_dtype);
 }
 
 at::Tensor apply_rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tensor& sin_in) {

@@ -18,6 +18,28 @@ bool rows_ok(const at::Tensor& t) {
 }
 }  // namespace
 
+at::Tensor gdn_decay(const at::Tensor& logits, int64_t frames, const at::Tensor& neg_a, const at::Tensor& dt_bias) {
+  const int64_t B = logits.size(0), N = logits.size(1), H = logits.size(2);
+  if ((logits.scalar_type() != at::kBFloat16 && logits.scalar_type() != at::kFloat) || logits.stride(2) != 1 ||
+      logits.stride(0) != logits.stride(1) * N || !neg_a.is_contiguous() || !dt_bias.is_contiguous() ||
+      !neg_a.is_cuda() || !dt_bias.is_cuda())
+    return {};
+  at::Tensor decay = at::empty({B, frames, H}, logits.options().dtype(at::kFloat));
+  kernels::GdnDecayParams k;
+  k.logits = logits.data_ptr();
+  k.neg_a = neg_a.data_ptr<float>();
+  k.dt_bias = dt_bias.data_ptr<float>();
+  k.decay = decay.data_ptr<float>();
+  k.batch = B;
+  k.frames = frames;
+  k.tokens = N / frames;
+  k.heads = H;
+  k.stride = logits.stride(1);
+  k.type = elem_type(logits);
+  check_cuda(kernels::gdn_decay(k, c10::cuda::getCurrentCUDAStream(logits.device().index()).stream()), "gdn_decay");
+  return decay;
+}
+
 bool gdn_fused_applies(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope) {
   if (!p.q.is_cuda() || p.q.dim() != 3 || fm.heads <= 0 || fm.frames <= 0) return false;
   const int64_t C = p.q.size(2), N = p.q.size(1);

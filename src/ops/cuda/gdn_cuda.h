@@ -13,4 +13,8 @@ bool gdn_fused_applies(const GdnProjections& p, const GdnFeatureMaps& fm, const 
 at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
                      GdnState* final_state, double eps, bool portable_scans = false);
 
+// ops::gdn_decay through its kernel; undefined when the layout does not suit it (rows evenly
+// strided, unit stride along H, bf16 or fp32, contiguous fp32 neg_a and dt_bias).
+at::Tensor gdn_decay(const at::Tensor& logits, int64_t frames, const at::Tensor& neg_a, const at::Tensor& dt_bias);
+
 }  // namespace sanastream::ops::cuda

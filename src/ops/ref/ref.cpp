@@ -150,6 +150,12 @@ at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const Ro
   return o * at::silu(f64(p.gate));
 }
 
+at::Tensor gdn_decay(const at::Tensor& logits, int64_t frames, const at::Tensor& neg_a, const at::Tensor& dt_bias) {
+  const int64_t B = logits.size(0), N = logits.size(1), H = logits.size(2);
+  const at::Tensor mean = logits.reshape({B, frames, N / frames, H}).to(at::kFloat).mean(2);
+  return at::exp(neg_a * at::softplus(mean + dt_bias));
+}
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   at::Tensor scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) * scale;

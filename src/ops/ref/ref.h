@@ -30,6 +30,7 @@ GdnOutput gdn_bidirectional(const GdnInputs& in, const GdnState& init, double ep
 // truth): returns [B, N, H·D] float64; final_state (nullable) receives the float64 forward state.
 at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const RopeTable& rope, const GdnState& init,
                      GdnState* final_state, double eps);
+at::Tensor gdn_decay(const at::Tensor& logits, int64_t frames, const at::Tensor& neg_a, const at::Tensor& dt_bias);
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias);
 at::Tensor silu_glu(const at::Tensor& x);
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);
