@@ -11,6 +11,7 @@
 #include "model/hybrid_dit.h"
 #include "pipeline/samplers.h"
 #include "ops/gdn.h"
+#include "core/error.h"
 #include "ops/glu.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
@@ -83,6 +84,25 @@ TEST(GpuStreaming, GraphReplayMatchesEagerCalls) {
       EXPECT_LT(rel, 1e-6) << dtype << (eff ? " efficient cache" : "");
     }
   }
+}
+
+// The softmax blocks' output gate x · SiLU(gate) against its reference: the gate a view of a wider
+// GEMM output (16-byte rows: 8 elements a thread) and, at 225 columns, single elements; within a
+// rounding of the dtype.
+TEST(GpuKernels, SiluGateMatchesItsReference) {
+  REQUIRE_CUDA();
+  at::manual_seed(12);
+  for (auto dt : {at::kBFloat16, at::kFloat}) {
+    for (int64_t C : {224, 225}) {
+      const at::Tensor wide = (3 * at::randn({2, 37, 4 * C})).to(dt), x = at::randn({2, 37, C}).to(dt);
+      const at::Tensor gate = wide.narrow(2, 3 * C, C);
+      const at::Tensor got = ops::silu_gate(x.cuda(), wide.cuda().narrow(2, 3 * C, C)).cpu();
+      const at::Tensor want = ops::ref::silu_gate(x, gate);
+      EXPECT_TRUE(at::allclose(got.to(at::kFloat), want.to(at::kFloat), dt == at::kFloat ? 1e-6 : 8e-3, 1e-6))
+          << c10::toString(dt) << " " << C;
+    }
+  }
+  EXPECT_THROW(ops::silu_gate(at::randn({2, 3}).cuda(), at::randn({2, 4}).cuda()), Error);
 }
 
 // Every CUDA kernel against its reference (CONVENTIONS numerics policy): elementwise/norm kernels at

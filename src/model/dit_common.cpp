@@ -95,8 +95,4 @@ std::vector<at::Tensor> FusedProjection::operator()(const at::Tensor& x) const {
   return out;
 }
 
-at::Tensor gated(const at::Tensor& x, const at::Tensor& gate_pre) {
-  return x * at::silu(gate_pre.to(at::kFloat)).to(x.scalar_type());
-}
-
 }  // namespace sanastream::model

@@ -81,7 +81,4 @@ class FusedProjection {
   size_t parts_ = 0;
 };
 
-// x · SiLU(gate(h)) with the gate computed in fp32 and cast back, as the official blocks do.
-at::Tensor gated(const at::Tensor& x, const at::Tensor& gate_pre);
-
 }  // namespace sanastream::model

@@ -2,6 +2,7 @@
 
 #include "model/profile.h"
 #include "ops/attention.h"
+#include "ops/glu.h"
 #include "ops/norm.h"
 
 namespace sanastream::model {
@@ -35,7 +36,9 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::RopeTable& 
   const at::Tensor& gate_pre = parts[3];
   mark_region("sa.qkv");
   // q and k: RMSNorm over all C channels and RoPE in one pass, k straight into its cache rows.
-  at::Tensor q = at::empty({B, H, N, D}, h.options());
+  // q laid out token-major ([B, N, H, D] in memory): the attention's output takes its layout, so the
+  // heads merge back into [B, N, C] without a copy.
+  at::Tensor q = at::empty({B, N, H, D}, h.options()).transpose(1, 2);
   at::Tensor k = k_buf.defined() ? k_buf.narrow(2, offset, N) : at::empty({B, H, N, D}, h.options());
   at::Tensor v = parts[2].view({B, N, H, D}).transpose(1, 2);
   ops::rms_norm_rope_into(parts[0], q_norm_, kNormEps, rope, q.transpose(1, 2));
@@ -51,7 +54,7 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::RopeTable& 
                        : ops::attention(q, k, v);
   mark_region("sa.attention");
   out = out.transpose(1, 2).reshape({B, N, C});
-  at::Tensor result = proj_(gated(out, gate_pre));
+  at::Tensor result = proj_(ops::silu_gate(out, gate_pre));
   mark_region("sa.gate_proj");
   return result;
 }

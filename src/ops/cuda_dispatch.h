@@ -12,6 +12,7 @@
 namespace sanastream::ops::cuda {
 
 at::Tensor silu_glu(const at::Tensor& x);
+at::Tensor silu_gate(const at::Tensor& x, const at::Tensor& gate);
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool relu, double post_scale);
 // rms_norm then RoPE, x [B, N, C] (evenly strided rows) into out [B, N, H, D] (unit stride along D),
 // fp32 tables [N, D/2]. False, with nothing written, when the layout does not suit the kernel.

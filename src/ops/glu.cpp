@@ -18,6 +18,16 @@ at::Tensor silu_glu(const at::Tensor& x) {
   return ref::silu_glu(x);
 }
 
+at::Tensor silu_gate(const at::Tensor& x, const at::Tensor& gate) {
+  SS_CHECK(x.sizes() == gate.sizes() && x.scalar_type() == gate.scalar_type() && x.dim() >= 1,
+           "silu_gate: expected x and gate of one shape and dtype, got {} {} and {} {}", shape_str(x.sizes()),
+           c10::toString(x.scalar_type()), shape_str(gate.sizes()), c10::toString(gate.scalar_type()));
+#ifdef SANASTREAM_HAS_CUDA
+  if (x.is_cuda() && !ref::reference_mode() && !ref::records_grad({x, gate})) return cuda::silu_gate(x, gate);
+#endif
+  return ref::silu_gate(x, gate);
+}
+
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias) {
   SS_CHECK(x.dim() == 4 && x.size(3) % 2 == 0 && weight_taps.dim() == 2 && weight_taps.size(0) == 9 &&
                weight_taps.size(1) == x.size(3) && bias.numel() == x.size(3),

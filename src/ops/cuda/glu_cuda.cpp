@@ -28,6 +28,29 @@ at::Tensor silu_glu(const at::Tensor& x_in) {
   return out;
 }
 
+at::Tensor silu_gate(const at::Tensor& x_in, const at::Tensor& gate_in) {
+  const int64_t C = x_in.size(-1), rows = x_in.numel() / std::max<int64_t>(C, 1);
+  // Rows of each evenly strided with unit stride along C (a view of a wider GEMM output), else copies.
+  auto rows_of = [&](const at::Tensor& t) {
+    const bool even = t.stride(-1) == 1 && (t.dim() < 3 || t.stride(0) == t.stride(1) * t.size(1)) && t.dim() <= 3;
+    return even ? t : t.contiguous();
+  };
+  const at::Tensor x = rows_of(x_in), gate = rows_of(gate_in);
+  at::Tensor out = at::empty(x.sizes(), x.options());
+  kernels::SiluGluParams p;
+  p.x = x.data_ptr();
+  p.gate = gate.data_ptr();
+  p.out = out.data_ptr();
+  p.rows = rows;
+  p.cols = C;
+  p.x_row_stride = x.dim() > 1 ? x.stride(-2) : C;
+  p.gate_row_stride = gate.dim() > 1 ? gate.stride(-2) : C;
+  p.out_row_stride = C;
+  p.type = elem_type(x);
+  check_cuda(kernels::silu_glu(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()), "silu_gate");
+  return out;
+}
+
 at::Tensor depthwise_glu(const at::Tensor& x_in, const at::Tensor& weight_taps, const at::Tensor& bias_in) {
   const at::Tensor x = x_in.contiguous();  // the kernel applies the SiLU, once per element
   at::Tensor w = weight_taps.contiguous(), bias = bias_in.to(w.scalar_type()).contiguous();

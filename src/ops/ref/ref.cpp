@@ -168,6 +168,10 @@ at::Tensor silu_glu(const at::Tensor& x) {
   return halves[0] * at::silu(halves[1]);
 }
 
+at::Tensor silu_gate(const at::Tensor& x, const at::Tensor& gate) {
+  return x * at::silu(gate.to(at::kFloat)).to(x.scalar_type());
+}
+
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias) {
   // As the official GLUMBConv: SiLU, conv2d(groups = 2F, padding 1) on NCHW, chunk, value·SiLU(gate).
   const int64_t F2 = x.size(3);

@@ -33,6 +33,7 @@ at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const Ro
 at::Tensor gdn_decay(const at::Tensor& logits, int64_t frames, const at::Tensor& neg_a, const at::Tensor& dt_bias);
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias);
 at::Tensor silu_glu(const at::Tensor& x);
+at::Tensor silu_gate(const at::Tensor& x, const at::Tensor& gate);
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);
 at::Tensor vae_conv_input(const at::Tensor& x, const at::Tensor& history, const ConvInputSpec& spec);
 
