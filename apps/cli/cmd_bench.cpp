@@ -47,7 +47,8 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--no-graphs", c->no_graphs, "Run every call eagerly (no CUDA graphs)");
   sub->add_flag("--profile", c->o.profile,
-                "Also time each region of one eager steady chunk (dit: per forward; vae-*: per chunk)");
+                "Also time each region of one eager steady chunk (dit: per forward; vae-*: per chunk); only that "
+                "chunk runs inside the CUDA profiler's range (ncu --profile-from-start off)");
   sub->add_option("--vae-call-latents", c->o.vae_call_latents,
                   "e2e: latent frames a VAE call takes at most (0: a whole chunk); 1 lowers peak GPU memory")
       ->capture_default_str();

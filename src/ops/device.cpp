@@ -5,10 +5,14 @@
 #include <cstdio>
 
 #ifdef SANASTREAM_HAS_CUDA
+#include <cuda_profiler_api.h>
+
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+
+#include "ops/cuda/launch.h"
 #endif
 
 namespace sanastream::ops {
@@ -78,6 +82,15 @@ struct DeviceClock::Events {
   std::vector<std::unique_ptr<at::cuda::CUDAEvent>> marks;
 #endif
 };
+
+void profiler_range(const Runtime& rt, bool on) {
+#ifdef SANASTREAM_HAS_CUDA
+  if (rt.is_cuda()) cuda::check_cuda(on ? cudaProfilerStart() : cudaProfilerStop(), "the CUDA profiler range");
+#else
+  (void)rt;
+  (void)on;
+#endif
+}
 
 DeviceClock::DeviceClock(bool cuda) : cuda_(cuda), events_(std::make_unique<Events>()) {}
 DeviceClock::~DeviceClock() = default;

@@ -29,6 +29,11 @@ int64_t device_memory_bytes(const Runtime& rt);
 // pageable one; the caching host allocator reuses the buffers), a CPU tensor as it is.
 at::Tensor to_host(const at::Tensor& t);
 
+// The CUDA profiler's collection range (cudaProfilerStart / cudaProfilerStop): a kernel profiler run
+// with collection off at start (`ncu --profile-from-start off`) sees only the kernels inside. A no-op
+// on the CPU.
+void profiler_range(const Runtime& rt, bool on);
+
 // Elapsed seconds between marks, without waiting for the device: CUDA events recorded on the
 // current stream (cuda), else the host clock. intervals() waits for the last mark's event.
 class DeviceClock {

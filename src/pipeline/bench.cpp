@@ -92,6 +92,12 @@ class ProfileTimer : public model::RegionTimer {
   std::vector<std::string> names_;
 };
 
+// Region timing and the CUDA profiler's range on (the chunk to profile) or off.
+void profile_chunk(const Runtime& rt, ProfileTimer& timer, bool on) {
+  model::set_region_timer(on ? &timer : nullptr);
+  ops::profiler_range(rt, on);
+}
+
 double gemm_tflops(const Runtime& rt) {
   if (!rt.is_cuda()) return 0;
   const int64_t n = 8192;
@@ -263,14 +269,15 @@ void bench_dit(const BenchOptions& opt, const BenchSetup& b, json& r) {
   r["config"]["flops_per_steady_chunk"] = chunk_flops;
 
   if (opt.profile) {
-    // One more run without graphs; the regions of chunk 2's calls (steady-state shape) are timed.
+    // One more run without graphs; the regions of chunk 2's calls (steady-state shape) are timed, and
+    // only they run inside the CUDA profiler's range.
     ProfileTimer timer(rt.is_cuda());
     StreamingOptions po = so;
     po.cuda_graphs = false;
     const int64_t frames = b.bounds[3];
     sample_streaming(*dit, noise.narrow(2, 0, frames), src.narrow(2, 0, frames), caption, po, {},
-                     [&](int64_t c, int64_t, int64_t) { model::set_region_timer(c == 1 ? &timer : nullptr); });
-    model::set_region_timer(nullptr);
+                     [&](int64_t c, int64_t, int64_t) { profile_chunk(rt, timer, c == 1); });
+    profile_chunk(rt, timer, false);
     timer.report(r, static_cast<double>(calls), "forward");
   }
 }
@@ -319,8 +326,8 @@ void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encod
   if (opt.profile) {
     // One more pass; the regions of chunk 2 (steady-state shape) are timed.
     ProfileTimer timer(rt.is_cuda());
-    pass(3, [&](size_t c) { model::set_region_timer(c == 2 ? &timer : nullptr); }, [](size_t) {});
-    model::set_region_timer(nullptr);
+    pass(3, [&](size_t c) { profile_chunk(rt, timer, c == 2); }, [](size_t) {});
+    profile_chunk(rt, timer, false);
     timer.report(r, 1.0, "chunk");
   }
 }
