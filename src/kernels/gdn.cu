@@ -1373,21 +1373,20 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// One block per (batch, frame), one warp per head at a time: the lanes sum the frame's tokens.
+// One block per (batch·frame, head): the threads sum the frame's tokens (a few loads each, all in
+// flight at once), then one block sum.
 template <typename T>
 __global__ void gdn_decay_kernel(GdnDecayParams p) {
-  const int64_t bf = blockIdx.x;  // b·T + f
-  const T* rows = static_cast<const T*>(p.logits) + bf * p.tokens * p.stride;
-  const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-  for (int64_t h = threadIdx.x >> 5; h < p.heads; h += warps) {
-    float sum = 0.f;
-    for (int64_t s = lane; s < p.tokens; s += 32) sum += to_f32(rows[s * p.stride + h]);
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) {
-      const float x = sum / static_cast<float>(p.tokens) + p.dt_bias[h];
-      const float softplus = x > 20.f ? x : log1pf(expf(x));
-      p.decay[bf * p.heads + h] = expf(p.neg_a[h] * softplus);
-    }
+  __shared__ float scratch[32];
+  const int64_t bf = blockIdx.x, h = blockIdx.y;  // bf = b·T + f
+  const T* col = static_cast<const T*>(p.logits) + bf * p.tokens * p.stride + h;
+  float sum = 0.f;
+  for (int64_t s = threadIdx.x; s < p.tokens; s += blockDim.x) sum += to_f32(col[s * p.stride]);
+  sum = block_sum(sum, scratch);
+  if (threadIdx.x == 0) {
+    const float x = sum / static_cast<float>(p.tokens) + p.dt_bias[h];
+    const float softplus = x > 20.f ? x : log1pf(expf(x));
+    p.decay[bf * p.heads + h] = expf(p.neg_a[h] * softplus);
   }
 }
 
@@ -1396,10 +1395,10 @@ __global__ void gdn_decay_kernel(GdnDecayParams p) {
 cudaError_t gdn_decay(const GdnDecayParams& p, cudaStream_t stream) {
   if (p.type != ElemType::kBF16 && p.type != ElemType::kF32) return cudaErrorInvalidValue;
   if (p.batch * p.frames * p.heads == 0 || p.tokens == 0) return cudaSuccess;
-  const dim3 grid(static_cast<unsigned>(p.batch * p.frames));
-  const int threads = 32 * static_cast<int>(p.heads < 8 ? p.heads : 8);
-  if (p.type == ElemType::kBF16) gdn_decay_kernel<__nv_bfloat16><<<grid, threads, 0, stream>>>(p);
-  else gdn_decay_kernel<float><<<grid, threads, 0, stream>>>(p);
+  const dim3 grid(static_cast<unsigned>(p.batch * p.frames), static_cast<unsigned>(p.heads));
+  constexpr int kThreads = 256;
+  if (p.type == ElemType::kBF16) gdn_decay_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(p);
+  else gdn_decay_kernel<float><<<grid, kThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

@@ -133,7 +133,12 @@ TimestepState HybridDit::embed_timestep(const at::Tensor& timestep, const Captur
   cap.put("t_embedder", t);
   at::Tensor t0 = dense(at::silu(t), weight(w_, "t_block.1.weight"), weight(w_, "t_block.1.bias"));     // [B, 6C]
   cap.put("t_block", t0);
-  return {t, t0};
+  const int64_t B = t.size(0), C = t.size(1);
+  std::vector<at::Tensor> tables;
+  for (const Block& blk : blocks_) tables.push_back(blk.scale_shift);
+  at::Tensor block_mod = (at::stack(tables).unsqueeze(1) + t0.view({1, B, 6, C})).to(at::kFloat);
+  at::Tensor final_mod = (weight(w_, "final_layer.scale_shift_table").unsqueeze(0) + t.unsqueeze(1)).to(at::kFloat);
+  return {t, t0, block_mod, final_mod};
 }
 
 at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, const at::Tensor& timestep,
@@ -145,7 +150,7 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
            "source latent: expected [{}, {}, {}, {}, {}], got {}", x_in.size(0), cfg_.source_channels, x_in.size(2),
            x_in.size(3), x_in.size(4), shape_str(src_in.sizes()));
   SS_CHECK(caption.y.size(0) == x_in.size(0), "caption batch {} != latent batch {}", caption.y.size(0), x_in.size(0));
-  const int64_t B = x_in.size(0), C = cfg_.hidden, p = cfg_.patch;
+  const int64_t B = x_in.size(0), p = cfg_.patch;
   const DitGrid g = token_grid(x_in.size(2), x_in.size(3), x_in.size(4));
   mark_region("outside_forward");
   const Capture& cap = opt.capture;
@@ -167,8 +172,6 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
     cap.put("t_block", ts.t0);
   }
   SS_CHECK(ts.t.size(0) == B, "timestep conditioning of batch {} for a call of batch {}", ts.t.size(0), B);
-  const at::Tensor& t = ts.t;
-  const at::Tensor& t0 = ts.t0;
 
   const ops::RopeTable rope = opt.rope ? *opt.rope : rope_.table(opt.frame_offset, g.T, g.H, g.W);
   mark_region("embed");
@@ -187,7 +190,7 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& blk = blocks_[i];
     const std::string name = fmt::format("block{:02d}.", i);
-    auto mod = (blk.scale_shift.unsqueeze(0) + t0.view({B, 6, C})).to(at::kFloat).chunk(6, 1);  // each [B, 1, C]
+    const std::vector<at::Tensor> mod = ts.block_mod[static_cast<int64_t>(i)].chunk(6, 1);  // each [B, 1, C]
     const at::Tensor &shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
     const at::Tensor &shift_mlp = mod[3], &scale_mlp = mod[4];
 
@@ -220,7 +223,7 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   }
 
   // The final layer runs in fp32 (C → 128 is cheap) so the velocity is not rounded to bf16.
-  auto fmod = (weight(w_, "final_layer.scale_shift_table").unsqueeze(0) + t.unsqueeze(1)).chunk(2, 1);
+  const std::vector<at::Tensor> fmod = ts.final_mod.chunk(2, 1);
   at::Tensor out = layer_norm(fmod[0], fmod[1], at::kFloat);
   out = dense(out, weight(w_, "final_layer.linear.weight").to(at::kFloat),
               weight(w_, "final_layer.linear.bias").to(at::kFloat));  // [B, N, p·p·Cl] fp32

@@ -30,11 +30,15 @@ struct CaptionState {
 // `c` with its keys padded to `keys` (≥ its own; zeros, masked by the bias).
 CaptionState pad_caption_keys(const CaptionState& c, int64_t keys);
 
-// A timestep's conditioning: the t_embedder output [B, C] and the t_block output [B, 6C]. The
-// streaming sampler computes those of its fixed schedule once (embed_timestep) and passes them in.
+// A timestep's conditioning: the t_embedder output [B, C], the t_block output [B, 6C] and what the
+// layers take of them, the modulation rows of every block and of the final layer (each table + t0 or
+// t in the model dtype, then fp32). The streaming sampler computes those of its fixed schedule once
+// (embed_timestep) and passes them in.
 struct TimestepState {
   at::Tensor t;
   at::Tensor t0;
+  at::Tensor block_mod;  // [depth, B, 6, C] fp32: shift, scale, gate (attention), shift, scale, gate (FFN)
+  at::Tensor final_mod;  // [B, 2, C] fp32: shift, scale
 };
 
 struct DitCallOptions {

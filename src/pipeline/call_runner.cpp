@@ -12,7 +12,7 @@ namespace sanastream::pipeline {
 #ifdef SANASTREAM_HAS_CUDA
 struct DitCallRunner::Graph {
   at::cuda::CUDAGraph graph;
-  at::Tensor x, src, temb, t0, cos, sin;  // static inputs
+  at::Tensor x, src, temb, t0, block_mod, final_mod, cos, sin;  // static inputs
   at::Tensor v;                    // static output
 };
 #else
@@ -65,10 +65,12 @@ at::Tensor DitCallRunner::replay(const at::Tensor& x, const at::Tensor& src, con
     g->src = src.clone();
     g->temb = ts.t.clone();
     g->t0 = ts.t0.clone();
+    g->block_mod = ts.block_mod.clone();
+    g->final_mod = ts.final_mod.clone();
     g->cos = rope.cos.clone();
     g->sin = rope.sin.clone();
     const ops::RopeTable static_rope{g->cos, g->sin};
-    const model::TimestepState static_ts{g->temb, g->t0};
+    const model::TimestepState static_ts{g->temb, g->t0, g->block_mod, g->final_mod};
     auto main = c10::cuda::getCurrentCUDAStream();
     auto side = c10::cuda::getStreamFromPool();
     at::cuda::CUDAEvent ready;
@@ -94,6 +96,8 @@ at::Tensor DitCallRunner::replay(const at::Tensor& x, const at::Tensor& src, con
   g.src.copy_(src);
   g.temb.copy_(ts.t);
   g.t0.copy_(ts.t0);
+  g.block_mod.copy_(ts.block_mod);
+  g.final_mod.copy_(ts.final_mod);
   g.cos.copy_(rope.cos);
   g.sin.copy_(rope.sin);
   g.graph.replay();
