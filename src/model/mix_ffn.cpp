@@ -18,27 +18,16 @@ MixFfn::MixFfn(const io::TensorMap& w, const std::string& p, const BlockPrecisio
     taps_.emplace_back(t.select(2, k).squeeze(-1).contiguous(), at::Tensor(), prec("mlp.t_conv"));
 }
 
-at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx,
-                           at::Tensor* last_frames) const {
-  const int64_t B = h.size(0), C = h.size(2), T = g.T, S = g.S(), F2 = in_.out_features();
-  // Spatial part on each frame, channels-last: SiLU → depthwise 3×3 → value·SiLU(gate), fused.
-  at::Tensor x = in_(h).view({B * T, g.H, g.W, F2});                    // [B·T, H, W, 2F]
-  mark_region("ffn.in");
-  x = ops::depthwise_glu(x, w_dw_taps_, b_dw_);                                            // [B·T, H, W, F]
-  mark_region("ffn.depthwise_glu");
-  at::Tensor pc = out_(x.view({B, T, S, F2 / 2}));                                // [B, T, S, C]
-  // Temporal conv over frames, residual included: out[t] = pc[t] + Σ_k W_k · pc[t + k − P], P = (K − 1)/2,
-  // frames before the call from left_ctx (zeros when undefined), after it zeros. One GEMM per tap over
-  // the frames it reaches, each input a run of whole frames in place: the centre tap with the residual
-  // writes every frame, the others add into theirs.
-  const int64_t P = context_frames(), K = static_cast<int64_t>(taps_.size());
-  at::Tensor out = taps_[P].plus(pc, pc).view({B, T, S, C});
+at::Tensor MixFfn::temporal(const std::vector<Projection>& taps, const at::Tensor& pc, const at::Tensor& left_ctx) {
+  const int64_t B = pc.size(0), T = pc.size(1), S = pc.size(2), C = pc.size(3);
+  const int64_t K = static_cast<int64_t>(taps.size()), P = (K - 1) / 2;
+  at::Tensor out = taps[P].plus(pc, pc).view({B, T, S, C});
   // out[t0 .. t0 + n) += W_k · src[s0 .. s0 + n), per batch row (its frames are contiguous).
   auto add = [&](int64_t k, int64_t t0, const at::Tensor& src, int64_t s0, int64_t n) {
     if (n <= 0) return;
     for (int64_t b = 0; b < B; ++b) {
       at::Tensor o = out[b].narrow(0, t0, n).view({n * S, C});
-      taps_[k].add_to_(o, src[b].narrow(0, s0, n).reshape({n * S, C}));
+      taps[k].add_to_(o, src[b].narrow(0, s0, n).reshape({n * S, C}));
     }
   };
   for (int64_t k = 0; k < K; ++k) {
@@ -48,8 +37,20 @@ at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tens
     if (left_ctx.defined()) add(k, 0, left_ctx, P + shift, n_left);
     add(k, n_left, pc, n_left + shift, t1 - n_left);
   }
-  out = out.view({B, T * S, C});
-  if (last_frames) last_frames->copy_(pc.narrow(1, T - P, P));
+  return out;
+}
+
+at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx,
+                           at::Tensor* last_frames) const {
+  const int64_t B = h.size(0), C = h.size(2), T = g.T, S = g.S(), F2 = in_.out_features();
+  // Spatial part on each frame, channels-last: SiLU → depthwise 3×3 → value·SiLU(gate), fused.
+  at::Tensor x = in_(h).view({B * T, g.H, g.W, F2});                    // [B·T, H, W, 2F]
+  mark_region("ffn.in");
+  x = ops::depthwise_glu(x, w_dw_taps_, b_dw_);                                            // [B·T, H, W, F]
+  mark_region("ffn.depthwise_glu");
+  at::Tensor pc = out_(x.view({B, T, S, F2 / 2}));                                // [B, T, S, C]
+  at::Tensor out = temporal(taps_, pc, left_ctx).view({B, T * S, C});
+  if (last_frames) last_frames->copy_(pc.narrow(1, T - context_frames(), context_frames()));
   mark_region("ffn.temporal");
   return out;
 }

@@ -19,6 +19,12 @@ class MixFfn {
   // last_frames (nullable) receives, in place, this call's last P point-conv frames [B, P, S, C].
   at::Tensor forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx, at::Tensor* last_frames) const;
 
+  // The temporal conv over frames with its residual: out[t] = pc[t] + Σ_k W_k · pc[t + k − P], P = (K − 1)/2,
+  // frames before the call from left_ctx [B, P, S, C] (zeros when undefined), after it zeros. One GEMM
+  // per tap over the frames it reaches, each input a run of whole frames in place: the centre tap with
+  // the residual writes every frame, the others add into theirs. pc: [B, T, S, C] → [B, T, S, C].
+  static at::Tensor temporal(const std::vector<Projection>& taps, const at::Tensor& pc, const at::Tensor& left_ctx);
+
  private:
   Projection in_;                // [2F, C], [2F]
   at::Tensor w_dw_taps_, b_dw_;  // [9, 2F] (the depthwise 3×3 weight, tap-major), [2F]

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -48,7 +49,6 @@ std::pair<int64_t, int64_t> group_shape(const std::string& group, const model::D
   if (group == "attn.qkv") return {C, 3 * C};
   if (group == "mlp.inverted_conv") return {C, 2 * F};
   if (group == "mlp.point_conv") return {F, C};
-  if (group == "mlp.t_conv") return {cfg.t_kernel * C, C};
   return {C, C};
 }
 
@@ -251,10 +251,17 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
       const auto [K, N] = group_shape(g.name, cfg);
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(K * 31 + N));
       auto randn = [&](at::IntArrayRef sizes) { return at::randn(sizes, gen).to(rt.device, rt.dtype); };
-      const model::Projection proj(randn({N, K}) / std::sqrt(double(K)), randn({N}), p);
-      const at::Tensor x = randn({tokens, K}), r = randn({tokens, N});
-      const bool plus = std::string(g.name) == "mlp.t_conv";  // its residual is added with the GEMM
-      auto call = [&] { return plus ? proj.plus(r, x) : proj(x); };
+      const at::Tensor x = randn({tokens, K});
+      std::function<at::Tensor()> call;
+      if (std::string(g.name) == "mlp.t_conv") {  // as the FFN runs it: one C → C GEMM per tap on its frames
+        std::vector<model::Projection> taps;
+        for (int64_t k = 0; k < cfg.t_kernel; ++k) taps.emplace_back(randn({K, K}) / std::sqrt(double(K)), at::Tensor(), p);
+        const at::Tensor frames = x.view({1, 3, tokens / 3, K}), context = randn({1, (cfg.t_kernel - 1) / 2, tokens / 3, K});
+        call = [=] { return model::MixFfn::temporal(taps, frames, context); };
+      } else {
+        const model::Projection proj(randn({N, K}) / std::sqrt(double(K)), randn({N}), p);
+        call = [=] { return proj(x); };
+      }
       for (int i = 0; i < 3; ++i) call();
       ops::synchronize(rt);
       ops::DeviceClock clock(rt.is_cuda());
