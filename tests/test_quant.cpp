@@ -9,6 +9,7 @@
 #include "model/dit_random.h"
 #include "model/hybrid_dit.h"
 #include "model/quant_plan.h"
+#include "ops/norm.h"
 #include "ops/quant.h"
 #include "pipeline/quant_search.h"
 #include "support/test_env.h"
@@ -217,6 +218,28 @@ TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
     x[5][7] = 1e4;        // one large element: the rest of its row near zero
     const at::Tensor rows = x.to(at::kBFloat16).narrow(1, 8, cols);  // rows of a wider tensor
     EXPECT_TRUE(same_rows(ops::quantize_fp8_rows(rows.cuda()), ops::quantize_fp8_rows(rows))) << cols;
+  }
+  // The LayerNorm (+ modulation, with and without the gated residual add) writing its output's FP8 rows
+  // in the same pass: the rows quantize_fp8_rows makes of that output, bit for bit.
+  for (int64_t C : {224, 225}) {
+    const at::Tensor x0 = at::randn({2, 37, C}) * 3, br = at::randn({2, 37, C}).to(at::kBFloat16);
+    const at::Tensor sh = at::randn({2, 1, C}), sc = at::randn({2, 1, C}), g = at::randn({2, 1, C});
+    for (bool add : {false, true}) {
+      at::Tensor x = x0.cuda();
+      ops::Fp8Rows fused;
+      const at::Tensor h = add ? ops::add_layer_norm_modulate_(x, br.cuda(), sh.cuda(), sc.cuda(), 1e-6, at::kBFloat16,
+                                                               g.cuda(), &fused)
+                               : ops::layer_norm_modulate(x, sh.cuda(), sc.cuda(), 1e-6, at::kBFloat16, &fused);
+      ASSERT_TRUE(fused.q.defined()) << C;
+      const at::Tensor plain = add ? [&] {
+        at::Tensor x2 = x0.cuda();
+        return ops::add_layer_norm_modulate_(x2, br.cuda(), sh.cuda(), sc.cuda(), 1e-6, at::kBFloat16, g.cuda());
+      }()
+                                   : ops::layer_norm_modulate(x0.cuda(), sh.cuda(), sc.cuda(), 1e-6, at::kBFloat16);
+      EXPECT_TRUE(at::equal(h, plain)) << C << " the bf16 output is unchanged";
+      const ops::Fp8Rows want = ops::quantize_fp8_rows(h.reshape({-1, C}));
+      EXPECT_TRUE(same_rows(fused, {want.q.cpu(), want.scale.cpu()})) << C << (add ? " with the add" : "");
+    }
   }
   const int64_t M = 64, K = 224, N = 112;
   const at::Tensor x = at::randn({2, M / 2, K}).to(at::kBFloat16), w = (at::randn({N, K}) / 15).to(at::kBFloat16);

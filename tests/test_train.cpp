@@ -210,7 +210,7 @@ TEST(TrainGrad, GdnBlockMatchesFiniteDifferences) {
       vars,
       [&](const io::TensorMap& v) {
         model::GdnAttention gdn(v, "blocks.0.attn.", 2);
-        return project(gdn.forward(v.at("h"), g, table, init, nullptr), 9);
+        return project(gdn.forward(v.at("h"), {}, g, table, init, nullptr), 9);
       },
       1e-3, 2e-3, "GDN");
 }
@@ -229,7 +229,7 @@ TEST(TrainGrad, SoftmaxBlockWithCacheMatchesFiniteDifferences) {
       vars,
       [&](const io::TensorMap& v) {
         model::SoftmaxAttention sa(v, "blocks.1.attn.", 2);
-        return project(sa.forward(v.at("h"), table, k_ctx.clone(), v_ctx.clone(), context), 9);
+        return project(sa.forward(v.at("h"), {}, table, k_ctx.clone(), v_ctx.clone(), context), 9);
       },
       1e-3, 2e-3, "softmax (streaming cache)");
 }
@@ -244,7 +244,7 @@ TEST(TrainGrad, BidirectionalSoftmaxBlockMatchesFiniteDifferences) {
       vars,
       [&](const io::TensorMap& v) {
         model::SoftmaxAttention sa(v, "blocks.1.attn.", 2);
-        return project(sa.forward(v.at("h"), rope.table(0, 3, 2, 2), {}, {}, 0), 9);
+        return project(sa.forward(v.at("h"), {}, rope.table(0, 3, 2, 2), {}, {}, 0), 9);
       },
       1e-3, 2e-3, "softmax (bidirectional)");
 }
@@ -274,7 +274,7 @@ TEST(TrainGrad, FfnWithTemporalContextMatchesFiniteDifferences) {
       vars,
       [&](const io::TensorMap& v) {
         model::MixFfn ffn(v, "blocks.0.mlp.");
-        return project(ffn.forward(v.at("h"), g, left, nullptr), 9);
+        return project(ffn.forward(v.at("h"), {}, g, left, nullptr), 9);
       },
       1e-3, 2e-3, "FFN");
 }

@@ -1,11 +1,13 @@
 #include "kernels/norm.h"
 
+#include "kernels/quant.h"
+
 namespace sanastream::kernels {
 
 namespace {
 // One row per block, held in registers (common.h's pieces). x (and add) are read once, the mean and
 // then the variance come from the registers (two block sums), out is written once and x, with add,
-// written back once.
+// written back once; with fp8, the rounded row is quantized from the registers too.
 template <typename T, typename A, int kWidth, int kPieces>
 __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
   __shared__ float scratch[32];
@@ -46,9 +48,12 @@ __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
     load_n<kWidth>(scale + c, sc);
     load_n<kWidth>(shift + c, sh);
 #pragma unroll
-    for (int i = 0; i < kWidth; ++i) v[k][i] = (v[k][i] - mean) * rstd * (1.f + sc[i]) + sh[i];
+    for (int i = 0; i < kWidth; ++i) v[k][i] = to_f32(from_f32<T>((v[k][i] - mean) * rstd * (1.f + sc[i]) + sh[i]));
     store_n<kWidth>(out + c, v[k]);
   });
+  if (p.fp8)
+    quantize_row_fp8<kWidth, kPieces>(v, C, scratch, static_cast<__nv_fp8_storage_t*>(p.fp8) + row * C,
+                                      p.fp8_scales + row);
 }
 
 // One row per block, held in registers as layer_norm_modulate_kernel's; then the epilogue, the

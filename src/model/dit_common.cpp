@@ -24,9 +24,10 @@ Projection::Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision 
     w_ = p == ops::Precision::kBF16 ? w : ops::fake_quant(w, p, 1);
 }
 
-at::Tensor Projection::operator()(const at::Tensor& x) const {
+at::Tensor Projection::operator()(const at::Tensor& x, const ops::Fp8Rows& xq) const {
   if (fp8_gemm()) {
-    const at::Tensor y = ops::fp8_linear(ops::quantize_fp8_rows(x.reshape({-1, x.size(-1)})), w8_, b_, x.scalar_type());
+    const at::Tensor y = ops::fp8_linear(xq.q.defined() ? xq : ops::quantize_fp8_rows(x.reshape({-1, x.size(-1)})), w8_,
+                                         b_, x.scalar_type());
     std::vector<int64_t> sizes = x.sizes().vec();
     sizes.back() = out_;
     return y.view(sizes);
@@ -82,10 +83,14 @@ FusedProjection::FusedProjection(const std::vector<ProjectionPart>& parts) : par
   }
 }
 
-std::vector<at::Tensor> FusedProjection::operator()(const at::Tensor& x) const {
+bool FusedProjection::fp8_gemm() const {
+  return std::any_of(projections_.begin(), projections_.end(), [](const Projection& p) { return p.fp8_gemm(); });
+}
+
+std::vector<at::Tensor> FusedProjection::operator()(const at::Tensor& x, const ops::Fp8Rows& xq) const {
   std::vector<at::Tensor> out(parts_);
   for (size_t g = 0; g < projections_.size(); ++g) {
-    const at::Tensor y = projections_[g](x);
+    const at::Tensor y = projections_[g](x, xq);
     int64_t at = 0;
     for (const Slot& slot : slots_[g]) {
       out[slot.part] = y.narrow(-1, at, slot.width);

@@ -36,7 +36,9 @@ class Projection {
  public:
   Projection() = default;
   Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision p = ops::Precision::kBF16);  // w: [out, in]
-  at::Tensor operator()(const at::Tensor& x) const;
+  // xq: x's rows already quantized by the kernel that produced x (ops::layer_norm_modulate's fp8),
+  // read by an FP8 GEMM instead of quantizing x again; undefined: quantized here.
+  at::Tensor operator()(const at::Tensor& x, const ops::Fp8Rows& xq = {}) const;
   // residual + x·Wᵀ + b with the residual added inside the GEMM (one rounding; FP8 GEMMs: after it).
   // residual: [..., out] with x's leading dims; returns [rows, out].
   at::Tensor plus(const at::Tensor& residual, const at::Tensor& x) const;
@@ -69,7 +71,10 @@ class FusedProjection {
   FusedProjection() = default;
   explicit FusedProjection(const std::vector<ProjectionPart>& parts);
   // x: [..., in] → one [..., out_i] per part, in the parts' order (views of their GEMM's output).
-  std::vector<at::Tensor> operator()(const at::Tensor& x) const;
+  // xq: as Projection's, read by the parts' FP8 GEMM.
+  std::vector<at::Tensor> operator()(const at::Tensor& x, const ops::Fp8Rows& xq = {}) const;
+  // Whether a part runs an FP8 GEMM (its input's producer may quantize the rows for it).
+  bool fp8_gemm() const;
 
  private:
   struct Slot {

@@ -27,11 +27,12 @@ GdnAttention::GdnAttention(const io::TensorMap& w, const std::string& p, int64_t
   proj_ = Projection(weight(w, p + "proj.weight"), weight(w, p + "proj.bias"), prec("attn.proj"));
 }
 
-at::Tensor GdnAttention::forward(const at::Tensor& h, const DitGrid& g, const ops::RopeTable& rope,
-                                 const ops::GdnState& init, ops::GdnState* final_state) const {
+at::Tensor GdnAttention::forward(const at::Tensor& h, const ops::Fp8Rows& hq, const DitGrid& g,
+                                 const ops::RopeTable& rope, const ops::GdnState& init,
+                                 ops::GdnState* final_state) const {
   const int64_t C = h.size(2), H = heads_, D = C / H, T = g.T, S = g.S();
   ops::GdnProjections p;
-  const std::vector<at::Tensor> parts = in_(h);  // fused: views of one [B, N, 4C + 2H (+ pad)] output
+  const std::vector<at::Tensor> parts = in_(h, hq);  // fused: views of one [B, N, 4C + 2H (+ pad)] output
   p.q = parts[0], p.k = parts[1], p.v = parts[2], p.gate = parts[3], p.beta_logits = parts[4];
   mark_region("gdn.in");
   // Decay per frame and head from the gate projection of the frame's mean token, taken as the mean of

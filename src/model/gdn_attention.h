@@ -15,10 +15,13 @@ class GdnAttention {
   // prefix: "blocks.N.attn."; prec: the block's precisions ("attn.q", "attn.k", "attn.v", "attn.proj").
   GdnAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads, const BlockPrecisions& prec = {});
 
-  // h: [B, N, C] model dtype → [B, N, C]. init: the forward scan's initial state (undefined =
-  // zeros); final_state (nullable) receives, in place, the state after the call's last frame.
-  at::Tensor forward(const at::Tensor& h, const DitGrid& g, const ops::RopeTable& rope, const ops::GdnState& init,
-                     ops::GdnState* final_state) const;
+  // h: [B, N, C] model dtype → [B, N, C]; hq: h's rows in FP8 from its producer, or undefined
+  // (Projection's xq). init: the forward scan's initial state (undefined = zeros); final_state
+  // (nullable) receives, in place, the state after the call's last frame.
+  at::Tensor forward(const at::Tensor& h, const ops::Fp8Rows& hq, const DitGrid& g, const ops::RopeTable& rope,
+                     const ops::GdnState& init, ops::GdnState* final_state) const;
+  // Whether the input projection runs an FP8 GEMM (forward then reads hq).
+  bool fp8_input() const { return in_.fp8_gemm(); }
 
  private:
   FusedProjection in_;            // q, k, v, output gate [C, C] each, β logits and decay gate [H, C] each

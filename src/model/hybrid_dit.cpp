@@ -181,11 +181,13 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
            "stream cache made for another grid or model");
 
   // Each block's FFN residual update x += gate·mlp is made by the next LayerNorm's pass (the final
-  // layer's after the last block).
+  // layer's after the last block). A LayerNorm feeding an FP8 GEMM also writes its output's FP8 rows
+  // (fp8 non-null).
   at::Tensor mlp, gate_mlp;
-  auto layer_norm = [&](const at::Tensor& shift, const at::Tensor& scale, at::ScalarType out_dtype) {
-    return mlp.defined() ? ops::add_layer_norm_modulate_(x, mlp, shift, scale, kLayerNormEps, out_dtype, gate_mlp)
-                         : ops::layer_norm_modulate(x, shift, scale, kLayerNormEps, out_dtype);
+  auto layer_norm = [&](const at::Tensor& shift, const at::Tensor& scale, at::ScalarType out_dtype, ops::Fp8Rows* fp8) {
+    return mlp.defined()
+               ? ops::add_layer_norm_modulate_(x, mlp, shift, scale, kLayerNormEps, out_dtype, gate_mlp, fp8)
+               : ops::layer_norm_modulate(x, shift, scale, kLayerNormEps, out_dtype, fp8);
   };
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& blk = blocks_[i];
@@ -194,14 +196,16 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
     const at::Tensor &shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
     const at::Tensor &shift_mlp = mod[3], &scale_mlp = mod[4];
 
-    at::Tensor h = layer_norm(shift_msa, scale_msa, dt);
+    ops::Fp8Rows hq;
+    const bool attn_fp8 = blk.gdn ? blk.gdn->fp8_input() : blk.softmax->fp8_input();
+    at::Tensor h = layer_norm(shift_msa, scale_msa, dt, attn_fp8 ? &hq : nullptr);
     mark_region("norm_modulate");
     at::Tensor a;
     if (blk.gdn) {
-      a = blk.gdn->forward(h, g, rope, cache ? cache->gdn_in[i] : ops::GdnState{},
+      a = blk.gdn->forward(h, hq, g, rope, cache ? cache->gdn_in[i] : ops::GdnState{},
                            cache ? &cache->gdn_out[i] : nullptr);
     } else {
-      a = blk.softmax->forward(h, rope, cache ? cache->k[i] : at::Tensor(), cache ? cache->v[i] : at::Tensor(),
+      a = blk.softmax->forward(h, hq, rope, cache ? cache->k[i] : at::Tensor(), cache ? cache->v[i] : at::Tensor(),
                                cache ? cache->write_offset() : 0);
     }
     cap.put(name + "attn", a);
@@ -210,9 +214,12 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
 
     at::Tensor c = blk.cross->forward(xc, caption.kv[i], caption.bias);
     cap.put(name + "cross_attn", c);
-    h = ops::add_layer_norm_modulate_(x, c, shift_mlp, scale_mlp, kLayerNormEps, dt);  // x += c first
+    ops::Fp8Rows fq;
+    h = ops::add_layer_norm_modulate_(x, c, shift_mlp, scale_mlp, kLayerNormEps, dt, {},  // x += c first
+                                      blk.ffn->fp8_input() ? &fq : nullptr);
     mark_region("norm_modulate");
-    mlp = blk.ffn->forward(h, g, cache ? cache->ffn_in[i] : at::Tensor(), cache ? &cache->ffn_out[i] : nullptr);
+    mlp = blk.ffn->forward(h, fq, g, cache ? cache->ffn_in[i] : at::Tensor(),
+                           cache ? &cache->ffn_out[i] : nullptr);
     gate_mlp = mod[5];
     cap.put(name + "mlp", mlp);
     if (cap.on()) {  // the block's output, as the next LayerNorm will make it
@@ -224,7 +231,7 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
 
   // The final layer runs in fp32 (C → 128 is cheap) so the velocity is not rounded to bf16.
   const std::vector<at::Tensor> fmod = ts.final_mod.chunk(2, 1);
-  at::Tensor out = layer_norm(fmod[0], fmod[1], at::kFloat);
+  at::Tensor out = layer_norm(fmod[0], fmod[1], at::kFloat, nullptr);
   out = dense(out, weight(w_, "final_layer.linear.weight").to(at::kFloat),
               weight(w_, "final_layer.linear.bias").to(at::kFloat));  // [B, N, p·p·Cl] fp32
   cap.put("final_layer", out);

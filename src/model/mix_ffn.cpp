@@ -40,11 +40,11 @@ at::Tensor MixFfn::temporal(const std::vector<Projection>& taps, const at::Tenso
   return out;
 }
 
-at::Tensor MixFfn::forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx,
+at::Tensor MixFfn::forward(const at::Tensor& h, const ops::Fp8Rows& hq, const DitGrid& g, const at::Tensor& left_ctx,
                            at::Tensor* last_frames) const {
   const int64_t B = h.size(0), C = h.size(2), T = g.T, S = g.S(), F2 = in_.out_features();
   // Spatial part on each frame, channels-last: SiLU → depthwise 3×3 → value·SiLU(gate), fused.
-  at::Tensor x = in_(h).view({B * T, g.H, g.W, F2});                    // [B·T, H, W, 2F]
+  at::Tensor x = in_(h, hq).view({B * T, g.H, g.W, F2});                    // [B·T, H, W, 2F]
   mark_region("ffn.in");
   x = ops::depthwise_glu(x, w_dw_taps_, b_dw_);                                            // [B·T, H, W, F]
   mark_region("ffn.depthwise_glu");

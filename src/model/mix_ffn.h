@@ -15,9 +15,13 @@ class MixFfn {
 
   int64_t context_frames() const { return (static_cast<int64_t>(taps_.size()) - 1) / 2; }
 
-  // h: [B, N, C] → [B, N, C]. left_ctx: [B, P, S, C] (P = context_frames()) or undefined (zeros).
-  // last_frames (nullable) receives, in place, this call's last P point-conv frames [B, P, S, C].
-  at::Tensor forward(const at::Tensor& h, const DitGrid& g, const at::Tensor& left_ctx, at::Tensor* last_frames) const;
+  // h: [B, N, C] → [B, N, C]; hq: h's rows in FP8 from its producer, or undefined (Projection's xq).
+  // left_ctx: [B, P, S, C] (P = context_frames()) or undefined (zeros). last_frames (nullable)
+  // receives, in place, this call's last P point-conv frames [B, P, S, C].
+  at::Tensor forward(const at::Tensor& h, const ops::Fp8Rows& hq, const DitGrid& g, const at::Tensor& left_ctx,
+                     at::Tensor* last_frames) const;
+  // Whether the inverted 1×1 conv runs an FP8 GEMM (forward then reads hq).
+  bool fp8_input() const { return in_.fp8_gemm(); }
 
   // The temporal conv over frames with its residual: out[t] = pc[t] + Σ_k W_k · pc[t + k − P], P = (K − 1)/2,
   // frames before the call from left_ctx [B, P, S, C] (zeros when undefined), after it zeros. One GEMM

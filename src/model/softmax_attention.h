@@ -14,11 +14,14 @@ class SoftmaxAttention {
   // prec: the block's precisions ("attn.q", "attn.k", "attn.v", "attn.proj").
   SoftmaxAttention(const io::TensorMap& w, const std::string& prefix, int64_t heads, const BlockPrecisions& prec = {});
 
-  // h: [B, N, C] → [B, N, C]. Without a cache (k_buf undefined) the call attends over itself.
-  // With one, k_buf/v_buf [B, H, capacity, D] hold `offset` cached post-RoPE keys/values: the call
-  // writes its own at [offset, offset + N) and attends over [0, offset + N).
-  at::Tensor forward(const at::Tensor& h, const ops::RopeTable& rope, const at::Tensor& k_buf, const at::Tensor& v_buf,
-                     int64_t offset) const;
+  // h: [B, N, C] → [B, N, C]; hq: h's rows in FP8 from its producer, or undefined (Projection's xq).
+  // Without a cache (k_buf undefined) the call attends over itself. With one, k_buf/v_buf
+  // [B, H, capacity, D] hold `offset` cached post-RoPE keys/values: the call writes its own at
+  // [offset, offset + N) and attends over [0, offset + N).
+  at::Tensor forward(const at::Tensor& h, const ops::Fp8Rows& hq, const ops::RopeTable& rope, const at::Tensor& k_buf,
+                     const at::Tensor& v_buf, int64_t offset) const;
+  // Whether the input projection runs an FP8 GEMM (forward then reads hq).
+  bool fp8_input() const { return in_.fp8_gemm(); }
 
  private:
   FusedProjection in_;  // q, k, v, output gate

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "core/torch_compat.h"
+#include "ops/quant.h"
 #include "ops/vae.h"
 
 namespace sanastream::ops::cuda {
@@ -18,10 +19,12 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, b
 // fp32 tables [N, D/2]. False, with nothing written, when the layout does not suit the kernel.
 bool rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double eps, const at::Tensor& cos,
                         const at::Tensor& sin, const at::Tensor& out);
+// fp8 (nullable): also the output's E4M3 rows (ops::layer_norm_modulate), where float8 types exist.
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
-                               at::ScalarType out_dtype);
+                               at::ScalarType out_dtype, Fp8Rows* fp8);
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
-                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype, const at::Tensor& gate);
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype, const at::Tensor& gate,
+                                    Fp8Rows* fp8);
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype);
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);

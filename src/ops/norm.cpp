@@ -38,19 +38,23 @@ void rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double ep
 }
 
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
-                               at::ScalarType out_dtype) {
+                               at::ScalarType out_dtype, Fp8Rows* fp8) {
 #ifdef SANASTREAM_HAS_CUDA
-  if (use_cuda({x, shift, scale})) return cuda::layer_norm_modulate(x, shift, scale, eps, out_dtype);
+  if (use_cuda({x, shift, scale})) return cuda::layer_norm_modulate(x, shift, scale, eps, out_dtype, fp8);
+#else
+  (void)fp8;
 #endif
   return ref::layer_norm_modulate(x, shift, scale, eps, out_dtype);
 }
 
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
                                     const at::Tensor& scale, double eps, at::ScalarType out_dtype,
-                                    const at::Tensor& gate) {
+                                    const at::Tensor& gate, Fp8Rows* fp8) {
 #ifdef SANASTREAM_HAS_CUDA
   if (use_cuda({x, branch, shift, scale, gate}))
-    return cuda::add_layer_norm_modulate_(x, branch, shift, scale, eps, out_dtype, gate);
+    return cuda::add_layer_norm_modulate_(x, branch, shift, scale, eps, out_dtype, gate, fp8);
+#else
+  (void)fp8;
 #endif
   ref::gate_residual_(x, gate, branch);
   return ref::layer_norm_modulate(x, shift, scale, eps, out_dtype);

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include "ops/quant.h"
 #include "ops/rope.h"
 
 namespace sanastream::ops {
@@ -21,14 +22,16 @@ void rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double ep
 // LayerNorm without affine (eps) followed by adaLN modulation: LN(x)·(1 + scale) + shift, computed
 // in fp32 and rounded once to out_dtype.
 // x: [B, N, C] (the fp32 residual stream); shift, scale: [B, 1, C] (broadcast over tokens)
+// fp8 (nullable): receives the output's rows quantized as quantize_fp8_rows(out.view(B·N, C)) when
+// the CUDA kernel makes them in the same pass (an FP8 GEMM reads the output next); else left as is.
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
-                               at::ScalarType out_dtype);
+                               at::ScalarType out_dtype, Fp8Rows* fp8 = nullptr);
 
 // x += gate · branch (gate undefined: x += branch), then layer_norm_modulate(x, …), in one pass on
 // CUDA. x, gate and branch as gate_residual_'s.
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
                                     const at::Tensor& scale, double eps, at::ScalarType out_dtype,
-                                    const at::Tensor& gate = {});
+                                    const at::Tensor& gate = {}, Fp8Rows* fp8 = nullptr);
 
 // x += gate · branch in place, in fp32 (gate undefined: x += branch). With a copy_dtype, also returns
 // the updated x in that dtype, written by the same pass (else an undefined tensor).

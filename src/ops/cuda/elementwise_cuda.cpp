@@ -71,7 +71,7 @@ namespace {
 // contiguous fp32 residual, updated in place; gate undefined: x += branch).
 at::Tensor launch_layer_norm_modulate(const at::Tensor& x, const at::Tensor& branch_in, const at::Tensor& gate_in,
                                       const at::Tensor& shift_in, const at::Tensor& scale_in, double eps,
-                                      at::ScalarType out_dtype) {
+                                      at::ScalarType out_dtype, Fp8Rows* fp8) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   SS_CHECK(C <= 16384, "layer_norm_modulate: at most 16384 channels on CUDA, got {}", C);
   at::Tensor shift = shift_in.to(at::kFloat).reshape({B, C}).contiguous();
@@ -93,6 +93,16 @@ at::Tensor launch_layer_norm_modulate(const at::Tensor& x, const at::Tensor& bra
   p.mod_stride = C;
   p.eps = static_cast<float>(eps);
   p.out_type = elem_type(out);
+#if SS_HAS_FLOAT8
+  if (fp8) {
+    fp8->q = at::empty({B * N, C}, x.options().dtype(at::kFloat8_e4m3fn));
+    fp8->scale = at::empty({B * N, 1}, x.options().dtype(at::kFloat));
+    p.fp8 = fp8->q.data_ptr();
+    p.fp8_scales = fp8->scale.data_ptr<float>();
+  }
+#else
+  (void)fp8;
+#endif
   check_cuda(kernels::layer_norm_modulate(p, stream_of(x)), "layer_norm_modulate");
   return out;
 }
@@ -103,14 +113,15 @@ void check_residual(const at::Tensor& x, const char* op) {
 }  // namespace
 
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
-                               at::ScalarType out_dtype) {
-  return launch_layer_norm_modulate(x.to(at::kFloat).contiguous(), {}, {}, shift, scale, eps, out_dtype);
+                               at::ScalarType out_dtype, Fp8Rows* fp8) {
+  return launch_layer_norm_modulate(x.to(at::kFloat).contiguous(), {}, {}, shift, scale, eps, out_dtype, fp8);
 }
 
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
-                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype, const at::Tensor& gate) {
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype, const at::Tensor& gate,
+                                    Fp8Rows* fp8) {
   check_residual(x, "add_layer_norm_modulate_");
-  return launch_layer_norm_modulate(x, branch, gate, shift, scale, eps, out_dtype);
+  return launch_layer_norm_modulate(x, branch, gate, shift, scale, eps, out_dtype, fp8);
 }
 
 at::Tensor apply_rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tensor& sin_in) {
