@@ -215,7 +215,8 @@ TEST(GpuGdnKernel, DecayMatchesItsReference) {
     const at::Tensor rows = at::randn({B, T * S, 3 * H + 8}).to(dt), logits = rows.narrow(2, 2 * H + 8, H);
     const at::Tensor want = ops::ref::gdn_decay(logits, T, neg_a, dt_bias);
     const at::Tensor got = ops::gdn_decay(logits.cuda(), T, neg_a.cuda(), dt_bias.cuda()).cpu();
-    EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-7)) << c10::toString(dt) << " " << (got - want).abs().max().item<float>();
+    EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-7))
+        << c10::toString(dt) << " " << (got - want).abs().max().item<float>();
   }
 }
 

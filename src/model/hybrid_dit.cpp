@@ -92,7 +92,8 @@ CaptionState HybridDit::encode_caption(const at::Tensor& embeds_in, const at::Te
     cs.y = y;
     cs.bias = ((1 - m.to(rt_.device, rt_.dtype)) * kMaskBias).view({m.size(0), 1, 1, L});
   } else {
-    std::tie(cs.y, cs.bias) = compact_caption(y, m, std::min(L, (longest + kCaptionKeyBucket - 1) / kCaptionKeyBucket * kCaptionKeyBucket));
+    const int64_t keys = std::min(L, (longest + kCaptionKeyBucket - 1) / kCaptionKeyBucket * kCaptionKeyBucket);
+    std::tie(cs.y, cs.bias) = compact_caption(y, m, keys);
   }
   for (const auto& blk : blocks_) cs.kv.push_back(blk.cross->project_caption(cs.y));
   return cs;

@@ -23,8 +23,8 @@ bool rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double ep
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
                                at::ScalarType out_dtype, Fp8Rows* fp8);
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
-                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype, const at::Tensor& gate,
-                                    Fp8Rows* fp8);
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype,
+                                    const at::Tensor& gate, Fp8Rows* fp8);
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype);
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);

@@ -255,8 +255,10 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
       std::function<at::Tensor()> call;
       if (std::string(g.name) == "mlp.t_conv") {  // as the FFN runs it: one C → C GEMM per tap on its frames
         std::vector<model::Projection> taps;
-        for (int64_t k = 0; k < cfg.t_kernel; ++k) taps.emplace_back(randn({K, K}) / std::sqrt(double(K)), at::Tensor(), p);
-        const at::Tensor frames = x.view({1, 3, tokens / 3, K}), context = randn({1, (cfg.t_kernel - 1) / 2, tokens / 3, K});
+        for (int64_t k = 0; k < cfg.t_kernel; ++k)
+          taps.emplace_back(randn({K, K}) / std::sqrt(double(K)), at::Tensor(), p);
+        const int64_t S = tokens / 3, P = (cfg.t_kernel - 1) / 2;
+        const at::Tensor frames = x.view({1, 3, S, K}), context = randn({1, P, S, K});
         call = [=] { return model::MixFfn::temporal(taps, frames, context); };
       } else {
         const model::Projection proj(randn({N, K}) / std::sqrt(double(K)), randn({N}), p);

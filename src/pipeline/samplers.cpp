@@ -251,7 +251,9 @@ model::CaptionState concat_captions(const model::CaptionState& a_in, const model
   model::CaptionState out;
   out.y = at::cat({a.y, b.y}, 0);
   if (a.bias.defined() || b.bias.defined()) {
-    auto bias = [](const model::CaptionState& c) { return c.bias.defined() ? c.bias : at::zeros({c.y.size(0), 1, 1, c.y.size(1)}, c.y.options()); };
+    auto bias = [](const model::CaptionState& c) {
+      return c.bias.defined() ? c.bias : at::zeros({c.y.size(0), 1, 1, c.y.size(1)}, c.y.options());
+    };
     out.bias = at::cat({bias(a), bias(b)}, 0);
   }
   for (size_t i = 0; i < a.kv.size(); ++i)

@@ -118,8 +118,8 @@ at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, con
 }
 
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
-                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype, const at::Tensor& gate,
-                                    Fp8Rows* fp8) {
+                                    const at::Tensor& scale, double eps, at::ScalarType out_dtype,
+                                    const at::Tensor& gate, Fp8Rows* fp8) {
   check_residual(x, "add_layer_norm_modulate_");
   return launch_layer_norm_modulate(x, branch, gate, shift, scale, eps, out_dtype, fp8);
 }
