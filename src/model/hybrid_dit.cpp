@@ -110,10 +110,13 @@ CaptionState pad_caption_keys(const CaptionState& c, int64_t keys) {
   };
   CaptionState out;
   out.y = pad(c.y, 1);
-  const at::Tensor bias = c.bias.defined() ? c.bias : at::zeros({B, 1, 1, K}, c.y.options());
-  out.bias = at::cat({bias, at::full({B, 1, 1, keys - K}, kMaskBias, bias.options())}, 3);
+  out.bias = at::cat({caption_bias(c), at::full({B, 1, 1, keys - K}, kMaskBias, c.y.options())}, 3);
   for (const auto& kv : c.kv) out.kv.push_back({pad(kv.k, 2), pad(kv.v, 2)});
   return out;
+}
+
+at::Tensor caption_bias(const CaptionState& c) {
+  return c.bias.defined() ? c.bias : at::zeros({c.y.size(0), 1, 1, c.y.size(1)}, c.y.options());
 }
 
 at::Tensor HybridDit::timestep_embedding(const at::Tensor& timestep) const {

@@ -29,6 +29,8 @@ struct CaptionState {
 
 // `c` with its keys padded to `keys` (≥ its own; zeros, masked by the bias).
 CaptionState pad_caption_keys(const CaptionState& c, int64_t keys);
+// c.bias, or zeros of its shape where c has no padding.
+at::Tensor caption_bias(const CaptionState& c);
 
 // A timestep's conditioning: the t_embedder output [B, C], the t_block output [B, 6C] and what the
 // layers take of them, the modulation rows of every block and of the final layer (each table + t0 or

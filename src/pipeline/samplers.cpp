@@ -250,12 +250,7 @@ model::CaptionState concat_captions(const model::CaptionState& a_in, const model
   const model::CaptionState a = model::pad_caption_keys(a_in, keys), b = model::pad_caption_keys(b_in, keys);
   model::CaptionState out;
   out.y = at::cat({a.y, b.y}, 0);
-  if (a.bias.defined() || b.bias.defined()) {
-    auto bias = [](const model::CaptionState& c) {
-      return c.bias.defined() ? c.bias : at::zeros({c.y.size(0), 1, 1, c.y.size(1)}, c.y.options());
-    };
-    out.bias = at::cat({bias(a), bias(b)}, 0);
-  }
+  if (a.bias.defined() || b.bias.defined()) out.bias = at::cat({model::caption_bias(a), model::caption_bias(b)}, 0);
   for (size_t i = 0; i < a.kv.size(); ++i)
     out.kv.push_back({at::cat({a.kv[i].k, b.kv[i].k}, 0), at::cat({a.kv[i].v, b.kv[i].v}, 0)});
   return out;

@@ -1,5 +1,3 @@
-#include <c10/cuda/CUDAStream.h>
-
 #include "core/compare.h"
 #include "kernels/elementwise.h"
 #include "kernels/norm.h"
@@ -9,15 +7,6 @@
 namespace sanastream::ops::cuda {
 
 namespace {
-cudaStream_t stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
-}  // namespace
-
-namespace {
-// Rows read in place when they are evenly strided (e.g. one part of a fused projection's output).
-bool evenly_strided_rows(const at::Tensor& x) {
-  return x.dim() >= 2 && x.stride(-1) == 1 &&
-         (x.dim() == 2 || (x.dim() == 3 && x.stride(0) == x.stride(1) * x.size(1)));
-}
 kernels::RmsNormParams rms_params(const at::Tensor& x, const at::Tensor& weight, double eps) {
   kernels::RmsNormParams p;
   p.x = x.data_ptr();

@@ -1,7 +1,5 @@
 #include "ops/cuda/gdn_cuda.h"
 
-#include <c10/cuda/CUDAStream.h>
-
 #include "core/compare.h"
 #include "kernels/gdn.h"
 #include "ops/cuda/launch.h"
@@ -36,7 +34,7 @@ at::Tensor gdn_decay(const at::Tensor& logits, int64_t frames, const at::Tensor&
   k.heads = H;
   k.stride = logits.stride(1);
   k.type = elem_type(logits);
-  check_cuda(kernels::gdn_decay(k, c10::cuda::getCurrentCUDAStream(logits.device().index()).stream()), "gdn_decay");
+  check_cuda(kernels::gdn_decay(k, stream_of(logits)), "gdn_decay");
   return decay;
 }
 
@@ -118,7 +116,7 @@ at::Tensor gdn_gated(const GdnProjections& p, const GdnFeatureMaps& fm, const Ro
   const int64_t workspace_bytes = static_cast<int64_t>(kernels::gdn_workspace_bytes(k));
   at::Tensor workspace = at::empty({workspace_bytes}, p.q.options().dtype(at::kByte));
   k.workspace = workspace.data_ptr();
-  check_cuda(kernels::gdn_forward(k, c10::cuda::getCurrentCUDAStream(p.q.device().index()).stream()), "gdn");
+  check_cuda(kernels::gdn_forward(k, stream_of(p.q)), "gdn");
   if (final_state && !final_state->kv.defined()) *final_state = fin;
   else if (final_state && fin.kv.data_ptr() != final_state->kv.data_ptr()) {
     final_state->kv.copy_(fin.kv);

@@ -1,5 +1,3 @@
-#include <c10/cuda/CUDAStream.h>
-
 #include "core/error.h"
 #include "kernels/ffn.h"
 #include "kernels/glu.h"
@@ -24,17 +22,13 @@ at::Tensor silu_glu(const at::Tensor& x_in) {
   p.x_row_stride = 2 * F * inner;
   p.out_row_stride = F * inner;
   p.type = elem_type(x);
-  check_cuda(kernels::silu_glu(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()), "silu_glu");
+  check_cuda(kernels::silu_glu(p, stream_of(x)), "silu_glu");
   return out;
 }
 
 at::Tensor silu_gate(const at::Tensor& x_in, const at::Tensor& gate_in) {
   const int64_t C = x_in.size(-1), rows = x_in.numel() / std::max<int64_t>(C, 1);
-  // Rows of each evenly strided with unit stride along C (a view of a wider GEMM output), else copies.
-  auto rows_of = [&](const at::Tensor& t) {
-    const bool even = t.stride(-1) == 1 && (t.dim() < 3 || t.stride(0) == t.stride(1) * t.size(1)) && t.dim() <= 3;
-    return even ? t : t.contiguous();
-  };
+  auto rows_of = [](const at::Tensor& t) { return evenly_strided_rows(t) ? t : t.contiguous(); };
   const at::Tensor x = rows_of(x_in), gate = rows_of(gate_in);
   at::Tensor out = at::empty(x.sizes(), x.options());
   kernels::SiluGluParams p;
@@ -47,7 +41,7 @@ at::Tensor silu_gate(const at::Tensor& x_in, const at::Tensor& gate_in) {
   p.gate_row_stride = gate.dim() > 1 ? gate.stride(-2) : C;
   p.out_row_stride = C;
   p.type = elem_type(x);
-  check_cuda(kernels::silu_glu(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()), "silu_gate");
+  check_cuda(kernels::silu_glu(p, stream_of(x)), "silu_gate");
   return out;
 }
 
@@ -67,7 +61,7 @@ at::Tensor depthwise_glu(const at::Tensor& x_in, const at::Tensor& weight_taps, 
   p.channels = F;
   p.type = elem_type(x);
   p.weight_type = elem_type(w);
-  check_cuda(kernels::depthwise_glu(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()), "depthwise_glu");
+  check_cuda(kernels::depthwise_glu(p, stream_of(x)), "depthwise_glu");
   return out;
 }
 

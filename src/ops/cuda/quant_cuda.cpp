@@ -1,5 +1,3 @@
-#include <c10/cuda/CUDAStream.h>
-
 #include "core/compare.h"
 #include "kernels/quant.h"
 #include "ops/cuda/launch.h"
@@ -22,7 +20,7 @@ std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x_in) {
   p.cols = x.size(1);
   p.x_stride = x.stride(0);
   p.x_type = elem_type(x);
-  check_cuda(kernels::quantize_rows_fp8(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()),
+  check_cuda(kernels::quantize_rows_fp8(p, stream_of(x)),
              "quantize_fp8_rows");
   return {q, scale};
 }

@@ -1,5 +1,3 @@
-#include <c10/cuda/CUDAStream.h>
-
 #include "kernels/vae.h"
 #include "ops/cuda/launch.h"
 #include "ops/cuda_dispatch.h"
@@ -46,7 +44,7 @@ at::Tensor vae_conv_input(const at::Tensor& x, const at::Tensor& history, const 
   p.norm_silu = s.norm_silu;
   p.eps = static_cast<float>(s.eps);
   p.type = elem_type(x);
-  const cudaError_t err = kernels::vae_conv_input(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  const cudaError_t err = kernels::vae_conv_input(p, stream_of(x));
   if (err == cudaErrorInvalidValue) return {};  // refused before any launch
   check_cuda(err, "vae_conv_input");
   if (hist > 0) out.narrow(2, 0, hist).copy_(history);
