@@ -8,6 +8,7 @@
 #include "model/dit_common.h"
 #include "model/dit_random.h"
 #include "model/hybrid_dit.h"
+#include "model/mix_ffn.h"
 #include "model/quant_plan.h"
 #include "ops/norm.h"
 #include "ops/quant.h"
@@ -202,7 +203,7 @@ TEST(QuantDit, APlanQuantizesTheNamedProjectionsOnly) {
 }
 
 // The real FP8 path on a GPU that has it (skipped elsewhere): the row quantization kernel gives
-// the ATen composition's E4M3 values and scales bit for bit, and the FP8 GEMM (at::_scaled_mm)
+// the ATen composition's E4M3 values and scales bit for bit, and the FP8 GEMM (cuBLASLt)
 // equals the float64 product of the same quantized operands up to accumulation order and the bf16
 // output's rounding, and the BF16 layer within the format's error.
 TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
@@ -263,7 +264,100 @@ TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
   EXPECT_LT(rel_rmse(plus_layer.plus(r.cuda(), x.cuda()).cpu().to(at::kDouble).view({2, M / 2, N}),
                      want + r.to(at::kDouble)),
             4e-3)
-      << "plus: the residual added after the GEMM";
+      << "plus: the residual added inside the GEMM";
+}
+
+namespace {
+// The float64 product of FP8 rows (their values times their scales) with FP8 weight rows, transposed.
+at::Tensor fp8_product(const ops::Fp8Rows& x, const ops::Fp8Rows& w) {
+  auto value = [](const ops::Fp8Rows& r) { return r.q.cpu().to(at::kDouble) * r.scale.cpu().to(at::kDouble); };
+  return at::matmul(value(x), value(w).t());
+}
+}  // namespace
+
+// cuBLASLt's FP8 GEMM adds its bias and a bf16 matrix (a residual, or the output itself: an
+// accumulation) in its epilogue, at row counts that are not multiples of 16 and on rows that start
+// anywhere in a larger quantized tensor (pointers of any alignment the format allows).
+TEST(GpuQuant, Fp8GemmAddsInsideAtAnyRowCount) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  if (!ops::fp8_gemm_available(at::Device(at::kCUDA, 0), at::kBFloat16)) GTEST_SKIP() << "no FP8 GEMMs on this GPU";
+  at::manual_seed(12);
+  const int64_t K = 224, N = 112;
+  const ops::Fp8Rows w = ops::quantize_fp8_rows((at::randn({N, K}) / 15).to(at::kBFloat16).cuda());
+  const at::Tensor b = at::randn({N}).to(at::kBFloat16).cuda();
+  const ops::Fp8Rows all = ops::quantize_fp8_rows(at::randn({64, K}).to(at::kBFloat16).cuda());
+  for (int64_t first : {0, 3, 16})
+    for (int64_t M : {1, 5, 17, 32}) {
+      const ops::Fp8Rows x = all.rows(first, M);
+      const at::Tensor want = fp8_product(x, w) + b.cpu().to(at::kDouble);
+      const at::Tensor r = at::randn({M, N}).to(at::kBFloat16).cuda();
+      EXPECT_LT(rel_rmse(ops::fp8_linear(x, w, b).cpu(), want), 4e-3) << M << " rows from " << first;
+      const at::Tensor with_r = ops::fp8_linear(x, w, b, r).cpu();
+      EXPECT_LT(rel_rmse(with_r, want + r.cpu().to(at::kDouble)), 4e-3) << M << " rows from " << first;
+      at::Tensor acc = r.clone();
+      ops::fp8_linear_add_(acc, x, w, {});
+      EXPECT_LT(rel_rmse(acc.cpu(), fp8_product(x, w) + r.cpu().to(at::kDouble)), 4e-3) << M << " rows from " << first;
+    }
+  at::Tensor wide = at::zeros({5, 2 * N}, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+  at::Tensor half = wide.narrow(1, N, N);  // an output whose rows are strided
+  ops::fp8_linear_add_(half, all.rows(0, 5), w, b);
+  EXPECT_LT(rel_rmse(half.cpu(), fp8_product(all.rows(0, 5), w) + b.cpu().to(at::kDouble)), 4e-3);
+  EXPECT_EQ(wide.narrow(1, 0, N).abs().sum().item<float>(), 0.f) << "nothing written outside the output";
+  const std::string err = test::error_of([&] { ops::fp8_linear(all.rows(0, 5), ops::quantize_fp8_rows(at::randn({16, 240}).cuda()), {}); });
+  EXPECT_NE(err.find("fp8_linear: expected"), std::string::npos) << err;
+}
+
+// The attention's residual add writing the cross-attention's input also writes that input's FP8 rows
+// from the same registers: quantize_fp8_rows of the copy bit for bit, the copy and the residual stream
+// as without them.
+TEST(GpuQuant, ResidualAddWritesItsCopysFp8Rows) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  if (!ops::fp8_gemm_available(at::Device(at::kCUDA, 0), at::kBFloat16)) GTEST_SKIP() << "no FP8 GEMMs on this GPU";
+  at::manual_seed(13);
+  for (int64_t C : {224, 225})
+    for (bool gated : {true, false}) {
+      const at::Tensor x0 = (at::randn({2, 37, C}) * 3).cuda(), br = at::randn({2, 37, C}).to(at::kBFloat16).cuda();
+      const at::Tensor g = gated ? at::randn({2, 1, C}).cuda() : at::Tensor();
+      at::Tensor x = x0.clone(), x_plain = x0.clone();
+      ops::Fp8Rows rows;
+      const at::Tensor copy = ops::gate_residual_(x, g, br, at::kBFloat16, &rows);
+      const at::Tensor copy_plain = ops::gate_residual_(x_plain, g, br, at::kBFloat16);
+      ASSERT_TRUE(rows.q.defined()) << C;
+      EXPECT_TRUE(at::equal(x, x_plain)) << C;
+      EXPECT_TRUE(at::equal(copy, copy_plain)) << C;
+      const ops::Fp8Rows want = ops::quantize_fp8_rows(copy.reshape({-1, C}));
+      EXPECT_TRUE(at::equal(rows.q.view(at::kByte), want.q.view(at::kByte)) && at::equal(rows.scale, want.scale))
+          << C << (gated ? " gated" : "");
+    }
+}
+
+// The temporal conv's FP8 taps (one quantization of the frames and one of the context, rows sliced
+// per tap; the residual and each side tap added inside their GEMMs) against the float64 conv of the
+// same quantized operands, at 5 tokens a frame (GEMMs of 5 and 10 rows), two batch rows.
+TEST(GpuQuant, Fp8TemporalTapsMatchTheirSimulation) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  if (!ops::fp8_gemm_available(at::Device(at::kCUDA, 0), at::kBFloat16)) GTEST_SKIP() << "no FP8 GEMMs on this GPU";
+  at::manual_seed(14);
+  const int64_t B = 2, T = 3, S = 5, C = 224, K = 3;
+  const at::Tensor pc = at::randn({B, T, S, C}).to(at::kBFloat16), ctx = at::randn({B, 1, S, C}).to(at::kBFloat16);
+  std::vector<model::Projection> taps;
+  std::vector<ops::Fp8Rows> wq;
+  for (int64_t k = 0; k < K; ++k) {
+    const at::Tensor w = (at::randn({C, C}) / 15).to(at::kBFloat16);
+    taps.emplace_back(w.cuda(), at::Tensor(), Precision::kFP8);
+    ASSERT_TRUE(taps.back().fp8_gemm());
+    wq.push_back(ops::quantize_fp8_rows(w));
+  }
+  const at::Tensor got = model::MixFfn::temporal(taps, pc.cuda(), ctx.cuda()).cpu().to(at::kDouble);
+  // Frames −1 … T: the context, the call's frames, a zero frame after them; each quantized per row.
+  const ops::Fp8Rows frames = ops::quantize_fp8_rows(at::cat({ctx, pc, at::zeros_like(ctx)}, 1).reshape({-1, C}));
+  const at::Tensor fq = (frames.q.to(at::kDouble) * frames.scale.to(at::kDouble)).view({B, T + 2, S, C});
+  at::Tensor want = pc.to(at::kDouble);
+  for (int64_t k = 0; k < K; ++k) {
+    const at::Tensor wk = wq[k].q.to(at::kDouble) * wq[k].scale.to(at::kDouble);
+    want = want + at::matmul(fq.narrow(1, k, T), wk.t());  // output frame t reads frame t + k − 1
+  }
+  EXPECT_LT(rel_rmse(got, want), 4e-3);
 }
 
 // The search's pieces without a device: the depth bands, and the greedy order — least error per

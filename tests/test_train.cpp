@@ -259,7 +259,7 @@ TEST(TrainGrad, CrossAttentionMatchesFiniteDifferences) {
       vars,
       [&](const io::TensorMap& v) {
         model::CrossAttention ca(v, "blocks.0.cross_attn.", 2);
-        return project(ca.forward(v.at("x"), ca.project_caption(v.at("y")), bias), 9);
+        return project(ca.forward(v.at("x"), {}, ca.project_caption(v.at("y")), bias), 9);
       },
       1e-3, 2e-3, "cross-attention");
 }

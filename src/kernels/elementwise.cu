@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "kernels/quant.h"
+
 namespace sanastream::kernels {
 
 namespace {
@@ -56,6 +58,33 @@ __global__ void gate_residual_kernel(GateResidualParams p) {
       for (int k = 0; k < kVec; ++k) copy[i + k] = from_f32<Y>(x[k]);
   }
 }
+
+// With fp8: one row per block, held in registers (common.h's pieces) as gate_residual_kernel
+// computes it, so the copy's E4M3 rows come from the same pass.
+template <typename T, typename Y, int kWidth, int kPieces>
+__global__ void gate_residual_rows_kernel(GateResidualParams p) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x, C = p.channels;
+  float* x = p.x + row * C;
+  const T* br = static_cast<const T*>(p.branch) + row * C;
+  const float* gate = p.gate ? p.gate + (row / p.tokens) * p.gate_stride : nullptr;
+  Y* copy = static_cast<Y*>(p.copy) + row * C;
+  float v[kPieces][kWidth];
+  for_each_piece<kWidth, kPieces>(C, [&](int k, int64_t c) {
+    float b[kWidth], g[kWidth];
+    load_n<kWidth>(x + c, v[k]);
+    load_n<kWidth>(br + c, b);
+    if (gate) load_n<kWidth>(gate + c, g);
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) v[k][i] += gate ? g[i] * b[i] : b[i];
+    store_n<kWidth>(x + c, v[k]);
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) v[k][i] = to_f32(from_f32<Y>(v[k][i]));
+    store_n<kWidth>(copy + c, v[k]);
+  });
+  quantize_row_fp8<kWidth, kPieces>(v, C, scratch, static_cast<__nv_fp8_storage_t*>(p.fp8) + row * C,
+                                    p.fp8_scales + row);
+}
 }  // namespace
 
 cudaError_t rope(const RopeParams& p, cudaStream_t stream) {
@@ -76,6 +105,22 @@ cudaError_t gate_residual(const GateResidualParams& p, cudaStream_t stream) {
   if (total == 0) return cudaSuccess;
   const bool vec = p.channels % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
                    (!p.gate || (p.gate_stride % 4 == 0 && reinterpret_cast<uintptr_t>(p.gate) % 16 == 0));
+  if (p.fp8) {
+    const unsigned block = row_block_threads(p.channels);
+    if (block == 0 || !p.copy) return cudaErrorInvalidValue;
+    const bool vec_rows = vec && is_aligned(p.branch, 4 * elem_bytes(p.branch_type)) &&
+                          is_aligned(p.copy, 4 * elem_bytes(p.copy_type)) && is_aligned(p.fp8, 4);
+    const unsigned grid = static_cast<unsigned>(p.batch * p.tokens);
+    SS_DISPATCH_ELEM(p.branch_type, T, {
+      SS_DISPATCH_ELEM(p.copy_type, Y, {
+        if (vec_rows)
+          gate_residual_rows_kernel<T, Y, 4, kRowPerThread / 4><<<grid, block, 0, stream>>>(p);
+        else
+          gate_residual_rows_kernel<T, Y, 1, kRowPerThread><<<grid, block, 0, stream>>>(p);
+      });
+    });
+    return cudaGetLastError();
+  }
   SS_DISPATCH_ELEM(p.branch_type, T, {
     SS_DISPATCH_ELEM(p.copy_type, Y, {
       if (vec) {

@@ -18,8 +18,11 @@ class CrossAttention {
   // y: [B, L, C] (the normalised caption embedding).
   CaptionKV project_caption(const at::Tensor& y) const;
 
-  // x: [B, N, C]; bias: [B, 1, 1, L] → [B, N, C]
-  at::Tensor forward(const at::Tensor& x, const CaptionKV& kv, const at::Tensor& bias) const;
+  // x: [B, N, C]; bias: [B, 1, 1, L] → [B, N, C]. xq: x's rows quantized by its producer for an FP8
+  // q projection (fp8_input), or undefined.
+  at::Tensor forward(const at::Tensor& x, const ops::Fp8Rows& xq, const CaptionKV& kv, const at::Tensor& bias) const;
+  // Whether the q projection runs an FP8 GEMM (forward then reads xq).
+  bool fp8_input() const { return q_.fp8_gemm(); }
 
  private:
   Projection q_, kv_, proj_;

@@ -24,28 +24,30 @@ Projection::Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision 
     w_ = p == ops::Precision::kBF16 ? w : ops::fake_quant(w, p, 1);
 }
 
+ops::Fp8Rows Projection::fp8_rows(const at::Tensor& x, const ops::Fp8Rows& xq) const {
+  return xq.q.defined() ? xq : ops::quantize_fp8_rows(x.reshape({-1, x.size(-1)}));
+}
+
 at::Tensor Projection::operator()(const at::Tensor& x, const ops::Fp8Rows& xq) const {
   if (fp8_gemm()) {
-    const at::Tensor y = ops::fp8_linear(xq.q.defined() ? xq : ops::quantize_fp8_rows(x.reshape({-1, x.size(-1)})), w8_,
-                                         b_, x.scalar_type());
     std::vector<int64_t> sizes = x.sizes().vec();
     sizes.back() = out_;
-    return y.view(sizes);
+    return ops::fp8_linear(fp8_rows(x, xq), w8_, b_).view(sizes);
   }
   return dense(ops::fake_quant(x, precision_, -1), w_, b_);
 }
 
-at::Tensor Projection::plus(const at::Tensor& residual, const at::Tensor& x) const {
+at::Tensor Projection::plus(const at::Tensor& residual, const at::Tensor& x, const ops::Fp8Rows& xq) const {
   at::Tensor r = residual.reshape({-1, out_});
-  if (fp8_gemm()) return (*this)(x).reshape({-1, out_}) + r;
-  const at::Tensor xq = ops::fake_quant(x, precision_, -1);
+  if (fp8_gemm()) return ops::fp8_linear(fp8_rows(x, xq), w8_, b_, r);
+  const at::Tensor xs = ops::fake_quant(x, precision_, -1);
   if (b_.defined()) r = r + b_;
-  return at::addmm(r, xq.reshape({-1, xq.size(-1)}), w_.t());
+  return at::addmm(r, xs.reshape({-1, xs.size(-1)}), w_.t());
 }
 
-void Projection::add_to_(at::Tensor& out, const at::Tensor& x) const {
+void Projection::add_to_(at::Tensor& out, const at::Tensor& x, const ops::Fp8Rows& xq) const {
   if (fp8_gemm()) {
-    out.add_((*this)(x));
+    ops::fp8_linear_add_(out, fp8_rows(x, xq), w8_, b_);
     return;
   }
   out.addmm_(ops::fake_quant(x, precision_, -1), w_.t());

@@ -28,7 +28,7 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b =
 
 // A projection x·Wᵀ + b that may run quantized (SPEC §6). FP8 on a GPU that has FP8 GEMMs
 // (ops::fp8_gemm_available; bf16 weights, both dims multiples of 16): the weight stored in E4M3 with
-// one scale per output channel, the input quantized per token at every call, at::_scaled_mm. Else
+// one scale per output channel, the input quantized per token at every call, cuBLASLt. Else
 // simulated by ops::fake_quant: the weight rounded once per output channel, the input per token at
 // every call. kBF16 (the default) keeps both in the model's dtype: a plain dense layer sharing the
 // given weight.
@@ -39,16 +39,17 @@ class Projection {
   // xq: x's rows already quantized by the kernel that produced x (ops::layer_norm_modulate's fp8),
   // read by an FP8 GEMM instead of quantizing x again; undefined: quantized here.
   at::Tensor operator()(const at::Tensor& x, const ops::Fp8Rows& xq = {}) const;
-  // residual + x·Wᵀ + b with the residual added inside the GEMM (one rounding; FP8 GEMMs: after it).
-  // residual: [..., out] with x's leading dims; returns [rows, out].
-  at::Tensor plus(const at::Tensor& residual, const at::Tensor& x) const;
-  // out += x·Wᵀ + b in place (inside the GEMM; FP8 GEMMs: after it). out: [rows, out], x: [rows, in].
-  void add_to_(at::Tensor& out, const at::Tensor& x) const;
+  // residual + x·Wᵀ + b with the residual added inside the GEMM (one rounding). residual: [..., out]
+  // with x's leading dims; returns [rows, out]. xq as operator()'s.
+  at::Tensor plus(const at::Tensor& residual, const at::Tensor& x, const ops::Fp8Rows& xq = {}) const;
+  // out += x·Wᵀ + b in place, inside the GEMM. out: [rows, out], x: [rows, in]; xq as operator()'s.
+  void add_to_(at::Tensor& out, const at::Tensor& x, const ops::Fp8Rows& xq = {}) const;
   int64_t out_features() const { return out_; }
   // Whether the FP8 GEMM runs (else, for a quantized precision, the simulation).
   bool fp8_gemm() const { return w8_.q.defined(); }
 
  private:
+  ops::Fp8Rows fp8_rows(const at::Tensor& x, const ops::Fp8Rows& xq) const;  // xq, else x quantized here
   at::Tensor w_, b_;  // w_: the model-dtype or simulated weight (undefined with an FP8 GEMM)
   ops::Fp8Rows w8_;   // the E4M3 weight and its per-channel scales (FP8 GEMM only)
   ops::Precision precision_ = ops::Precision::kBF16;

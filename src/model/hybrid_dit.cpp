@@ -213,10 +213,12 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
                                cache ? cache->write_offset() : 0);
     }
     cap.put(name + "attn", a);
-    const at::Tensor xc = ops::gate_residual_(x, gate_msa, a, dt);  // and the cross-attention's input
+    ops::Fp8Rows cq;
+    const at::Tensor xc = ops::gate_residual_(x, gate_msa, a, dt,  // and the cross-attention's input
+                                              blk.cross->fp8_input() ? &cq : nullptr);
     mark_region("gate_residual");
 
-    at::Tensor c = blk.cross->forward(xc, caption.kv[i], caption.bias);
+    at::Tensor c = blk.cross->forward(xc, cq, caption.kv[i], caption.bias);
     cap.put(name + "cross_attn", c);
     ops::Fp8Rows fq;
     h = ops::add_layer_norm_modulate_(x, c, shift_mlp, scale_mlp, kLayerNormEps, dt, {},  // x += c first

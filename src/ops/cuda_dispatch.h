@@ -26,7 +26,9 @@ at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, con
                                     const at::Tensor& scale, double eps, at::ScalarType out_dtype,
                                     const at::Tensor& gate, Fp8Rows* fp8);
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
-at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype);
+// fp8 (nullable): also the copy's E4M3 rows (ops::gate_residual_), where float8 types exist.
+at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype,
+                          Fp8Rows* fp8);
 at::Tensor depthwise_glu(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias);
 // ops::vae_conv_input on channels-last frames (channel stride 1, history too); undefined when the
 // layout or the width does not suit the kernel.
@@ -34,6 +36,9 @@ at::Tensor vae_conv_input(const at::Tensor& x, const at::Tensor& history, const 
 #if SS_HAS_FLOAT8
 // x [rows, cols] (rows evenly strided) → E4M3 [rows, cols] and fp32 scales [rows, 1] (ops::quantize_fp8_rows).
 std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x);
+// d = x·wᵀ·(scales) + bias [+ c] through cuBLASLt (ops::fp8_linear); c may be d itself. d and c bf16
+// [M, N] with unit column stride, bias bf16 [N] or undefined.
+void fp8_gemm(const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias, const at::Tensor& c, at::Tensor& d);
 #endif
 
 }  // namespace sanastream::ops::cuda

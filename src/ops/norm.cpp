@@ -60,9 +60,12 @@ at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, con
   return ref::layer_norm_modulate(x, shift, scale, eps, out_dtype);
 }
 
-at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype) {
+at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype,
+                          Fp8Rows* fp8) {
 #ifdef SANASTREAM_HAS_CUDA
-  if (use_cuda({x, gate, branch})) return cuda::gate_residual_(x, gate, branch, copy_dtype);
+  if (use_cuda({x, gate, branch})) return cuda::gate_residual_(x, gate, branch, copy_dtype, fp8);
+#else
+  (void)fp8;
 #endif
   ref::gate_residual_(x, gate, branch);
   return copy_dtype == at::ScalarType::Undefined ? at::Tensor() : x.to(copy_dtype, /*non_blocking=*/false, /*copy=*/true);

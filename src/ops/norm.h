@@ -36,7 +36,9 @@ at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, con
 // x += gate · branch in place, in fp32 (gate undefined: x += branch). With a copy_dtype, also returns
 // the updated x in that dtype, written by the same pass (else an undefined tensor).
 // x: [B, N, C] fp32 contiguous (the residual stream); gate: [B, 1, C]; branch: [B, N, C]
+// fp8 (nullable, with a copy_dtype): receives the copy's rows quantized as quantize_fp8_rows when the
+// CUDA kernel makes them in the same pass (an FP8 GEMM reads the copy next); else left as is.
 at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch,
-                          at::ScalarType copy_dtype = at::ScalarType::Undefined);
+                          at::ScalarType copy_dtype = at::ScalarType::Undefined, Fp8Rows* fp8 = nullptr);
 
 }  // namespace sanastream::ops

@@ -102,17 +102,36 @@ Fp8Rows quantize_fp8_rows(const at::Tensor& x) {
 #endif
 }
 
-at::Tensor fp8_linear(const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias, at::ScalarType out_dtype) {
-#if SS_HAS_FLOAT8
-  SS_CHECK(x.q.size(1) == w.q.size(1) && x.q.size(1) % 16 == 0 && w.q.size(0) % 16 == 0,
+#if SS_HAS_FLOAT8 && defined(SANASTREAM_HAS_CUDA)
+namespace {
+void check_fp8_operands(const Fp8Rows& x, const Fp8Rows& w) {
+  SS_CHECK(x.q.dim() == 2 && w.q.dim() == 2 && x.q.size(1) == w.q.size(1) && x.q.size(1) % 16 == 0 &&
+               w.q.size(0) % 16 == 0,
            "fp8_linear: expected [M, K]·[N, K]ᵀ with K and N multiples of 16, got {} and {}", shape_str(x.q.sizes()),
            shape_str(w.q.sizes()));
-  const std::optional<at::Tensor> b = bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt;
-  return at::_scaled_mm(x.q, w.q.t(), x.scale, w.scale.view({1, -1}), b, std::nullopt, out_dtype);
-#else
-  (void)x, (void)w, (void)bias, (void)out_dtype;
-  SS_FAIL("FP8 GEMMs need PyTorch 2.1 or newer (this build has {}.{})", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
-#endif
+  SS_CHECK(x.q.is_cuda(), "fp8_linear: FP8 GEMMs run on a CUDA device (fp8_gemm_available)");
 }
+}  // namespace
+
+at::Tensor fp8_linear(const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias, const at::Tensor& residual) {
+  check_fp8_operands(x, w);
+  at::Tensor out = at::empty({x.q.size(0), w.q.size(0)}, x.scale.options().dtype(at::kBFloat16));
+  cuda::fp8_gemm(x, w, bias, residual, out);
+  return out;
+}
+
+void fp8_linear_add_(at::Tensor& out, const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias) {
+  check_fp8_operands(x, w);
+  cuda::fp8_gemm(x, w, bias, out, out);
+}
+#else
+at::Tensor fp8_linear(const Fp8Rows&, const Fp8Rows&, const at::Tensor&, const at::Tensor&) {
+  SS_FAIL("FP8 GEMMs need the CUDA build with PyTorch 2.1 or newer (fp8_gemm_available)");
+}
+
+void fp8_linear_add_(at::Tensor&, const Fp8Rows&, const Fp8Rows&, const at::Tensor&) {
+  SS_FAIL("FP8 GEMMs need the CUDA build with PyTorch 2.1 or newer (fp8_gemm_available)");
+}
+#endif
 
 }  // namespace sanastream::ops

@@ -136,7 +136,7 @@ at::Tensor apply_rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at
 }
 
 at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate_in, const at::Tensor& branch_in,
-                          at::ScalarType copy_dtype) {
+                          at::ScalarType copy_dtype, Fp8Rows* fp8) {
   check_residual(x, "gate_residual_");
   at::Tensor branch = branch_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
@@ -154,6 +154,16 @@ at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate_in, const at::Te
   p.channels = C;
   p.branch_type = elem_type(branch);
   p.copy_type = copy.defined() ? elem_type(copy) : kernels::ElemType::kF32;
+#if SS_HAS_FLOAT8
+  if (fp8 && copy.defined() && C <= 16384) {
+    fp8->q = at::empty({B * N, C}, x.options().dtype(at::kFloat8_e4m3fn));
+    fp8->scale = at::empty({B * N, 1}, x.options().dtype(at::kFloat));
+    p.fp8 = fp8->q.data_ptr();
+    p.fp8_scales = fp8->scale.data_ptr<float>();
+  }
+#else
+  (void)fp8;
+#endif
   check_cuda(kernels::gate_residual(p, stream_of(x)), "gate_residual");
   return copy;
 }
