@@ -49,6 +49,17 @@ if(SANASTREAM_CUDA)
   set(CMAKE_CUDA_STANDARD 17)
   enable_language(CUDA)
   find_package(CUDAToolkit REQUIRED)
+  # cuDNN's backend API for the VAE's FP8 convolutions (issue 15); without it they are simulated.
+  find_path(CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(CUDNN_LIBRARY NAMES cudnn libcudnn.so.9
+               HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib ${CUDAToolkit_LIBRARY_ROOT}/lib64)
+  if(CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
+    set(SANASTREAM_CUDNN ON)
+    message(STATUS "sanastream: cuDNN ${CUDNN_LIBRARY} (the VAE's FP8 convolutions)")
+  else()
+    set(SANASTREAM_CUDNN OFF)
+    message(STATUS "sanastream: no cuDNN headers and library; the VAE's FP8 convolutions are simulated")
+  endif()
 endif()
 
 # --- FFmpeg (video I/O) -------------------------------------------------------------------------

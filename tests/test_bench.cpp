@@ -85,11 +85,18 @@ TEST(Bench, APlanQuantizesTheDitAndIsReported) {
   EXPECT_EQ(j["config"]["plan"], dir + "/plan.json");
   EXPECT_EQ(j["config"]["plan_execution"], "simulated") << "on the CPU";
   EXPECT_GT(j["dit_fps"].get<double>(), 0);
+  // A plan with the VAE's resnets in FP8 on a VAE part: simulated on the CPU, and said so.
+  std::ofstream(dir + "/vae.json") << R"({"format": "sanastream-quant-plan", "version": 1, "groups": [],
+      "vae": "fp8"})";
+  auto v = run_cli({"bench", "--part", "vae-decode", "--model", dir + "/pkg", "--device", "cpu", "--dtype", "fp32",
+                    "--size", "96x64", "--latent-frames", "14", "--plan", dir + "/vae.json", "--json", dir + "/v.json"});
+  ASSERT_EQ(v.exit_code, 0) << v.err;
+  EXPECT_EQ(json::parse(std::ifstream(dir + "/v.json"))["config"]["plan_execution"], "VAE simulated");
   std::ofstream(dir + "/deep.json") << R"({"format": "sanastream-quant-plan", "version": 1, "groups": [
       {"layers": ["attn.q"], "blocks": [0, 5], "precision": "int8"}]})";
   for (const auto& [plan, part, message] :
        std::vector<std::tuple<std::string, std::string, std::string>>{
-           {dir + "/plan.json", "vae-encode", "--plan quantizes the DiT"},
+           {dir + "/plan.json", "gdn", "--plan quantizes the DiT and the VAE"},
            {dir + "/none.json", "dit", "no file"},
            {dir + "/deep.json", "dit", "the model has 2"}}) {
     auto bad = base;

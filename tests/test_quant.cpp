@@ -128,6 +128,15 @@ TEST(QuantPlan, TheFileRoundTrips) {
   model::save_quant_plan(path, plan);
   EXPECT_FALSE(test::file_exists(path + ".part"));
   EXPECT_EQ(model::load_quant_plan(path).to_json(), plan.to_json());
+  EXPECT_FALSE(plan.to_json().contains("vae")) << "bf16, the default, is not written";
+  nlohmann::json with_vae = plan_json();
+  with_vae["vae"] = "fp8";
+  const model::QuantPlan vae_plan = model::QuantPlan::from_json(with_vae);
+  EXPECT_EQ(vae_plan.vae, Precision::kFP8);
+  EXPECT_EQ(model::QuantPlan::from_json(vae_plan.to_json()).to_json(), vae_plan.to_json());
+  nlohmann::json vae_only = {{"format", "sanastream-quant-plan"}, {"version", 1}, {"groups", nlohmann::json::array()},
+                             {"vae", "fp8"}};
+  EXPECT_FALSE(model::QuantPlan::from_json(vae_only).empty()) << "a plan with only the VAE in FP8 is a plan";
 }
 
 TEST(QuantPlan, BadPlansAreOneClearError) {
@@ -149,6 +158,11 @@ TEST(QuantPlan, BadPlansAreOneClearError) {
   j["groups"][0]["precision"] = "fp16";
   EXPECT_NE(error(j).find("expected bf16, fp8 or int8"), std::string::npos);
   j = plan_json();
+  j["vae"] = "int8";
+  EXPECT_NE(error(j).find("\"vae\": the VAE's convolutions take bf16 or fp8"), std::string::npos);
+  j["vae"] = 8;
+  EXPECT_NE(error(j).find("\"vae\" must be"), std::string::npos);
+  j = plan_json();
   j["version"] = 2;
   EXPECT_NE(error(j).find("version 2 is not supported"), std::string::npos);
   EXPECT_NE(error(nlohmann::json::array()).find("\"format\""), std::string::npos);
@@ -168,6 +182,19 @@ TEST(QuantPlan, TheCommittedPlansFitTheirModels) {
     EXPECT_EQ(demo.block(7)(layer), Precision::kFP8) << layer;
   }
   EXPECT_NE(test::error_of([&] { demo.check_depth(7); }).find("the model has 7"), std::string::npos);
+  // The plan quantize --profile chose on the H200 (docs/QUANT.md): all FP8 but cross_attn.proj in
+  // blocks 0–5 and 14–19.
+  const model::QuantPlan searched = model::load_quant_plan(dir + "searched-2b-h200.json");
+  searched.check_depth(20);
+  EXPECT_EQ(searched.block(0)("cross_attn.proj"), Precision::kBF16);
+  EXPECT_EQ(searched.block(6)("cross_attn.proj"), Precision::kFP8);
+  EXPECT_EQ(searched.block(19)("cross_attn.proj"), Precision::kBF16);
+  EXPECT_EQ(searched.block(19)("mlp.t_conv"), Precision::kFP8);
+  EXPECT_EQ(searched.vae, Precision::kBF16);
+  const model::QuantPlan with_vae = model::load_quant_plan(dir + "fp8-all-vae-2b.json");
+  with_vae.check_depth(20);
+  EXPECT_EQ(with_vae.vae, Precision::kFP8);
+  EXPECT_EQ(with_vae.block(0)("attn.q"), Precision::kFP8);
 }
 
 // The DiT under a plan (CPU, fp32): the quantized projections change the output by the formats'

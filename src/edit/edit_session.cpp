@@ -292,8 +292,10 @@ json run_edit(const EditRequest& r, const ProgressFn& progress) {
   Runtime vae_rt = rt;
   if (r.gpus == 2 && rt.is_cuda()) vae_rt.device = at::Device(at::kCUDA, 1);
   const int64_t vae_call_latents = vae_call_latents_for(r.vae_call_latents, vae_rt);
-  auto dit = pipeline::load_package_dit(pkg, variant, rt, model::load_quant_plan(r.plan));
+  const model::QuantPlan quant = model::load_quant_plan(r.plan);
+  auto dit = pipeline::load_package_dit(pkg, variant, rt, quant);
   auto vae = pipeline::load_package_vae(pkg, vae_rt);
+  vae->set_resnet_precision(quant.vae);
   SS_CHECK(whole_clip || pkg.vae.decoder == model::VaeDecoderKind::kCausal,
            "model {}: the streaming edit decodes with the causal VAE decoder; model.json names '{}'", pkg.dir,
            model::decoder_kind_name(pkg.vae.decoder));

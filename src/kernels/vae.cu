@@ -1,5 +1,7 @@
 #include "kernels/vae.h"
 
+#include <cuda_fp8.h>
+
 namespace sanastream::kernels {
 
 namespace {
@@ -23,8 +25,26 @@ __device__ __forceinline__ int64_t source_index(int64_t i, int64_t n, PadMode mo
 // Two MUFU operations an element (ex2 and the reciprocal of SiLU's fast division): with IEEE
 // division and expf the kernel issued ~40 instructions an element and ran at a quarter of the
 // memory bandwidth. __fdividef returns 0 for denominators past 2^126 (n < −87), SiLU's limit anyway.
-template <typename T, int kWidth, int kPieces, int kRows>
+// The element type of the output: T, or E4M3 bytes (kFp8).
+template <typename T, bool kFp8>
+using OutElem = std::conditional_t<kFp8, __nv_fp8_storage_t, T>;
+
+template <int kWidth>
+__device__ __forceinline__ void store_fp8(__nv_fp8_storage_t* out, const float (&v)[kWidth], float scale) {
+  __nv_fp8_storage_t e[kWidth];
+#pragma unroll
+  for (int i = 0; i < kWidth; ++i) e[i] = __nv_cvt_float_to_fp8(v[i] / scale, __NV_SATFINITE, __NV_E4M3);
+  if constexpr (kWidth == 4) {
+    *reinterpret_cast<uint32_t*>(out) =
+        uint32_t(e[0]) | uint32_t(e[1]) << 8 | uint32_t(e[2]) << 16 | uint32_t(e[3]) << 24;
+  } else {
+    out[0] = e[0];
+  }
+}
+
+template <typename T, int kWidth, int kPieces, int kRows, bool kFp8>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32) vae_conv_input_kernel(VaeConvInputParams p) {
+  using Y = OutElem<T, kFp8>;
   const int lane = threadIdx.x & 31;
   const int64_t Hp = p.height + 2 * p.pad, Wp = p.width + 2 * p.pad, Tw = p.out_frames - p.out_begin;
   const int64_t rows = p.batch * Tw * Hp * Wp, C = p.channels;
@@ -34,7 +54,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) vae_conv_input_kernel(Vae
   // The first row's position; the others follow along W, then H, T and B.
   int64_t wo = r % Wp, ho = (r / Wp) % Hp, to = p.out_begin + (r / (Wp * Hp)) % Tw, b = r / (Wp * Hp * Tw);
   const T* x[kRows];
-  T* out[kRows];
+  Y* out[kRows];
 #pragma unroll
   for (int j = 0; j < kRows; ++j) {
     if (j > 0 && ++wo == Wp) {
@@ -48,7 +68,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) vae_conv_input_kernel(Vae
     const int64_t h = source_index(ho - p.pad, p.height, p.mode), w = source_index(wo - p.pad, p.width, p.mode);
     x[j] = static_cast<const T*>(p.x) + b * p.x_strides[0] + t * p.x_strides[1] + h * p.x_strides[2] +
            w * p.x_strides[3];
-    out[j] = static_cast<T*>(p.out) + b * p.out_strides[0] + to * p.out_strides[1] + ho * p.out_strides[2] +
+    out[j] = static_cast<Y*>(p.out) + b * p.out_strides[0] + to * p.out_strides[1] + ho * p.out_strides[2] +
              wo * p.out_strides[3];
   }
   float v[kRows][kPieces][kWidth];
@@ -84,7 +104,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) vae_conv_input_kernel(Vae
           v[j][k][i] = __fdividef(n, 1.f + __expf(-n));
         }
       }
-      store_n<kWidth>(out[j] + c, v[j][k]);
+      if constexpr (kFp8) {
+#pragma unroll
+        for (int i = 0; i < kWidth; ++i) v[j][k][i] = to_f32(from_f32<T>(v[j][k][i]));
+        store_fp8<kWidth>(out[j] + c, v[j][k], p.fp8_scale);
+      } else {
+        store_n<kWidth>(out[j] + c, v[j][k]);
+      }
     }
   }
 }
@@ -94,7 +120,10 @@ template <typename T, int kWidth, int kPieces>
 void launch_pieces(const VaeConvInputParams& p, int64_t rows, cudaStream_t stream) {
   constexpr int kRows = kPieces >= 4 ? 1 : 4 / kPieces;
   const unsigned grid = static_cast<unsigned>((rows + kWarpsPerBlock * kRows - 1) / (kWarpsPerBlock * kRows));
-  vae_conv_input_kernel<T, kWidth, kPieces, kRows><<<grid, kWarpsPerBlock * 32, 0, stream>>>(p);
+  if (p.fp8_scale > 0.f)
+    vae_conv_input_kernel<T, kWidth, kPieces, kRows, true><<<grid, kWarpsPerBlock * 32, 0, stream>>>(p);
+  else
+    vae_conv_input_kernel<T, kWidth, kPieces, kRows, false><<<grid, kWarpsPerBlock * 32, 0, stream>>>(p);
 }
 
 template <typename T, int kWidth>
@@ -116,8 +145,8 @@ cudaError_t vae_conv_input(const VaeConvInputParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   const int64_t rows = p.batch * (p.out_frames - p.out_begin) * (p.height + 2 * p.pad) * (p.width + 2 * p.pad);
   if (rows == 0) return cudaSuccess;
-  const int64_t eb = elem_bytes(p.type);
-  bool vec = p.channels % 4 == 0 && is_aligned(p.x, 4 * eb) && is_aligned(p.out, 4 * eb);
+  const int64_t eb = elem_bytes(p.type), out_eb = p.fp8_scale > 0.f ? 1 : eb;
+  bool vec = p.channels % 4 == 0 && is_aligned(p.x, 4 * eb) && is_aligned(p.out, 4 * out_eb);
   for (int i = 0; i < 4; ++i) vec = vec && p.x_strides[i] % 4 == 0 && p.out_strides[i] % 4 == 0;
   SS_DISPATCH_ELEM(p.type, T, { return vec ? launch<T, 4>(p, rows, stream) : launch<T, 1>(p, rows, stream); });
   return cudaErrorInvalidValue;

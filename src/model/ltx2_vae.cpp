@@ -192,6 +192,12 @@ Ltx2Vae::Ltx2Vae(const io::TensorMap& weights, Ltx2VaeConfig cfg, const Runtime&
   b.check_all_used();
 }
 
+void Ltx2Vae::set_resnet_precision(ops::Precision p) {
+  enc_->set_resnet_precision(p);
+  dec_->set_resnet_precision(p);
+  resnet_precision_ = p;
+}
+
 void Ltx2Vae::check_frames(const at::Tensor& v, bool whole_clip) const {
   const int64_t sr = cfg_.spatial_ratio(), tr = cfg_.temporal_ratio();
   SS_CHECK(v.dim() == 5 && v.size(1) == cfg_.in_channels,

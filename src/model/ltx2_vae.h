@@ -67,6 +67,11 @@ class Ltx2Vae {
   at::Tensor decode(const at::Tensor& latents, VaeDecoderKind kind, const VaeTiling& tiling = {},
                     const VaeChunkTile& chunk_tile = {}) const;
 
+  // The resnets' 3×3×3 convolutions in p (a plan's "vae", docs/QUANT.md): kFP8 runs them on cuDNN's
+  // FP8 convolution where it exists, else simulates it; the other convolutions stay in the model dtype.
+  void set_resnet_precision(ops::Precision p);
+  ops::Precision resnet_precision() const { return resnet_precision_; }
+
   const VaeEncoder& encoder() const { return *enc_; }
   const VaeDecoder& decoder() const { return *dec_; }
   // Input checks with one clear message each (shared by the streams).
@@ -82,6 +87,7 @@ class Ltx2Vae {
   std::unique_ptr<VaeEncoder> enc_;
   std::unique_ptr<VaeDecoder> dec_;
   at::Tensor mean_, std_;  // [1, Cl, 1, 1, 1] model dtype
+  ops::Precision resnet_precision_ = ops::Precision::kBF16;
 };
 
 // Causal encoding in pieces: push() takes any number of frames and returns the latent frames they

@@ -128,21 +128,39 @@ void VaeBuildContext::check_all_used() const {
 // ---------------------------------------------------------------------------------------------------
 
 VaeConv::VaeConv(VaeBuildContext& b, const std::string& key, int64_t in, int64_t out, VaePadding pad, int64_t stride)
-    : pad_(pad), stride_(stride), slot_(b.new_slot()), fmt_(b.format()) {
+    : in_(in), pad_(pad), stride_(stride), slot_(b.new_slot()), fmt_(b.format()) {
   w_ = b.take(key + ".conv.weight", {out, in, 3, 3, 3});
   b_ = b.take(key + ".conv.bias", {out});
 }
 
 void VaeConv::keep_outputs(int64_t n) {
+  SS_CHECK(precision_ == ops::Precision::kBF16, "VAE: keep_outputs on a quantized convolution");
   w_ = w_.narrow(0, 0, n).contiguous(fmt_);
   b_ = b_.narrow(0, 0, n).contiguous();
 }
 
+void VaeConv::set_precision(ops::Precision p) {
+  SS_CHECK(p != ops::Precision::kINT8, "VAE: the convolutions run in bf16 or fp8, not int8");
+  if (p == precision_) return;
+  SS_CHECK(precision_ == ops::Precision::kBF16, "VAE: a convolution's precision is set once");
+  precision_ = p;
+  const int64_t out = out_channels();
+  if (ops::conv3d_fp8_available(w_.device(), w_.scalar_type()) && fmt_ == at::MemoryFormat::ChannelsLast3d &&
+      in_ % 16 == 0 && out % 16 == 0) {
+    w8_ = ops::quantize_conv_weight_fp8(w_);
+    out_scale_ = w8_.scale * ops::vae_fp8_input_scale(in_);
+    bias_f32_ = b_.to(at::kFloat);
+    w_ = at::Tensor();
+  } else {
+    w_ = ops::fake_quant_conv_weight(w_);
+  }
+}
+
 at::Tensor VaeConv::forward(const at::Tensor& x, bool causal, VaeCache* cache, bool norm_silu) const {
-  const int64_t kt = w_.size(2), kh = w_.size(3), kw = w_.size(4), ph = kh / 2, pw = kw / 2, s = stride_;
-  SS_CHECK(ph == pw, "VAE: square spatial kernels expected, got {}x{}", kh, kw);
+  SS_CHECK(precision_ != ops::Precision::kFP8 || norm_silu, "VAE: FP8 convolutions take the resnets' SiLU(norm) inputs");
+  const int64_t kt = 3, kh = 3, kw = 3, ph = kh / 2, pw = kw / 2, s = stride_;
   auto empty = [&]() {
-    return at::empty({x.size(0), w_.size(0), 0, (x.size(3) + 2 * ph - kh) / s + 1, (x.size(4) + 2 * pw - kw) / s + 1},
+    return at::empty({x.size(0), out_channels(), 0, (x.size(3) + 2 * ph - kh) / s + 1, (x.size(4) + 2 * pw - kw) / s + 1},
                      x.options());
   };
   // The padded input sequence [B, in, T', H + 2·ph, W + 2·pw] (zero padding is the convolution's).
@@ -151,6 +169,8 @@ at::Tensor VaeConv::forward(const at::Tensor& x, bool causal, VaeCache* cache, b
   spec.mode = pad_mode(pad_);
   spec.norm_silu = norm_silu;
   spec.eps = kPixelNormEps;
+  const double fp8_scale = precision_ == ops::Precision::kFP8 ? ops::vae_fp8_input_scale(in_) : 0.0;
+  if (w8_.q.defined()) spec.fp8_scale = fp8_scale;  // the conv-input kernel writes E4M3
   at::Tensor seq;
   if (causal) {
     VaeCacheSlot* slot = cache ? &cache->slots.at(slot_) : nullptr;
@@ -173,7 +193,13 @@ at::Tensor VaeConv::forward(const at::Tensor& x, bool causal, VaeCache* cache, b
   }
   mark_region(norm_silu ? "vae.norm_silu_pad" : "vae.pad");
   const int64_t zp = pad_ == VaePadding::kZeros ? ph : 0;
-  at::Tensor y = at::conv3d(seq, w_, b_, {s, s, s}, {0, zp, zp});
+  at::Tensor y;
+  if (w8_.q.defined()) {
+    y = ops::conv3d_fp8(seq, w8_.q, out_scale_, bias_f32_, s, zp);
+  } else {
+    if (fp8_scale > 0) seq = ops::fake_quant_conv_input(seq, fp8_scale);  // the simulation
+    y = at::conv3d(seq, w_, b_, {s, s, s}, {0, zp, zp});
+  }
   mark_region("vae.conv");
   return y;
 }
@@ -188,6 +214,11 @@ VaeResnet::VaeResnet(VaeBuildContext& b, const std::string& p, int64_t in, int64
     short_w_ = b.take(p + ".conv_shortcut.weight", {out, in, 1, 1, 1});
     short_b_ = b.take(p + ".conv_shortcut.bias", {out});
   }
+}
+
+void VaeResnet::set_precision(ops::Precision p) {
+  conv1_.set_precision(p);
+  conv2_.set_precision(p);
 }
 
 at::Tensor VaeResnet::forward(const at::Tensor& x, bool causal, VaeCache* cache) const {
@@ -315,6 +346,12 @@ VaeEncoder::VaeEncoder(VaeBuildContext& b, const Ltx2VaeConfig& c) : patch_(c.pa
   slots_ = b.slots();
 }
 
+void VaeEncoder::set_resnet_precision(ops::Precision p) {
+  for (Block& blk : blocks_)
+    for (VaeResnet& r : blk.resnets) r.set_precision(p);
+  for (VaeResnet& r : mid_) r.set_precision(p);
+}
+
 at::Tensor VaeEncoder::forward(const at::Tensor& video, bool causal, VaeCache* cache) const {
   // Patchify: [B, C, F, H, W] → [B, C·p·p, F, H/p, W/p], channel = (c·p + pw)·p + ph (diffusers' order).
   const int64_t B = video.size(0), C = video.size(1), F = video.size(2), p = patch_;
@@ -370,6 +407,14 @@ VaeDecoder::VaeDecoder(VaeBuildContext& b, const Ltx2VaeConfig& c) : patch_(c.pa
   }
   conv_out_ = std::make_unique<VaeConv>(b, "decoder.conv_out", ch, c.out_channels * c.patch_size * c.patch_size, pad);
   slots_ = b.slots();
+}
+
+void VaeDecoder::set_resnet_precision(ops::Precision p) {
+  for (VaeResnet& r : mid_) r.set_precision(p);
+  for (Block& blk : blocks_) {
+    if (blk.conv_in) blk.conv_in->set_precision(p);
+    for (VaeResnet& r : blk.resnets) r.set_precision(p);
+  }
 }
 
 at::Tensor VaeDecoder::forward(const at::Tensor& latents, bool causal, VaeCache* cache) const {

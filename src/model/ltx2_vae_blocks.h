@@ -16,6 +16,7 @@
 
 #include "io/safetensors.h"
 #include "model/ltx2_vae_config.h"
+#include "ops/vae.h"
 
 namespace sanastream::model {
 
@@ -70,12 +71,19 @@ class VaeConv {
   // input frames the next call's first output window needs, so split inputs give the whole-clip
   // result; T may be 0.
   at::Tensor forward(const at::Tensor& x, bool causal, VaeCache* cache, bool norm_silu = false) const;
-  int64_t out_channels() const { return w_.size(0); }
+  int64_t out_channels() const { return b_.size(0); }
   // Keeps only the first n output channels (the encoder head's mode()).
   void keep_outputs(int64_t n);
+  // Runs the convolution in `p` (kBF16: the model dtype; kFP8, for convolutions fed by norm_silu only:
+  // ops::conv3d_fp8 where it runs, else its simulation). docs/QUANT.md, "The VAE in FP8".
+  void set_precision(ops::Precision p);
 
  private:
-  at::Tensor w_, b_;  // [out, in, kt, kh, kw], [out]
+  at::Tensor w_, b_;  // [out, in, kt, kh, kw] (undefined with the FP8 convolution), [out]
+  ops::Precision precision_ = ops::Precision::kBF16;
+  ops::Fp8ConvWeight w8_;  // the FP8 convolution's weight (else undefined)
+  at::Tensor out_scale_, bias_f32_;  // the FP8 convolution's [out] fp32 scale (input × weight) and bias
+  int64_t in_ = 0;
   VaePadding pad_;
   int64_t stride_;
   int slot_;
@@ -88,6 +96,7 @@ class VaeResnet {
  public:
   VaeResnet(VaeBuildContext& b, const std::string& prefix, int64_t in, int64_t out, double eps, VaePadding pad);
   at::Tensor forward(const at::Tensor& x, bool causal, VaeCache* cache) const;  // [B, in, T, H, W] → [B, out, …]
+  void set_precision(ops::Precision p);  // both 3×3×3 convolutions (VaeConv::set_precision)
 
  private:
   VaeConv conv1_, conv2_;
@@ -136,6 +145,7 @@ class VaeEncoder {
   // video: [B, Cin, F, H, W] → mode [B, Cl, T, H/sr, W/sr] in the model dtype.
   at::Tensor forward(const at::Tensor& video, bool causal, VaeCache* cache) const;
   int cache_slots() const { return slots_; }
+  void set_resnet_precision(ops::Precision p);  // every resnet's convolutions
 
  private:
   struct Block {
@@ -159,6 +169,7 @@ class VaeDecoder {
   // latents (denormalised): [B, Cl, T, h, w] → frames [B, Cout, F, h·sr, w·sr] in the model dtype.
   at::Tensor forward(const at::Tensor& latents, bool causal, VaeCache* cache) const;
   int cache_slots() const { return slots_; }
+  void set_resnet_precision(ops::Precision p);  // every resnet's convolutions
 
  private:
   struct Block {

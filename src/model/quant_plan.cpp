@@ -59,7 +59,9 @@ json QuantPlan::to_json() const {
     gs.push_back({{"layers", g.layers},
                   {"blocks", {g.first_block, g.last_block}},
                   {"precision", ops::precision_name(g.precision)}});
-  return {{"format", kFormat}, {"version", kVersion}, {"groups", gs}, {"measurements", measurements}};
+  json j = {{"format", kFormat}, {"version", kVersion}, {"groups", gs}, {"measurements", measurements}};
+  if (vae != ops::Precision::kBF16) j["vae"] = ops::precision_name(vae);
+  return j;
 }
 
 QuantPlan QuantPlan::from_json(const json& j) {
@@ -100,6 +102,12 @@ QuantPlan QuantPlan::from_json(const json& j) {
       q.layers.push_back(name);
     }
     plan.groups.push_back(std::move(q));
+  }
+  if (j.contains("vae")) {
+    SS_CHECK(j["vae"].is_string(), "quantization plan: \"vae\" must be \"bf16\" or \"fp8\"");
+    plan.vae = ops::parse_precision(j["vae"].get<std::string>());
+    SS_CHECK(plan.vae != ops::Precision::kINT8, "quantization plan: \"vae\": the VAE's convolutions take bf16 or fp8, "
+             "not int8");
   }
   if (j.contains("measurements")) plan.measurements = j["measurements"];
   return plan;

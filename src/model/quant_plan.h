@@ -2,8 +2,9 @@
 // run in which precision, by layer group and depth band. The file:
 //   {"format": "sanastream-quant-plan", "version": 1,
 //    "groups": [{"layers": ["attn.q", "attn.k", "attn.v"], "blocks": [0, 5], "precision": "fp8"}, …],
-//    "measurements": {…}}
+//    "vae": "fp8", "measurements": {…}}
 // "blocks" is an inclusive range; "measurements" holds what a search measured and is kept as written.
+// "vae" (optional, default "bf16"): the precision of the VAE resnets' 3×3×3 convolutions.
 // A layer no group names stays in the model's dtype. Groups name quantizable projections only (the
 // gates, embedders, final layer and depthwise conv stay BF16, SPEC §6) and never the same (block,
 // layer) twice.
@@ -36,9 +37,10 @@ struct QuantGroup {
 
 struct QuantPlan {
   std::vector<QuantGroup> groups;
+  ops::Precision vae = ops::Precision::kBF16;  // the VAE resnets' convolutions
   nlohmann::json measurements = nlohmann::json::object();
 
-  bool empty() const { return groups.empty(); }
+  bool empty() const { return groups.empty() && vae == ops::Precision::kBF16; }
   // The precisions of block `block`'s layers.
   BlockPrecisions block(int64_t block) const;
   // Throws unless every group's blocks lie in [0, depth).

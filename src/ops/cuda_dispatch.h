@@ -40,5 +40,11 @@ std::pair<at::Tensor, at::Tensor> quantize_fp8_rows(const at::Tensor& x);
 // [M, N] with unit column stride, bias bf16 [N] or undefined.
 void fp8_gemm(const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias, const at::Tensor& c, at::Tensor& d);
 #endif
+#if SS_HAS_FLOAT8 && defined(SANASTREAM_HAS_CUDNN_FP8)
+// ops::conv3d_fp8 through cuDNN's backend API; whether the loaded cuDNN has it (version 9+).
+bool cudnn_fp8_conv_supported();
+at::Tensor conv3d_fp8(const at::Tensor& xq, const at::Tensor& wq, const at::Tensor& out_scale, const at::Tensor& bias,
+                      int64_t stride, int64_t pad);
+#endif
 
 }  // namespace sanastream::ops::cuda

@@ -1,7 +1,10 @@
 #include "ops/vae.h"
 
+#include <cmath>
+
 #include "core/compare.h"
 #include "core/error.h"
+#include "core/torch_compat.h"
 #include "ops/ref/ref.h"
 #ifdef SANASTREAM_HAS_CUDA
 #include "ops/cuda_dispatch.h"
@@ -25,13 +28,76 @@ at::Tensor vae_conv_input(const at::Tensor& x, const at::Tensor& history, const 
                  history.size(3) == H + 2 * s.pad && history.size(4) == W + 2 * s.pad,
              "vae_conv_input: history {} does not match frames {} padded by {}", shape_str(history.sizes()),
              shape_str(x.sizes()), s.pad);
+  SS_CHECK(s.fp8_scale == 0 || s.norm_silu, "vae_conv_input: FP8 output is for the resnets' SiLU(norm) inputs");
 #ifdef SANASTREAM_HAS_CUDA
   if (x.is_cuda() && !ref::reference_mode() && !ref::records_grad({x, history})) {
     at::Tensor out = cuda::vae_conv_input(x, history, s);
     if (out.defined()) return out;
   }
 #endif
+  SS_CHECK(s.fp8_scale == 0, "vae_conv_input: FP8 output runs on CUDA only (the simulation quantizes the "
+           "model-dtype output instead)");
   return ref::vae_conv_input(x, history, s);
+}
+
+double vae_fp8_input_scale(int64_t channels) {
+  return std::sqrt(static_cast<double>(channels)) / format_max(Precision::kFP8);
+}
+
+namespace {
+// One scale per output channel of w [K, ...]: absmax / 448 (1 for an all-zero channel), shaped [K].
+at::Tensor channel_scales(const at::Tensor& wf) {
+  const at::Tensor absmax = std::get<0>(at::abs(wf).reshape({wf.size(0), -1}).max(1));
+  return at::where(absmax > 0, absmax / format_max(Precision::kFP8), at::ones_like(absmax));
+}
+at::Tensor per_channel(const at::Tensor& v, int64_t dims) {  // [K] → [K, 1, …] to broadcast over a weight
+  std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
+  shape[0] = v.size(0);
+  return v.view(shape);
+}
+}  // namespace
+
+at::Tensor fake_quant_conv_weight(const at::Tensor& w) {
+  const at::Tensor wf = w.to(at::kFloat), scale = per_channel(channel_scales(wf), w.dim());
+  return (round_to_grid(wf / scale, Precision::kFP8) * scale).to(w.scalar_type()).contiguous(w.suggest_memory_format());
+}
+
+at::Tensor fake_quant_conv_input(const at::Tensor& x, double scale) {
+  return (round_to_grid(x.to(at::kFloat) / scale, Precision::kFP8) * scale).to(x.scalar_type());
+}
+
+Fp8ConvWeight quantize_conv_weight_fp8(const at::Tensor& w) {
+#if SS_HAS_FLOAT8
+  const at::Tensor wf = w.to(at::kFloat), scale = channel_scales(wf);
+  const at::Tensor q = round_to_grid(wf / per_channel(scale, w.dim()), Precision::kFP8).to(at::kFloat8_e4m3fn);
+  return {q.contiguous(w.suggest_memory_format()), scale};
+#else
+  (void)w;
+  SS_FAIL("FP8 tensors need PyTorch 2.1 or newer (this build has {}.{})", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
+#endif
+}
+
+bool conv3d_fp8_available(const at::Device& device, at::ScalarType dtype) {
+#if defined(SANASTREAM_HAS_CUDNN_FP8) && SS_HAS_FLOAT8
+  return fp8_gemm_available(device, dtype) && cuda::cudnn_fp8_conv_supported();
+#else
+  (void)device, (void)dtype;
+  return false;
+#endif
+}
+
+at::Tensor conv3d_fp8(const at::Tensor& xq, const at::Tensor& wq, const at::Tensor& out_scale, const at::Tensor& bias,
+                      int64_t stride, int64_t pad) {
+  SS_CHECK(xq.dim() == 5 && wq.dim() == 5 && xq.size(1) == wq.size(1) && out_scale.numel() == wq.size(0) &&
+               bias.numel() == wq.size(0),
+           "conv3d_fp8: expected x [B, C, T, H, W], w [K, C, kt, kh, kw], K scales and biases; got {}, {}, {}, {}",
+           shape_str(xq.sizes()), shape_str(wq.sizes()), out_scale.numel(), bias.numel());
+#if defined(SANASTREAM_HAS_CUDNN_FP8) && SS_HAS_FLOAT8
+  return cuda::conv3d_fp8(xq, wq, out_scale, bias, stride, pad);
+#else
+  (void)stride, (void)pad;
+  SS_FAIL("conv3d_fp8: FP8 convolutions need the CUDA build with cuDNN 9 (conv3d_fp8_available)");
+#endif
 }
 
 }  // namespace sanastream::ops

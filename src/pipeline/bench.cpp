@@ -139,8 +139,9 @@ BenchSetup make_setup(const BenchOptions& opt) {
   SS_CHECK(opt.vae_call_latents == 0 || opt.part == "e2e", "--vae-call-latents: expected --part e2e, got {}",
            opt.part);
   SS_CHECK(!opt.text_encoder || opt.part == "e2e", "--text-encoder: expected --part e2e, got {}", opt.part);
-  SS_CHECK(opt.plan.empty() || opt.part == "dit" || opt.part == "e2e",
-           "--plan quantizes the DiT: expected --part dit or e2e, got {}", opt.part);
+  SS_CHECK(opt.plan.empty() || opt.part != "gdn",
+           "--plan quantizes the DiT and the VAE: expected --part dit, e2e, vae-encode or vae-decode, got {}",
+           opt.part);
   BenchSetup b;
   // A package's own compression (the VAE's ratio × the DiT's patch); LTX-2's 32 otherwise.
   int64_t multiple = b.spatial;
@@ -182,19 +183,24 @@ std::unique_ptr<model::HybridDit> bench_dit_model(const BenchOptions& opt, const
 }
 
 // Without --model: the LTX-2 VAE's shapes (the diffusers defaults) with seeded random weights.
-std::unique_ptr<model::Ltx2Vae> bench_vae_model(const BenchOptions& opt, const Runtime& rt, std::string* name) {
+// The plan's "vae" precision applied to its resnets' convolutions.
+std::unique_ptr<model::Ltx2Vae> bench_vae_model(const BenchOptions& opt, const model::QuantPlan& plan,
+                                                const Runtime& rt, std::string* name) {
   const model::VaeLayout layout = model::parse_vae_layout(opt.vae_layout);
+  std::unique_ptr<model::Ltx2Vae> vae;
   if (is_package(opt.model)) {
     *name = opt.model;
-    return load_package_vae(load_model_package(opt.model), rt, layout);
-  }
-  if (!opt.model.empty()) {
+    vae = load_package_vae(load_model_package(opt.model), rt, layout);
+  } else if (!opt.model.empty()) {
     *name = opt.model;
-    return model::load_ltx2_vae(model::resolve_ltx2_vae_source(opt.model), rt, layout);
+    vae = model::load_ltx2_vae(model::resolve_ltx2_vae_source(opt.model), rt, layout);
+  } else {
+    *name = "ltx2-vae-random";
+    const model::Ltx2VaeConfig cfg;
+    vae = std::make_unique<model::Ltx2Vae>(model::random_ltx2_vae_weights(cfg, opt.seed, rt.dtype), cfg, rt, layout);
   }
-  *name = "ltx2-vae-random";
-  const model::Ltx2VaeConfig cfg;
-  return std::make_unique<model::Ltx2Vae>(model::random_ltx2_vae_weights(cfg, opt.seed, rt.dtype), cfg, rt, layout);
+  vae->set_resnet_precision(plan.vae);
+  return vae;
 }
 
 model::VaeTiling bench_tiling(const BenchOptions& opt, const Runtime& rt) {
@@ -291,7 +297,7 @@ at::Tensor random_frames(const BenchSetup& b, int64_t c, int64_t tr) {
 void bench_vae(const BenchOptions& opt, const BenchSetup& b, json& r, bool encode) {
   const Runtime& rt = b.rt;
   std::string model_name;
-  auto vae = bench_vae_model(opt, rt, &model_name);
+  auto vae = bench_vae_model(opt, b.plan, rt, &model_name);
   const model::VaeTiling tiling = bench_tiling(opt, rt);
   const int64_t tr = vae->config().temporal_ratio();
   // Inputs made before the clock starts: frames (encode) or denormalised latents (decode).
@@ -521,7 +527,7 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
   const Runtime& rt = b.rt;
   std::string dit_name, vae_name;
   auto dit = bench_dit_model(opt, b.plan, rt, &dit_name);
-  auto vae = bench_vae_model(opt, rt, &vae_name);
+  auto vae = bench_vae_model(opt, b.plan, rt, &vae_name);
   const model::DitConfig& cfg = dit->config();
   const FrameSize size{b.W * b.spatial, b.H * b.spatial};
   const int64_t frames = 1 + (b.T - 1) * vae->config().temporal_ratio();
@@ -597,7 +603,7 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
              torch::cuda::device_count());
     const Runtime vae_rt = rt.is_cuda() ? make_runtime("cuda:1", opt.dtype) : rt;
     std::string unused;
-    auto vae2 = bench_vae_model(opt, vae_rt, &unused);
+    auto vae2 = bench_vae_model(opt, b.plan, vae_rt, &unused);
     const E2ePass split = e2e_pass(*dit, *vae2, size, eo, in, b.n_chunks, true);
     fill_chunk_stats(r, split.chunk_s, "e2e_fps");
     r["first_frame_ms"] = split.chunk_s[0] * 1e3;
@@ -620,7 +626,7 @@ void bench_e2e(const BenchOptions& opt, const BenchSetup& b, json& r) {
       std::string unused;
       rts.push_back(srt);
       dits.push_back(bench_dit_model(opt, b.plan, srt, &unused));
-      vaes.push_back(bench_vae_model(opt, srt, &unused));
+      vaes.push_back(bench_vae_model(opt, b.plan, srt, &unused));
     }
     std::vector<E2ePass> passes(opt.streams);
     std::vector<std::exception_ptr> errors(opt.streams);
@@ -767,8 +773,14 @@ std::string plan_execution(const model::QuantPlan& plan, const Runtime& rt) {
     fp8 = fp8 || g.precision == ops::Precision::kFP8;
     int8 = int8 || g.precision == ops::Precision::kINT8;
   }
-  if (!fp8 || !ops::fp8_gemm_available(rt.device, rt.dtype)) return "simulated";
-  return int8 ? "FP8 GEMMs, INT8 simulated" : "FP8 GEMMs";
+  std::string dit;
+  if (fp8 || int8)
+    dit = !fp8 || !ops::fp8_gemm_available(rt.device, rt.dtype) ? "simulated"
+          : int8                                                 ? "FP8 GEMMs, INT8 simulated"
+                                                                 : "FP8 GEMMs";
+  if (plan.vae != ops::Precision::kFP8) return dit;
+  const std::string vae = ops::conv3d_fp8_available(rt.device, rt.dtype) ? "VAE FP8 convolutions" : "VAE simulated";
+  return dit.empty() ? vae : dit + "; " + vae;
 }
 
 }  // namespace

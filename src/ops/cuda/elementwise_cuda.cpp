@@ -56,6 +56,20 @@ bool rms_norm_rope_into(const at::Tensor& x_in, const at::Tensor& weight_in, dou
 }
 
 namespace {
+// The E4M3 rows [rows, cols] and scales a row kernel writes beside its output (Params: its fp8 and
+// fp8_scales fields); a build without float8 types leaves them undefined (the consumer quantizes).
+template <typename Params>
+void attach_fp8_rows(Fp8Rows& fp8, int64_t rows, int64_t cols, const at::Tensor& like, Params& p) {
+#if SS_HAS_FLOAT8
+  fp8.q = at::empty({rows, cols}, like.options().dtype(at::kFloat8_e4m3fn));
+  fp8.scale = at::empty({rows, 1}, like.options().dtype(at::kFloat));
+  p.fp8 = fp8.q.data_ptr();
+  p.fp8_scales = fp8.scale.data_ptr<float>();
+#else
+  (void)fp8, (void)rows, (void)cols, (void)like, (void)p;
+#endif
+}
+
 // out = LN(x)·(1 + scale) + shift, after x += gate·branch when branch is defined (x then the
 // contiguous fp32 residual, updated in place; gate undefined: x += branch).
 at::Tensor launch_layer_norm_modulate(const at::Tensor& x, const at::Tensor& branch_in, const at::Tensor& gate_in,
@@ -82,16 +96,7 @@ at::Tensor launch_layer_norm_modulate(const at::Tensor& x, const at::Tensor& bra
   p.mod_stride = C;
   p.eps = static_cast<float>(eps);
   p.out_type = elem_type(out);
-#if SS_HAS_FLOAT8
-  if (fp8) {
-    fp8->q = at::empty({B * N, C}, x.options().dtype(at::kFloat8_e4m3fn));
-    fp8->scale = at::empty({B * N, 1}, x.options().dtype(at::kFloat));
-    p.fp8 = fp8->q.data_ptr();
-    p.fp8_scales = fp8->scale.data_ptr<float>();
-  }
-#else
-  (void)fp8;
-#endif
+  if (fp8) attach_fp8_rows(*fp8, B * N, C, x, p);
   check_cuda(kernels::layer_norm_modulate(p, stream_of(x)), "layer_norm_modulate");
   return out;
 }
@@ -154,16 +159,7 @@ at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate_in, const at::Te
   p.channels = C;
   p.branch_type = elem_type(branch);
   p.copy_type = copy.defined() ? elem_type(copy) : kernels::ElemType::kF32;
-#if SS_HAS_FLOAT8
-  if (fp8 && copy.defined() && C <= 16384) {
-    fp8->q = at::empty({B * N, C}, x.options().dtype(at::kFloat8_e4m3fn));
-    fp8->scale = at::empty({B * N, 1}, x.options().dtype(at::kFloat));
-    p.fp8 = fp8->q.data_ptr();
-    p.fp8_scales = fp8->scale.data_ptr<float>();
-  }
-#else
-  (void)fp8;
-#endif
+  if (fp8 && copy.defined() && C <= 16384) attach_fp8_rows(*fp8, B * N, C, x, p);
   check_cuda(kernels::gate_residual(p, stream_of(x)), "gate_residual");
   return copy;
 }
