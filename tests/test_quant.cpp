@@ -195,6 +195,10 @@ TEST(QuantPlan, TheCommittedPlansFitTheirModels) {
   with_vae.check_depth(20);
   EXPECT_EQ(with_vae.vae, Precision::kFP8);
   EXPECT_EQ(with_vae.block(0)("attn.q"), Precision::kFP8);
+  const model::QuantPlan demo_vae = model::load_quant_plan(dir + "fp8-all-vae-demo.json");
+  demo_vae.check_depth(8);
+  EXPECT_EQ(demo_vae.vae, Precision::kFP8);
+  EXPECT_EQ(demo_vae.block(7)("mlp.t_conv"), Precision::kFP8);
 }
 
 // The DiT under a plan (CPU, fp32): the quantized projections change the output by the formats'
