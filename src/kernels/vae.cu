@@ -1,6 +1,6 @@
 #include "kernels/vae.h"
 
-#include <cuda_fp8.h>
+#include "kernels/quant.h"
 
 namespace sanastream::kernels {
 
@@ -28,19 +28,6 @@ __device__ __forceinline__ int64_t source_index(int64_t i, int64_t n, PadMode mo
 // The element type of the output: T, or E4M3 bytes (kFp8).
 template <typename T, bool kFp8>
 using OutElem = std::conditional_t<kFp8, __nv_fp8_storage_t, T>;
-
-template <int kWidth>
-__device__ __forceinline__ void store_fp8(__nv_fp8_storage_t* out, const float (&v)[kWidth], float scale) {
-  __nv_fp8_storage_t e[kWidth];
-#pragma unroll
-  for (int i = 0; i < kWidth; ++i) e[i] = __nv_cvt_float_to_fp8(v[i] / scale, __NV_SATFINITE, __NV_E4M3);
-  if constexpr (kWidth == 4) {
-    *reinterpret_cast<uint32_t*>(out) =
-        uint32_t(e[0]) | uint32_t(e[1]) << 8 | uint32_t(e[2]) << 16 | uint32_t(e[3]) << 24;
-  } else {
-    out[0] = e[0];
-  }
-}
 
 template <typename T, int kWidth, int kPieces, int kRows, bool kFp8>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32) vae_conv_input_kernel(VaeConvInputParams p) {
@@ -107,7 +94,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) vae_conv_input_kernel(Vae
       if constexpr (kFp8) {
 #pragma unroll
         for (int i = 0; i < kWidth; ++i) v[j][k][i] = to_f32(from_f32<T>(v[j][k][i]));
-        store_fp8<kWidth>(out[j] + c, v[j][k], p.fp8_scale);
+        store_e4m3<kWidth>(out[j] + c, v[j][k], p.fp8_scale);
       } else {
         store_n<kWidth>(out[j] + c, v[j][k]);
       }

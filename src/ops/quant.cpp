@@ -89,7 +89,7 @@ Fp8Rows quantize_fp8_rows(const at::Tensor& x) {
 #if SS_HAS_FLOAT8
   SS_CHECK(x.dim() == 2, "quantize_fp8_rows: expected [rows, cols], got {} dims", x.dim());
 #ifdef SANASTREAM_HAS_CUDA
-  if (x.is_cuda()) {
+  if (x.is_cuda() && x.size(1) <= 16384) {  // the kernel holds a row of up to 16,384 in registers
     auto [q, scale] = cuda::quantize_fp8_rows(x);
     return {q, scale};
   }

@@ -42,7 +42,8 @@ struct Fp8Rows {
 };
 // Whether fp8_linear runs on `device` for `dtype` activations (bf16 on a capable GPU).
 bool fp8_gemm_available(const at::Device& device, at::ScalarType dtype);
-// x [rows, cols] (rows evenly strided) quantized per row: the CUDA kernel on the GPU, ATen ops elsewhere.
+// x [rows, cols] (rows evenly strided) quantized per row: the CUDA kernel on the GPU (rows of up to
+// 16,384), ATen ops elsewhere; the same values either way.
 Fp8Rows quantize_fp8_rows(const at::Tensor& x);
 // x·wᵀ·(scales) + bias [+ residual] in bf16, one cuBLASLt GEMM (the bias and the residual added in
 // its epilogue): x [M, K] and w [N, K] from quantize_fp8_rows, K and N multiples of 16; bias [N] bf16

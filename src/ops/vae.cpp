@@ -44,22 +44,11 @@ double vae_fp8_input_scale(int64_t channels) {
   return std::sqrt(static_cast<double>(channels)) / format_max(Precision::kFP8);
 }
 
-namespace {
-// One scale per output channel of w [K, ...]: absmax / 448 (1 for an all-zero channel), shaped [K].
-at::Tensor channel_scales(const at::Tensor& wf) {
-  const at::Tensor absmax = std::get<0>(at::abs(wf).reshape({wf.size(0), -1}).max(1));
-  return at::where(absmax > 0, absmax / format_max(Precision::kFP8), at::ones_like(absmax));
-}
-at::Tensor per_channel(const at::Tensor& v, int64_t dims) {  // [K] → [K, 1, …] to broadcast over a weight
-  std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
-  shape[0] = v.size(0);
-  return v.view(shape);
-}
-}  // namespace
-
+// The weight's output channels are rows of [K, C·kt·kh·kw]: per-row quantization is per-channel.
 at::Tensor fake_quant_conv_weight(const at::Tensor& w) {
-  const at::Tensor wf = w.to(at::kFloat), scale = per_channel(channel_scales(wf), w.dim());
-  return (round_to_grid(wf / scale, Precision::kFP8) * scale).to(w.scalar_type()).contiguous(w.suggest_memory_format());
+  return fake_quant(w.reshape({w.size(0), -1}), Precision::kFP8, 1)
+      .view(w.sizes())
+      .contiguous(w.suggest_memory_format());
 }
 
 at::Tensor fake_quant_conv_input(const at::Tensor& x, double scale) {
@@ -67,14 +56,8 @@ at::Tensor fake_quant_conv_input(const at::Tensor& x, double scale) {
 }
 
 Fp8ConvWeight quantize_conv_weight_fp8(const at::Tensor& w) {
-#if SS_HAS_FLOAT8
-  const at::Tensor wf = w.to(at::kFloat), scale = channel_scales(wf);
-  const at::Tensor q = round_to_grid(wf / per_channel(scale, w.dim()), Precision::kFP8).to(at::kFloat8_e4m3fn);
-  return {q.contiguous(w.suggest_memory_format()), scale};
-#else
-  (void)w;
-  SS_FAIL("FP8 tensors need PyTorch 2.1 or newer (this build has {}.{})", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
-#endif
+  const Fp8Rows rows = quantize_fp8_rows(w.reshape({w.size(0), -1}));
+  return {rows.q.view(w.sizes()).contiguous(w.suggest_memory_format()), rows.scale.view({-1})};
 }
 
 bool conv3d_fp8_available(const at::Device& device, at::ScalarType dtype) {
