@@ -4,9 +4,9 @@
 //
 // cuDNN's heuristics order its engine configs, but not by speed at these shapes: on the H200 the
 // first config of a 256-channel 5 × 88 × 160 convolution ran at 816 TFLOP/s and the best of the first
-// eight at 945 (docs/PERF.md). So the first call of each shape builds the first eight configs that
-// build, times each (CUDA events, after one untimed run) and keeps the fastest; under CUDA graph
-// capture it keeps the first that builds instead.
+// eight at 945 (docs/QUANT.md, "The VAE in FP8"). So the first call of each shape builds the first
+// eight configs that build, times each (CUDA events, after one untimed run) and keeps the fastest;
+// under CUDA graph capture it keeps the first that builds instead.
 #include <cudnn.h>
 
 #include <map>
