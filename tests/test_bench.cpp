@@ -213,6 +213,21 @@ TEST(QuantizeCli, ProfileResumesAndWritesThePlanWithItsMeasurements) {
   EXPECT_GT(m["bf16_fps"].get<double>(), 0);
   EXPECT_LE(m["error"].get<double>(), 0.02);
   EXPECT_EQ(m["search"]["group_ms"].size(), 14u);
+  // The VAE: encode and decode timed BF16 and FP8 (simulated here, so slower: it stays BF16), and its
+  // FP8 frames' PSNR against BF16's measured (really quantized: below the 100 dB of equal frames).
+  const json& vae = m["vae"];
+  ASSERT_TRUE(vae.is_object()) << m.dump();
+  EXPECT_EQ(m["search"]["vae_chunk_ms"].size(), 4u);
+  for (const char* part : {"vae-encode", "vae-decode"}) {
+    EXPECT_GT(vae[part]["bf16_chunk_ms"].get<double>(), 0) << vae.dump();
+    EXPECT_GT(vae[part]["fp8_chunk_ms"].get<double>(), 0) << vae.dump();
+  }
+  EXPECT_GT(vae["psnr"].get<double>(), 15) << vae.dump();
+  EXPECT_LT(vae["psnr"].get<double>(), 80) << vae.dump();
+  EXPECT_EQ(vae["min_psnr"], 35);
+  EXPECT_LT(vae["saved_ms_per_chunk"].get<double>(), 0) << vae.dump();
+  EXPECT_EQ(vae["precision"], "bf16");
+  EXPECT_EQ(plan.value("vae", "bf16"), "bf16");
 
   r = with({"--json", dir + "/r2.json"});  // everything measured: all reused, the same plan
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -651,3 +651,44 @@ TEST(GpuVaeFp8, ConvInputConvolutionAndVaeMatchTheirSimulation) {
       decode_chunked(gpu_fp8, z.cuda().to(at::kBFloat16), {1, 2}).cpu().to(at::kFloat);
   EXPECT_LT(rel_l2(streamed, got), 0.05) << "E4M3 history frames carry the stream";
 }
+
+// The FP8 convolutions' engine choices (ops/cuda/conv_fp8.cpp) outlive the process: the first run
+// times cuDNN's engines for each new shape and records its choices in $SANASTREAM_CACHE_DIR; a second
+// run builds the recorded ones without timing; a corrupt record is one warning, timed afresh and
+// rewritten. On a GPU with FP8 convolutions (skipped elsewhere).
+TEST(GpuVaeFp8, EngineChoicesAreRecordedAndReused) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  if (!ops::conv3d_fp8_available(at::Device(at::kCUDA, 0), at::kBFloat16)) GTEST_SKIP() << "no FP8 convolutions";
+  const std::string dir = temp_dir("engine-record");
+  auto pkg = run_cli({"make-package", "--random-weights", "--preset", "tiny", dir + "/pkg"});
+  ASSERT_EQ(pkg.exit_code, 0) << pkg.err;
+  std::ofstream(dir + "/plan.json") << R"({"format": "sanastream-quant-plan", "version": 1, "groups": [], "vae": "fp8"})";
+  const std::string record = dir + "/cache/cudnn-fp8-conv.json";
+  ASSERT_EQ(setenv("SANASTREAM_CACHE_DIR", (dir + "/cache").c_str(), 1), 0);
+  auto bench = [&] {
+    return run_cli({"-v", "bench", "--part", "vae-decode", "--model", dir + "/pkg", "--device", "cuda", "--size",
+                    "96x64", "--latent-frames", "12", "--plan", dir + "/plan.json"});
+  };
+  const auto first = bench();
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.err.find("timing cuDNN's engines"), std::string::npos) << first.err;
+  const json kept = json::parse(std::ifstream(record));
+  EXPECT_EQ(kept["format"], "sanastream-cudnn-fp8-conv");
+  ASSERT_GT(kept["choices"].size(), 0u);
+  for (const auto& [key, choice] : kept["choices"].items()) {
+    EXPECT_NE(key.find("cuDNN"), std::string::npos) << key;
+    EXPECT_GE(choice["engine"].get<int64_t>(), 0) << key;
+  }
+  const auto second = bench();
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.err.find("timing cuDNN's engines"), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("the recorded config"), std::string::npos) << second.err;
+  EXPECT_EQ(json::parse(std::ifstream(record))["choices"], kept["choices"]);
+
+  std::ofstream(record) << "{";
+  const auto third = bench();
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_NE(third.err.find("ignoring the engine record"), std::string::npos) << third.err;
+  EXPECT_EQ(json::parse(std::ifstream(record))["choices"].size(), kept["choices"].size());
+  unsetenv("SANASTREAM_CACHE_DIR");
+}

@@ -36,6 +36,10 @@ void run(QuantizeCli& c) {
                 "measured, %d reused\n",
                 c.o.out.c_str(), m["plan_fps"].get<double>(), m["bf16_fps"].get<double>(),
                 m["predicted_fps"].get<double>(), m["error"].get<double>(), c.o.max_error, r.measured, r.reused);
+    if (!m["vae"].is_null())
+      std::printf("quantize: VAE %s: PSNR %.2f dB against BF16 (bound %.1f), %.2f ms saved per chunk\n",
+                  m["vae"]["precision"].get<std::string>().c_str(), m["vae"]["psnr"].get<double>(), c.o.min_vae_psnr,
+                  m["vae"]["saved_ms_per_chunk"].get<double>());
   }
   if (!c.json.empty())
     write_json_report(c.json, {{"complete", r.complete}, {"measured", r.measured}, {"reused", r.reused},
@@ -55,6 +59,9 @@ void register_quantize(CLI::App& app) {
   sub->add_option("--max-error", c->o.max_error, "Bound on the relative RMSE of the final latents against BF16")
       ->capture_default_str();
   sub->add_option("--min-fps", c->o.min_fps, "The plan's measured dit_fps must reach this")->capture_default_str();
+  sub->add_option("--min-vae-psnr", c->o.min_vae_psnr,
+                  "The FP8 VAE's decoded frames against BF16's, in dB, for the VAE to take FP8")
+      ->capture_default_str();
   sub->add_option("--precisions", c->precisions, "Candidate precisions, comma-separated: fp8, int8")
       ->capture_default_str();
   sub->add_option("--size", c->size, "Frame size WxH it will run at")->capture_default_str();

@@ -111,13 +111,6 @@ double gemm_tflops(const Runtime& rt) {
   return 2.0 * n * n * n * 10 / clock.intervals()[0] / 1e12;
 }
 
-}  // namespace
-
-namespace {
-
-bool is_package(const std::string& path) {
-  return !path.empty() && std::filesystem::exists(std::filesystem::path(path) / "model.json");
-}
 
 // What every part shares: the runtime, the chunking and the latent grid.
 struct BenchSetup {
@@ -207,9 +200,6 @@ model::VaeTiling bench_tiling(const BenchOptions& opt, const Runtime& rt) {
   if (opt.tile == "auto") return rt.is_cuda() ? model::VaeTiling{} : model::default_vae_tiling();
   return model::parse_vae_tiling(opt.tile);
 }
-
-// Video frames of latent chunk [s, e): 1 + 8·(e − 1) for the first chunk, 8·(e − s) after.
-int64_t chunk_video_frames(int64_t s, int64_t e, int64_t tr) { return s == 0 ? 1 + (e - 1) * tr : (e - s) * tr; }
 
 // Chunk statistics into the result: FPS = 24 / median of chunks 2 … last−1.
 double fill_chunk_stats(json& r, const std::vector<double>& chunk_s, const char* fps_key) {
@@ -792,6 +782,19 @@ BenchDit load_bench_dit(const BenchOptions& opt, const model::QuantPlan& plan) {
   d.latent_h = b.H;
   d.latent_w = b.W;
   return d;
+}
+
+int64_t chunk_video_frames(int64_t s, int64_t e, int64_t tr) { return s == 0 ? 1 + (e - 1) * tr : (e - s) * tr; }
+
+BenchVae load_bench_vae(const BenchOptions& opt, const model::QuantPlan& plan) {
+  const BenchSetup b = make_setup(opt);
+  BenchVae v;
+  v.vae = bench_vae_model(opt, plan, b.rt, &v.name);
+  v.tiling = bench_tiling(opt, b.rt);
+  v.height = b.H * b.spatial;
+  v.width = b.W * b.spatial;
+  v.bounds = b.bounds;
+  return v;
 }
 
 json run_bench(const BenchOptions& opt) {

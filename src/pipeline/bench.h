@@ -13,8 +13,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "model/ltx2_vae.h"
 
 namespace sanastream::model {
 class HybridDit;
@@ -57,6 +60,22 @@ struct BenchDit {
   int64_t latent_h = 0, latent_w = 0;
 };
 BenchDit load_bench_dit(const BenchOptions& opt, const model::QuantPlan& plan);
+
+// Video frames of latent chunk [s, e) for a VAE of temporal ratio tr: 1 + tr·(e − 1) for the first
+// chunk, tr·(e − s) after.
+int64_t chunk_video_frames(int64_t s, int64_t e, int64_t tr);
+
+// The VAE `opt` benchmarks — its package's, LTX-2's weights, else LTX-2's shapes with seeded random
+// weights — with the plan's "vae" precision on opt's device and dtype, the tiling the benchmark
+// streams it with, and the frame size and chunk boundaries (latent frames) of opt.
+struct BenchVae {
+  std::unique_ptr<model::Ltx2Vae> vae;
+  std::string name;
+  model::VaeTiling tiling;
+  int64_t height = 0, width = 0;
+  std::vector<int64_t> bounds;
+};
+BenchVae load_bench_vae(const BenchOptions& opt, const model::QuantPlan& plan);
 
 // FLOPs of one DiT forward over N = T·S tokens attending over `context` cached keys (softmax
 // blocks) and a caption of L tokens; the formula is documented in docs/PERF.md.

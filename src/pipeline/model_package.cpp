@@ -322,8 +322,9 @@ ModelPackage load_model_package(const std::string& dir_in) {
 
 // ---- Which package -----------------------------------------------------------------------------------
 
-namespace {
 bool is_package(const std::string& dir) { return is_directory(dir) && path_exists(dir + "/model.json"); }
+
+namespace {
 
 std::string executable_dir() {
   char buf[4096];

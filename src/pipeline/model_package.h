@@ -77,6 +77,8 @@ struct ModelPackage {
 // Parses and checks DIR/model.json and the files it names (see above). Paths in model.json are
 // relative to DIR unless absolute.
 ModelPackage load_model_package(const std::string& dir);
+// Whether dir is a model package (a directory holding model.json), not a weights file.
+bool is_package(const std::string& dir);
 
 // Which package to use: `cli_model` (--model) when given; else $SANASTREAM_MODEL; else the demo
 // package beside the executable, <exe dir>/models/demo; else the installed one,

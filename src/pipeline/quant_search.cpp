@@ -18,6 +18,7 @@
 #include "model/quant_plan.h"
 #include "ops/device.h"
 #include "pipeline/latent_edit.h"
+#include "pipeline/model_package.h"
 
 namespace sanastream::pipeline {
 
@@ -115,6 +116,29 @@ class State {
 // Stops the command between measurements once its time is spent.
 struct OutOfTime {};
 
+// `b` benchmarked with `plan` (written beside the search's output while it runs).
+json bench_with_plan(BenchOptions b, const model::QuantPlan& plan, const std::string& out) {
+  if (!plan.empty()) {
+    b.plan = out + ".candidate.json";
+    model::save_quant_plan(b.plan, plan);
+  }
+  const json r = run_bench(b);
+  if (!plan.empty()) std::filesystem::remove(b.plan);
+  return r;
+}
+
+// A seeded clip in [−1, 1] that varies smoothly in space and time, with a fine grain: coarse noise
+// keyframes every 8 frames, interpolated, plus a little per-pixel noise, through tanh.
+// [1, 3, frames, H, W] fp32 on `device`.
+at::Tensor smooth_clip(int64_t frames, int64_t H, int64_t W, uint64_t seed, const at::Device& device) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const at::Tensor keys =
+      at::randn({1, 3, frames / 8 + 2, std::max<int64_t>(H / 32, 2), std::max<int64_t>(W / 32, 2)}, gen);
+  const std::vector<int64_t> size = {frames, H, W};
+  const at::Tensor grain = at::randn({1, 3, frames, H, W}, gen);
+  return at::upsample_trilinear3d(keys.to(device), size, false).add_(grain.to(device), 0.05).tanh_();
+}
+
 }  // namespace
 
 std::string QuantCandidate::key() const {
@@ -172,6 +196,14 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
   deploy.latent_frames = first_chunk + 3 * (opt.chunks - 1);  // the error runs' stream
   std::vector<std::string> precision_names;
   for (ops::Precision p : opt.precisions) precision_names.push_back(ops::precision_name(p));
+  // The VAE takes FP8 or BF16; DiT weights alone bring none.
+  const bool search_vae =
+      std::count(opt.precisions.begin(), opt.precisions.end(), ops::Precision::kFP8) > 0 &&
+      (deploy.model.empty() || is_package(deploy.model));
+  if (!search_vae)
+    log_info("quantize: the VAE stays BF16 ({})",
+             deploy.model.empty() || is_package(deploy.model) ? "fp8 is not among --precisions"
+                                                               : "--model names DiT weights, not a package");
   const json config = {{"model", deploy.model.empty() ? "2b-streaming-random" : deploy.model},
                        {"size", fmt::format("{}x{}", deploy.width, deploy.height)},
                        {"device", deploy.device},
@@ -183,7 +215,8 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
                        {"chunks", opt.chunks},
                        {"prompts", opt.prompts},
                        {"clips", opt.clips},
-                       {"precisions", precision_names}};
+                       {"precisions", precision_names},
+                       {"vae", search_vae}};
   State state(opt.state, config);
   QuantSearchReport report;
 
@@ -236,13 +269,52 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
       if (spent() > opt.budget_seconds) throw OutOfTime{};
       BenchOptions b = deploy;
       b.latent_frames = opt.deploy.latent_frames;  // the deployment's stream, not the error runs'
-      if (!plan.empty()) {
-        b.plan = opt.out + ".candidate.json";
-        model::save_quant_plan(b.plan, to_plan(plan));
+      return bench_with_plan(b, to_plan(plan), opt.out)["dit_fps"].get<double>();
+    }, report);
+  };
+  model::QuantPlan vae_fp8;
+  vae_fp8.vae = ops::Precision::kFP8;
+  // The VAE's streamed time per chunk of 24 frames (ms), encoding or decoding, BF16 or FP8 resnets.
+  auto vae_chunk_ms = [&](const char* part, ops::Precision p) {
+    return state.get("vae_chunk_ms", fmt::format("{}:{}", part, ops::precision_name(p)), [&] {
+      if (spent() > opt.budget_seconds) throw OutOfTime{};
+      BenchOptions b = deploy;
+      b.part = part;
+      b.latent_frames = opt.deploy.latent_frames;
+      return bench_with_plan(b, p == ops::Precision::kFP8 ? vae_fp8 : model::QuantPlan{}, opt.out)["chunk_ms_p50"]
+          .get<double>();
+    }, report);
+  };
+  // The PSNR (dB) of a smooth seeded clip's frames streamed through the FP8 VAE (encode → decode)
+  // against the same stream through the BF16 VAE; first chunk and 3 more.
+  auto vae_psnr = [&] {
+    return state.get("vae_psnr", "fp8", [&] {
+      if (spent() > opt.budget_seconds) throw OutOfTime{};
+      BenchOptions b = deploy;
+      b.part = "vae-decode";
+      b.latent_frames = first_chunk + 9;
+      const BenchVae ref = load_bench_vae(b, {}), q = load_bench_vae(b, vae_fp8);
+      const int64_t tr = ref.vae->config().temporal_ratio();
+      const Runtime& vrt = ref.vae->runtime();
+      const at::Tensor clip = smooth_clip(chunk_video_frames(0, b.latent_frames, tr), ref.height, ref.width,
+                                          deploy.seed * 7919 + 700000, vrt.device);
+      model::Ltx2VaeEncodeStream enc_ref(*ref.vae, ref.tiling), enc_q(*q.vae, q.tiling);
+      model::Ltx2VaeDecodeStream dec_ref(*ref.vae, ref.tiling), dec_q(*q.vae, q.tiling);
+      double squared = 0;  // on the [0, 1] scale
+      int64_t values = 0, frame = 0;
+      for (size_t c = 0; c + 1 < ref.bounds.size(); ++c) {
+        const int64_t n = chunk_video_frames(ref.bounds[c], ref.bounds[c + 1], tr);
+        const at::Tensor frames = clip.narrow(2, frame, n).to(vrt.dtype);
+        frame += n;
+        const at::Tensor want = dec_ref.push(enc_ref.push(frames)).to(at::kFloat).clamp(-1, 1);
+        const at::Tensor got = dec_q.push(enc_q.push(frames)).to(at::kFloat).clamp(-1, 1);
+        squared += (got - want).div_(2).pow_(2).sum().item<double>();
+        values += want.numel();
       }
-      const double fps = run_bench(b)["dit_fps"].get<double>();
-      if (!plan.empty()) std::filesystem::remove(b.plan);
-      return fps;
+      const double mse = squared / static_cast<double>(values);
+      const double psnr = mse < 1e-10 ? 100.0 : -10 * std::log10(mse);
+      log_info("quantize: the FP8 VAE's frames against BF16's: PSNR {:.2f} dB", psnr);
+      return psnr;
     }, report);
   };
   // A group's GEMMs per block and forward at the deployment shapes (ms), at one precision.
@@ -293,6 +365,24 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
     }
     const double bf16_fps = fps_of({});
 
+    // The VAE: FP8 resnets when they save time and keep the frames within the PSNR bound.
+    json vae = nullptr;
+    bool vae_in_fp8 = false;
+    if (search_vae) {
+      vae = {{"min_psnr", opt.min_vae_psnr}};
+      double saved = 0;
+      for (const char* part : {"vae-encode", "vae-decode"}) {
+        const double bf16 = vae_chunk_ms(part, ops::Precision::kBF16), fp8 = vae_chunk_ms(part, ops::Precision::kFP8);
+        vae[part] = {{"bf16_chunk_ms", bf16}, {"fp8_chunk_ms", fp8}};
+        saved += bf16 - fp8;
+      }
+      const double psnr = vae_psnr();
+      vae_in_fp8 = saved > 0 && psnr >= opt.min_vae_psnr;
+      vae["saved_ms_per_chunk"] = saved;
+      vae["psnr"] = psnr;
+      vae["precision"] = vae_in_fp8 ? "fp8" : "bf16";
+    }
+
     // 2. The search, each trial's error measured (and saved) as it goes.
     const std::vector<Candidate> plan = search_plan(scored, opt.max_error, error_of);
     double saved_ms = 0;
@@ -309,6 +399,7 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
              opt.min_fps, opt.max_error, plan_fps, bf16_fps, plan_error);
 
     model::QuantPlan out = to_plan(plan);
+    if (vae_in_fp8) out.vae = ops::Precision::kFP8;
     json cands = json::array();
     for (const ScoredCandidate& s : scored)
       cands.push_back({{"candidate", s.candidate.key()}, {"saved_ms_per_chunk", s.saved_ms}, {"error", s.error}});
@@ -318,6 +409,7 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
                         {"error", plan_error},
                         {"max_error", opt.max_error},
                         {"candidates", cands},
+                        {"vae", vae},
                         {"search", state.figures()}};
     model::save_quant_plan(opt.out, out);
     report.complete = true;

@@ -4,8 +4,10 @@
 // precision) it measures the relative RMSE of the final latents against BF16 with the same noise,
 // over several prompts and clips of at least 8 chunks; then it adds candidates in order of error per
 // millisecond saved while the whole plan's measured error stays under the bound, and measures the
-// plan's dit_fps beside BF16's. Every figure is saved to a state file as it is measured, so a search
-// spans several commands of a bounded length; the plan JSON carries all of them.
+// plan's dit_fps beside BF16's. The VAE (a package's, or LTX-2's shapes with random weights) takes
+// FP8 resnets when they save time per chunk, encoding and decoding, and a clip's decoded frames keep
+// a PSNR against BF16's of at least the bound. Every figure is saved to a state file as it is
+// measured, so a search spans several commands of a bounded length; the plan JSON carries all of them.
 #pragma once
 
 #include <functional>
@@ -25,6 +27,7 @@ struct QuantSearchOptions {
   int prompts = 2, clips = 2;  // error runs: every prompt on every clip (seeded random captions and latents)
   double max_error = 0.02;     // relative RMSE of the final latents against BF16
   double min_fps = 0;          // the plan's measured dit_fps must reach it
+  double min_vae_psnr = 35;    // dB: the FP8 VAE's decoded frames against BF16's (a smooth seeded clip)
   std::vector<ops::Precision> precisions = {ops::Precision::kFP8, ops::Precision::kINT8};
   std::string state;           // measurements so far: read when present, rewritten after each one
   std::string out;             // the plan, written once the search is complete

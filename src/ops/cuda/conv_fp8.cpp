@@ -7,17 +7,30 @@
 // eight at 945 (docs/QUANT.md, "The VAE in FP8"). So the first call of each shape builds the first
 // eight configs that build, times each (CUDA events, after one untimed run) and keeps the fastest;
 // under CUDA graph capture it keeps the first that builds instead.
+//
+// Building a config compiles its kernels, which made the timing cost seconds per shape. The choice
+// is therefore kept on disk (EngineRecord below), per GPU, cuDNN version and shape: a later process
+// builds only the recorded config.
 #include <cudnn.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "core/compare.h"
+#include "core/fs.h"
+#include "core/log.h"
 #include "ops/cuda/launch.h"
 #include "ops/cuda_dispatch.h"
 
@@ -114,9 +127,9 @@ void execute(cudnnHandle_t handle, const Plan& plan, void* const (&ptrs)[5], con
   check_dnn(ran, "executing the convolution");
 }
 
-// The graph of one shape, its engine configs built and the fastest kept (see the top of the file).
-Plan build_plan(cudnnHandle_t handle, const at::Tensor& x, const at::Tensor& w, const at::Tensor& y, int64_t stride,
-                int64_t pad, void* const (&ptrs)[5]) {
+// The graph of one shape and cuDNN's engine configs for it, in its heuristics' order.
+std::vector<cudnnBackendDescriptor_t> engine_configs(cudnnHandle_t handle, const at::Tensor& x, const at::Tensor& w,
+                                                     const at::Tensor& y, int64_t stride, int64_t pad) {
   const int64_t K = w.size(0);
   const std::vector<int64_t> ch_dims = {1, K, 1, 1, 1}, ch_strides = {K, 1, K, K, K};
   cudnnBackendDescriptor_t xd = tensor(kX, CUDNN_DATA_FP8_E4M3, dims_of(x), strides_of(x));
@@ -173,45 +186,156 @@ Plan build_plan(cudnnHandle_t handle, const at::Tensor& x, const at::Tensor& w, 
     configs.resize(static_cast<size_t>(got));
     break;
   }
+  return configs;
+}
+
+// An engine config's plan, or nothing when the config does not build here.
+std::optional<Plan> build(cudnnHandle_t handle, cudnnBackendDescriptor_t cfg) {
+  Plan p;
+  p.plan = make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+  set(p.plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+  set(p.plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg);
+  if (cudnnBackendFinalize(p.plan) != CUDNN_STATUS_SUCCESS) {
+    cudnnBackendDestroyDescriptor(p.plan);
+    return std::nullopt;
+  }
+  int64_t n = 0;
+  check_dnn(cudnnBackendGetAttribute(p.plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n,
+                                     &p.workspace),
+            "reading the workspace size");
+  return p;
+}
+
+// The global index of a config's engine (what the record checks its position against).
+int64_t engine_of(cudnnBackendDescriptor_t cfg) {
+  cudnnBackendDescriptor_t engine = make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+  int64_t n = 0, index = -1;
+  check_dnn(cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &engine),
+            "reading a config's engine");
+  check_dnn(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &index),
+            "reading an engine's index");
+  cudnnBackendDestroyDescriptor(engine);
+  return index;
+}
+
+// The configs chosen by timing, kept across processes in
+//   $SANASTREAM_CACHE_DIR, else $XDG_CACHE_HOME/sanastream, else ~/.cache/sanastream:
+//   cudnn-fp8-conv.json = {"format": "sanastream-cudnn-fp8-conv", "version": 1,
+//                          "choices": {KEY: {"position": i, "engine": e, "ms": t}}}
+// KEY names the GPU, the cuDNN version and the shape; position is the config's place in cuDNN's
+// heuristic list, engine its engine's global index (checked: another list is timed again). An
+// unreadable record is timed afresh and rewritten; an unwritable one lives in memory only.
+class EngineRecord {
+ public:
+  struct Choice {
+    size_t position = 0;
+    int64_t engine = -1;
+  };
+  EngineRecord() : path_(default_path()) {
+    if (path_.empty() || !path_exists(path_)) return;
+    try {
+      const nlohmann::json j = nlohmann::json::parse(read_text_file(path_));
+      if (j.value("format", "") == "sanastream-cudnn-fp8-conv" && j.value("version", 0) == 1)
+        choices_ = j.at("choices");
+    } catch (const std::exception& e) {
+      log_warn("FP8 convolution: ignoring the engine record {} ({})", path_, e.what());
+    }
+    if (!choices_.is_object()) choices_ = nlohmann::json::object();
+  }
+  std::optional<Choice> find(const std::string& key) const {
+    if (!choices_.contains(key)) return std::nullopt;
+    const nlohmann::json& c = choices_[key];
+    if (!c.value("position", nlohmann::json()).is_number_unsigned() || !c.value("engine", nlohmann::json()).is_number())
+      return std::nullopt;
+    return Choice{c["position"].get<size_t>(), c["engine"].get<int64_t>()};
+  }
+  const std::string& path() const { return path_; }
+  void keep(const std::string& key, Choice c, float ms) {
+    choices_[key] = {{"position", c.position}, {"engine", c.engine}, {"ms", ms}};
+    if (path_.empty()) return;
+    try {
+      std::filesystem::create_directories(std::filesystem::path(path_).parent_path());
+      write_text_file_atomic(path_, nlohmann::json({{"format", "sanastream-cudnn-fp8-conv"},
+                                                    {"version", 1},
+                                                    {"choices", choices_}})
+                                            .dump(1) +
+                                        "\n");
+    } catch (const std::exception& e) {
+      log_warn("FP8 convolution: cannot write the engine record {} ({}); the choices last this process", path_,
+               e.what());
+      path_.clear();
+    }
+  }
+
+ private:
+  static std::string default_path() {
+    auto env = [](const char* name) {
+      const char* v = std::getenv(name);
+      return std::string(v ? v : "");
+    };
+    const std::string file = "cudnn-fp8-conv.json";
+    if (!env("SANASTREAM_CACHE_DIR").empty()) return env("SANASTREAM_CACHE_DIR") + "/" + file;
+    if (!env("XDG_CACHE_HOME").empty()) return env("XDG_CACHE_HOME") + "/sanastream/" + file;
+    if (!env("HOME").empty()) return env("HOME") + "/.cache/sanastream/" + file;
+    return "";
+  }
+  std::string path_;
+  nlohmann::json choices_ = nlohmann::json::object();
+};
+
+// The plan of one shape: the recorded config when it still builds, else the fastest of the first
+// eight configs that build (see the top of the file), recorded.
+Plan choose_plan(cudnnHandle_t handle, const at::Tensor& x, const at::Tensor& w, const at::Tensor& y, int64_t stride,
+                 int64_t pad, void* const (&ptrs)[5], EngineRecord& record) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  cudaDeviceProp prop{};
+  check_cuda(cudaGetDeviceProperties(&prop, x.get_device()), "cudaGetDeviceProperties");
+  const std::string key = fmt::format("{} | cuDNN {} | x {} {} | w {} | stride {} | pad {}", prop.name,
+                                      cudnnGetVersion(), shape_str(x.sizes()), shape_str(x.strides()),
+                                      shape_str(w.sizes()), stride, pad);
+  const std::vector<cudnnBackendDescriptor_t> configs = engine_configs(handle, x, w, y, stride, pad);
+  if (const auto c = record.find(key); c && c->position < configs.size() && engine_of(configs[c->position]) == c->engine)
+    if (const auto p = build(handle, configs[c->position])) {
+      log_debug("FP8 convolution {}: the recorded config #{} built in {:.2f} s", key, c->position, seconds());
+      return *p;
+    }
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   check_cuda(cudaStreamIsCapturing(stream_of(y), &capture), "cudaStreamIsCapturing");
   const bool capturing = capture != cudaStreamCaptureStatusNone;
+  static bool told = false;
+  if (!capturing && !std::exchange(told, true))
+    log_warn("FP8 convolution: timing cuDNN's engines for a new shape (seconds each, once per GPU and shape: the "
+             "choice is recorded in {})", record.path().empty() ? "memory only" : record.path());
   constexpr int kTried = 8;
   Plan best;
   float best_ms = 0.f;
+  size_t best_position = 0;
   int tried = 0;
-  for (cudnnBackendDescriptor_t cfg : configs) {
-    if (tried == kTried) break;
-    Plan p;
-    p.plan = make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-    set(p.plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
-    set(p.plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg);
-    if (cudnnBackendFinalize(p.plan) != CUDNN_STATUS_SUCCESS) {
-      cudnnBackendDestroyDescriptor(p.plan);
-      continue;
-    }
+  for (size_t i = 0; i < configs.size() && tried < kTried; ++i) {
+    std::optional<Plan> p = build(handle, configs[i]);
+    if (!p) continue;
     ++tried;
-    int64_t n = 0;
-    check_dnn(cudnnBackendGetAttribute(p.plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n,
-                                       &p.workspace),
-              "reading the workspace size");
-    if (capturing) return p;
-    execute(handle, p, ptrs, y);  // untimed: first-use costs
+    if (capturing) return *p;
+    execute(handle, *p, ptrs, y);  // untimed: first-use costs
     at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
     start.record(at::cuda::getCurrentCUDAStream());
-    execute(handle, p, ptrs, y);
+    execute(handle, *p, ptrs, y);
     stop.record(at::cuda::getCurrentCUDAStream());
     stop.synchronize();
     const float ms = start.elapsed_time(stop);
     if (best.plan && ms >= best_ms) {
-      cudnnBackendDestroyDescriptor(p.plan);
+      cudnnBackendDestroyDescriptor(p->plan);
       continue;
     }
     if (best.plan) cudnnBackendDestroyDescriptor(best.plan);
-    best = p, best_ms = ms;
+    best = *p, best_ms = ms, best_position = i;
   }
   SS_CHECK(best.plan, "FP8 convolution: cuDNN has no engine for x {} w {} stride {} padding {}", shape_str(x.sizes()),
            shape_str(w.sizes()), stride, pad);
+  record.keep(key, {best_position, engine_of(configs[best_position])}, best_ms);
+  log_debug("FP8 convolution {}: {} configs built and timed in {:.2f} s; kept #{} ({:.3f} ms)", key, tried, seconds(),
+            best_position, best_ms);
   return best;
 }
 
@@ -247,7 +371,8 @@ at::Tensor conv3d_fp8(const at::Tensor& xq, const at::Tensor& wq, const at::Tens
   {
     std::lock_guard<std::mutex> lock(mutex);
     auto it = plans.find(key);
-    if (it == plans.end()) it = plans.emplace(key, build_plan(handle, xq, wq, y, stride, pad, ptrs)).first;
+    static EngineRecord record;
+    if (it == plans.end()) it = plans.emplace(key, choose_plan(handle, xq, wq, y, stride, pad, ptrs, record)).first;
     plan = it->second;
   }
   execute(handle, plan, ptrs, y);
