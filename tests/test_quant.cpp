@@ -241,7 +241,7 @@ TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   if (!ops::fp8_gemm_available(at::Device(at::kCUDA, 0), at::kBFloat16)) GTEST_SKIP() << "no FP8 GEMMs on this GPU";
   at::manual_seed(9);
-  auto same_rows = [](const ops::Fp8Rows& got, const ops::Fp8Rows& want) {
+  auto same_rows = [](const ops::QuantRows& got, const ops::QuantRows& want) {
     return at::equal(got.q.cpu().to(at::kFloat), want.q.to(at::kFloat)) && at::equal(got.scale.cpu(), want.scale);
   };
   for (int64_t cols : {224, 225}) {  // 4-element pieces, single elements
@@ -258,7 +258,7 @@ TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
     const at::Tensor sh = at::randn({2, 1, C}), sc = at::randn({2, 1, C}), g = at::randn({2, 1, C});
     for (bool add : {false, true}) {
       at::Tensor x = x0.cuda();
-      ops::Fp8Rows fused;
+      ops::QuantRows fused;
       const at::Tensor h = add ? ops::add_layer_norm_modulate_(x, br.cuda(), sh.cuda(), sc.cuda(), 1e-6, at::kBFloat16,
                                                                g.cuda(), &fused)
                                : ops::layer_norm_modulate(x, sh.cuda(), sc.cuda(), 1e-6, at::kBFloat16, &fused);
@@ -269,7 +269,7 @@ TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
       }()
                                    : ops::layer_norm_modulate(x0.cuda(), sh.cuda(), sc.cuda(), 1e-6, at::kBFloat16);
       EXPECT_TRUE(at::equal(h, plain)) << C << " the bf16 output is unchanged";
-      const ops::Fp8Rows want = ops::quantize_fp8_rows(h.reshape({-1, C}));
+      const ops::QuantRows want = ops::quantize_fp8_rows(h.reshape({-1, C}));
       EXPECT_TRUE(same_rows(fused, {want.q.cpu(), want.scale.cpu()})) << C << (add ? " with the add" : "");
     }
   }
@@ -280,7 +280,7 @@ TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
   ASSERT_TRUE(fp8.fp8_gemm());
   const at::Tensor got = fp8(x.cuda()).cpu().to(at::kDouble);
   ASSERT_EQ(got.sizes(), at::IntArrayRef({2, M / 2, N}));
-  const ops::Fp8Rows xq = ops::quantize_fp8_rows(x.reshape({M, K})), wq = ops::quantize_fp8_rows(w);
+  const ops::QuantRows xq = ops::quantize_fp8_rows(x.reshape({M, K})), wq = ops::quantize_fp8_rows(w);
   const at::Tensor want = (at::matmul(xq.q.to(at::kDouble) * xq.scale.to(at::kDouble),
                                       (wq.q.to(at::kDouble) * wq.scale.to(at::kDouble)).t()) +
                            b.to(at::kDouble))
@@ -299,43 +299,117 @@ TEST(GpuQuant, Fp8RowsAndGemmMatchTheirSimulation) {
 }
 
 namespace {
-// The float64 product of FP8 rows (their values times their scales) with FP8 weight rows, transposed.
-at::Tensor fp8_product(const ops::Fp8Rows& x, const ops::Fp8Rows& w) {
-  auto value = [](const ops::Fp8Rows& r) { return r.q.cpu().to(at::kDouble) * r.scale.cpu().to(at::kDouble); };
+// The float64 product of quantized rows (their values times their scales) with weight rows, transposed.
+at::Tensor quant_product(const ops::QuantRows& x, const ops::QuantRows& w) {
+  auto value = [](const ops::QuantRows& r) { return r.q.cpu().to(at::kDouble) * r.scale.cpu().to(at::kDouble); };
   return at::matmul(value(x), value(w).t());
+}
+// The quantized formats with real GEMMs on CUDA device 0 (none without a GPU).
+std::vector<Precision> gemm_formats() {
+  std::vector<Precision> out;
+  if (!cuda_available()) return out;
+  const at::Device gpu(at::kCUDA, 0);
+  if (ops::fp8_gemm_available(gpu, at::kBFloat16)) out.push_back(Precision::kFP8);
+  if (ops::int8_gemm_available(gpu, at::kBFloat16)) out.push_back(Precision::kINT8);
+  return out;
+}
+ops::QuantRows quantize_rows(Precision p, const at::Tensor& x) {
+  return p == Precision::kFP8 ? ops::quantize_fp8_rows(x) : ops::quantize_int8_rows(x);
+}
+at::Tensor quant_linear(Precision p, const ops::QuantRows& x, const ops::QuantRows& w, const at::Tensor& b,
+                        const at::Tensor& r = {}) {
+  return p == Precision::kFP8 ? ops::fp8_linear(x, w, b, r) : ops::int8_linear(x, w, b, r);
+}
+void quant_linear_add_(Precision p, at::Tensor& out, const ops::QuantRows& x, const ops::QuantRows& w,
+                       const at::Tensor& b) {
+  p == Precision::kFP8 ? ops::fp8_linear_add_(out, x, w, b) : ops::int8_linear_add_(out, x, w, b);
 }
 }  // namespace
 
-// cuBLASLt's FP8 GEMM adds its bias and a bf16 matrix (a residual, or the output itself: an
-// accumulation) in its epilogue, at row counts that are not multiples of 16 and on rows that start
-// anywhere in a larger quantized tensor (pointers of any alignment the format allows).
-TEST(GpuQuant, Fp8GemmAddsInsideAtAnyRowCount) {
+// Both quantized GEMMs add their bias and a bf16 matrix (a residual, or the output itself: an
+// accumulation) — FP8 in cuBLASLt's epilogue, INT8 in its dequantizing pass — at row counts that are
+// not multiples of 16 (INT8 pads fewer than 17 rows for at::_int_mm) and on rows that start anywhere
+// in a larger quantized tensor (pointers of any alignment the format allows).
+TEST(GpuQuant, QuantizedGemmsAddInsideAtAnyRowCount) {
+  if (gemm_formats().empty()) GTEST_SKIP() << "no quantized GEMMs here";
+  for (Precision p : gemm_formats()) {
+    const char* name = ops::precision_name(p);
+    at::manual_seed(12);
+    const int64_t K = 224, N = 112;
+    const ops::QuantRows w = quantize_rows(p, (at::randn({N, K}) / 15).to(at::kBFloat16).cuda());
+    const at::Tensor b = at::randn({N}).to(at::kBFloat16).cuda();
+    const ops::QuantRows all = quantize_rows(p, at::randn({64, K}).to(at::kBFloat16).cuda());
+    for (int64_t first : {0, 3, 16})
+      for (int64_t M : {1, 5, 17, 32}) {
+        const ops::QuantRows x = all.rows(first, M);
+        const at::Tensor want = quant_product(x, w) + b.cpu().to(at::kDouble);
+        const at::Tensor r = at::randn({M, N}).to(at::kBFloat16).cuda();
+        EXPECT_LT(rel_rmse(quant_linear(p, x, w, b).cpu(), want), 4e-3) << name << " " << M << " rows from " << first;
+        const at::Tensor with_r = quant_linear(p, x, w, b, r).cpu();
+        EXPECT_LT(rel_rmse(with_r, want + r.cpu().to(at::kDouble)), 4e-3) << name << " " << M << " rows from " << first;
+        at::Tensor acc = r.clone();
+        quant_linear_add_(p, acc, x, w, {});
+        EXPECT_LT(rel_rmse(acc.cpu(), quant_product(x, w) + r.cpu().to(at::kDouble)), 4e-3)
+            << name << " " << M << " rows from " << first;
+      }
+    at::Tensor wide = at::zeros({5, 2 * N}, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+    at::Tensor half = wide.narrow(1, N, N);  // an output whose rows are strided
+    quant_linear_add_(p, half, all.rows(0, 5), w, b);
+    EXPECT_LT(rel_rmse(half.cpu(), quant_product(all.rows(0, 5), w) + b.cpu().to(at::kDouble)), 4e-3) << name;
+    EXPECT_EQ(wide.narrow(1, 0, N).abs().sum().item<float>(), 0.f) << name << ": nothing written outside the output";
+    const std::string err = test::error_of(
+        [&] { quant_linear(p, all.rows(0, 5), quantize_rows(p, at::randn({16, 240}).cuda()), {}); });
+    EXPECT_NE(err.find(std::string(name) + "_linear: expected"), std::string::npos) << err;
+  }
+  const std::string err = test::error_of([] {
+    ops::int8_linear(ops::quantize_fp8_rows(at::randn({32, 224}).cuda()), ops::quantize_fp8_rows(at::randn({16, 224}).cuda()), {});
+  });
+  EXPECT_NE(err.find("int8_linear: expected Char operands"), std::string::npos) << err;
+}
+
+// The INT8 path (W8A8) on the GPU: the row kernel gives the ATen composition's int8 values and
+// scales bit for bit (fake_quant's grid: the integers −127 … 127, ties to even); an INT8 projection
+// runs the INT8 GEMM, equal to the float64 product of the same operands within the bf16 output's
+// rounding and to the BF16 layer within the format's error.
+TEST(GpuQuant, Int8RowsAndGemmMatchTheirSimulation) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-  if (!ops::fp8_gemm_available(at::Device(at::kCUDA, 0), at::kBFloat16)) GTEST_SKIP() << "no FP8 GEMMs on this GPU";
-  at::manual_seed(12);
-  const int64_t K = 224, N = 112;
-  const ops::Fp8Rows w = ops::quantize_fp8_rows((at::randn({N, K}) / 15).to(at::kBFloat16).cuda());
-  const at::Tensor b = at::randn({N}).to(at::kBFloat16).cuda();
-  const ops::Fp8Rows all = ops::quantize_fp8_rows(at::randn({64, K}).to(at::kBFloat16).cuda());
-  for (int64_t first : {0, 3, 16})
-    for (int64_t M : {1, 5, 17, 32}) {
-      const ops::Fp8Rows x = all.rows(first, M);
-      const at::Tensor want = fp8_product(x, w) + b.cpu().to(at::kDouble);
-      const at::Tensor r = at::randn({M, N}).to(at::kBFloat16).cuda();
-      EXPECT_LT(rel_rmse(ops::fp8_linear(x, w, b).cpu(), want), 4e-3) << M << " rows from " << first;
-      const at::Tensor with_r = ops::fp8_linear(x, w, b, r).cpu();
-      EXPECT_LT(rel_rmse(with_r, want + r.cpu().to(at::kDouble)), 4e-3) << M << " rows from " << first;
-      at::Tensor acc = r.clone();
-      ops::fp8_linear_add_(acc, x, w, {});
-      EXPECT_LT(rel_rmse(acc.cpu(), fp8_product(x, w) + r.cpu().to(at::kDouble)), 4e-3) << M << " rows from " << first;
-    }
-  at::Tensor wide = at::zeros({5, 2 * N}, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
-  at::Tensor half = wide.narrow(1, N, N);  // an output whose rows are strided
-  ops::fp8_linear_add_(half, all.rows(0, 5), w, b);
-  EXPECT_LT(rel_rmse(half.cpu(), fp8_product(all.rows(0, 5), w) + b.cpu().to(at::kDouble)), 4e-3);
-  EXPECT_EQ(wide.narrow(1, 0, N).abs().sum().item<float>(), 0.f) << "nothing written outside the output";
-  const std::string err = test::error_of([&] { ops::fp8_linear(all.rows(0, 5), ops::quantize_fp8_rows(at::randn({16, 240}).cuda()), {}); });
-  EXPECT_NE(err.find("fp8_linear: expected"), std::string::npos) << err;
+  if (!ops::int8_gemm_available(at::Device(at::kCUDA, 0), at::kBFloat16)) GTEST_SKIP() << "no INT8 GEMMs here";
+  at::manual_seed(10);
+  for (int64_t cols : {224, 225}) {  // 4-element pieces, single elements
+    at::Tensor x = at::randn({37, cols + 16}) * at::exp(at::randn({37, 1}));
+    x[3].zero_();
+    x[5][7] = 1e4;
+    x[6].copy_(at::arange(cols + 16).remainder(120) - 59.5);  // ties: scale 1 (absmax 127), values k + 0.5
+    x[6][8] = 127;
+    const at::Tensor rows = x.to(at::kBFloat16).narrow(1, 8, cols);
+    const ops::QuantRows got = ops::quantize_int8_rows(rows.cuda()), want = ops::quantize_int8_rows(rows);
+    ASSERT_EQ(got.q.scalar_type(), at::kChar);
+    EXPECT_TRUE(at::equal(got.q.cpu(), want.q)) << cols;
+    EXPECT_TRUE(at::equal(got.scale.cpu(), want.scale)) << cols;
+    EXPECT_TRUE(at::equal(want.q.to(at::kFloat) * want.scale, ops::fake_quant(rows.to(at::kFloat), Precision::kINT8, -1)))
+        << cols << " the simulation's values";
+  }
+  const int64_t M = 64, K = 224, N = 112;
+  const at::Tensor x = at::randn({2, M / 2, K}).to(at::kBFloat16), w = (at::randn({N, K}) / 15).to(at::kBFloat16);
+  const at::Tensor b = at::randn({N}).to(at::kBFloat16);
+  const model::Projection int8(w.cuda(), b.cuda(), Precision::kINT8);
+  ASSERT_TRUE(int8.quantized_gemm());
+  EXPECT_FALSE(int8.fp8_gemm()) << "producers write FP8 rows for FP8 GEMMs only";
+  const at::Tensor got = int8(x.cuda()).cpu().to(at::kDouble);
+  ASSERT_EQ(got.sizes(), at::IntArrayRef({2, M / 2, N}));
+  const at::Tensor want =
+      (quant_product(ops::quantize_int8_rows(x.reshape({M, K})), ops::quantize_int8_rows(w)) + b.to(at::kDouble))
+          .view({2, M / 2, N});
+  EXPECT_LT(rel_rmse(got, want), 4e-3) << "the same quantized operands";
+  const double err = rel_rmse(got, model::dense(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble)));
+  EXPECT_GT(err, 1e-3) << "INT8 operands, not BF16 ones";
+  EXPECT_LT(err, 0.03) << "INT8's error";
+  const at::Tensor r = at::randn({2, M / 2, N}).to(at::kBFloat16);
+  EXPECT_LT(rel_rmse(int8.plus(r.cuda(), x.cuda()).cpu().to(at::kDouble).view({2, M / 2, N}), want + r.to(at::kDouble)),
+            4e-3)
+      << "plus: the residual added in the dequantizing pass";
+  // An FP8 copy of the rows (a producer's) is not INT8's: the projection quantizes its own.
+  EXPECT_TRUE(at::equal(int8(x.cuda(), ops::quantize_fp8_rows(x.reshape({M, K}).cuda())).cpu(), int8(x.cuda()).cpu()));
 }
 
 // The attention's residual add writing the cross-attention's input also writes that input's FP8 rows
@@ -350,13 +424,13 @@ TEST(GpuQuant, ResidualAddWritesItsCopysFp8Rows) {
       const at::Tensor x0 = (at::randn({2, 37, C}) * 3).cuda(), br = at::randn({2, 37, C}).to(at::kBFloat16).cuda();
       const at::Tensor g = gated ? at::randn({2, 1, C}).cuda() : at::Tensor();
       at::Tensor x = x0.clone(), x_plain = x0.clone();
-      ops::Fp8Rows rows;
+      ops::QuantRows rows;
       const at::Tensor copy = ops::gate_residual_(x, g, br, at::kBFloat16, &rows);
       const at::Tensor copy_plain = ops::gate_residual_(x_plain, g, br, at::kBFloat16);
       ASSERT_TRUE(rows.q.defined()) << C;
       EXPECT_TRUE(at::equal(x, x_plain)) << C;
       EXPECT_TRUE(at::equal(copy, copy_plain)) << C;
-      const ops::Fp8Rows want = ops::quantize_fp8_rows(copy.reshape({-1, C}));
+      const ops::QuantRows want = ops::quantize_fp8_rows(copy.reshape({-1, C}));
       EXPECT_TRUE(at::equal(rows.q.view(at::kByte), want.q.view(at::kByte)) && at::equal(rows.scale, want.scale))
           << C << (gated ? " gated" : "");
     }
@@ -365,30 +439,31 @@ TEST(GpuQuant, ResidualAddWritesItsCopysFp8Rows) {
 // The temporal conv's FP8 taps (one quantization of the frames and one of the context, rows sliced
 // per tap; the residual and each side tap added inside their GEMMs) against the float64 conv of the
 // same quantized operands, at 5 tokens a frame (GEMMs of 5 and 10 rows), two batch rows.
-TEST(GpuQuant, Fp8TemporalTapsMatchTheirSimulation) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-  if (!ops::fp8_gemm_available(at::Device(at::kCUDA, 0), at::kBFloat16)) GTEST_SKIP() << "no FP8 GEMMs on this GPU";
-  at::manual_seed(14);
-  const int64_t B = 2, T = 3, S = 5, C = 224, K = 3;
-  const at::Tensor pc = at::randn({B, T, S, C}).to(at::kBFloat16), ctx = at::randn({B, 1, S, C}).to(at::kBFloat16);
-  std::vector<model::Projection> taps;
-  std::vector<ops::Fp8Rows> wq;
-  for (int64_t k = 0; k < K; ++k) {
-    const at::Tensor w = (at::randn({C, C}) / 15).to(at::kBFloat16);
-    taps.emplace_back(w.cuda(), at::Tensor(), Precision::kFP8);
-    ASSERT_TRUE(taps.back().fp8_gemm());
-    wq.push_back(ops::quantize_fp8_rows(w));
+TEST(GpuQuant, QuantizedTemporalTapsMatchTheirSimulation) {
+  if (gemm_formats().empty()) GTEST_SKIP() << "no quantized GEMMs here";
+  for (Precision p : gemm_formats()) {
+    at::manual_seed(14);
+    const int64_t B = 2, T = 3, S = 5, C = 224, K = 3;
+    const at::Tensor pc = at::randn({B, T, S, C}).to(at::kBFloat16), ctx = at::randn({B, 1, S, C}).to(at::kBFloat16);
+    std::vector<model::Projection> taps;
+    std::vector<ops::QuantRows> wq;
+    for (int64_t k = 0; k < K; ++k) {
+      const at::Tensor w = (at::randn({C, C}) / 15).to(at::kBFloat16);
+      taps.emplace_back(w.cuda(), at::Tensor(), p);
+      ASSERT_TRUE(taps.back().quantized_gemm());
+      wq.push_back(quantize_rows(p, w));
+    }
+    const at::Tensor got = model::MixFfn::temporal(taps, pc.cuda(), ctx.cuda()).cpu().to(at::kDouble);
+    // Frames −1 … T: the context, the call's frames, a zero frame after them; each quantized per row.
+    const ops::QuantRows frames = quantize_rows(p, at::cat({ctx, pc, at::zeros_like(ctx)}, 1).reshape({-1, C}));
+    const at::Tensor fq = (frames.q.to(at::kDouble) * frames.scale.to(at::kDouble)).view({B, T + 2, S, C});
+    at::Tensor want = pc.to(at::kDouble);
+    for (int64_t k = 0; k < K; ++k) {
+      const at::Tensor wk = wq[k].q.to(at::kDouble) * wq[k].scale.to(at::kDouble);
+      want = want + at::matmul(fq.narrow(1, k, T), wk.t());  // output frame t reads frame t + k − 1
+    }
+    EXPECT_LT(rel_rmse(got, want), 4e-3) << ops::precision_name(p);
   }
-  const at::Tensor got = model::MixFfn::temporal(taps, pc.cuda(), ctx.cuda()).cpu().to(at::kDouble);
-  // Frames −1 … T: the context, the call's frames, a zero frame after them; each quantized per row.
-  const ops::Fp8Rows frames = ops::quantize_fp8_rows(at::cat({ctx, pc, at::zeros_like(ctx)}, 1).reshape({-1, C}));
-  const at::Tensor fq = (frames.q.to(at::kDouble) * frames.scale.to(at::kDouble)).view({B, T + 2, S, C});
-  at::Tensor want = pc.to(at::kDouble);
-  for (int64_t k = 0; k < K; ++k) {
-    const at::Tensor wk = wq[k].q.to(at::kDouble) * wq[k].scale.to(at::kDouble);
-    want = want + at::matmul(fq.narrow(1, k, T), wk.t());  // output frame t reads frame t + k − 1
-  }
-  EXPECT_LT(rel_rmse(got, want), 4e-3);
 }
 
 // The search's pieces without a device: the depth bands, and the greedy order — least error per

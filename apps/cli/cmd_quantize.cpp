@@ -32,10 +32,11 @@ void run(QuantizeCli& c) {
                 r.measured, r.reused, c.o.state.c_str());
   } else {
     const auto& m = r.summary;
-    std::printf("quantize: plan %s: %.1f dit_fps (BF16 %.1f, predicted %.1f), error %.4g (bound %.4g); %d figures "
+    std::printf("quantize: plan %s: %.1f dit_fps (BF16 %.1f, predicted %.1f), error %.4g (bound %.4g)%s; %d figures "
                 "measured, %d reused\n",
                 c.o.out.c_str(), m["plan_fps"].get<double>(), m["bf16_fps"].get<double>(),
-                m["predicted_fps"].get<double>(), m["error"].get<double>(), c.o.max_error, r.measured, r.reused);
+                m["predicted_fps"].get<double>(), m["error"].get<double>(), c.o.max_error,
+                m["dropped"].get<bool>() ? "; slower than BF16, so the DiT stays BF16" : "", r.measured, r.reused);
     if (!m["vae"].is_null())
       std::printf("quantize: VAE %s: PSNR %.2f dB against BF16 (bound %.1f), %.2f ms saved per chunk\n",
                   m["vae"]["precision"].get<std::string>().c_str(), m["vae"]["psnr"].get<double>(), c.o.min_vae_psnr,

@@ -82,8 +82,8 @@ __global__ void gate_residual_rows_kernel(GateResidualParams p) {
     for (int i = 0; i < kWidth; ++i) v[k][i] = to_f32(from_f32<Y>(v[k][i]));
     store_n<kWidth>(copy + c, v[k]);
   });
-  quantize_row_fp8<kWidth, kPieces>(v, C, scratch, static_cast<__nv_fp8_storage_t*>(p.fp8) + row * C,
-                                    p.fp8_scales + row);
+  quantize_row<QuantFormat::kE4M3, kWidth, kPieces>(v, C, scratch, static_cast<char*>(p.fp8) + row * C,
+                                                    p.fp8_scales + row);
 }
 }  // namespace
 

@@ -21,7 +21,7 @@ cudaError_t rope(const RopeParams& p, cudaStream_t stream);
 
 // x[b, n, c] += gate[b, c] · branch[b, n, c] in fp32 (gate null: x += branch); with `copy`, the
 // updated x is also written there, rounded to copy_type, by the same pass; with `fp8` too, the copy's
-// rows quantized to E4M3 as quantize_rows_fp8 (one row per block then; at most 16,384 channels).
+// rows quantized to E4M3 as quantize_rows (one row per block then; at most 16,384 channels).
 struct GateResidualParams {
   float* x = nullptr;             // [B, N, C] fp32 contiguous
   const float* gate = nullptr;    // [B, C] fp32, row stride gate_stride, or null

@@ -52,8 +52,8 @@ __global__ void layer_norm_modulate_kernel(LayerNormModulateParams p) {
     store_n<kWidth>(out + c, v[k]);
   });
   if (p.fp8)
-    quantize_row_fp8<kWidth, kPieces>(v, C, scratch, static_cast<__nv_fp8_storage_t*>(p.fp8) + row * C,
-                                      p.fp8_scales + row);
+    quantize_row<QuantFormat::kE4M3, kWidth, kPieces>(v, C, scratch, static_cast<char*>(p.fp8) + row * C,
+                                                      p.fp8_scales + row);
 }
 
 // One row per block, held in registers as layer_norm_modulate_kernel's; then the epilogue, the

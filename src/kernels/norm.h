@@ -37,7 +37,7 @@ struct LayerNormModulateParams {
   const float* shift = nullptr;  // [B, C] fp32, row stride mod_stride
   const float* scale = nullptr;  // [B, C] fp32, row stride mod_stride
   void* out = nullptr;           // [B, N, C] contiguous, out_type
-  void* fp8 = nullptr;           // or null: [B·N, C] contiguous E4M3 of out (as rounded), per row as quantize_rows_fp8
+  void* fp8 = nullptr;           // or null: [B·N, C] contiguous E4M3 of out (as rounded), per row as quantize_rows
   float* fp8_scales = nullptr;   // [B·N] the rows' scales (with fp8)
   int64_t batch = 0, tokens = 0, channels = 0, mod_stride = 0;
   float eps = 1e-6f;

@@ -30,7 +30,7 @@ struct VaeConvInputParams {
   float eps = 1e-8f;
   ElemType type = ElemType::kBF16;
   // > 0: out holds FP8 E4M3 bytes, each value (as rounded to `type`) divided by this scale, saturating,
-  // to nearest, ties to even (quantize_rows_fp8's conversion with one static scale).
+  // to nearest, ties to even (quantize_rows's conversion with one static scale).
   float fp8_scale = 0.f;
 };
 // cudaErrorInvalidValue (nothing launched) when a row is longer than the kernel holds (2,048

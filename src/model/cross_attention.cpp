@@ -27,7 +27,7 @@ CrossAttention::CaptionKV CrossAttention::project_caption(const at::Tensor& y) c
   return {k.reshape({B, L, H, D}).transpose(1, 2).contiguous(), v.reshape({B, L, H, D}).transpose(1, 2).contiguous()};
 }
 
-at::Tensor CrossAttention::forward(const at::Tensor& x, const ops::Fp8Rows& xq, const CaptionKV& kv,
+at::Tensor CrossAttention::forward(const at::Tensor& x, const ops::QuantRows& xq, const CaptionKV& kv,
                                   const at::Tensor& bias) const {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2), H = heads_, D = C / H;
   at::Tensor q = ops::rms_norm(q_(x, xq), q_norm_, kNormEps).view({B, N, H, D}).transpose(1, 2);

@@ -20,7 +20,7 @@ class CrossAttention {
 
   // x: [B, N, C]; bias: [B, 1, 1, L] → [B, N, C]. xq: x's rows quantized by its producer for an FP8
   // q projection (fp8_input), or undefined.
-  at::Tensor forward(const at::Tensor& x, const ops::Fp8Rows& xq, const CaptionKV& kv, const at::Tensor& bias) const;
+  at::Tensor forward(const at::Tensor& x, const ops::QuantRows& xq, const CaptionKV& kv, const at::Tensor& bias) const;
   // Whether the q projection runs an FP8 GEMM (forward then reads xq).
   bool fp8_input() const { return q_.fp8_gemm(); }
 

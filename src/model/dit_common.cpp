@@ -17,37 +17,45 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) 
 }
 
 Projection::Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision p) : b_(b), precision_(p), out_(w.size(0)) {
-  if (p == ops::Precision::kFP8 && ops::fp8_gemm_available(w.device(), w.scalar_type()) && w.size(0) % 16 == 0 &&
-      w.size(1) % 16 == 0)
-    w8_ = ops::quantize_fp8_rows(w);
+  const bool fits = w.size(0) % 16 == 0 && w.size(1) % 16 == 0;
+  if (p == ops::Precision::kFP8 && fits && ops::fp8_gemm_available(w.device(), w.scalar_type()))
+    wq_ = ops::quantize_fp8_rows(w);
+  else if (p == ops::Precision::kINT8 && fits && ops::int8_gemm_available(w.device(), w.scalar_type()))
+    wq_ = ops::quantize_int8_rows(w);
   else
     w_ = p == ops::Precision::kBF16 ? w : ops::fake_quant(w, p, 1);
 }
 
-ops::Fp8Rows Projection::fp8_rows(const at::Tensor& x, const ops::Fp8Rows& xq) const {
-  return xq.q.defined() ? xq : ops::quantize_fp8_rows(x.reshape({-1, x.size(-1)}));
+ops::QuantRows Projection::quantize(const at::Tensor& x) const {
+  const at::Tensor rows = x.reshape({-1, x.size(-1)});
+  return precision_ == ops::Precision::kFP8 ? ops::quantize_fp8_rows(rows) : ops::quantize_int8_rows(rows);
 }
 
-at::Tensor Projection::operator()(const at::Tensor& x, const ops::Fp8Rows& xq) const {
-  if (fp8_gemm()) {
+ops::QuantRows Projection::rows(const at::Tensor& x, const ops::QuantRows& xq) const {
+  return xq.q.defined() && xq.q.scalar_type() == wq_.q.scalar_type() ? xq : quantize(x);
+}
+
+at::Tensor Projection::operator()(const at::Tensor& x, const ops::QuantRows& xq) const {
+  if (quantized_gemm()) {
     std::vector<int64_t> sizes = x.sizes().vec();
     sizes.back() = out_;
-    return ops::fp8_linear(fp8_rows(x, xq), w8_, b_).view(sizes);
+    const auto linear = fp8_gemm() ? ops::fp8_linear : ops::int8_linear;
+    return linear(rows(x, xq), wq_, b_, {}).view(sizes);
   }
   return dense(ops::fake_quant(x, precision_, -1), w_, b_);
 }
 
-at::Tensor Projection::plus(const at::Tensor& residual, const at::Tensor& x, const ops::Fp8Rows& xq) const {
+at::Tensor Projection::plus(const at::Tensor& residual, const at::Tensor& x, const ops::QuantRows& xq) const {
   at::Tensor r = residual.reshape({-1, out_});
-  if (fp8_gemm()) return ops::fp8_linear(fp8_rows(x, xq), w8_, b_, r);
+  if (quantized_gemm()) return (fp8_gemm() ? ops::fp8_linear : ops::int8_linear)(rows(x, xq), wq_, b_, r);
   const at::Tensor xs = ops::fake_quant(x, precision_, -1);
   if (b_.defined()) r = r + b_;
   return at::addmm(r, xs.reshape({-1, xs.size(-1)}), w_.t());
 }
 
-void Projection::add_to_(at::Tensor& out, const at::Tensor& x, const ops::Fp8Rows& xq) const {
-  if (fp8_gemm()) {
-    ops::fp8_linear_add_(out, fp8_rows(x, xq), w8_, b_);
+void Projection::add_to_(at::Tensor& out, const at::Tensor& x, const ops::QuantRows& xq) const {
+  if (quantized_gemm()) {
+    (fp8_gemm() ? ops::fp8_linear_add_ : ops::int8_linear_add_)(out, rows(x, xq), wq_, b_);
     return;
   }
   out.addmm_(ops::fake_quant(x, precision_, -1), w_.t());
@@ -89,7 +97,7 @@ bool FusedProjection::fp8_gemm() const {
   return std::any_of(projections_.begin(), projections_.end(), [](const Projection& p) { return p.fp8_gemm(); });
 }
 
-std::vector<at::Tensor> FusedProjection::operator()(const at::Tensor& x, const ops::Fp8Rows& xq) const {
+std::vector<at::Tensor> FusedProjection::operator()(const at::Tensor& x, const ops::QuantRows& xq) const {
   std::vector<at::Tensor> out(parts_);
   for (size_t g = 0; g < projections_.size(); ++g) {
     const at::Tensor y = projections_[g](x, xq);

@@ -37,21 +37,26 @@ class Projection {
   Projection() = default;
   Projection(const at::Tensor& w, const at::Tensor& b, ops::Precision p = ops::Precision::kBF16);  // w: [out, in]
   // xq: x's rows already quantized by the kernel that produced x (ops::layer_norm_modulate's fp8),
-  // read by an FP8 GEMM instead of quantizing x again; undefined: quantized here.
-  at::Tensor operator()(const at::Tensor& x, const ops::Fp8Rows& xq = {}) const;
+  // read by a quantized GEMM of its format instead of quantizing x again; undefined: quantized here.
+  at::Tensor operator()(const at::Tensor& x, const ops::QuantRows& xq = {}) const;
   // residual + x·Wᵀ + b with the residual added inside the GEMM (one rounding). residual: [..., out]
   // with x's leading dims; returns [rows, out]. xq as operator()'s.
-  at::Tensor plus(const at::Tensor& residual, const at::Tensor& x, const ops::Fp8Rows& xq = {}) const;
+  at::Tensor plus(const at::Tensor& residual, const at::Tensor& x, const ops::QuantRows& xq = {}) const;
   // out += x·Wᵀ + b in place, inside the GEMM. out: [rows, out], x: [rows, in]; xq as operator()'s.
-  void add_to_(at::Tensor& out, const at::Tensor& x, const ops::Fp8Rows& xq = {}) const;
+  void add_to_(at::Tensor& out, const at::Tensor& x, const ops::QuantRows& xq = {}) const;
   int64_t out_features() const { return out_; }
-  // Whether the FP8 GEMM runs (else, for a quantized precision, the simulation).
-  bool fp8_gemm() const { return w8_.q.defined(); }
+  // Whether a quantized GEMM runs (ops::fp8_linear or ops::int8_linear; else, for a quantized
+  // precision, the simulation), and whether it is the FP8 one (whose input a producer may write).
+  bool quantized_gemm() const { return wq_.q.defined(); }
+  bool fp8_gemm() const { return quantized_gemm() && precision_ == ops::Precision::kFP8; }
+  // x [..., in] as rows in the quantized GEMM's format (per-row scales).
+  ops::QuantRows quantize(const at::Tensor& x) const;
 
  private:
-  ops::Fp8Rows fp8_rows(const at::Tensor& x, const ops::Fp8Rows& xq) const;  // xq, else x quantized here
-  at::Tensor w_, b_;  // w_: the model-dtype or simulated weight (undefined with an FP8 GEMM)
-  ops::Fp8Rows w8_;   // the E4M3 weight and its per-channel scales (FP8 GEMM only)
+  // xq when it is in the GEMM's format, else x quantized here.
+  ops::QuantRows rows(const at::Tensor& x, const ops::QuantRows& xq) const;
+  at::Tensor w_, b_;   // w_: the model-dtype or simulated weight (undefined with a quantized GEMM)
+  ops::QuantRows wq_;  // the E4M3 or int8 weight and its per-channel scales (quantized GEMM only)
   ops::Precision precision_ = ops::Precision::kBF16;
   int64_t out_ = 0;
 };
@@ -73,7 +78,7 @@ class FusedProjection {
   explicit FusedProjection(const std::vector<ProjectionPart>& parts);
   // x: [..., in] → one [..., out_i] per part, in the parts' order (views of their GEMM's output).
   // xq: as Projection's, read by the parts' FP8 GEMM.
-  std::vector<at::Tensor> operator()(const at::Tensor& x, const ops::Fp8Rows& xq = {}) const;
+  std::vector<at::Tensor> operator()(const at::Tensor& x, const ops::QuantRows& xq = {}) const;
   // Whether a part runs an FP8 GEMM (its input's producer may quantize the rows for it).
   bool fp8_gemm() const;
 

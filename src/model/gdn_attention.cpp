@@ -27,7 +27,7 @@ GdnAttention::GdnAttention(const io::TensorMap& w, const std::string& p, int64_t
   proj_ = Projection(weight(w, p + "proj.weight"), weight(w, p + "proj.bias"), prec("attn.proj"));
 }
 
-at::Tensor GdnAttention::forward(const at::Tensor& h, const ops::Fp8Rows& hq, const DitGrid& g,
+at::Tensor GdnAttention::forward(const at::Tensor& h, const ops::QuantRows& hq, const DitGrid& g,
                                  const ops::RopeTable& rope, const ops::GdnState& init,
                                  ops::GdnState* final_state) const {
   const int64_t C = h.size(2), H = heads_, D = C / H, T = g.T, S = g.S();

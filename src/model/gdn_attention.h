@@ -18,7 +18,7 @@ class GdnAttention {
   // h: [B, N, C] model dtype → [B, N, C]; hq: h's rows in FP8 from its producer, or undefined
   // (Projection's xq). init: the forward scan's initial state (undefined = zeros); final_state
   // (nullable) receives, in place, the state after the call's last frame.
-  at::Tensor forward(const at::Tensor& h, const ops::Fp8Rows& hq, const DitGrid& g, const ops::RopeTable& rope,
+  at::Tensor forward(const at::Tensor& h, const ops::QuantRows& hq, const DitGrid& g, const ops::RopeTable& rope,
                      const ops::GdnState& init, ops::GdnState* final_state) const;
   // Whether the input projection runs an FP8 GEMM (forward then reads hq).
   bool fp8_input() const { return in_.fp8_gemm(); }

@@ -188,7 +188,7 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
   // layer's after the last block). A LayerNorm feeding an FP8 GEMM also writes its output's FP8 rows
   // (fp8 non-null).
   at::Tensor mlp, gate_mlp;
-  auto layer_norm = [&](const at::Tensor& shift, const at::Tensor& scale, at::ScalarType out_dtype, ops::Fp8Rows* fp8) {
+  auto layer_norm = [&](const at::Tensor& shift, const at::Tensor& scale, at::ScalarType out_dtype, ops::QuantRows* fp8) {
     return mlp.defined()
                ? ops::add_layer_norm_modulate_(x, mlp, shift, scale, kLayerNormEps, out_dtype, gate_mlp, fp8)
                : ops::layer_norm_modulate(x, shift, scale, kLayerNormEps, out_dtype, fp8);
@@ -200,7 +200,7 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
     const at::Tensor &shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
     const at::Tensor &shift_mlp = mod[3], &scale_mlp = mod[4];
 
-    ops::Fp8Rows hq;
+    ops::QuantRows hq;
     const bool attn_fp8 = blk.gdn ? blk.gdn->fp8_input() : blk.softmax->fp8_input();
     at::Tensor h = layer_norm(shift_msa, scale_msa, dt, attn_fp8 ? &hq : nullptr);
     mark_region("norm_modulate");
@@ -213,14 +213,14 @@ at::Tensor HybridDit::forward(const at::Tensor& x_in, const at::Tensor& src_in, 
                                cache ? cache->write_offset() : 0);
     }
     cap.put(name + "attn", a);
-    ops::Fp8Rows cq;
+    ops::QuantRows cq;
     const at::Tensor xc = ops::gate_residual_(x, gate_msa, a, dt,  // and the cross-attention's input
                                               blk.cross->fp8_input() ? &cq : nullptr);
     mark_region("gate_residual");
 
     at::Tensor c = blk.cross->forward(xc, cq, caption.kv[i], caption.bias);
     cap.put(name + "cross_attn", c);
-    ops::Fp8Rows fq;
+    ops::QuantRows fq;
     h = ops::add_layer_norm_modulate_(x, c, shift_mlp, scale_mlp, kLayerNormEps, dt, {},  // x += c first
                                       blk.ffn->fp8_input() ? &fq : nullptr);
     mark_region("norm_modulate");

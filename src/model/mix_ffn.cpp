@@ -21,20 +21,20 @@ MixFfn::MixFfn(const io::TensorMap& w, const std::string& p, const BlockPrecisio
 at::Tensor MixFfn::temporal(const std::vector<Projection>& taps, const at::Tensor& pc, const at::Tensor& left_ctx) {
   const int64_t B = pc.size(0), T = pc.size(1), S = pc.size(2), C = pc.size(3);
   const int64_t K = static_cast<int64_t>(taps.size()), P = (K - 1) / 2;
-  // FP8 taps read each input's rows quantized once (per-row scales: a run of rows is the run's own).
+  // Quantized taps read each input's rows quantized once (per-row scales: a run of rows is the run's own).
   auto rows_of = [&](const at::Tensor& src) {
-    return taps[P].fp8_gemm() && src.defined() ? ops::quantize_fp8_rows(src.reshape({-1, C})) : ops::Fp8Rows{};
+    return taps[P].quantized_gemm() && src.defined() ? taps[P].quantize(src.reshape({-1, C})) : ops::QuantRows{};
   };
-  const ops::Fp8Rows pc_q = rows_of(pc), ctx_q = rows_of(left_ctx);
+  const ops::QuantRows pc_q = rows_of(pc), ctx_q = rows_of(left_ctx);
   at::Tensor out = taps[P].plus(pc, pc, pc_q).view({B, T, S, C});
   // out[t0 .. t0 + n) += W_k · src[s0 .. s0 + n), per batch row (its frames are contiguous).
-  auto add = [&](int64_t k, int64_t t0, const at::Tensor& src, const ops::Fp8Rows& src_q, int64_t s0, int64_t n) {
+  auto add = [&](int64_t k, int64_t t0, const at::Tensor& src, const ops::QuantRows& src_q, int64_t s0, int64_t n) {
     if (n <= 0) return;
     for (int64_t b = 0; b < B; ++b) {
       at::Tensor o = out[b].narrow(0, t0, n).view({n * S, C});
       const int64_t first = (b * src.size(1) + s0) * S;
       taps[k].add_to_(o, src[b].narrow(0, s0, n).reshape({n * S, C}),
-                      src_q.q.defined() ? src_q.rows(first, n * S) : ops::Fp8Rows{});
+                      src_q.q.defined() ? src_q.rows(first, n * S) : ops::QuantRows{});
     }
   };
   for (int64_t k = 0; k < K; ++k) {
@@ -47,7 +47,7 @@ at::Tensor MixFfn::temporal(const std::vector<Projection>& taps, const at::Tenso
   return out;
 }
 
-at::Tensor MixFfn::forward(const at::Tensor& h, const ops::Fp8Rows& hq, const DitGrid& g, const at::Tensor& left_ctx,
+at::Tensor MixFfn::forward(const at::Tensor& h, const ops::QuantRows& hq, const DitGrid& g, const at::Tensor& left_ctx,
                            at::Tensor* last_frames) const {
   const int64_t B = h.size(0), C = h.size(2), T = g.T, S = g.S(), F2 = in_.out_features();
   // Spatial part on each frame, channels-last: SiLU → depthwise 3×3 → value·SiLU(gate), fused.

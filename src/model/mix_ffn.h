@@ -18,7 +18,7 @@ class MixFfn {
   // h: [B, N, C] → [B, N, C]; hq: h's rows in FP8 from its producer, or undefined (Projection's xq).
   // left_ctx: [B, P, S, C] (P = context_frames()) or undefined (zeros). last_frames (nullable)
   // receives, in place, this call's last P point-conv frames [B, P, S, C].
-  at::Tensor forward(const at::Tensor& h, const ops::Fp8Rows& hq, const DitGrid& g, const at::Tensor& left_ctx,
+  at::Tensor forward(const at::Tensor& h, const ops::QuantRows& hq, const DitGrid& g, const at::Tensor& left_ctx,
                      at::Tensor* last_frames) const;
   // Whether the inverted 1×1 conv runs an FP8 GEMM (forward then reads hq).
   bool fp8_input() const { return in_.fp8_gemm(); }

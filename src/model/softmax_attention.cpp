@@ -29,7 +29,7 @@ SoftmaxAttention::SoftmaxAttention(const io::TensorMap& w, const std::string& p,
   proj_ = Projection(weight(w, p + "proj.weight"), weight(w, p + "proj.bias"), prec("attn.proj"));
 }
 
-at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::Fp8Rows& hq, const ops::RopeTable& rope,
+at::Tensor SoftmaxAttention::forward(const at::Tensor& h, const ops::QuantRows& hq, const ops::RopeTable& rope,
                                      const at::Tensor& k_buf, const at::Tensor& v_buf, int64_t offset) const {
   const int64_t B = h.size(0), N = h.size(1), C = h.size(2), H = heads_, D = C / H;
   const std::vector<at::Tensor> parts = in_(h, hq);  // q, k, v, gate: fused, views of one [B, N, 4C] output

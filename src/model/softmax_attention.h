@@ -18,7 +18,7 @@ class SoftmaxAttention {
   // Without a cache (k_buf undefined) the call attends over itself. With one, k_buf/v_buf
   // [B, H, capacity, D] hold `offset` cached post-RoPE keys/values: the call writes its own at
   // [offset, offset + N) and attends over [0, offset + N).
-  at::Tensor forward(const at::Tensor& h, const ops::Fp8Rows& hq, const ops::RopeTable& rope, const at::Tensor& k_buf,
+  at::Tensor forward(const at::Tensor& h, const ops::QuantRows& hq, const ops::RopeTable& rope, const at::Tensor& k_buf,
                      const at::Tensor& v_buf, int64_t offset) const;
   // Whether the input projection runs an FP8 GEMM (forward then reads hq).
   bool fp8_input() const { return in_.fp8_gemm(); }

@@ -38,7 +38,7 @@ void rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double ep
 }
 
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
-                               at::ScalarType out_dtype, Fp8Rows* fp8) {
+                               at::ScalarType out_dtype, QuantRows* fp8) {
 #ifdef SANASTREAM_HAS_CUDA
   if (use_cuda({x, shift, scale})) return cuda::layer_norm_modulate(x, shift, scale, eps, out_dtype, fp8);
 #else
@@ -49,7 +49,7 @@ at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, con
 
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
                                     const at::Tensor& scale, double eps, at::ScalarType out_dtype,
-                                    const at::Tensor& gate, Fp8Rows* fp8) {
+                                    const at::Tensor& gate, QuantRows* fp8) {
 #ifdef SANASTREAM_HAS_CUDA
   if (use_cuda({x, branch, shift, scale, gate}))
     return cuda::add_layer_norm_modulate_(x, branch, shift, scale, eps, out_dtype, gate, fp8);
@@ -61,7 +61,7 @@ at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, con
 }
 
 at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, at::ScalarType copy_dtype,
-                          Fp8Rows* fp8) {
+                          QuantRows* fp8) {
 #ifdef SANASTREAM_HAS_CUDA
   if (use_cuda({x, gate, branch})) return cuda::gate_residual_(x, gate, branch, copy_dtype, fp8);
 #else

@@ -25,13 +25,13 @@ void rms_norm_rope_into(const at::Tensor& x, const at::Tensor& weight, double ep
 // fp8 (nullable): receives the output's rows quantized as quantize_fp8_rows(out.view(B·N, C)) when
 // the CUDA kernel makes them in the same pass (an FP8 GEMM reads the output next); else left as is.
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
-                               at::ScalarType out_dtype, Fp8Rows* fp8 = nullptr);
+                               at::ScalarType out_dtype, QuantRows* fp8 = nullptr);
 
 // x += gate · branch (gate undefined: x += branch), then layer_norm_modulate(x, …), in one pass on
 // CUDA. x, gate and branch as gate_residual_'s.
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
                                     const at::Tensor& scale, double eps, at::ScalarType out_dtype,
-                                    const at::Tensor& gate = {}, Fp8Rows* fp8 = nullptr);
+                                    const at::Tensor& gate = {}, QuantRows* fp8 = nullptr);
 
 // x += gate · branch in place, in fp32 (gate undefined: x += branch). With a copy_dtype, also returns
 // the updated x in that dtype, written by the same pass (else an undefined tensor).
@@ -39,6 +39,6 @@ at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, con
 // fp8 (nullable, with a copy_dtype): receives the copy's rows quantized as quantize_fp8_rows when the
 // CUDA kernel makes them in the same pass (an FP8 GEMM reads the copy next); else left as is.
 at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch,
-                          at::ScalarType copy_dtype = at::ScalarType::Undefined, Fp8Rows* fp8 = nullptr);
+                          at::ScalarType copy_dtype = at::ScalarType::Undefined, QuantRows* fp8 = nullptr);
 
 }  // namespace sanastream::ops

@@ -74,64 +74,89 @@ at::Tensor fake_quant(const at::Tensor& x, Precision p, int64_t dim) {
   return (round_to_grid(xf / scale, p) * scale).to(x.scalar_type());
 }
 
-bool fp8_gemm_available(const at::Device& device, at::ScalarType dtype) {
+namespace {
+// A capable GPU: compute capability `major`.`minor` or newer.
+bool gemm_device(const at::Device& device, at::ScalarType dtype, int major, int minor) {
 #if SS_HAS_FLOAT8 && defined(SANASTREAM_HAS_CUDA)
   if (!device.is_cuda() || dtype != at::kBFloat16) return false;
   const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index());
-  return prop->major > 8 || (prop->major == 8 && prop->minor >= 9);
+  return prop->major > major || (prop->major == major && prop->minor >= minor);
 #else
-  (void)device, (void)dtype;
+  (void)device, (void)dtype, (void)major, (void)minor;
   return false;
 #endif
 }
 
-Fp8Rows quantize_fp8_rows(const at::Tensor& x) {
+QuantRows quantize_rows(const at::Tensor& x, Precision p) {
 #if SS_HAS_FLOAT8
-  SS_CHECK(x.dim() == 2, "quantize_fp8_rows: expected [rows, cols], got {} dims", x.dim());
+  SS_CHECK(x.dim() == 2, "quantize rows: expected [rows, cols], got {} dims", x.dim());
 #ifdef SANASTREAM_HAS_CUDA
   if (x.is_cuda() && x.size(1) <= 16384) {  // the kernel holds a row of up to 16,384 in registers
-    auto [q, scale] = cuda::quantize_fp8_rows(x);
+    auto [q, scale] = cuda::quantize_rows(x, p);
     return {q, scale};
   }
 #endif
-  const at::Tensor xf = x.to(at::kFloat), scale = slice_scales(xf, Precision::kFP8, 1);
-  return {round_to_grid(xf / scale, Precision::kFP8).to(at::kFloat8_e4m3fn), scale};
+  const at::Tensor xf = x.to(at::kFloat), scale = slice_scales(xf, p, 1);
+  return {round_to_grid(xf / scale, p).to(p == Precision::kFP8 ? at::kFloat8_e4m3fn : at::kChar), scale};
 #else
-  (void)x;
-  SS_FAIL("FP8 tensors need PyTorch 2.1 or newer (this build has {}.{})", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
+  (void)x, (void)p;
+  SS_FAIL("quantized rows need PyTorch 2.1 or newer (this build has {}.{})", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
 #endif
-}
-
-#if SS_HAS_FLOAT8 && defined(SANASTREAM_HAS_CUDA)
-namespace {
-void check_fp8_operands(const Fp8Rows& x, const Fp8Rows& w) {
-  SS_CHECK(x.q.dim() == 2 && w.q.dim() == 2 && x.q.size(1) == w.q.size(1) && x.q.size(1) % 16 == 0 &&
-               w.q.size(0) % 16 == 0,
-           "fp8_linear: expected [M, K]·[N, K]ᵀ with K and N multiples of 16, got {} and {}", shape_str(x.q.sizes()),
-           shape_str(w.q.sizes()));
-  SS_CHECK(x.q.is_cuda(), "fp8_linear: FP8 GEMMs run on a CUDA device (fp8_gemm_available)");
 }
 }  // namespace
 
-at::Tensor fp8_linear(const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias, const at::Tensor& residual) {
-  check_fp8_operands(x, w);
+bool fp8_gemm_available(const at::Device& device, at::ScalarType dtype) { return gemm_device(device, dtype, 8, 9); }
+bool int8_gemm_available(const at::Device& device, at::ScalarType dtype) { return gemm_device(device, dtype, 8, 0); }
+
+QuantRows quantize_fp8_rows(const at::Tensor& x) { return quantize_rows(x, Precision::kFP8); }
+QuantRows quantize_int8_rows(const at::Tensor& x) { return quantize_rows(x, Precision::kINT8); }
+
+#if SS_HAS_FLOAT8 && defined(SANASTREAM_HAS_CUDA)
+namespace {
+void check_operands(const QuantRows& x, const QuantRows& w, at::ScalarType type, const char* what) {
+  SS_CHECK(x.q.dim() == 2 && w.q.dim() == 2 && x.q.size(1) == w.q.size(1) && x.q.size(1) % 16 == 0 &&
+               w.q.size(0) % 16 == 0,
+           "{}: expected [M, K]·[N, K]ᵀ with K and N multiples of 16, got {} and {}", what, shape_str(x.q.sizes()),
+           shape_str(w.q.sizes()));
+  SS_CHECK(x.q.scalar_type() == type && w.q.scalar_type() == type, "{}: expected {} operands, got {} and {}", what,
+           c10::toString(type), c10::toString(x.q.scalar_type()), c10::toString(w.q.scalar_type()));
+  SS_CHECK(x.q.is_cuda(), "{}: quantized GEMMs run on a CUDA device", what);
+}
+using Gemm = void (*)(const QuantRows&, const QuantRows&, const at::Tensor&, const at::Tensor&, at::Tensor&);
+at::Tensor linear(const QuantRows& x, const QuantRows& w, const at::Tensor& bias, const at::Tensor& residual,
+                  at::ScalarType type, const char* what, Gemm gemm) {
+  check_operands(x, w, type, what);
   at::Tensor out = at::empty({x.q.size(0), w.q.size(0)}, x.scale.options().dtype(at::kBFloat16));
-  cuda::fp8_gemm(x, w, bias, residual, out);
+  gemm(x, w, bias, residual, out);
   return out;
 }
+}  // namespace
 
-void fp8_linear_add_(at::Tensor& out, const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias) {
-  check_fp8_operands(x, w);
+at::Tensor fp8_linear(const QuantRows& x, const QuantRows& w, const at::Tensor& bias, const at::Tensor& residual) {
+  return linear(x, w, bias, residual, at::kFloat8_e4m3fn, "fp8_linear", cuda::fp8_gemm);
+}
+at::Tensor int8_linear(const QuantRows& x, const QuantRows& w, const at::Tensor& bias, const at::Tensor& residual) {
+  return linear(x, w, bias, residual, at::kChar, "int8_linear", cuda::int8_gemm);
+}
+
+void fp8_linear_add_(at::Tensor& out, const QuantRows& x, const QuantRows& w, const at::Tensor& bias) {
+  check_operands(x, w, at::kFloat8_e4m3fn, "fp8_linear_add_");
   cuda::fp8_gemm(x, w, bias, out, out);
 }
+void int8_linear_add_(at::Tensor& out, const QuantRows& x, const QuantRows& w, const at::Tensor& bias) {
+  check_operands(x, w, at::kChar, "int8_linear_add_");
+  cuda::int8_gemm(x, w, bias, out, out);
+}
 #else
-at::Tensor fp8_linear(const Fp8Rows&, const Fp8Rows&, const at::Tensor&, const at::Tensor&) {
-  SS_FAIL("FP8 GEMMs need the CUDA build with PyTorch 2.1 or newer (fp8_gemm_available)");
+namespace {
+[[noreturn]] void no_gemms() {
+  SS_FAIL("quantized GEMMs need the CUDA build with PyTorch 2.1 or newer (fp8_gemm_available, int8_gemm_available)");
 }
-
-void fp8_linear_add_(at::Tensor&, const Fp8Rows&, const Fp8Rows&, const at::Tensor&) {
-  SS_FAIL("FP8 GEMMs need the CUDA build with PyTorch 2.1 or newer (fp8_gemm_available)");
-}
+}  // namespace
+at::Tensor fp8_linear(const QuantRows&, const QuantRows&, const at::Tensor&, const at::Tensor&) { no_gemms(); }
+at::Tensor int8_linear(const QuantRows&, const QuantRows&, const at::Tensor&, const at::Tensor&) { no_gemms(); }
+void fp8_linear_add_(at::Tensor&, const QuantRows&, const QuantRows&, const at::Tensor&) { no_gemms(); }
+void int8_linear_add_(at::Tensor&, const QuantRows&, const QuantRows&, const at::Tensor&) { no_gemms(); }
 #endif
 
 }  // namespace sanastream::ops

@@ -29,27 +29,34 @@ at::Tensor round_to_grid(const at::Tensor& y, Precision p);
 // activation [..., in] per-token scales. Computed in fp32, returned in x's dtype.
 at::Tensor fake_quant(const at::Tensor& x, Precision p, int64_t dim);
 
-// Real FP8 GEMMs (issue 15): on a CUDA device of compute capability 8.9+ with PyTorch 2.1+'s
-// float8 types and cuBLASLt's per-row scaling (CUDA 12.9+; the GPU build), E4M3 operands with one
-// fp32 scale per row. The quantized values are fake_quant's: fp8_linear equals the simulated
-// dense(fake_quant(x, kFP8, −1), fake_quant(w, kFP8, 1), b) up to accumulation order and the
-// dequantized operands' rounding to the model dtype, which the GEMM skips.
-struct Fp8Rows {
-  at::Tensor q;      // [rows, cols] float8_e4m3fn
-  at::Tensor scale;  // [rows, 1] fp32: absmax / 448, 1 for an all-zero row
+// Real quantized GEMMs (issue 15), on the GPU build (PyTorch 2.1+), one fp32 scale per row of each
+// operand; the quantized values are fake_quant's, so each GEMM equals the simulated
+// dense(fake_quant(x, p, −1), fake_quant(w, p, 1), b) up to accumulation order and the dequantized
+// operands' rounding to the model dtype, which the GEMM skips.
+//   FP8: E4M3 operands, on compute capability 8.9+ with cuBLASLt's per-row scaling (CUDA 12.9+): the
+//        scales, the bias and a residual applied in the GEMM's epilogue.
+//   INT8 (W8A8): int8 operands, int32 products (cuBLASLt through at::_int_mm), then one pass
+//        (kernels::dequantize_int32) that scales them, adds the bias and the residual, writes bf16.
+struct QuantRows {
+  at::Tensor q;      // [rows, cols] float8_e4m3fn or int8
+  at::Tensor scale;  // [rows, 1] fp32: absmax / format_max, 1 for an all-zero row
   // Rows [start, start + n) (views).
-  Fp8Rows rows(int64_t start, int64_t n) const { return {q.narrow(0, start, n), scale.narrow(0, start, n)}; }
+  QuantRows rows(int64_t start, int64_t n) const { return {q.narrow(0, start, n), scale.narrow(0, start, n)}; }
 };
-// Whether fp8_linear runs on `device` for `dtype` activations (bf16 on a capable GPU).
+// Whether fp8_linear / int8_linear run on `device` for `dtype` activations (bf16 on a capable GPU).
 bool fp8_gemm_available(const at::Device& device, at::ScalarType dtype);
+bool int8_gemm_available(const at::Device& device, at::ScalarType dtype);
 // x [rows, cols] (rows evenly strided) quantized per row: the CUDA kernel on the GPU (rows of up to
 // 16,384), ATen ops elsewhere; the same values either way.
-Fp8Rows quantize_fp8_rows(const at::Tensor& x);
-// x·wᵀ·(scales) + bias [+ residual] in bf16, one cuBLASLt GEMM (the bias and the residual added in
-// its epilogue): x [M, K] and w [N, K] from quantize_fp8_rows, K and N multiples of 16; bias [N] bf16
-// or undefined; residual [M, N] bf16 or undefined.
-at::Tensor fp8_linear(const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias, const at::Tensor& residual = {});
-// out += x·wᵀ·(scales) + bias inside the GEMM; out [M, N] bf16 with unit column stride.
-void fp8_linear_add_(at::Tensor& out, const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias);
+QuantRows quantize_fp8_rows(const at::Tensor& x);
+QuantRows quantize_int8_rows(const at::Tensor& x);
+// x·wᵀ·(scales) + bias [+ residual] in bf16: x [M, K] and w [N, K] from quantize_*_rows of one
+// format, K and N multiples of 16; bias [N] bf16 or undefined; residual [M, N] bf16 or undefined.
+at::Tensor fp8_linear(const QuantRows& x, const QuantRows& w, const at::Tensor& bias, const at::Tensor& residual = {});
+at::Tensor int8_linear(const QuantRows& x, const QuantRows& w, const at::Tensor& bias,
+                       const at::Tensor& residual = {});
+// out += x·wᵀ·(scales) + bias; out [M, N] bf16 with unit column stride.
+void fp8_linear_add_(at::Tensor& out, const QuantRows& x, const QuantRows& w, const at::Tensor& bias);
+void int8_linear_add_(at::Tensor& out, const QuantRows& x, const QuantRows& w, const at::Tensor& bias);
 
 }  // namespace sanastream::ops

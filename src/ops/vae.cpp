@@ -56,7 +56,7 @@ at::Tensor fake_quant_conv_input(const at::Tensor& x, double scale) {
 }
 
 Fp8ConvWeight quantize_conv_weight_fp8(const at::Tensor& w) {
-  const Fp8Rows rows = quantize_fp8_rows(w.reshape({w.size(0), -1}));
+  const QuantRows rows = quantize_fp8_rows(w.reshape({w.size(0), -1}));
   return {rows.q.view(w.sizes()).contiguous(w.suggest_memory_format()), rows.scale.view({-1})};
 }
 

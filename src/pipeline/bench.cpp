@@ -12,6 +12,7 @@
 #include <thread>
 
 #include <c10/core/DeviceGuard.h>
+#include <fmt/ranges.h>
 #include <torch/cuda.h>
 
 #include "core/bounded_queue.h"
@@ -755,19 +756,22 @@ void bench_gdn(const BenchOptions& opt, const BenchSetup& b, json& r) {
   r["config"]["model"] = "gdn-2b-shapes-random";
 }
 
-// How a plan's quantized layers run here: FP8 ones on FP8 GEMMs where the GPU has them (layers whose
-// dims are not multiples of 16 simulated), everything else simulated (ops/quant.h).
+// How a plan's quantized layers run here: each precision on its GEMMs where the GPU has them (layers
+// whose dims are not multiples of 16 simulated), else simulated (ops/quant.h): "FP8 GEMMs",
+// "FP8 GEMMs, INT8 simulated", "simulated", …
 std::string plan_execution(const model::QuantPlan& plan, const Runtime& rt) {
-  bool fp8 = false, int8 = false;
-  for (const model::QuantGroup& g : plan.groups) {
-    fp8 = fp8 || g.precision == ops::Precision::kFP8;
-    int8 = int8 || g.precision == ops::Precision::kINT8;
+  std::vector<std::string> parts;
+  bool any_real = false;
+  for (ops::Precision p : {ops::Precision::kFP8, ops::Precision::kINT8}) {
+    const bool used = std::any_of(plan.groups.begin(), plan.groups.end(),
+                                  [&](const model::QuantGroup& g) { return g.precision == p; });
+    if (!used) continue;
+    const bool real = p == ops::Precision::kFP8 ? ops::fp8_gemm_available(rt.device, rt.dtype)
+                                                : ops::int8_gemm_available(rt.device, rt.dtype);
+    any_real = any_real || real;
+    parts.push_back(fmt::format("{} {}", p == ops::Precision::kFP8 ? "FP8" : "INT8", real ? "GEMMs" : "simulated"));
   }
-  std::string dit;
-  if (fp8 || int8)
-    dit = !fp8 || !ops::fp8_gemm_available(rt.device, rt.dtype) ? "simulated"
-          : int8                                                 ? "FP8 GEMMs, INT8 simulated"
-                                                                 : "FP8 GEMMs";
+  const std::string dit = parts.empty() ? "" : any_real ? fmt::format("{}", fmt::join(parts, ", ")) : "simulated";
   if (plan.vae != ops::Precision::kFP8) return dit;
   const std::string vae = ops::conv3d_fp8_available(rt.device, rt.dtype) ? "VAE FP8 convolutions" : "VAE simulated";
   return dit.empty() ? vae : dit + "; " + vae;

@@ -59,7 +59,7 @@ namespace {
 // The E4M3 rows [rows, cols] and scales a row kernel writes beside its output (Params: its fp8 and
 // fp8_scales fields); a build without float8 types leaves them undefined (the consumer quantizes).
 template <typename Params>
-void attach_fp8_rows(Fp8Rows& fp8, int64_t rows, int64_t cols, const at::Tensor& like, Params& p) {
+void attach_fp8_rows(QuantRows& fp8, int64_t rows, int64_t cols, const at::Tensor& like, Params& p) {
 #if SS_HAS_FLOAT8
   fp8.q = at::empty({rows, cols}, like.options().dtype(at::kFloat8_e4m3fn));
   fp8.scale = at::empty({rows, 1}, like.options().dtype(at::kFloat));
@@ -74,7 +74,7 @@ void attach_fp8_rows(Fp8Rows& fp8, int64_t rows, int64_t cols, const at::Tensor&
 // contiguous fp32 residual, updated in place; gate undefined: x += branch).
 at::Tensor launch_layer_norm_modulate(const at::Tensor& x, const at::Tensor& branch_in, const at::Tensor& gate_in,
                                       const at::Tensor& shift_in, const at::Tensor& scale_in, double eps,
-                                      at::ScalarType out_dtype, Fp8Rows* fp8) {
+                                      at::ScalarType out_dtype, QuantRows* fp8) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   SS_CHECK(C <= 16384, "layer_norm_modulate: at most 16384 channels on CUDA, got {}", C);
   at::Tensor shift = shift_in.to(at::kFloat).reshape({B, C}).contiguous();
@@ -107,13 +107,13 @@ void check_residual(const at::Tensor& x, const char* op) {
 }  // namespace
 
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps,
-                               at::ScalarType out_dtype, Fp8Rows* fp8) {
+                               at::ScalarType out_dtype, QuantRows* fp8) {
   return launch_layer_norm_modulate(x.to(at::kFloat).contiguous(), {}, {}, shift, scale, eps, out_dtype, fp8);
 }
 
 at::Tensor add_layer_norm_modulate_(at::Tensor& x, const at::Tensor& branch, const at::Tensor& shift,
                                     const at::Tensor& scale, double eps, at::ScalarType out_dtype,
-                                    const at::Tensor& gate, Fp8Rows* fp8) {
+                                    const at::Tensor& gate, QuantRows* fp8) {
   check_residual(x, "add_layer_norm_modulate_");
   return launch_layer_norm_modulate(x, branch, gate, shift, scale, eps, out_dtype, fp8);
 }
@@ -141,7 +141,7 @@ at::Tensor apply_rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at
 }
 
 at::Tensor gate_residual_(at::Tensor& x, const at::Tensor& gate_in, const at::Tensor& branch_in,
-                          at::ScalarType copy_dtype, Fp8Rows* fp8) {
+                          at::ScalarType copy_dtype, QuantRows* fp8) {
   check_residual(x, "gate_residual_");
   at::Tensor branch = branch_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);

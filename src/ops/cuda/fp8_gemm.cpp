@@ -57,7 +57,7 @@ using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, bool, b
 
 }  // namespace
 
-void fp8_gemm(const Fp8Rows& x, const Fp8Rows& w, const at::Tensor& bias, const at::Tensor& c, at::Tensor& d) {
+void fp8_gemm(const QuantRows& x, const QuantRows& w, const at::Tensor& bias, const at::Tensor& c, at::Tensor& d) {
   const int64_t M = x.q.size(0), K = x.q.size(1), N = w.q.size(0);
   SS_CHECK(x.q.stride(1) == 1 && x.q.stride(0) == K && w.q.is_contiguous() && x.scale.is_contiguous() &&
                w.scale.is_contiguous(),
