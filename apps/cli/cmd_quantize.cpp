@@ -1,4 +1,5 @@
 // sanastream quantize --profile: a mixed-precision plan chosen by measurement (docs/QUANT.md).
+#include <set>
 #include <sstream>
 
 #include "command.h"
@@ -6,21 +7,45 @@
 #include "core/json_report.h"
 #include "pipeline/edit_engine.h"
 #include "pipeline/quant_search.h"
+#include "train/data_cache.h"
 
 namespace sanastream::cli {
 
 namespace {
 struct QuantizeCli {
   pipeline::QuantSearchOptions o;
-  std::string size = "1280x704", precisions = "fp8,int8", json;
+  std::string size = "1280x704", precisions = "fp8,int8", data, json;
   bool profile = false;
 };
+
+// The first --clips clips and --prompts distinct prompts of a data cache of latents (their latent grid
+// is checked against the model's at --size by the search).
+pipeline::QuantSearchInputs read_inputs(const std::string& dir, int clips, int prompts) {
+  const train::DataCache cache(dir);
+  const train::CacheHeader& h = cache.header();
+  SS_CHECK(h.kind == train::CacheKind::kLatents, "--data {}: expected a cache of latents (train-cache --latents), got "
+           "frames", dir);
+  pipeline::QuantSearchInputs in;
+  in.name = fmt::format("--data {}", dir);
+  std::set<std::string> seen;
+  for (int64_t i = 0; i < cache.size(); ++i) {
+    const train::CacheSample s = cache.load(i);
+    if (static_cast<int>(in.clips.size()) < clips) in.clips.push_back(s.source);
+    if (s.prompt_embeds.defined() && static_cast<int>(in.prompts.size()) < prompts && seen.insert(s.prompt).second)
+      in.prompts.push_back({s.prompt_embeds, s.prompt_mask});
+  }
+  SS_CHECK(static_cast<int>(in.clips.size()) == clips && static_cast<int>(in.prompts.size()) == prompts,
+           "--data {}: it holds {} clips and {} distinct prompts; --clips {} and --prompts {} ask for more", dir,
+           cache.size(), seen.size(), clips, prompts);
+  return in;
+}
 
 void run(QuantizeCli& c) {
   SS_CHECK(c.profile, "quantize: --profile is required (it measures this device; the plan is its result)");
   const pipeline::FrameSize size = pipeline::parse_frame_size(c.size, "--size");
   c.o.deploy.width = size.width;
   c.o.deploy.height = size.height;
+  if (!c.data.empty()) c.o.inputs = read_inputs(c.data, c.o.clips, c.o.prompts);
   c.o.precisions.clear();
   std::stringstream ss(c.precisions);
   for (std::string item; std::getline(ss, item, ',');) c.o.precisions.push_back(ops::parse_precision(item));
@@ -71,8 +96,14 @@ void register_quantize(CLI::App& app) {
   sub->add_option("--first-chunk", c->o.deploy.first_chunk, "Latent frames of the first chunk")->capture_default_str();
   sub->add_option("--steps", c->o.deploy.steps, "Denoising steps per chunk")->capture_default_str();
   sub->add_option("--chunks", c->o.chunks, "Chunks per error run (at least 8)")->capture_default_str();
-  sub->add_option("--prompts", c->o.prompts, "Error runs: seeded random captions")->capture_default_str();
-  sub->add_option("--clips", c->o.clips, "Error runs: seeded random source latents")->capture_default_str();
+  sub->add_option("--prompts", c->o.prompts, "Error runs: prompts (seeded random captions, or --data's)")
+      ->capture_default_str();
+  sub->add_option("--clips", c->o.clips, "Error runs: clips (seeded random source latents, or --data's)")
+      ->capture_default_str();
+  sub->add_option("--data", c->data,
+                  "Real prompts and clips for the error runs: a data cache of latents at --size "
+                  "(train-cache --latents); its first clips and distinct prompts")
+      ->type_name("DIR");
   sub->add_option("--seed", c->o.deploy.seed, "Seed of the random weights and inputs")->capture_default_str();
   sub->add_option("--budget-seconds", c->o.budget_seconds,
                   "Start no new measurement after this long (run the command again to go on)")

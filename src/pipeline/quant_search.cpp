@@ -178,8 +178,13 @@ std::vector<std::pair<int64_t, int64_t>> depth_bands(int64_t depth) {
 
 QuantSearchReport quant_search(const QuantSearchOptions& opt) {
   SS_CHECK(opt.chunks >= 8, "--chunks: the error runs need at least 8 chunks, got {}", opt.chunks);
-  SS_CHECK(opt.prompts >= 1 && opt.clips >= 1, "--prompts and --clips: expected at least 1, got {} and {}",
-           opt.prompts, opt.clips);
+  const bool real = !opt.inputs.clips.empty() || !opt.inputs.prompts.empty();
+  SS_CHECK(!real || (!opt.inputs.clips.empty() && !opt.inputs.prompts.empty()),
+           "{}: expected clips and prompts, got {} clips and {} prompts", opt.inputs.name, opt.inputs.clips.size(),
+           opt.inputs.prompts.size());
+  const int prompts = real ? static_cast<int>(opt.inputs.prompts.size()) : opt.prompts;
+  const int clips = real ? static_cast<int>(opt.inputs.clips.size()) : opt.clips;
+  SS_CHECK(prompts >= 1 && clips >= 1, "--prompts and --clips: expected at least 1, got {} and {}", prompts, clips);
   SS_CHECK(opt.max_error > 0, "--max-error: expected a positive relative RMSE, got {}", opt.max_error);
   SS_CHECK(!opt.precisions.empty(), "--precisions: expected fp8 and/or int8");
   for (ops::Precision p : opt.precisions)
@@ -213,8 +218,9 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
                        {"efficient_cache", deploy.efficient_cache},
                        {"seed", deploy.seed},
                        {"chunks", opt.chunks},
-                       {"prompts", opt.prompts},
-                       {"clips", opt.clips},
+                       {"prompts", prompts},
+                       {"clips", clips},
+                       {"inputs", real ? opt.inputs.name : "seeded random"},
                        {"precisions", precision_names},
                        {"vae", search_vae}};
   State state(opt.state, config);
@@ -227,11 +233,33 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
   const int64_t tokens = 3 * cfg.tokens_along(H, "height") * cfg.tokens_along(W, "width");  // a steady forward
   const int64_t forwards = deploy.steps + (deploy.efficient_cache ? 0 : 1);
 
-  // The error runs' inputs: clip c's latents and prompt p's caption, seeded; the same noise for every plan.
+  for (size_t c = 0; c < opt.inputs.clips.size(); ++c) {
+    const at::Tensor& clip = opt.inputs.clips[c];
+    SS_CHECK(clip.dim() == 4 && clip.size(0) == cfg.source_channels && clip.size(1) >= T && clip.size(2) == H &&
+                 clip.size(3) == W,
+             "{}: clip {} has latents {}; the error runs need [{}, ≥ {}, {}, {}] (--size, --chunks)", opt.inputs.name,
+             c, shape_str(clip.sizes()), cfg.source_channels, T, H, W);
+  }
+  for (size_t p = 0; p < opt.inputs.prompts.size(); ++p) {
+    const auto& [embeds, mask] = opt.inputs.prompts[p];
+    SS_CHECK(embeds.dim() == 2 && embeds.size(0) == cfg.caption_length && embeds.size(1) == cfg.caption_channels &&
+                 mask.dim() == 1 && mask.size(0) == cfg.caption_length,
+             "{}: prompt {} has embeddings {} and mask {}; the DiT reads [{}, {}] and [{}]", opt.inputs.name, p,
+             shape_str(embeds.sizes()), shape_str(mask.sizes()), cfg.caption_length, cfg.caption_channels,
+             cfg.caption_length);
+  }
+  // The error runs' inputs: clip c's latents and prompt p's caption, the given ones or seeded; the same
+  // noise for every plan.
   auto inputs = [&](int p, int c) {
     io::TensorMap in;
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(deploy.seed * 7919 + 1000 * p + c + 1);
     in["inputs.noise"] = at::randn({1, cfg.latent_channels, T, H, W}, gen);
+    if (real) {
+      in["inputs.src_latents"] = opt.inputs.clips[c].narrow(1, 0, T).unsqueeze(0).to(at::kFloat);
+      in["inputs.prompt_embeds"] = opt.inputs.prompts[p].first.unsqueeze(0).to(at::kFloat);
+      in["inputs.prompt_mask"] = opt.inputs.prompts[p].second.unsqueeze(0).to(at::kLong);
+      return in;
+    }
     at::Generator clip_gen = at::make_generator<at::CPUGeneratorImpl>(deploy.seed * 7919 + 500000 + c);
     in["inputs.src_latents"] = at::randn({1, cfg.source_channels, T, H, W}, clip_gen);
     at::Generator prompt_gen = at::make_generator<at::CPUGeneratorImpl>(deploy.seed * 7919 + 900000 + p);
@@ -251,15 +279,15 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
       if (spent() > opt.budget_seconds) throw OutOfTime{};
       BenchDit q = load_bench_dit(deploy, to_plan(plan));
       double sum = 0;
-      for (int p = 0; p < opt.prompts; ++p)
-        for (int c = 0; c < opt.clips; ++c) {
+      for (int p = 0; p < prompts; ++p)
+        for (int c = 0; c < clips; ++c) {
           const io::TensorMap in = inputs(p, c);
           at::Tensor& ref = reference[{p, c}];
           if (!ref.defined()) ref = latent_edit(*base.dit, in, le).latents.cpu().to(at::kDouble);
           const at::Tensor got = latent_edit(*q.dit, in, le).latents.cpu().to(at::kDouble);
           sum += ((got - ref).pow(2).mean() / ref.pow(2).mean()).sqrt().item<double>();
         }
-      const double e = sum / (opt.prompts * opt.clips);
+      const double e = sum / (prompts * clips);
       log_info("quantize: error of {} = {:.4g}", plan_key(plan), e);
       return e;
     }, report);

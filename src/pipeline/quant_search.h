@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
 #include "ops/quant.h"
@@ -21,10 +22,19 @@
 
 namespace sanastream::pipeline {
 
+// Real inputs for the error runs: prompt embeddings and normalised source latents (a data cache's,
+// `train-cache --latents`), every prompt on every clip.
+struct QuantSearchInputs {
+  std::string name;  // what they are (recorded in the search's configuration)
+  std::vector<std::pair<at::Tensor, at::Tensor>> prompts;  // embeds [L, Cc], mask [L]
+  std::vector<at::Tensor> clips;                           // latents [Cl, T, h, w], T ≥ the runs' frames
+};
+
 struct QuantSearchOptions {
   BenchOptions deploy;  // the model, size, device, dtype, first chunk and steps it will run at (part dit)
   int chunks = 8;       // chunks per error run (at least 8)
   int prompts = 2, clips = 2;  // error runs: every prompt on every clip (seeded random captions and latents)
+  QuantSearchInputs inputs;    // or these, when it holds any (prompts and clips then count its own)
   double max_error = 0.02;     // relative RMSE of the final latents against BF16
   double min_fps = 0;          // the plan's measured dit_fps must reach it
   double min_vae_psnr = 35;    // dB: the FP8 VAE's decoded frames against BF16's (a smooth seeded clip)
