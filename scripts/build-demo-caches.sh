@@ -10,13 +10,17 @@
 #       up to 6 windows per video; DATA/caches/long: 97 frames per clip (25 latent frames = the first
 #       chunk and 8 more of 3), one window per 6 s of each video of ≥ 6 s, at most 2 per video: CRR's
 #       target-free clips. The clips carry no prompts: the trainer's edit families give them.
+#   scripts/build-demo-caches.sh search DATA PKG SANASTREAM
+#       DATA/caches/search: latents of PKG's VAE, 101 frames per clip (26 latent frames = the first
+#       chunk and 7 more of 3), 448×256, the held-out videos (footage/heldout/) from their start, each
+#       with an edit prompt of the suite's: the real inputs of `quantize --profile --data` (docs/QUANT.md).
 # PKG is a model package (its VAE encodes the latents, its text encoder the empty prompt); DATA holds
 # footage/train/. Frames are read at 16 fps. Manifests are written beside the caches. A cache that
 # exists (index.json) is kept. On failure: one line on stderr, exit 1.
 set -euo pipefail
 
-if [ $# -ne 4 ] || { [ "$1" != vae ] && [ "$1" != dit ]; }; then
-  echo "usage: $0 vae|dit DATA PKG SANASTREAM" >&2
+if [ $# -ne 4 ] || { [ "$1" != vae ] && [ "$1" != dit ] && [ "$1" != search ]; }; then
+  echo "usage: $0 vae|dit|search DATA PKG SANASTREAM" >&2
   exit 2
 fi
 stage=$1 data=$2 pkg=$3 bin=$4
@@ -24,14 +28,15 @@ fail() {
   echo "build-demo-caches: $*" >&2
   exit 1
 }
-[ -d "$data/footage/train" ] || fail "expected $data/footage/train (scripts/fetch-demo-data.sh $data ...)"
+footage=$([ "$stage" = search ] && echo heldout || echo train)
+[ -d "$data/footage/$footage" ] || fail "expected $data/footage/$footage (scripts/fetch-demo-data.sh $data ...)"
 [ -f "$pkg/model.json" ] || fail "expected a model package at $pkg"
 [ -x "$bin" ] || fail "expected the sanastream executable at $bin"
 command -v ffprobe >/dev/null || fail "expected ffprobe (Debian package ffmpeg)"
 mkdir -p "$data/caches"
 
-# "duration path" per training video, longest first (ties by name: a fixed order).
-videos=$(for f in "$data"/footage/train/*; do
+# "duration path" per video, longest first (ties by name: a fixed order).
+videos=$(for f in "$data"/footage/$footage/*; do
   d=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$f" 2>/dev/null | head -1)
   [[ "$d" =~ ^[0-9.]+$ ]] || fail "cannot read the duration of $f"
   echo "$d $f"
@@ -65,7 +70,21 @@ cache() {  # NAME SIZE FRAMES [train-cache options]
     fail "train-cache $name failed: $(tail -n1 "$data/caches/$name.log")"
 }
 
-if [ "$stage" = vae ]; then
+if [ "$stage" = search ]; then
+  # Each held-out video (by name) from its start with one prompt (and its reverse, which train-cache
+  # pairs with it).
+  prompts=("make it look like night|make it look like day" "make it black and white|bring the colours back"
+           "give it a sepia tone|remove the sepia tone")
+  i=0
+  for f in "$data"/footage/heldout/*; do
+    IFS='|' read -r prompt reverse <<<"${prompts[i % ${#prompts[@]}]}"
+    printf '{"source_video": "../footage/heldout/%s", "prompt": "%s", "reverse_prompt": "%s"}\n' "$(basename "$f")" \
+      "$prompt" "$reverse"
+    i=$((i + 1))
+  done >"$data/caches/search.jsonl.part"
+  mv -f "$data/caches/search.jsonl.part" "$data/caches/search.jsonl"
+  cache search 448x256 101 --latents
+elif [ "$stage" = vae ]; then
   # Windows every (total length / 12) seconds of every video, one per video at least: 24 clips (42 MB).
   total=$(awk '{ s += $1 } END { print s }' <<<"$videos")
   manifest "$data/caches/vae.jsonl" 0.5 1000 "$(awk -v t="$total" 'BEGIN { print t / 12 }')"

@@ -229,6 +229,7 @@ TEST(QuantizeCli, ProfileResumesAndWritesThePlanWithItsMeasurements) {
   EXPECT_GT(vae["psnr"].get<double>(), 15) << vae.dump();
   EXPECT_LT(vae["psnr"].get<double>(), 80) << vae.dump();
   EXPECT_EQ(vae["min_psnr"], 35);
+  EXPECT_EQ(vae["psnr_clip"], "smooth seeded");
   const std::string vae_precision = saved > 0 && vae["psnr"].get<double>() >= 35 ? "fp8" : "bf16";
   EXPECT_EQ(vae["precision"], vae_precision) << vae.dump();
   EXPECT_EQ(plan.value("vae", "bf16"), vae_precision);
@@ -261,8 +262,9 @@ TEST(QuantizeCli, ProfileResumesAndWritesThePlanWithItsMeasurements) {
 }
 
 // `quantize --profile --data DIR`: the error runs read a data cache's clips and distinct prompts (here
-// `train-cache --random`, noise in the shapes real ones have) instead of seeded ones, and the search
-// records where they came from; a cache with too few, or latents of another grid, is one line and exit 1.
+// `train-cache --random`, noise in the shapes real ones have) instead of seeded ones, the VAE's PSNR
+// its first clip, and the search records where they came from; a cache with too few, or latents of
+// another grid, is one line and exit 1.
 TEST(QuantizeCli, ErrorRunsReadADataCachesClipsAndPrompts) {
   const std::string dir = temp_dir("quantize-data");
   ASSERT_EQ(run_cli({"make-package", "--random-weights", "--preset", "tiny", dir + "/pkg"}).exit_code, 0);
@@ -282,6 +284,11 @@ TEST(QuantizeCli, ErrorRunsReadADataCachesClipsAndPrompts) {
   EXPECT_EQ(config["inputs"], "--data " + dir + "/cache");
   EXPECT_EQ(config["prompts"], 1);
   EXPECT_EQ(config["clips"], 2);
+  // The VAE's PSNR on the data's first clip, as the BF16 VAE decodes it.
+  const json vae = json::parse(std::ifstream(dir + "/plan.json"))["measurements"]["vae"];
+  EXPECT_EQ(vae["psnr_clip"], "--data " + dir + "/cache: its first clip, decoded by the BF16 VAE");
+  EXPECT_GT(vae["psnr"].get<double>(), 10) << vae.dump();
+  EXPECT_LT(vae["psnr"].get<double>(), 80) << vae.dump();
   r = with({"--size", "96x64", "--prompts", "2", "--out", dir + "/two.json"});  // every random prompt is "(random)"
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("it holds 2 clips and 1 distinct prompts"), std::string::npos) << r.err;

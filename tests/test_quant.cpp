@@ -199,6 +199,13 @@ TEST(QuantPlan, TheCommittedPlansFitTheirModels) {
   demo_vae.check_depth(8);
   EXPECT_EQ(demo_vae.vae, Precision::kFP8);
   EXPECT_EQ(demo_vae.block(7)("mlp.t_conv"), Precision::kFP8);
+  // The demo model's search on the H200 with real prompts and clips: its DiT plan ran slower than
+  // BF16 and was dropped; the VAE takes FP8.
+  const model::QuantPlan demo_searched = model::load_quant_plan(dir + "searched-demo-h200.json");
+  EXPECT_TRUE(demo_searched.groups.empty());
+  EXPECT_EQ(demo_searched.vae, Precision::kFP8);
+  EXPECT_EQ(demo_searched.measurements["dropped"], true);
+  EXPECT_EQ(demo_searched.measurements["search"]["config"]["inputs"], "--data build-harness/demo-cache");
 }
 
 // The DiT under a plan (CPU, fp32): the quantized projections change the output by the formats'

@@ -313,8 +313,9 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
           .get<double>();
     }, report);
   };
-  // The PSNR (dB) of a smooth seeded clip's frames streamed through the FP8 VAE (encode → decode)
-  // against the same stream through the BF16 VAE; first chunk and 3 more.
+  // The PSNR (dB) of a clip's frames streamed through the FP8 VAE (encode → decode) against the same
+  // stream through the BF16 VAE; first chunk and 3 more. The clip: the first given clip's latents
+  // decoded by the BF16 VAE (real content), else a smooth seeded one.
   auto vae_psnr = [&] {
     return state.get("vae_psnr", "fp8", [&] {
       if (spent() > opt.budget_seconds) throw OutOfTime{};
@@ -324,8 +325,19 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
       const BenchVae ref = load_bench_vae(b, {}), q = load_bench_vae(b, vae_fp8);
       const int64_t tr = ref.vae->config().temporal_ratio();
       const Runtime& vrt = ref.vae->runtime();
-      const at::Tensor clip = smooth_clip(chunk_video_frames(0, b.latent_frames, tr), ref.height, ref.width,
-                                          deploy.seed * 7919 + 700000, vrt.device);
+      at::Tensor clip;
+      if (real) {
+        const at::Tensor z = ref.vae->denormalize(
+            opt.inputs.clips[0].narrow(1, 0, b.latent_frames).unsqueeze(0).to(vrt.device, vrt.dtype));
+        model::Ltx2VaeDecodeStream decode(*ref.vae, ref.tiling);
+        std::vector<at::Tensor> parts;
+        for (size_t c = 0; c + 1 < ref.bounds.size(); ++c)
+          parts.push_back(decode.push(z.narrow(2, ref.bounds[c], ref.bounds[c + 1] - ref.bounds[c])).to(at::kFloat));
+        clip = at::cat(parts, 2).clamp_(-1, 1);
+      } else {
+        clip = smooth_clip(chunk_video_frames(0, b.latent_frames, tr), ref.height, ref.width,
+                           deploy.seed * 7919 + 700000, vrt.device);
+      }
       model::Ltx2VaeEncodeStream enc_ref(*ref.vae, ref.tiling), enc_q(*q.vae, q.tiling);
       model::Ltx2VaeDecodeStream dec_ref(*ref.vae, ref.tiling), dec_q(*q.vae, q.tiling);
       double squared = 0;  // on the [0, 1] scale
@@ -397,7 +409,8 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
     json vae = nullptr;
     bool vae_in_fp8 = false;
     if (search_vae) {
-      vae = {{"min_psnr", opt.min_vae_psnr}};
+      vae = {{"min_psnr", opt.min_vae_psnr},
+             {"psnr_clip", real ? opt.inputs.name + ": its first clip, decoded by the BF16 VAE" : "smooth seeded"}};
       double saved = 0;
       for (const char* part : {"vae-encode", "vae-decode"}) {
         const double bf16 = vae_chunk_ms(part, ops::Precision::kBF16), fp8 = vae_chunk_ms(part, ops::Precision::kFP8);

@@ -37,7 +37,7 @@ struct QuantSearchOptions {
   QuantSearchInputs inputs;    // or these, when it holds any (prompts and clips then count its own)
   double max_error = 0.02;     // relative RMSE of the final latents against BF16
   double min_fps = 0;          // the plan's measured dit_fps must reach it
-  double min_vae_psnr = 35;    // dB: the FP8 VAE's decoded frames against BF16's (a smooth seeded clip)
+  double min_vae_psnr = 35;    // dB: the FP8 VAE's frames against BF16's (inputs' first clip, or a smooth seeded one)
   std::vector<ops::Precision> precisions = {ops::Precision::kFP8, ops::Precision::kINT8};
   std::string state;           // measurements so far: read when present, rewritten after each one
   std::string out;             // the plan, written once the search is complete
