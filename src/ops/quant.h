@@ -35,7 +35,7 @@ at::Tensor fake_quant(const at::Tensor& x, Precision p, int64_t dim);
 // operands' rounding to the model dtype, which the GEMM skips.
 //   FP8: E4M3 operands, on compute capability 8.9+ with cuBLASLt's per-row scaling (CUDA 12.9+): the
 //        scales, the bias and a residual applied in the GEMM's epilogue.
-//   INT8 (W8A8): int8 operands, int32 products (cuBLASLt through at::_int_mm), then one pass
+//   INT8 (W8A8): int8 operands, int32 products (at::_int_mm), then one pass
 //        (kernels::dequantize_int32) that scales them, adds the bias and the residual, writes bf16.
 struct QuantRows {
   at::Tensor q;      // [rows, cols] float8_e4m3fn or int8
