@@ -2,6 +2,7 @@
 // keys and leaves the others null; bad options are one line and exit 1.
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <tuple>
 #include <vector>
 
@@ -240,6 +241,45 @@ TEST(QuantizeCli, ProfileResumesAndWritesThePlanWithItsMeasurements) {
   EXPECT_EQ(r2["measured"], 0);
   EXPECT_EQ(r2["reused"].get<int>(), r1["measured"].get<int>() + r1["reused"].get<int>());
   EXPECT_EQ(json::parse(std::ifstream(dir + "/plan.json"))["groups"], plan["groups"]);
+
+  // The decisions, on figures edited into the state (which the search then reuses): with FP8 twice as
+  // fast everywhere and the VAE's PSNR above the bound, the VAE takes FP8 and the DiT a plan; that
+  // plan measured slower than BF16 is dropped, faster it is kept.
+  const std::string state_path = dir + "/plan.json.state.json";
+  auto edit_state = [&](const std::function<void(json&)>& edit) {
+    json st = json::parse(std::ifstream(state_path));
+    edit(st);
+    std::ofstream(state_path) << st.dump();
+  };
+  edit_state([](json& st) {
+    for (auto& [key, ms] : st["group_ms"].items())
+      if (key.size() > 4 && key.substr(key.size() - 4) == ":fp8")
+        ms = st["group_ms"][key.substr(0, key.size() - 4) + ":bf16"].get<double>() / 2;
+    for (const char* part : {"vae-encode", "vae-decode"})
+      st["vae_chunk_ms"][std::string(part) + ":fp8"] =
+          st["vae_chunk_ms"][std::string(part) + ":bf16"].get<double>() / 2;
+    st["vae_psnr"]["fp8"] = 60.0;
+  });
+  const std::vector<std::string> loose = {"--max-error", "0.5"};  // every candidate fits
+  r = with(loose);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json m3 = json::parse(std::ifstream(dir + "/plan.json"))["measurements"];
+  EXPECT_EQ(m3["vae"]["precision"], "fp8");
+  EXPECT_EQ(json::parse(std::ifstream(dir + "/plan.json"))["vae"], "fp8");
+  std::string plan_key;
+  for (const auto& [key, fps] : m3["search"]["dit_fps"].items())
+    if (key != "bf16") plan_key = key;
+  ASSERT_FALSE(plan_key.empty()) << m3["search"]["dit_fps"].dump();
+  const double bf16_fps = m3["bf16_fps"].get<double>();
+  for (const double ratio : {0.5, 2.0}) {
+    edit_state([&](json& st) { st["dit_fps"][plan_key] = bf16_fps * ratio; });
+    r = with(loose);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const json p = json::parse(std::ifstream(dir + "/plan.json"));
+    EXPECT_EQ(p["measurements"]["dropped"], ratio < 1) << ratio;
+    EXPECT_EQ(p["groups"].empty(), ratio < 1) << ratio;
+    EXPECT_EQ(r.err.find("below BF16's") != std::string::npos, ratio < 1) << r.err;
+  }
 
   r = with({"--seed", "5"});
   EXPECT_EQ(r.exit_code, 1);

@@ -112,7 +112,6 @@ double gemm_tflops(const Runtime& rt) {
   return 2.0 * n * n * n * 10 / clock.intervals()[0] / 1e12;
 }
 
-
 // What every part shares: the runtime, the chunking and the latent grid.
 struct BenchSetup {
   Runtime rt;

@@ -202,13 +202,12 @@ QuantSearchReport quant_search(const QuantSearchOptions& opt) {
   std::vector<std::string> precision_names;
   for (ops::Precision p : opt.precisions) precision_names.push_back(ops::precision_name(p));
   // The VAE takes FP8 or BF16; DiT weights alone bring none.
+  const bool has_vae = deploy.model.empty() || is_package(deploy.model);
   const bool search_vae =
-      std::count(opt.precisions.begin(), opt.precisions.end(), ops::Precision::kFP8) > 0 &&
-      (deploy.model.empty() || is_package(deploy.model));
+      has_vae && std::count(opt.precisions.begin(), opt.precisions.end(), ops::Precision::kFP8) > 0;
   if (!search_vae)
     log_info("quantize: the VAE stays BF16 ({})",
-             deploy.model.empty() || is_package(deploy.model) ? "fp8 is not among --precisions"
-                                                               : "--model names DiT weights, not a package");
+             has_vae ? "fp8 is not among --precisions" : "--model names DiT weights, not a package");
   const json config = {{"model", deploy.model.empty() ? "2b-streaming-random" : deploy.model},
                        {"size", fmt::format("{}x{}", deploy.width, deploy.height)},
                        {"device", deploy.device},
